@@ -1,0 +1,44 @@
+"""Contacts: a node's id, its public key and where it listens."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import attrs
+
+from dhtkit.identity import node_id_for
+
+Address = tuple[str, int]
+
+
+def _to_address(value: tuple[str, int]) -> Address:
+    return (str(value[0]), int(value[1]))
+
+
+@lru_cache(maxsize=65536)
+def _cached_node_id(public_key: bytes) -> bytes:
+    # Contacts are decoded by the dozen from every FIND_NODE reply and the same
+    # keys recur, so the hash is worth remembering.
+    return node_id_for(public_key)
+
+
+@attrs.frozen(slots=True)
+class Contact:
+    """A peer as the routing tables know it.
+
+    ``node_id`` is always the hash of ``public_key``: build contacts with
+    :meth:`from_key`, which derives it, so a contact can never carry an id
+    its key does not prove.
+    """
+
+    node_id: bytes
+    public_key: bytes
+    address: Address = attrs.field(converter=_to_address)
+
+    @classmethod
+    def from_key(cls, public_key: bytes, address: Address) -> Contact:
+        """The contact for ``public_key`` listening at ``address``."""
+        return cls(_cached_node_id(public_key), public_key, address)
+
+    def __repr__(self) -> str:
+        return "Contact({}, {}:{})".format(self.node_id.hex()[:12], *self.address)

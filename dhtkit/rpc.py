@@ -1,0 +1,531 @@
+"""Authenticated request/reply over UDP.
+
+:class:`RPCProtocol` is a plain :class:`~twisted.internet.protocol.DatagramProtocol`:
+hand it to ``reactor.listenUDP`` (or to the simulator's, which is the same
+call). Every datagram goes through one path: rate limit, :func:`wire.decode`,
+node-id and authenticator check, replay check; then a query goes to the
+handler registered for its method and a reply to the call waiting for it.
+Anything that fails a check is dropped and counted, never raised.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
+from operator import itemgetter
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.error import MessageLengthError
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from dhtkit import wire
+from dhtkit.contact import Address, Contact
+from dhtkit.identity import Identity
+from dhtkit.ratelimit import RateLimiter
+
+Handler = Callable[[Contact, Any], Any]
+Listener = Callable[[Contact], None]
+
+#: The width of one generation of the replay window, in the sender's
+#: microseconds: a datagram delayed or reordered by more than one or two
+#: generations is refused as a replay.
+REPLAY_GENERATION_US = 2_000_000
+
+
+class RPCError(Exception):
+    """Base class of everything a call can fail with."""
+
+
+class RPCTimeout(RPCError):
+    """No reply came within the timeout, after every retry."""
+
+
+class RPCStopped(RPCError):
+    """The protocol stopped listening while the call was waiting."""
+
+
+class RemoteError(RPCError):
+    """The peer answered with an error.
+
+    Handlers raise it to send a typed error: ``code`` travels to the caller,
+    who gets a ``RemoteError`` with the same code and message.
+    """
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return "{}: {}".format(self.code, self.message) if self.message else self.code
+
+
+class _ReplayWindow:
+    """Which sequence numbers of one sender were already accepted.
+
+    Two generations of accepted numbers are kept; a number older than both is
+    refused, so memory is bounded by what the sender sends in a few seconds.
+    """
+
+    __slots__ = ("current", "generation", "previous")
+
+    def __init__(self) -> None:
+        self.generation = -2
+        self.current: set[int] = set()
+        self.previous: set[int] = set()
+
+    def accept(self, seq: int) -> bool:
+        generation = seq // REPLAY_GENERATION_US
+        if generation > self.generation:
+            if generation == self.generation + 1:
+                self.previous = self.current
+            else:
+                self.previous = set()
+            self.current = set()
+            self.generation = generation
+        elif generation < self.generation - 1:
+            return False
+        seen = self.current if generation == self.generation else self.previous
+        if seq in seen:
+            return False
+        seen.add(seq)
+        return True
+
+
+class _Session:
+    """What we remember of a peer whose messages verified."""
+
+    __slots__ = ("key", "window")
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.window = _ReplayWindow()
+
+
+class _Pending:
+    __slots__ = (
+        "address",
+        "args",
+        "deferred",
+        "method",
+        "peer_key",
+        "timeout",
+        "timer",
+        "tries_left",
+    )
+
+    def __init__(
+        self,
+        deferred: defer.Deferred[tuple[Contact, Any]],
+        address: Address,
+        peer_key: bytes | None,
+        method: str,
+        args: Any,
+        tries_left: int,
+        timeout: float,
+    ) -> None:
+        self.deferred = deferred
+        self.timer: IDelayedCall | None = None
+        self.address = address
+        self.peer_key = peer_key
+        self.method = method
+        self.args = args
+        self.tries_left = tries_left
+        self.timeout = timeout
+
+
+_COUNTERS = (
+    "received",
+    "sent",
+    "queries_sent",
+    "queries_received",
+    "replies_received",
+    "errors_sent",
+    "errors_received",
+    "retries",
+    "timeouts",
+    "send_errors",
+    "dropped_rate_limited",
+    "dropped_malformed",
+    "dropped_oversized",
+    "dropped_bad_node_id",
+    "dropped_bad_auth",
+    "dropped_replay",
+    "dropped_stale",
+    "dropped_self",
+    "dropped_unexpected_reply",
+)
+
+
+class RPCProtocol(DatagramProtocol):
+    """Authenticated RPC over one UDP socket.
+
+    :param identity: whose key signs and MACs what we send.
+    :param reactor: the clock for timeouts (and the time in sequence numbers).
+    :param timeout: seconds to wait for a reply, per attempt.
+    :param retries: how many times a call is resent before :class:`RPCTimeout`.
+    :param rate: datagrams per second accepted from one source host.
+    :param burst: how many a source may send at once above ``rate``.
+    :param max_sessions: peers whose session keys and replay windows are kept.
+    :param max_clock_skew: how far (seconds) the first datagram of a peer we
+        hold no session for may be from our clock; older ones are refused as
+        possible replays.
+    :param rng: source of transaction ids (inject a seeded one in simulations).
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        identity: Identity,
+        reactor: IReactorTime,
+        *,
+        timeout: float = 2.0,
+        retries: int = 1,
+        max_datagram: int = wire.MAX_DATAGRAM,
+        rate: float = 250.0,
+        burst: float = 500.0,
+        max_sessions: int = 10_000,
+        max_clock_skew: float = 600.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.identity = identity
+        self.reactor = reactor
+        self.timeout = timeout
+        self.retries = retries
+        self.max_datagram = max_datagram
+        self.max_sessions = max_sessions
+        self.max_clock_skew_us = int(max_clock_skew * 1_000_000)
+        self.limiter = RateLimiter(rate, burst)
+        self._rng = rng if rng is not None else random.Random(os.urandom(16))
+        self._handlers: dict[str, Handler] = {"ping": _answer_ping}
+        self._listeners: list[Listener] = []
+        self._pending: dict[int, _Pending] = {}
+        self._sessions: OrderedDict[bytes, _Session] = OrderedDict()
+        self._seq = 0
+        self.counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+
+    # -- registry ------------------------------------------------------------
+
+    def register(self, method: str, handler: Handler) -> None:
+        """Answer queries for ``method`` with ``handler(sender, args)``.
+
+        The handler returns the result, a Deferred or a coroutine of it, or
+        raises :class:`RemoteError` to send a typed error. Any other exception
+        is logged and answered with the error code ``internal``.
+        """
+        if len(method) > wire.MAX_METHOD_LENGTH:
+            raise ValueError(
+                "method names are at most {} characters".format(wire.MAX_METHOD_LENGTH)
+            )
+        self._handlers[method] = handler
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(contact)`` for the sender of every verified message."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener``."""
+        self._listeners.remove(listener)
+
+    @property
+    def contact(self) -> Contact | None:
+        """This node as others reach it, once listening."""
+        if self.transport is None:
+            return None
+        host = self.transport.getHost()
+        return Contact.from_key(self.identity.public_key, (host.host, host.port))
+
+    # -- calls ----------------------------------------------------------------
+
+    def call(
+        self,
+        address: Address,
+        method: str,
+        args: Any = None,
+        *,
+        key: bytes | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+    ) -> defer.Deferred[Any]:
+        """Send a query and fire with the peer's result.
+
+        With ``key`` (the peer's public key, as contacts carry it) the query is
+        MAC'd and only that peer's reply is accepted; without it the query is
+        signed, for a first exchange with an address whose node is unknown.
+
+        Fails with :class:`RPCTimeout`, :class:`RemoteError`, or
+        :class:`RPCStopped`; cancelling the Deferred abandons the call.
+        """
+        return self._call(address, method, args, key, timeout, retries).addCallback(itemgetter(1))
+
+    def _call(
+        self,
+        address: Address,
+        method: str,
+        args: Any,
+        key: bytes | None,
+        timeout: float | None,
+        retries: int | None,
+    ) -> defer.Deferred[tuple[Contact, Any]]:
+        # Fires with (the contact that answered, its result).
+        if self.transport is None:
+            return defer.fail(RPCStopped("the RPC protocol is not listening"))
+        txid = self._rng.getrandbits(32)
+        while txid in self._pending:
+            txid = self._rng.getrandbits(32)
+
+        def cancel(_: defer.Deferred[Any]) -> None:
+            pending = self._pending.pop(txid, None)
+            if pending is not None and pending.timer is not None and pending.timer.active():
+                pending.timer.cancel()
+
+        d: defer.Deferred[tuple[Contact, Any]] = defer.Deferred(cancel)
+        pending = _Pending(
+            d,
+            (address[0], address[1]),
+            key,
+            method,
+            args,
+            self.retries if retries is None else retries,
+            self.timeout if timeout is None else timeout,
+        )
+        self._pending[txid] = pending
+        try:
+            self._send_query(txid, pending)
+        except wire.WireError as e:
+            del self._pending[txid]
+            return defer.fail(e)
+        return d
+
+    def call_contact(
+        self, contact: Contact, method: str, args: Any = None, **kw: Any
+    ) -> defer.Deferred[Any]:
+        """:meth:`call` a known contact (MAC'd, and only it may answer)."""
+        return self.call(contact.address, method, args, key=contact.public_key, **kw)
+
+    def ping(self, address: Address, key: bytes | None = None) -> defer.Deferred[Contact]:
+        """Ping an address; fire with the (verified) contact that answered."""
+        return self._call(address, "ping", None, key, None, None).addCallback(itemgetter(0))
+
+    def _send_query(self, txid: int, pending: _Pending) -> None:
+        body = wire.encode_body(
+            wire.QUERY, txid, pending.method, pending.args, self.identity, self._next_seq()
+        )
+        if pending.peer_key is None:
+            auth = wire.sign(body, self.identity)
+        else:
+            auth = wire.mac(body, self._session_key(pending.peer_key))
+        self._write(wire.seal(body, auth, self.max_datagram), pending.address)
+        self.counters["queries_sent"] += 1
+        pending.timer = self.reactor.callLater(pending.timeout, self._timed_out, txid)
+
+    def _timed_out(self, txid: int) -> None:
+        pending = self._pending.get(txid)
+        if pending is None:
+            return
+        if pending.tries_left > 0:
+            pending.tries_left -= 1
+            self.counters["retries"] += 1
+            self._send_query(txid, pending)
+            return
+        del self._pending[txid]
+        self.counters["timeouts"] += 1
+        pending.deferred.errback(
+            RPCTimeout("{} to {}:{} timed out".format(pending.method, *pending.address))
+        )
+
+    # -- receiving ------------------------------------------------------------
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802 (Twisted's name)
+        counters = self.counters
+        counters["received"] += 1
+        host = addr[0]
+        if not self.limiter.allow(host, self.reactor.seconds()):
+            counters["dropped_rate_limited"] += 1
+            return
+        try:
+            message = wire.decode(data, self.max_datagram)
+            if message.sender_key == self.identity.public_key:
+                counters["dropped_self"] += 1
+                return
+            session = self._sessions.get(message.sender_key)
+            if session is not None:
+                wire.verify(message, session.key)
+                if not session.window.accept(message.seq):
+                    counters["dropped_replay"] += 1
+                    return
+                self._sessions.move_to_end(message.sender_key)
+            else:
+                # A peer we hold nothing for: its datagram must be fresh, since
+                # no window remembers what it sent before.
+                skew = message.seq - int(self.reactor.seconds() * 1_000_000)
+                if not -self.max_clock_skew_us <= skew <= self.max_clock_skew_us:
+                    counters["dropped_stale"] += 1
+                    return
+                key = wire.session_key(self.identity, message.sender_key)
+                wire.verify(message, key)
+                session = self._new_session(message.sender_key, key)
+                session.window.accept(message.seq)
+        except wire.WireError as e:
+            counters["dropped_" + e.cause] += 1
+            return
+        sender = Contact(message.sender_id, message.sender_key, (host, addr[1]))
+        for listener in self._listeners:
+            listener(sender)
+        if message.kind == wire.QUERY:
+            counters["queries_received"] += 1
+            self._handle_query(message, sender, session.key)
+        else:
+            self._handle_reply(message, sender)
+
+    def _handle_reply(self, message: wire.Message, sender: Contact) -> None:
+        pending = self._pending.get(message.txid)
+        # With the peer's key known, its MAC proves the reply whatever address
+        # it came from (multi-homed hosts); without it, the address must match.
+        if pending is None or (
+            pending.peer_key != sender.public_key
+            if pending.peer_key is not None
+            else pending.address != sender.address
+        ):
+            self.counters["dropped_unexpected_reply"] += 1
+            return
+        del self._pending[message.txid]
+        if pending.timer is not None and pending.timer.active():
+            pending.timer.cancel()
+        if message.kind == wire.RESPONSE:
+            self.counters["replies_received"] += 1
+            pending.deferred.callback((sender, message.payload))
+            return
+        self.counters["errors_received"] += 1
+        payload = message.payload
+        if type(payload) is list and len(payload) == 2 and all(type(p) is str for p in payload):
+            pending.deferred.errback(RemoteError(payload[0], payload[1]))
+        else:
+            pending.deferred.errback(RemoteError("malformed_error", repr(payload)[:200]))
+
+    def _handle_query(self, message: wire.Message, sender: Contact, key: bytes) -> None:
+        handler = self._handlers.get(message.method)
+        if handler is None:
+            self._reply_error(message, sender, key, RemoteError("unknown_method", message.method))
+            return
+        try:
+            result = handler(sender, message.payload)
+        except RemoteError as e:
+            self._reply_error(message, sender, key, e)
+            return
+        except Exception:
+            self._log.failure("handler for {method} failed", method=message.method)
+            self._reply_error(message, sender, key, RemoteError("internal", "internal error"))
+            return
+        if isinstance(result, Coroutine):
+            result = defer.Deferred.fromCoroutine(result)
+        if isinstance(result, defer.Deferred):
+            result.addCallbacks(
+                lambda value: self._reply(message, sender, key, value),
+                lambda failure: self._reply_failure(message, sender, key, failure),
+            )
+        else:
+            self._reply(message, sender, key, result)
+
+    def _reply(self, message: wire.Message, sender: Contact, key: bytes, value: Any) -> None:
+        try:
+            body = wire.encode_body(
+                wire.RESPONSE, message.txid, "", value, self.identity, self._next_seq()
+            )
+            data = wire.seal(body, wire.mac(body, key), self.max_datagram)
+        except wire.WireError as e:
+            self._log.error(
+                "reply to {method} cannot be sent: {error}", method=message.method, error=str(e)
+            )
+            self._reply_error(message, sender, key, RemoteError("internal", "reply too large"))
+            return
+        self._write(data, sender.address)
+
+    def _reply_failure(
+        self, message: wire.Message, sender: Contact, key: bytes, failure: Failure
+    ) -> None:
+        if isinstance(failure.value, RemoteError):
+            self._reply_error(message, sender, key, failure.value)
+            return
+        self._log.failure("handler for {method} failed", failure, method=message.method)
+        self._reply_error(message, sender, key, RemoteError("internal", "internal error"))
+
+    def _reply_error(
+        self, message: wire.Message, sender: Contact, key: bytes, error: RemoteError
+    ) -> None:
+        body = wire.encode_body(
+            wire.ERROR,
+            message.txid,
+            "",
+            [error.code[:64], error.message[:400]],
+            self.identity,
+            self._next_seq(),
+        )
+        self.counters["errors_sent"] += 1
+        self._write(wire.seal(body, wire.mac(body, key), self.max_datagram), sender.address)
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        # Microseconds of our clock, and strictly increasing: unique for the
+        # replay windows, and close to real time for a peer that restarted.
+        now = int(self.reactor.seconds() * 1_000_000)
+        self._seq = now if now > self._seq else self._seq + 1
+        return self._seq
+
+    def _session_key(self, peer_key: bytes) -> bytes:
+        session = self._sessions.get(peer_key)
+        if session is not None:
+            return session.key
+        return self._new_session(peer_key, wire.session_key(self.identity, peer_key)).key
+
+    def _new_session(self, peer_key: bytes, key: bytes) -> _Session:
+        session = self._sessions[peer_key] = _Session(key)
+        if len(self._sessions) > self.max_sessions:
+            self._sessions.popitem(last=False)
+        return session
+
+    def _write(self, data: bytes, address: Address) -> None:
+        if self.transport is None:  # stopped while a handler was still working
+            self.counters["send_errors"] += 1
+            return
+        try:
+            self.transport.write(data, address)
+        except (OSError, MessageLengthError) as e:
+            self.counters["send_errors"] += 1
+            self._log.warn(
+                "cannot send to {host}:{port}: {error}",
+                host=address[0],
+                port=address[1],
+                error=str(e),
+            )
+            return
+        self.counters["sent"] += 1
+
+    def stopProtocol(self) -> None:  # noqa: N802 (Twisted's name)
+        """Fail every waiting call with :class:`RPCStopped`."""
+        pending, self._pending = self._pending, {}
+        for call in pending.values():
+            if call.timer is not None and call.timer.active():
+                call.timer.cancel()
+            call.deferred.errback(RPCStopped("stopped listening"))
+
+    def stats(self) -> dict[str, int]:
+        """A copy of the counters, plus sessions and calls in flight."""
+        out = dict(self.counters)
+        out["dropped"] = sum(v for k, v in self.counters.items() if k.startswith("dropped_"))
+        out["sessions"] = len(self._sessions)
+        out["pending_calls"] = len(self._pending)
+        return out
+
+
+def _answer_ping(sender: Contact, args: Any) -> list[Any]:
+    # The address the ping came from: how the asker is seen from outside.
+    return wire.encode_address(sender.address)

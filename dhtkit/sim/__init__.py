@@ -1,0 +1,1 @@
+"""The virtual network: the real protocol code on one simulated clock."""

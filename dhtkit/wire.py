@@ -1,0 +1,308 @@
+"""The datagram format: a CBOR envelope, validated and authenticated.
+
+A datagram is the CBOR array ``[body, auth]``. ``body`` is a byte string
+holding the CBOR array::
+
+    [version, kind, txid, method, payload, sender_key, sender_id, seq]
+
+and ``auth`` authenticates exactly those bytes, so nothing is re-encoded to
+check it. ``auth`` is one of:
+
+* a 16-byte BLAKE2b MAC under the session key the two peers share (X25519
+  agreement over their Ed25519 keys): microseconds to make and check;
+* a 64-byte Ed25519 signature, for a query to an address whose key the
+  sender does not know yet (a bootstrap node); every reply is MAC'd, since
+  the query told the responder who asked.
+
+Either proves that the sender holds the private key behind ``sender_key``;
+``sender_id`` must be the hash of that key. ``seq`` is the sender's
+per-datagram counter, which the RPC layer uses to refuse replays.
+
+Everything here is pure: no clock, no sockets. Each failure is a
+:class:`WireError` subclass whose ``cause`` names the counter it goes to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import socket
+from typing import Any, ClassVar
+
+import attrs
+import cbor2
+from nacl.bindings import (
+    crypto_scalarmult,
+    crypto_sign_ed25519_pk_to_curve25519,
+    crypto_sign_open,
+)
+from nacl.exceptions import BadSignatureError
+
+from dhtkit.contact import Address, Contact, _cached_node_id
+from dhtkit.identity import ID_BYTES, PUBLIC_KEY_BYTES, Identity
+
+VERSION = 1
+QUERY, RESPONSE, ERROR = 0, 1, 2
+KINDS = (QUERY, RESPONSE, ERROR)
+
+MAX_DATAGRAM = 1400
+MAC_BYTES = 16
+SIGNATURE_BYTES = 64
+SESSION_KEY_BYTES = 32
+MAX_METHOD_LENGTH = 64
+MAX_TXID = 2**32
+MAX_SEQ = 2**64
+MAX_PAYLOAD_DEPTH = 12
+
+_SIGNATURE_CONTEXT = b"dhtkit-datagram-v1:"
+_SESSION_PERSON = b"dhtkit-session1"
+
+
+class WireError(ValueError):
+    """A datagram that must be dropped; ``cause`` names its counter."""
+
+    cause: ClassVar[str] = "malformed"
+
+
+class MalformedMessage(WireError):
+    """Not a dhtkit datagram: bad CBOR, wrong types or lengths."""
+
+    cause = "malformed"
+
+
+class MessageTooLarge(WireError):
+    """Larger than the datagram size limit."""
+
+    cause = "oversized"
+
+
+class BadNodeId(WireError):
+    """The sender's node id is not the hash of its public key."""
+
+    cause = "bad_node_id"
+
+
+class BadAuthenticator(WireError):
+    """The MAC or signature does not match the body and the sender's key."""
+
+    cause = "bad_auth"
+
+
+@attrs.frozen(slots=True)
+class Message:
+    """A decoded datagram whose structure is valid but whose ``auth`` is not
+    yet checked: see :func:`verify`."""
+
+    kind: int
+    txid: int
+    method: str
+    payload: Any
+    sender_key: bytes
+    sender_id: bytes
+    seq: int
+    body: bytes = attrs.field(repr=False)
+    auth: bytes = attrs.field(repr=False)
+
+    @property
+    def signed(self) -> bool:
+        """Whether ``auth`` is a signature (else a session MAC)."""
+        return len(self.auth) == SIGNATURE_BYTES
+
+
+def encode_body(
+    kind: int, txid: int, method: str, payload: Any, identity: Identity, seq: int
+) -> bytes:
+    """The canonical bytes that the authenticator covers."""
+    try:
+        return cbor2.dumps(
+            [VERSION, kind, txid, method, payload, identity.public_key, identity.node_id, seq]
+        )
+    except (cbor2.CBOREncodeError, TypeError, ValueError) as e:
+        raise MalformedMessage("payload cannot be encoded: {}".format(e)) from e
+
+
+def seal(body: bytes, auth: bytes, max_size: int = MAX_DATAGRAM) -> bytes:
+    """The datagram carrying ``body`` and its authenticator."""
+    data = cbor2.dumps([body, auth])
+    if len(data) > max_size:
+        raise MessageTooLarge(
+            "datagram of {} bytes exceeds the limit of {}".format(len(data), max_size)
+        )
+    return data
+
+
+def mac(body: bytes, session_key: bytes) -> bytes:
+    """The 16-byte MAC of ``body`` under a session key."""
+    return hashlib.blake2b(body, key=session_key, digest_size=MAC_BYTES).digest()
+
+
+def sign(body: bytes, identity: Identity) -> bytes:
+    """The Ed25519 signature of ``body``, domain-separated."""
+    return identity.sign(_SIGNATURE_CONTEXT + body)
+
+
+def session_key(identity: Identity, peer_public_key: bytes) -> bytes:
+    """The symmetric key two nodes share: X25519 over their converted keys.
+
+    Both sides compute the same value; hashing in both public keys (in a fixed
+    order) binds the key to the pair.
+
+    :raises BadAuthenticator: the peer's key is not a usable curve point.
+    """
+    try:
+        peer_curve = crypto_sign_ed25519_pk_to_curve25519(peer_public_key)
+        shared = crypto_scalarmult(identity.curve25519_secret(), peer_curve)
+    except Exception as e:  # libsodium refuses low-order and invalid points
+        raise BadAuthenticator("unusable public key: {}".format(e)) from e
+    low, high = sorted((identity.public_key, peer_public_key))
+    return hashlib.blake2b(
+        shared + low + high, digest_size=SESSION_KEY_BYTES, person=_SESSION_PERSON
+    ).digest()
+
+
+def decode(data: bytes, max_size: int = MAX_DATAGRAM) -> Message:
+    """Parse and validate a datagram, without checking its authenticator.
+
+    Any input either returns a :class:`Message` or raises :class:`WireError`.
+    """
+    if len(data) > max_size:
+        raise MessageTooLarge(
+            "datagram of {} bytes exceeds the limit of {}".format(len(data), max_size)
+        )
+    try:
+        outer = cbor2.loads(data)
+        if type(outer) is not list or len(outer) != 2:
+            raise MalformedMessage("the envelope is not a two-item array")
+        body, auth = outer
+        if type(body) is not bytes or type(auth) is not bytes:
+            raise MalformedMessage("the envelope holds no body and authenticator")
+        fields = cbor2.loads(body)
+    except WireError:
+        raise
+    except Exception as e:  # cbor2 raises many types on hostile input
+        raise MalformedMessage("undecodable CBOR: {}".format(type(e).__name__)) from None
+    if type(fields) is not list or len(fields) != 8:
+        raise MalformedMessage("the body is not an eight-item array")
+    version, kind, txid, method, payload, sender_key, sender_id, seq = fields
+    if version != VERSION or type(version) is not int:
+        raise MalformedMessage("unsupported version {!r}".format(version))
+    if type(kind) is not int or kind not in KINDS:
+        raise MalformedMessage("unknown kind")
+    if type(txid) is not int or not 0 <= txid < MAX_TXID:
+        raise MalformedMessage("bad transaction id")
+    if type(method) is not str or len(method) > MAX_METHOD_LENGTH:
+        raise MalformedMessage("bad method name")
+    if type(seq) is not int or not 0 <= seq < MAX_SEQ:
+        raise MalformedMessage("bad sequence number")
+    if type(sender_key) is not bytes or len(sender_key) != PUBLIC_KEY_BYTES:
+        raise MalformedMessage("bad sender key")
+    if type(sender_id) is not bytes or len(sender_id) != ID_BYTES:
+        raise MalformedMessage("bad sender id")
+    if len(auth) not in (MAC_BYTES, SIGNATURE_BYTES):
+        raise MalformedMessage("bad authenticator length")
+    if kind != QUERY and len(auth) != MAC_BYTES:
+        raise MalformedMessage("replies are authenticated by MAC")
+    check_plain(payload)
+    if _cached_node_id(sender_key) != sender_id:
+        raise BadNodeId("node id is not the hash of the sender's key")
+    return Message(kind, txid, method, payload, sender_key, sender_id, seq, body, auth)
+
+
+def verify(message: Message, session_key: bytes | None) -> None:
+    """Check the authenticator: the MAC under ``session_key``, or the signature.
+
+    :raises BadAuthenticator: it does not match.
+    """
+    if message.signed:
+        try:
+            crypto_sign_open(message.auth + _SIGNATURE_CONTEXT + message.body, message.sender_key)
+        except (BadSignatureError, ValueError, TypeError) as e:
+            raise BadAuthenticator("bad signature") from e
+        return
+    if session_key is None or not hmac.compare_digest(mac(message.body, session_key), message.auth):
+        raise BadAuthenticator("bad MAC")
+
+
+_PLAIN_SCALARS = (bytes, str, int, float, bool, type(None))
+
+
+def check_plain(value: Any, depth: int = 0) -> None:
+    """Accept only plain CBOR data: no tags, no shared references, bounded depth.
+
+    cbor2 turns semantic tags into datetimes, sets, regular expressions and
+    even cyclic structures; none of them belongs in a payload.
+    """
+    if depth > MAX_PAYLOAD_DEPTH:
+        raise MalformedMessage("payload nested too deeply")
+    t = type(value)
+    if t in _PLAIN_SCALARS:
+        return
+    if t is list:
+        for item in value:
+            if type(item) not in _PLAIN_SCALARS:
+                check_plain(item, depth + 1)
+        return
+    if t is dict:
+        for key, item in value.items():
+            if type(key) not in (str, bytes, int):
+                raise MalformedMessage("map keys are text, bytes or integers")
+            if type(item) not in _PLAIN_SCALARS:
+                check_plain(item, depth + 1)
+        return
+    raise MalformedMessage("payload holds a {}".format(t.__name__))
+
+
+def _pack_ip(host: str) -> bytes:
+    # inet_pton is C and an order of magnitude faster than the ipaddress module,
+    # which matters for the twenty contacts of every FIND_NODE reply.
+    try:
+        return socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except (OSError, ValueError) as e:
+        raise MalformedMessage("{!r} is not an IP address".format(host)) from e
+
+
+def encode_address(address: Address) -> list[Any]:
+    """An address as ``[packed IP, port]``: 4 or 16 bytes and an integer."""
+    return [_pack_ip(address[0]), address[1]]
+
+
+def encode_contact(contact: Contact) -> list[Any]:
+    """A contact as ``[public key, packed IP, port]``; the id is derived."""
+    return [contact.public_key, _pack_ip(contact.address[0]), contact.address[1]]
+
+
+def encode_contacts(contacts: list[Contact]) -> list[list[Any]]:
+    """Contacts for a payload."""
+    return [encode_contact(c) for c in contacts]
+
+
+def decode_address(packed: Any, port: Any) -> Address:
+    """The address of ``[packed IP, port]``, or MalformedMessage."""
+    if type(port) is not int or not 0 < port < 65536:
+        raise MalformedMessage("bad port")
+    if type(packed) is bytes:
+        if len(packed) == 4:
+            return (socket.inet_ntop(socket.AF_INET, packed), port)
+        if len(packed) == 16:
+            return (socket.inet_ntop(socket.AF_INET6, packed), port)
+    raise MalformedMessage("bad IP address")
+
+
+def decode_contact(value: Any) -> Contact:
+    """The contact of ``[public key, packed IP, port]``, or MalformedMessage.
+
+    The node id is computed from the key, never taken from the sender.
+    """
+    if type(value) is not list or len(value) != 3:
+        raise MalformedMessage("a contact is a three-item array")
+    key, packed, port = value
+    if type(key) is not bytes or len(key) != PUBLIC_KEY_BYTES:
+        raise MalformedMessage("bad contact key")
+    return Contact.from_key(key, decode_address(packed, port))
+
+
+def decode_contacts(value: Any, limit: int = 64) -> list[Contact]:
+    """A list of contacts from a payload, or MalformedMessage."""
+    if type(value) is not list or len(value) > limit:
+        raise MalformedMessage("a contact list is an array of at most {}".format(limit))
+    return [decode_contact(item) for item in value]

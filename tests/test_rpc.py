@@ -1,0 +1,492 @@
+from __future__ import annotations
+
+from typing import Any
+
+import cbor2
+import pytest
+import pytest_twisted
+from twisted.internet import defer, task
+from twisted.internet.testing import FakeDatagramTransport
+
+from dhtkit import wire
+from dhtkit.contact import Contact
+from dhtkit.identity import Identity
+from dhtkit.rpc import (
+    REPLAY_GENERATION_US,
+    RemoteError,
+    RPCProtocol,
+    RPCStopped,
+    RPCTimeout,
+    _ReplayWindow,
+)
+
+A_ADDR = ("10.0.0.1", 4000)
+B_ADDR = ("10.0.0.2", 4000)
+
+
+class Pair:
+    """Two protocols on one clock, with datagrams moved by hand."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.clock = task.Clock()
+        self.clock.advance(1_000_000)
+        self.a = self.make(Identity(b"\1" * 32), **kw)
+        self.b = self.make(Identity(b"\2" * 32), **kw)
+
+    def make(self, identity: Identity, **kw: Any) -> RPCProtocol:
+        proto = RPCProtocol(identity, self.clock, **kw)
+        proto.makeConnection(FakeDatagramTransport())
+        return proto
+
+    @staticmethod
+    def take(proto: RPCProtocol) -> list[tuple[bytes, Any]]:
+        written = list(proto.transport.written)
+        proto.transport.written.clear()
+        return written
+
+    def a_to_b(self) -> list[bytes]:
+        sent = self.take(self.a)
+        for data, addr in sent:
+            assert addr == B_ADDR
+            self.b.datagramReceived(data, A_ADDR)
+        return [data for data, _ in sent]
+
+    def b_to_a(self) -> list[bytes]:
+        sent = self.take(self.b)
+        for data, addr in sent:
+            assert addr == A_ADDR
+            self.a.datagramReceived(data, B_ADDR)
+        return [data for data, _ in sent]
+
+    def exchange(self) -> None:
+        while self.a.transport.written or self.b.transport.written:
+            self.a_to_b()
+            self.b_to_a()
+
+    @property
+    def b_contact(self) -> Contact:
+        return Contact.from_key(self.b.identity.public_key, B_ADDR)
+
+
+def result_of(d: defer.Deferred[Any]) -> Any:
+    results: list[Any] = []
+    d.addBoth(results.append)
+    assert results, "the Deferred has not fired"
+    return results[0]
+
+
+def test_a_first_ping_is_signed_and_returns_the_verified_contact() -> None:
+    pair = Pair()
+    d = pair.a.ping(B_ADDR)
+    (query,) = pair.a_to_b()
+    assert wire.decode(query).signed
+    pair.b_to_a()
+    contact = result_of(d)
+    assert contact == pair.b_contact
+    assert contact.node_id == pair.b.identity.node_id
+
+
+def test_calls_to_a_known_key_are_maced() -> None:
+    pair = Pair()
+    pair.b.register("echo", lambda sender, args: args)
+    d = pair.a.call_contact(pair.b_contact, "echo", {"x": [1, b"2"]})
+    (query,) = pair.a_to_b()
+    assert not wire.decode(query).signed
+    (reply,) = pair.b_to_a()
+    assert not wire.decode(reply).signed
+    assert result_of(d) == {"x": [1, b"2"]}
+
+
+def test_the_ping_answer_carries_the_address_the_asker_was_seen_from() -> None:
+    pair = Pair()
+    d = pair.a.call(B_ADDR, "ping")
+    pair.exchange()
+    assert wire.decode_address(*result_of(d)) == A_ADDR
+
+
+def test_handlers_see_the_verified_sender_and_may_return_deferreds_or_coroutines() -> None:
+    pair = Pair()
+    seen: list[Contact] = []
+    later: defer.Deferred[str] = defer.Deferred()
+
+    async def coro(sender: Contact, args: Any) -> str:
+        return "from coroutine"
+
+    def deferred(sender: Contact, args: Any) -> defer.Deferred[str]:
+        seen.append(sender)
+        return later
+
+    pair.b.register("deferred", deferred)
+    pair.b.register("coro", coro)
+    d1 = pair.a.call_contact(pair.b_contact, "deferred")
+    d2 = pair.a.call_contact(pair.b_contact, "coro")
+    pair.exchange()
+    assert result_of(d2) == "from coroutine"
+    assert seen == [Contact.from_key(pair.a.identity.public_key, A_ADDR)]
+    later.callback("later")
+    pair.exchange()
+    assert result_of(d1) == "later"
+
+
+def test_a_remote_error_reaches_the_caller_with_its_code() -> None:
+    pair = Pair()
+
+    def refuse(sender: Contact, args: Any) -> None:
+        raise RemoteError("seq_too_low", "stored seq is 5")
+
+    pair.b.register("store", refuse)
+    d = pair.a.call_contact(pair.b_contact, "store")
+    pair.exchange()
+    failure = result_of(d)
+    assert failure.check(RemoteError)
+    assert (failure.value.code, failure.value.message) == ("seq_too_low", "stored seq is 5")
+
+
+def test_a_failed_deferred_with_a_remote_error_reaches_the_caller() -> None:
+    pair = Pair()
+    pair.b.register("x", lambda s, a: defer.fail(RemoteError("nope", "no")))
+    d = pair.a.call_contact(pair.b_contact, "x")
+    pair.exchange()
+    assert result_of(d).value.code == "nope"
+
+
+def test_a_crashing_handler_is_logged_and_answered_with_internal(logged_errors) -> None:
+    pair = Pair()
+    pair.b.register("crash", lambda sender, args: 1 / 0)
+    pair.b.register("crash_later", lambda sender, args: defer.fail(KeyError("secret detail")))
+    d1 = pair.a.call_contact(pair.b_contact, "crash")
+    d2 = pair.a.call_contact(pair.b_contact, "crash_later")
+    pair.exchange()
+    for d in (d1, d2):
+        error = result_of(d).value
+        assert isinstance(error, RemoteError)
+        assert error.code == "internal"
+        assert "secret" not in error.message
+    assert len(logged_errors.take()) == 2
+
+
+def test_an_unknown_method_is_a_remote_error() -> None:
+    pair = Pair()
+    d = pair.a.call_contact(pair.b_contact, "no_such_method")
+    pair.exchange()
+    error = result_of(d).value
+    assert isinstance(error, RemoteError) and error.code == "unknown_method"
+
+
+def test_a_reply_too_large_becomes_an_internal_error(logged_errors) -> None:
+    pair = Pair()
+    pair.b.register("big", lambda sender, args: b"x" * 2000)
+    d = pair.a.call_contact(pair.b_contact, "big")
+    pair.exchange()
+    assert result_of(d).value.code == "internal"
+    assert len(logged_errors.take()) == 1
+
+
+def test_arguments_too_large_fail_the_call_at_once() -> None:
+    pair = Pair()
+    failure = result_of(pair.a.call_contact(pair.b_contact, "x", b"y" * 2000))
+    assert failure.check(wire.MessageTooLarge)
+    assert pair.a.stats()["pending_calls"] == 0
+    assert pair.a.transport.written == []
+
+
+def test_timeouts_retry_then_fail_with_rpc_timeout() -> None:
+    pair = Pair(timeout=2.0, retries=2)
+    d = pair.a.call_contact(pair.b_contact, "ping")
+    first = pair.take(pair.a)
+    pair.clock.advance(2.0)
+    second = pair.take(pair.a)
+    pair.clock.advance(2.0)
+    third = pair.take(pair.a)
+    assert len(first) == len(second) == len(third) == 1
+    # Each attempt is a fresh datagram (a new seq) for the same transaction.
+    messages = [wire.decode(batch[0][0]) for batch in (first, second, third)]
+    assert len({m.txid for m in messages}) == 1
+    assert len({m.seq for m in messages}) == 3
+    assert not d.called
+    pair.clock.advance(2.0)
+    assert result_of(d).check(RPCTimeout)
+    stats = pair.a.stats()
+    assert (stats["retries"], stats["timeouts"], stats["pending_calls"]) == (2, 1, 0)
+
+
+def test_a_reply_to_a_retry_completes_the_call_and_a_late_one_is_dropped() -> None:
+    pair = Pair(timeout=1.0, retries=1)
+    d = pair.a.call_contact(pair.b_contact, "ping")
+    pair.a_to_b()
+    pair.clock.advance(1.0)  # the first reply is still in flight; a retry goes out
+    pair.a_to_b()
+    pair.b_to_a()  # both replies arrive
+    assert isinstance(result_of(d), list)
+    assert pair.a.stats()["dropped_unexpected_reply"] == 1
+
+
+def test_a_reply_with_another_key_is_dropped_and_the_right_key_may_use_another_address() -> None:
+    pair = Pair()
+    carol = pair.make(Identity(b"\3" * 32))
+    d = pair.a.call_contact(pair.b_contact, "ping")
+    ((query, _),) = pair.take(pair.a)
+    # Carol answers from B's address with her own key.
+    carol.datagramReceived(wire.seal(*_resign(query, pair.a.identity, carol.identity)), A_ADDR)
+    ((carol_reply, _),) = pair.take(carol)
+    pair.a.datagramReceived(carol_reply, B_ADDR)
+    assert not d.called
+    assert pair.a.stats()["dropped_unexpected_reply"] == 1
+    # B answers from another of its addresses: its MAC is what counts.
+    pair.b.datagramReceived(query, A_ADDR)
+    ((reply, _),) = pair.take(pair.b)
+    pair.a.datagramReceived(reply, ("10.0.0.9", 4000))
+    assert isinstance(result_of(d), list)
+
+
+def test_a_reply_to_a_signed_query_must_come_from_the_address_asked() -> None:
+    pair = Pair()
+    d = pair.a.ping(B_ADDR)
+    pair.a_to_b()
+    ((reply, _),) = pair.take(pair.b)
+    pair.a.datagramReceived(reply, ("10.0.0.9", 4000))
+    assert not d.called
+    assert pair.a.stats()["dropped_unexpected_reply"] == 1
+
+
+def _resign(query: bytes, sender: Identity, receiver: Identity) -> tuple[bytes, bytes]:
+    message = wire.decode(query)
+    body = wire.encode_body(
+        wire.QUERY, message.txid, message.method, message.payload, sender, message.seq + 1
+    )
+    return body, wire.mac(body, wire.session_key(sender, receiver.public_key))
+
+
+def test_a_replayed_query_is_dropped_and_the_handler_runs_once() -> None:
+    pair = Pair()
+    calls: list[Any] = []
+    pair.b.register("store", lambda sender, args: calls.append(args))
+    pair.a.call_contact(pair.b_contact, "store", b"v1")
+    (query,) = pair.a_to_b()
+    pair.b.datagramReceived(query, A_ADDR)
+    pair.b.datagramReceived(query, ("10.0.0.66", 9999))
+    assert calls == [b"v1"]
+    assert pair.b.stats()["dropped_replay"] == 2
+
+
+def test_a_replayed_signed_query_is_dropped() -> None:
+    pair = Pair()
+    pair.a.ping(B_ADDR)
+    (query,) = pair.a_to_b()
+    pair.b.datagramReceived(query, A_ADDR)
+    assert pair.b.stats()["dropped_replay"] == 1
+    assert pair.b.stats()["queries_received"] == 1
+
+
+def test_a_replayed_reply_does_not_complete_a_new_call() -> None:
+    pair = Pair()
+    pair.a.call_contact(pair.b_contact, "ping")
+    pair.a_to_b()
+    (reply,) = pair.b_to_a()
+    d = pair.a.call_contact(pair.b_contact, "ping")
+    pair.a.datagramReceived(reply, B_ADDR)
+    assert not d.called
+    assert pair.a.stats()["dropped_replay"] == 1
+
+
+def test_a_stale_datagram_from_a_peer_without_session_is_dropped() -> None:
+    pair = Pair(max_clock_skew=600)
+    old_clock = task.Clock()
+    old_clock.advance(pair.clock.seconds() - 601)
+    old = RPCProtocol(Identity(b"\5" * 32), old_clock)
+    old.makeConnection(FakeDatagramTransport())
+    old.ping(B_ADDR)
+    ((query, _),) = pair.take(old)
+    pair.b.datagramReceived(query, ("10.0.0.5", 4000))
+    assert pair.b.stats()["dropped_stale"] == 1
+    assert pair.b.transport.written == []
+
+
+def test_reordered_datagrams_within_the_window_are_accepted() -> None:
+    pair = Pair()
+    calls: list[Any] = []
+    pair.b.register("note", lambda sender, args: calls.append(args))
+    for n in range(3):
+        pair.a.call_contact(pair.b_contact, "note", n)
+        pair.clock.advance(0.1)
+    sent = pair.take(pair.a)
+    for data, _ in reversed(sent):
+        pair.b.datagramReceived(data, A_ADDR)
+    assert calls == [2, 1, 0]
+
+
+def test_replay_window_refuses_repeats_and_the_too_old() -> None:
+    window = _ReplayWindow()
+    g = REPLAY_GENERATION_US
+    assert window.accept(10 * g + 5)
+    assert not window.accept(10 * g + 5)
+    assert window.accept(10 * g + 4)  # reordered, same generation
+    assert window.accept(11 * g + 1)  # next generation
+    assert not window.accept(10 * g + 5)  # still remembered
+    assert window.accept(10 * g + 6)  # previous generation, new number
+    assert not window.accept(9 * g + 999)  # older than both generations
+    assert window.accept(20 * g)  # a jump forgets everything older
+    assert not window.accept(11 * g + 2)
+
+
+@pytest.mark.parametrize(
+    "data, cause",
+    [
+        (b"", "dropped_malformed"),
+        (b"\xff" * 50, "dropped_malformed"),
+        (cbor2.dumps([b"x", b"y"]), "dropped_malformed"),
+        (b"\x00" * 1401, "dropped_oversized"),
+    ],
+)
+def test_malformed_datagrams_are_dropped_and_counted(data: bytes, cause: str) -> None:
+    pair = Pair()
+    seen: list[Contact] = []
+    pair.b.add_listener(seen.append)
+    pair.b.datagramReceived(data, A_ADDR)
+    stats = pair.b.stats()
+    assert stats[cause] == 1 and stats["dropped"] == 1
+    assert seen == [] and pair.b.transport.written == []
+
+
+def test_forged_datagrams_never_reach_handlers_or_listeners() -> None:
+    pair = Pair()
+    mallory = Identity(b"\6" * 32)
+    calls: list[Any] = []
+    seen: list[Contact] = []
+    pair.b.register("store", lambda sender, args: calls.append(args))
+    pair.b.add_listener(seen.append)
+    now = int(pair.clock.seconds() * 1e6)
+    # Claiming A's key with a MAC Mallory cannot compute.
+    body = wire.encode_body(wire.QUERY, 1, "store", b"evil", pair.a.identity, now)
+    pair.b.datagramReceived(wire.seal(body, b"\0" * 16), ("10.0.0.6", 1))
+    # Claiming A's key, signed by Mallory.
+    pair.b.datagramReceived(wire.seal(body, wire.sign(body, mallory)), ("10.0.0.6", 1))
+    # Claiming A's node id with Mallory's key.
+    forged = cbor2.dumps(
+        [1, 0, 2, "store", b"evil", mallory.public_key, pair.a.identity.node_id, now]
+    )
+    pair.b.datagramReceived(wire.seal(forged, wire.sign(forged, mallory)), ("10.0.0.6", 1))
+    # B's own key reflected back at it.
+    own = wire.encode_body(wire.QUERY, 3, "store", b"evil", pair.b.identity, now)
+    pair.b.datagramReceived(wire.seal(own, wire.sign(own, pair.b.identity)), ("10.0.0.6", 1))
+    stats = pair.b.stats()
+    assert (stats["dropped_bad_auth"], stats["dropped_bad_node_id"], stats["dropped_self"]) == (
+        2,
+        1,
+        1,
+    )
+    assert calls == [] and seen == [] and pair.b.transport.written == []
+
+
+def test_listeners_hear_every_verified_sender() -> None:
+    pair = Pair()
+    seen_by_a: list[Contact] = []
+    seen_by_b: list[Contact] = []
+    pair.a.add_listener(seen_by_a.append)
+    pair.b.add_listener(seen_by_b.append)
+    pair.a.ping(B_ADDR)
+    pair.exchange()
+    assert seen_by_b == [Contact.from_key(pair.a.identity.public_key, A_ADDR)]
+    assert seen_by_a == [pair.b_contact]
+    pair.a.remove_listener(seen_by_a.append)
+
+
+def test_the_rate_limit_drops_a_flood_and_recovers() -> None:
+    pair = Pair(rate=10, burst=5)
+    for _ in range(8):
+        pair.a.call_contact(pair.b_contact, "ping")
+    pair.a_to_b()
+    assert pair.b.stats()["dropped_rate_limited"] == 3
+    assert pair.b.stats()["queries_received"] == 5
+    pair.clock.advance(0.5)  # five tokens back
+    for _ in range(5):
+        pair.a.call_contact(pair.b_contact, "ping")
+    pair.a_to_b()
+    assert pair.b.stats()["queries_received"] == 10
+
+
+def test_stopping_fails_pending_calls() -> None:
+    pair = Pair()
+    d = pair.a.call_contact(pair.b_contact, "ping")
+    pair.a.doStop()
+    assert result_of(d).check(RPCStopped)
+    assert pair.clock.getDelayedCalls() == []
+
+
+def test_calling_before_listening_fails() -> None:
+    proto = RPCProtocol(Identity.generate(), task.Clock())
+    assert result_of(proto.call(B_ADDR, "ping")).check(RPCStopped)
+
+
+def test_cancelling_a_call_forgets_it() -> None:
+    pair = Pair()
+    d = pair.a.call_contact(pair.b_contact, "ping")
+    d.cancel()
+    assert result_of(d).check(defer.CancelledError)
+    assert pair.a.stats()["pending_calls"] == 0
+    assert pair.clock.getDelayedCalls() == []
+    pair.a_to_b()
+    pair.b_to_a()
+    assert pair.a.stats()["dropped_unexpected_reply"] == 1
+
+
+def test_sessions_are_bounded() -> None:
+    pair = Pair(max_sessions=2)
+    for n in range(5):
+        other = pair.make(Identity(bytes([10 + n]) * 32))
+        other.ping(B_ADDR)
+        ((data, _),) = pair.take(other)
+        pair.b.datagramReceived(data, ("10.0.1.{}".format(n), 4000))
+    assert pair.b.stats()["sessions"] == 2
+    assert pair.b.stats()["queries_received"] == 5
+
+
+def test_send_errors_are_counted_not_raised(logged_errors) -> None:
+    pair = Pair(retries=0)
+
+    def refuse(data: bytes, addr: Any) -> None:
+        raise OSError("network unreachable")
+
+    pair.a.transport.write = refuse
+    d = pair.a.call_contact(pair.b_contact, "ping")
+    assert pair.a.stats()["send_errors"] == 1
+    pair.clock.advance(10)
+    assert result_of(d).check(RPCTimeout)
+    assert logged_errors.take() == []
+
+
+def test_register_refuses_overlong_method_names() -> None:
+    with pytest.raises(ValueError):
+        RPCProtocol(Identity.generate(), task.Clock()).register("m" * 65, lambda s, a: None)
+
+
+@pytest_twisted.inlineCallbacks
+def test_real_sockets_on_loopback():
+    import socket
+
+    from twisted.internet import reactor
+
+    a = RPCProtocol(Identity.generate(), reactor)
+    b = RPCProtocol(Identity.generate(), reactor)
+    b.register("add", lambda sender, args: args[0] + args[1])
+    port_a = reactor.listenUDP(0, a, interface="127.0.0.1")
+    port_b = reactor.listenUDP(0, b, interface="127.0.0.1")
+    try:
+        address_b = ("127.0.0.1", port_b.getHost().port)
+        contact = yield a.ping(address_b)
+        assert contact.node_id == b.identity.node_id
+        assert contact == b.contact
+        results = yield defer.gatherResults(
+            [a.call_contact(contact, "add", [n, n]) for n in range(50)]
+        )
+        assert results == [2 * n for n in range(50)]
+        raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        raw.sendto(b"\x82garbage", address_b)
+        raw.close()
+        # A round trip after the garbage proves it was read (and dropped) first.
+        yield a.call_contact(contact, "add", [1, 1])
+        assert b.stats()["dropped_malformed"] == 1
+        assert a.stats()["dropped"] == 0
+    finally:
+        yield port_a.stopListening()
+        yield port_b.stopListening()

@@ -1,0 +1,272 @@
+import socket
+from typing import Any
+
+import cbor2
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dhtkit import wire
+from dhtkit.contact import Contact
+from dhtkit.identity import Identity
+
+ALICE = Identity(b"\1" * 32)
+BOB = Identity(b"\2" * 32)
+
+plain = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.binary(max_size=40)
+    | st.text(max_size=20)
+    | st.floats(allow_nan=False),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(st.text(max_size=8) | st.binary(max_size=8), inner, max_size=5)
+    ),
+    max_leaves=20,
+)
+
+
+def datagram(
+    kind: int,
+    payload: Any,
+    *,
+    signed: bool = False,
+    sender: Identity = ALICE,
+    receiver: Identity = BOB,
+    txid: int = 7,
+    method: str = "ping",
+    seq: int = 1,
+) -> bytes:
+    body = wire.encode_body(kind, txid, method, payload, sender, seq)
+    auth = (
+        wire.sign(body, sender)
+        if signed
+        else wire.mac(body, wire.session_key(sender, receiver.public_key))
+    )
+    return wire.seal(body, auth)
+
+
+def test_session_key_is_the_same_on_both_sides_and_differs_per_pair() -> None:
+    carol = Identity(b"\3" * 32)
+    k_ab = wire.session_key(ALICE, BOB.public_key)
+    assert k_ab == wire.session_key(BOB, ALICE.public_key)
+    assert len(k_ab) == 32
+    assert k_ab != wire.session_key(ALICE, carol.public_key)
+    assert k_ab != wire.session_key(carol, BOB.public_key)
+
+
+@given(st.sampled_from(wire.KINDS), plain, st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1))
+def test_round_trip_of_every_kind(kind: int, payload: Any, txid: int, seq: int) -> None:
+    data = datagram(kind, payload, txid=txid, seq=seq)
+    message = wire.decode(data)
+    assert (message.kind, message.txid, message.payload, message.seq) == (kind, txid, payload, seq)
+    assert message.sender_key == ALICE.public_key
+    assert message.sender_id == ALICE.node_id
+    assert not message.signed
+    wire.verify(message, wire.session_key(BOB, ALICE.public_key))
+
+
+@given(plain)
+def test_signed_queries_verify_without_a_session(payload: Any) -> None:
+    message = wire.decode(datagram(wire.QUERY, payload, signed=True))
+    assert message.signed
+    wire.verify(message, None)
+
+
+@given(st.binary(max_size=1500))
+def test_any_bytes_decode_or_raise_wire_error(data: bytes) -> None:
+    try:
+        wire.decode(data)
+    except wire.WireError:
+        pass
+
+
+@given(st.data())
+def test_corrupted_datagrams_decode_or_raise_wire_error_and_never_verify(
+    data: st.DataObject,
+) -> None:
+    original = datagram(wire.QUERY, {"target": b"\0" * 20})
+    flips = data.draw(
+        st.lists(
+            st.tuples(st.integers(0, len(original) - 1), st.integers(1, 255)),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    corrupted = bytearray(original)
+    for position, mask in flips:
+        corrupted[position] ^= mask
+    if bytes(corrupted) == original:
+        return
+    key = wire.session_key(BOB, ALICE.public_key)
+    with pytest.raises(wire.WireError):
+        message = wire.decode(bytes(corrupted))
+        wire.verify(message, key)
+
+
+@given(plain)
+def test_any_cbor_value_as_a_datagram_is_a_wire_error(value: Any) -> None:
+    with pytest.raises(wire.WireError):
+        wire.decode(cbor2.dumps(value))
+
+
+def test_a_mac_under_another_key_is_refused() -> None:
+    message = wire.decode(datagram(wire.QUERY, None))
+    with pytest.raises(wire.BadAuthenticator):
+        wire.verify(message, wire.session_key(BOB, Identity(b"\3" * 32).public_key))
+    with pytest.raises(wire.BadAuthenticator):
+        wire.verify(message, None)
+
+
+def test_a_signature_by_another_key_is_refused() -> None:
+    mallory = Identity(b"\4" * 32)
+    body = wire.encode_body(wire.QUERY, 1, "ping", None, ALICE, 1)
+    message = wire.decode(wire.seal(body, wire.sign(body, mallory)))
+    with pytest.raises(wire.BadAuthenticator):
+        wire.verify(message, None)
+
+
+def test_a_node_id_that_is_not_the_hash_of_the_key_is_refused() -> None:
+    body = cbor2.dumps(
+        [wire.VERSION, wire.QUERY, 1, "ping", None, ALICE.public_key, BOB.node_id, 1]
+    )
+    with pytest.raises(wire.BadNodeId):
+        wire.decode(wire.seal(body, wire.sign(body, ALICE)))
+
+
+def test_replies_must_carry_a_mac_not_a_signature() -> None:
+    body = wire.encode_body(wire.RESPONSE, 1, "", None, ALICE, 1)
+    with pytest.raises(wire.MalformedMessage):
+        wire.decode(wire.seal(body, wire.sign(body, ALICE)))
+
+
+def test_oversized_datagrams_are_refused_both_ways() -> None:
+    with pytest.raises(wire.MessageTooLarge):
+        datagram(wire.QUERY, b"x" * 1400)
+    small = datagram(wire.QUERY, b"x" * 100)
+    with pytest.raises(wire.MessageTooLarge):
+        wire.decode(small, max_size=len(small) - 1)
+    assert wire.decode(small, max_size=len(small)).payload == b"x" * 100
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [2, 0, 1, "ping", None, ALICE.public_key, ALICE.node_id, 1],  # version
+        [1, 3, 1, "ping", None, ALICE.public_key, ALICE.node_id, 1],  # kind
+        [1, 0, -1, "ping", None, ALICE.public_key, ALICE.node_id, 1],  # txid
+        [1, 0, 2**32, "ping", None, ALICE.public_key, ALICE.node_id, 1],  # txid
+        [1, 0, 1, b"ping", None, ALICE.public_key, ALICE.node_id, 1],  # method type
+        [1, 0, 1, "m" * 65, None, ALICE.public_key, ALICE.node_id, 1],  # method length
+        [1, 0, 1, "ping", None, ALICE.public_key[:31], ALICE.node_id, 1],  # key length
+        [1, 0, 1, "ping", None, ALICE.public_key, ALICE.node_id[:19], 1],  # id length
+        [1, 0, 1, "ping", None, ALICE.public_key, ALICE.node_id, -1],  # seq
+        [1, 0, 1, "ping", None, ALICE.public_key, ALICE.node_id, 1.0],  # seq type
+        [True, 0, 1, "ping", None, ALICE.public_key, ALICE.node_id, 1],  # bool version
+        [1, 0, 1, "ping", None, ALICE.public_key, ALICE.node_id],  # too short
+    ],
+)
+def test_structurally_wrong_bodies_are_malformed(fields: list[Any]) -> None:
+    body = cbor2.dumps(fields)
+    with pytest.raises(wire.MalformedMessage):
+        wire.decode(wire.seal(body, b"\0" * 16))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        cbor2.CBORTag(1, 1_700_000_000),  # a datetime
+        cbor2.CBORTag(258, [1, 2]),  # a set
+        cbor2.CBORTag(35, "a+"),  # a regular expression
+        cbor2.CBORTag(4444, b"unknown tag"),
+    ],
+)
+def test_tagged_payloads_are_refused(payload: Any) -> None:
+    body = cbor2.dumps([1, 0, 1, "ping", payload, ALICE.public_key, ALICE.node_id, 1])
+    with pytest.raises(wire.MalformedMessage):
+        wire.decode(wire.seal(body, wire.sign(body, ALICE)))
+
+
+def test_cyclic_payloads_from_shared_references_are_refused() -> None:
+    # tag 28 marks a shareable value, tag 29 refers back to it: [[...]]
+    cyclic = bytes([0xD8, 0x1C, 0x81, 0xD8, 0x1D, 0x00])
+    body = cbor2.dumps([1, 0, 1, "ping", None, ALICE.public_key, ALICE.node_id, 1])
+    body = body.replace(b"\xf6", cyclic, 1)  # None -> the cyclic list
+    with pytest.raises(wire.MalformedMessage):
+        wire.decode(wire.seal(body, wire.sign(body, ALICE)))
+
+
+def test_deep_nesting_is_refused() -> None:
+    payload: Any = []
+    for _ in range(wire.MAX_PAYLOAD_DEPTH + 2):
+        payload = [payload]
+    with pytest.raises(wire.MalformedMessage):
+        wire.decode(datagram(wire.QUERY, payload))
+
+
+def test_unencodable_payload_is_a_wire_error() -> None:
+    with pytest.raises(wire.MalformedMessage):
+        wire.encode_body(wire.QUERY, 1, "x", object(), ALICE, 1)
+
+
+def test_a_public_key_that_is_not_a_curve_point_cannot_make_a_session() -> None:
+    with pytest.raises(wire.BadAuthenticator):
+        wire.session_key(ALICE, b"\0" * 32)
+
+
+def family(ip: Any) -> int:
+    return socket.AF_INET if ip.version == 4 else socket.AF_INET6
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.binary(min_size=32, max_size=32),
+            st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)),
+            st.integers(1, 65535),
+        ),
+        max_size=20,
+    )
+)
+def test_contacts_round_trip_and_ids_are_derived(rows: list[tuple[bytes, Any, int]]) -> None:
+    # Addresses in the form the socket layer prints them (inet_ntop).
+    contacts = [
+        Contact.from_key(key, (socket.inet_ntop(family(ip), ip.packed), port))
+        for key, ip, port in rows
+    ]
+    decoded = wire.decode_contacts(cbor2.loads(cbor2.dumps(wire.encode_contacts(contacts))))
+    assert decoded == contacts
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        [[b"k" * 31, b"\x7f\0\0\1", 1]],
+        [[b"k" * 32, b"\x7f\0\0", 1]],
+        [[b"k" * 32, b"\x7f\0\0\1", 0]],
+        [[b"k" * 32, b"\x7f\0\0\1", 70000]],
+        [[b"k" * 32, b"\x7f\0\0\1"]],
+        [[b"k" * 32, b"\x7f\0\0\1", 1]] * 65,
+        [[b"k" * 32, "127.0.0.1", 1]],
+    ],
+)
+def test_bad_contacts_are_malformed(value: Any) -> None:
+    with pytest.raises(wire.MalformedMessage):
+        wire.decode_contacts(value)
+
+
+def test_twenty_contacts_fit_in_one_datagram() -> None:
+    contacts = [
+        Contact.from_key(Identity(bytes([i]) * 32).public_key, ("2001:db8::1", 65535))
+        for i in range(20)
+    ]
+    data = datagram(wire.RESPONSE, wire.encode_contacts(contacts), method="")
+    assert len(data) <= wire.MAX_DATAGRAM
+
+
+def test_encoding_a_host_that_is_not_an_ip_is_malformed() -> None:
+    with pytest.raises(wire.MalformedMessage):
+        wire.encode_address(("example.org", 80))
