@@ -55,16 +55,19 @@ async def main(reactor: Any, nodes: int) -> None:
     now = int(reactor.seconds() * 1_000_000)
     body = wire.encode_body(wire.QUERY, 1, "ping", None, protocols[1].identity, now)
     raw.sendto(wire.seal(body, b"\0" * 16), address)
-    replayed = wire.seal(body, wire.mac(body, wire.session_key(protocols[1].identity,
-                                                               first.identity.public_key)))
+    replayed = wire.seal(
+        body, wire.mac(body, wire.session_key(protocols[1].identity, first.identity.public_key))
+    )
     raw.sendto(replayed, address)
     raw.sendto(replayed, address)
     raw.close()
     await task.deferLater(reactor, 0.2, lambda: None)
 
     stats = first.stats()
-    print("node 0: {received} datagrams received, {queries_received} queries answered, "
-          "{dropped_bad_auth} forged and {dropped_replay} replayed dropped".format(**stats))
+    print(
+        "node 0: {received} datagrams received, {queries_received} queries answered, "
+        "{dropped_bad_auth} forged and {dropped_replay} replayed dropped".format(**stats)
+    )
     for port in ports:
         await port.stopListening()
     if stats["dropped_bad_auth"] != 1 or stats["dropped_replay"] != 1:

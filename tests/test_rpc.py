@@ -490,3 +490,33 @@ def test_real_sockets_on_loopback():
     finally:
         yield port_a.stopListening()
         yield port_b.stopListening()
+
+
+def _has_ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="this host has no IPv6 loopback (::1)")
+@pytest_twisted.inlineCallbacks
+def test_real_sockets_on_ipv6_loopback():
+    from twisted.internet import reactor
+
+    a = RPCProtocol(Identity.generate(), reactor)
+    b = RPCProtocol(Identity.generate(), reactor)
+    port_a = reactor.listenUDP(0, a, interface="::1")
+    port_b = reactor.listenUDP(0, b, interface="::1")
+    try:
+        contact = yield a.ping(("::1", port_b.getHost().port))
+        assert contact == b.contact
+        seen_as = yield a.call_contact(contact, "ping")
+        assert wire.decode_address(*seen_as) == ("::1", port_a.getHost().port)
+    finally:
+        yield port_a.stopListening()
+        yield port_b.stopListening()

@@ -1,0 +1,37 @@
+"""The examples the README and the docs point at run and succeed."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_authenticated_rpc_example_runs_a_network_and_drops_forgeries() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "authenticated_rpc.py"), "--nodes", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    # Each of the four newcomers pings the three others.
+    assert "12 MAC'd pings between 5 nodes answered" in result.stdout
+    assert "1 forged and 1 replayed dropped" in result.stdout
+
+
+@pytest.mark.parametrize("nodes", ["1", "1000", "many"])
+def test_authenticated_rpc_example_refuses_bad_arguments(nodes: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "authenticated_rpc.py"), "--nodes", nodes],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--nodes" in result.stderr
+    assert "Traceback" not in result.stderr
