@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from functools import lru_cache
 
 import attrs
@@ -9,6 +10,24 @@ import attrs
 from dhtkit.identity import node_id_for
 
 Address = tuple[str, int]
+
+
+def normalize_address(address: tuple[str, int]) -> Address:
+    """``(host, port)`` with the host in the canonical form sockets report.
+
+    :raises ValueError: the host is not an IP literal or the port is out of range.
+    """
+    try:
+        host, port = address
+    except (TypeError, ValueError):
+        raise ValueError("an address is a (host, port) pair, not {!r}".format(address)) from None
+    if not isinstance(host, str) or type(port) is not int or not 0 < port < 65536:
+        raise ValueError("{!r} is not a (host, port) pair with a port in 1-65535".format(address))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return (socket.inet_ntop(family, socket.inet_pton(family, host)), port)
+    except OSError:
+        raise ValueError("{!r} is not an IP address".format(host)) from None
 
 
 def _to_address(value: tuple[str, int]) -> Address:

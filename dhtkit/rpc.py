@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dhtkit import wire
-from dhtkit.contact import Address, Contact
+from dhtkit.contact import Address, Contact, normalize_address
 from dhtkit.identity import Identity
 from dhtkit.ratelimit import RateLimiter
 
@@ -159,6 +159,7 @@ _COUNTERS = (
     "dropped_replay",
     "dropped_stale",
     "dropped_self",
+    "dropped_handshake_limited",
     "dropped_unexpected_reply",
 )
 
@@ -176,6 +177,9 @@ class RPCProtocol(DatagramProtocol):
     :param max_clock_skew: how far (seconds) the first datagram of a peer we
         hold no session for may be from our clock; older ones are refused as
         possible replays.
+    :param handshake_rate: signatures checked plus session keys derived per
+        second, all peers together; beyond it such datagrams are dropped
+        (``dropped_handshake_limited``) while established sessions go on.
     :param rng: source of transaction ids (inject a seeded one in simulations).
     """
 
@@ -193,6 +197,7 @@ class RPCProtocol(DatagramProtocol):
         burst: float = 500.0,
         max_sessions: int = 10_000,
         max_clock_skew: float = 600.0,
+        handshake_rate: float = 2000.0,
         rng: random.Random | None = None,
     ) -> None:
         self.identity = identity
@@ -203,6 +208,10 @@ class RPCProtocol(DatagramProtocol):
         self.max_sessions = max_sessions
         self.max_clock_skew_us = int(max_clock_skew * 1_000_000)
         self.limiter = RateLimiter(rate, burst)
+        # Public-key work (a signature to check, a session key to derive) costs
+        # tens of microseconds; spoofed sources could dodge the per-host
+        # buckets, so it has one bucket of its own for everyone.
+        self.handshake_limiter = RateLimiter(handshake_rate, handshake_rate, max_sources=1)
         self._rng = rng if rng is not None else random.Random(os.urandom(16))
         self._handlers: dict[str, Handler] = {"ping": _answer_ping}
         self._listeners: list[Listener] = []
@@ -277,6 +286,10 @@ class RPCProtocol(DatagramProtocol):
         # Fires with (the contact that answered, its result).
         if self.transport is None:
             return defer.fail(RPCStopped("the RPC protocol is not listening"))
+        try:
+            address = normalize_address(address)
+        except ValueError as e:
+            return defer.fail(e)
         txid = self._rng.getrandbits(32)
         while txid in self._pending:
             txid = self._rng.getrandbits(32)
@@ -289,7 +302,7 @@ class RPCProtocol(DatagramProtocol):
         d: defer.Deferred[tuple[Contact, Any]] = defer.Deferred(cancel)
         pending = _Pending(
             d,
-            (address[0], address[1]),
+            address,
             key,
             method,
             args,
@@ -347,7 +360,8 @@ class RPCProtocol(DatagramProtocol):
         counters = self.counters
         counters["received"] += 1
         host = addr[0]
-        if not self.limiter.allow(host, self.reactor.seconds()):
+        now = self.reactor.seconds()
+        if not self.limiter.allow(host, now):
             counters["dropped_rate_limited"] += 1
             return
         try:
@@ -356,6 +370,9 @@ class RPCProtocol(DatagramProtocol):
                 counters["dropped_self"] += 1
                 return
             session = self._sessions.get(message.sender_key)
+            if (session is None or message.signed) and not self.handshake_limiter.allow("", now):
+                counters["dropped_handshake_limited"] += 1
+                return
             if session is not None:
                 wire.verify(message, session.key)
                 if not session.window.accept(message.seq):
@@ -365,7 +382,7 @@ class RPCProtocol(DatagramProtocol):
             else:
                 # A peer we hold nothing for: its datagram must be fresh, since
                 # no window remembers what it sent before.
-                skew = message.seq - int(self.reactor.seconds() * 1_000_000)
+                skew = message.seq - int(now * 1_000_000)
                 if not -self.max_clock_skew_us <= skew <= self.max_clock_skew_us:
                     counters["dropped_stale"] += 1
                     return
@@ -378,7 +395,10 @@ class RPCProtocol(DatagramProtocol):
             return
         sender = Contact(message.sender_id, message.sender_key, (host, addr[1]))
         for listener in self._listeners:
-            listener(sender)
+            try:
+                listener(sender)
+            except Exception:
+                self._log.failure("listener {listener!r} failed", listener=listener)
         if message.kind == wire.QUERY:
             counters["queries_received"] += 1
             self._handle_query(message, sender, session.key)

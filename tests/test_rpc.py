@@ -520,3 +520,62 @@ def test_real_sockets_on_ipv6_loopback():
     finally:
         yield port_a.stopListening()
         yield port_b.stopListening()
+
+
+def test_public_key_work_has_a_global_budget_and_sessions_go_on() -> None:
+    pair = Pair(handshake_rate=3)
+    pair.a.ping(B_ADDR)
+    pair.exchange()  # A's session with B: one signature checked by B
+    for n in range(4):  # four strangers: two fit in the budget, two do not
+        other = pair.make(Identity(bytes([20 + n]) * 32))
+        other.ping(B_ADDR)
+        ((data, _),) = pair.take(other)
+        pair.b.datagramReceived(data, ("10.0.2.{}".format(n), 4000))
+    assert pair.b.stats()["dropped_handshake_limited"] == 2
+    assert len(pair.take(pair.b)) == 2  # the answers to the two that fitted
+    d = pair.a.call_contact(pair.b_contact, "ping")  # MAC'd: no public-key work
+    pair.exchange()
+    assert isinstance(result_of(d), list)
+
+
+def test_a_failing_listener_is_logged_and_the_query_still_answered(logged_errors) -> None:
+    pair = Pair()
+
+    def broken(contact: Contact) -> None:
+        raise RuntimeError("listener bug")
+
+    pair.b.add_listener(broken)
+    d = pair.a.ping(B_ADDR)
+    pair.exchange()
+    assert result_of(d) == pair.b_contact
+    assert len(logged_errors.take()) == 1
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        ("localhost", 4000),
+        ("10.0.0.300", 1),
+        ("10.0.0.1", 0),
+        ("10.0.0.1", 65536),
+        ("10.0.0.1",),
+        "10.0.0.1:4000",
+        ("10.0.0.1", "4000"),
+    ],
+)
+def test_calls_to_bad_addresses_fail_at_once(address: Any) -> None:
+    pair = Pair()
+    failure = result_of(pair.a.call(address, "ping"))
+    assert failure.check(ValueError)
+    assert pair.a.transport.written == []
+
+
+def test_addresses_are_normalized_so_replies_match() -> None:
+    pair = Pair()
+    d = pair.a.ping(("0:0::0:1", 4000))
+    ((query, addr),) = pair.take(pair.a)
+    assert addr == ("::1", 4000)
+    pair.b.datagramReceived(query, A_ADDR)
+    ((reply, _),) = pair.take(pair.b)
+    pair.a.datagramReceived(reply, ("::1", 4000))
+    assert result_of(d).address == ("::1", 4000)
