@@ -5,6 +5,8 @@ from typing import Any
 import cbor2
 import pytest
 import pytest_twisted
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet import defer, task
 from twisted.internet.testing import FakeDatagramTransport
 
@@ -579,3 +581,12 @@ def test_addresses_are_normalized_so_replies_match() -> None:
     ((reply, _),) = pair.take(pair.b)
     pair.a.datagramReceived(reply, ("::1", 4000))
     assert result_of(d).address == ("::1", 4000)
+
+
+@given(st.binary(max_size=1500))
+def test_any_datagram_is_answered_or_dropped_and_counted_never_raised(data: bytes) -> None:
+    pair = Pair()
+    pair.b.datagramReceived(data, A_ADDR)
+    stats = pair.b.stats()
+    assert stats["received"] == 1
+    assert stats["dropped"] == 1
