@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -103,7 +104,7 @@ def test_the_ping_answer_carries_the_address_the_asker_was_seen_from() -> None:
     pair = Pair()
     d = pair.a.call(B_ADDR, "ping")
     pair.exchange()
-    assert wire.decode_address(*result_of(d)) == A_ADDR
+    assert wire.decode_address(result_of(d)) == A_ADDR
 
 
 def test_handlers_see_the_verified_sender_and_may_return_deferreds_or_coroutines() -> None:
@@ -219,7 +220,7 @@ def test_a_reply_to_a_retry_completes_the_call_and_a_late_one_is_dropped() -> No
     pair.clock.advance(1.0)  # the first reply is still in flight; a retry goes out
     pair.a_to_b()
     pair.b_to_a()  # both replies arrive
-    assert isinstance(result_of(d), list)
+    assert isinstance(result_of(d), bytes)
     assert pair.a.stats()["dropped_unexpected_reply"] == 1
 
 
@@ -238,7 +239,7 @@ def test_a_reply_with_another_key_is_dropped_and_the_right_key_may_use_another_a
     pair.b.datagramReceived(query, A_ADDR)
     ((reply, _),) = pair.take(pair.b)
     pair.a.datagramReceived(reply, ("10.0.0.9", 4000))
-    assert isinstance(result_of(d), list)
+    assert isinstance(result_of(d), bytes)
 
 
 def test_a_reply_to_a_signed_query_must_come_from_the_address_asked() -> None:
@@ -518,7 +519,7 @@ def test_real_sockets_on_ipv6_loopback():
         contact = yield a.ping(("::1", port_b.getHost().port))
         assert contact == b.contact
         seen_as = yield a.call_contact(contact, "ping")
-        assert wire.decode_address(*seen_as) == ("::1", port_a.getHost().port)
+        assert wire.decode_address(seen_as) == ("::1", port_a.getHost().port)
     finally:
         yield port_a.stopListening()
         yield port_b.stopListening()
@@ -537,7 +538,7 @@ def test_public_key_work_has_a_global_budget_and_sessions_go_on() -> None:
     assert len(pair.take(pair.b)) == 2  # the answers to the two that fitted
     d = pair.a.call_contact(pair.b_contact, "ping")  # MAC'd: no public-key work
     pair.exchange()
-    assert isinstance(result_of(d), list)
+    assert isinstance(result_of(d), bytes)
 
 
 def test_a_failing_listener_is_logged_and_the_query_still_answered(logged_errors) -> None:
@@ -590,3 +591,23 @@ def test_any_datagram_is_answered_or_dropped_and_counted_never_raised(data: byte
     stats = pair.b.stats()
     assert stats["received"] == 1
     assert stats["dropped"] == 1
+
+
+@pytest.mark.skipif(
+    not Path("/proc/sys/net/core/rmem_max").exists(), reason="needs Linux's rmem_max to predict"
+)
+@pytest_twisted.inlineCallbacks
+def test_listening_enlarges_the_receive_buffer():
+    import socket
+
+    from twisted.internet import reactor
+
+    proto = RPCProtocol(Identity.generate(), reactor, receive_buffer=1 << 19)
+    port = reactor.listenUDP(0, proto, interface="127.0.0.1")
+    try:
+        # Linux grants what was asked up to rmem_max, and reports it doubled.
+        granted = port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+        assert granted == 2 * min(1 << 19, rmem_max)
+    finally:
+        yield port.stopListening()

@@ -244,13 +244,13 @@ def test_contacts_round_trip_and_ids_are_derived(rows: list[tuple[bytes, Any, in
     "value",
     [
         None,
-        [[b"k" * 31, b"\x7f\0\0\1", 1]],
-        [[b"k" * 32, b"\x7f\0\0", 1]],
-        [[b"k" * 32, b"\x7f\0\0\1", 0]],
-        [[b"k" * 32, b"\x7f\0\0\1", 70000]],
-        [[b"k" * 32, b"\x7f\0\0\1"]],
-        [[b"k" * 32, b"\x7f\0\0\1", 1]] * 65,
-        [[b"k" * 32, "127.0.0.1", 1]],
+        [b"k" * 31 + b"\x7f\0\0\1\0\1"],  # short key
+        [b"k" * 32 + b"\x7f\0\0\0\1"],  # short address
+        [b"k" * 32 + b"\x7f\0\0\1\0\0"],  # port 0
+        [b"k" * 32 + b"\0" * 16 + b"\1"],  # 17-byte address
+        [[b"k" * 32, b"\x7f\0\0\1", 1]],  # not a byte string
+        [b"k" * 32 + b"\x7f\0\0\1\0\1"] * 65,  # too many
+        ["k" * 32 + "\x7f\0\0\1\0\1"],  # text
     ],
 )
 def test_bad_contacts_are_malformed(value: Any) -> None:
@@ -270,3 +270,14 @@ def test_twenty_contacts_fit_in_one_datagram() -> None:
 def test_encoding_a_host_that_is_not_an_ip_is_malformed() -> None:
     with pytest.raises(wire.MalformedMessage):
         wire.encode_address(("example.org", 80))
+
+
+@pytest.mark.parametrize("value", [None, b"", b"\x7f\0\0\1\0", b"\x7f\0\0\1\0\0", "127.0.0.1:80"])
+def test_bad_addresses_are_malformed(value: Any) -> None:
+    with pytest.raises(wire.MalformedMessage):
+        wire.decode_address(value)
+
+
+def test_addresses_round_trip() -> None:
+    for address in [("127.0.0.1", 1), ("::1", 65535), ("2001:db8::5", 4000)]:
+        assert wire.decode_address(wire.encode_address(address)) == address
