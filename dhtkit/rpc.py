@@ -81,7 +81,13 @@ class _ReplayWindow:
         self.current: set[int] = set()
         self.previous: set[int] = set()
 
+    @property
+    def empty(self) -> bool:
+        """Whether no number was ever accepted."""
+        return self.generation == -2
+
     def accept(self, seq: int) -> bool:
+        """Record ``seq``; False if it is a repeat or too old to tell."""
         generation = seq // REPLAY_GENERATION_US
         if generation > self.generation:
             if generation == self.generation + 1:
@@ -388,23 +394,24 @@ class RPCProtocol(DatagramProtocol):
             if (session is None or message.signed) and not self.handshake_limiter.allow("", now):
                 counters["dropped_handshake_limited"] += 1
                 return
-            if session is not None:
-                wire.verify(message, session.key)
-                if not session.window.accept(message.seq):
-                    counters["dropped_replay"] += 1
-                    return
-                self._sessions.move_to_end(message.sender_key)
-            else:
-                # A peer we hold nothing for: its datagram must be fresh, since
-                # no window remembers what it sent before.
+            if session is None or session.window.empty:
+                # Nothing remembers what this peer sent before (we never heard
+                # from it, or forgot it): only a fresh datagram may open the
+                # window, or any old one could be replayed once.
                 skew = message.seq - int(now * 1_000_000)
                 if not -self.max_clock_skew_us <= skew <= self.max_clock_skew_us:
                     counters["dropped_stale"] += 1
                     return
+            if session is None:
                 key = wire.session_key(self.identity, message.sender_key)
                 wire.verify(message, key)
                 session = self._new_session(message.sender_key, key)
-                session.window.accept(message.seq)
+            else:
+                wire.verify(message, session.key)
+                self._sessions.move_to_end(message.sender_key)
+            if not session.window.accept(message.seq):
+                counters["dropped_replay"] += 1
+                return
         except wire.WireError as e:
             counters["dropped_" + e.cause] += 1
             return

@@ -305,6 +305,24 @@ def test_a_stale_datagram_from_a_peer_without_session_is_dropped() -> None:
     assert pair.b.transport.written == []
 
 
+def test_a_stale_datagram_is_dropped_even_after_we_called_the_peer_first() -> None:
+    # Calling B makes A derive a session key for B before hearing from it; an
+    # old datagram of B's must not be able to open that session's window.
+    pair = Pair()
+    old_clock = task.Clock()
+    old_clock.advance(pair.clock.seconds() - 3600)
+    old_b = RPCProtocol(pair.b.identity, old_clock)
+    old_b.makeConnection(FakeDatagramTransport())
+    old_b.call(A_ADDR, "ping")
+    ((captured, _),) = pair.take(old_b)
+    d = pair.a.call_contact(pair.b_contact, "ping")
+    pair.a.datagramReceived(captured, B_ADDR)
+    assert pair.a.stats()["dropped_stale"] == 1
+    pair.a_to_b()
+    pair.b_to_a()
+    assert isinstance(result_of(d), bytes)
+
+
 def test_reordered_datagrams_within_the_window_are_accepted() -> None:
     pair = Pair()
     calls: list[Any] = []
