@@ -40,7 +40,7 @@ def node_id_for(public_key: bytes) -> bytes:
 class Identity:
     """An Ed25519 key pair and the node id derived from it."""
 
-    __slots__ = ("_secret_key", "_seed", "node_id", "public_key")
+    __slots__ = ("_curve_secret", "_secret_key", "_seed", "node_id", "public_key")
 
     public_key: bytes
     node_id: bytes
@@ -51,6 +51,7 @@ class Identity:
         self._seed = seed
         self.public_key, self._secret_key = crypto_sign_seed_keypair(seed)
         self.node_id = node_id_for(self.public_key)
+        self._curve_secret = crypto_sign_ed25519_sk_to_curve25519(self._secret_key)
 
     @classmethod
     def generate(cls) -> Identity:
@@ -97,7 +98,7 @@ class Identity:
 
     def curve25519_secret(self) -> bytes:
         """The X25519 secret matching this key, for session-key agreement."""
-        return crypto_sign_ed25519_sk_to_curve25519(self._secret_key)
+        return self._curve_secret
 
     def __repr__(self) -> str:
         return "<Identity node_id={}>".format(self.node_id.hex())

@@ -151,7 +151,7 @@ def session_key(identity: Identity, peer_public_key: bytes) -> bytes:
     :raises BadAuthenticator: the peer's key is not a usable curve point.
     """
     try:
-        peer_curve = crypto_sign_ed25519_pk_to_curve25519(peer_public_key)
+        peer_curve = _curve25519_public(peer_public_key)
         shared = crypto_scalarmult(identity.curve25519_secret(), peer_curve)
     except Exception as e:  # libsodium refuses low-order and invalid points
         raise BadAuthenticator("unusable public key: {}".format(e)) from e
@@ -159,6 +159,13 @@ def session_key(identity: Identity, peer_public_key: bytes) -> bytes:
     return hashlib.blake2b(
         shared + low + high, digest_size=SESSION_KEY_BYTES, person=_SESSION_PERSON
     ).digest()
+
+
+@lru_cache(maxsize=65536)
+def _curve25519_public(ed25519_public_key: bytes) -> bytes:
+    # A pure function of the key, as costly as the agreement itself; the nodes
+    # of a simulation all share this process and meet the same keys.
+    return crypto_sign_ed25519_pk_to_curve25519(ed25519_public_key)  # type: ignore[no-any-return]
 
 
 def decode(data: bytes, max_size: int = MAX_DATAGRAM) -> Message:

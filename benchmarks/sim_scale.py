@@ -1,0 +1,181 @@
+"""How far the simulator substrate scales: HeapClock beside task.Clock, and
+thousands of RPC nodes on the virtual network.
+
+    python benchmarks/sim_scale.py [--nodes 10000] [--peers 5] [--json]
+
+Part 1 schedules N timers with random delays, cancels a third of them and
+runs the rest, on Twisted's ``task.Clock`` (the baseline) and on
+``HeapClock``, in this one process. ``task.Clock`` re-sorts on every
+``callLater``, so its sizes stop where it takes tens of seconds.
+
+Part 2 starts ``--nodes`` unchanged ``RPCProtocol`` nodes on one
+``VirtualNetwork`` (each with its own Ed25519 identity), has each ping
+``--peers`` random others (a signed first exchange) and then call each of
+them again (MAC'd), and reports simulated and wall time, events per wall
+second and memory per node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import random
+import resource
+import sys
+import time
+from typing import Any
+
+from twisted.internet import task
+
+from dhtkit.identity import Identity
+from dhtkit.rpc import RPCProtocol
+from dhtkit.sim.clock import HeapClock
+from dhtkit.sim.latency import UniformLatency
+from dhtkit.sim.network import VirtualNetwork
+
+
+def clock_workload(clock: Any, count: int, seed: int) -> float:
+    """Seconds of wall time to schedule, cancel a third of, and run ``count`` timers."""
+    rng = random.Random(seed)
+    fired = [0]
+
+    def fire() -> None:
+        fired[0] += 1
+
+    start = time.perf_counter()
+    calls = [clock.callLater(rng.uniform(0, 1000), fire) for _ in range(count)]
+    for call in calls[::3]:
+        call.cancel()
+    remaining = count - len(calls[::3])
+    while fired[0] < remaining:
+        clock.advance(10)
+    elapsed = time.perf_counter() - start
+    assert fired[0] == remaining
+    return elapsed
+
+
+def compare_clocks(sizes: list[int], baseline_limit: int) -> list[dict[str, Any]]:
+    rows = []
+    for count in sizes:
+        heap = clock_workload(HeapClock(), count, seed=count)
+        base = clock_workload(task.Clock(), count, seed=count) if count <= baseline_limit else None
+        rows.append({"timers": count, "heap_clock_s": heap, "task_clock_s": base})
+    return rows
+
+
+def rss_bytes() -> int | None:
+    """The resident memory of this process now (Linux), or None."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+
+
+def rpc_network(nodes: int, peers: int, seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)
+    clock = HeapClock(now=1_700_000_000.0)
+    network = VirtualNetwork(clock, latency=UniformLatency(0.01, 0.1), seed=seed)
+    gc.collect()
+    before = rss_bytes()
+    start = time.perf_counter()
+    protocols = []
+    for n in range(nodes):
+        host = "10.{}.{}.{}".format(n // 62500, n // 250 % 250, n % 250 + 1)
+        reactor = network.reactor_for(host)
+        proto = RPCProtocol(
+            Identity(rng.randbytes(32)), reactor, rng=random.Random(rng.random()), retries=0
+        )
+        reactor.listenUDP(4000, proto)
+        protocols.append(proto)
+    setup_s = time.perf_counter() - start
+    addresses = [(p.transport.getHost().host, 4000) for p in protocols]
+    answered = [0]
+    failed = [0]
+
+    def ok(_: Any) -> None:
+        answered[0] += 1
+
+    def fail(_: Any) -> None:
+        failed[0] += 1
+
+    def again(contact: Any, proto: RPCProtocol) -> Any:
+        answered[0] += 1
+        return proto.call_contact(contact, "ping").addCallbacks(ok, fail)
+
+    start_sim = clock.seconds()
+    for n, proto in enumerate(protocols):
+        for target in rng.sample(range(nodes - 1), peers):
+            target += target >= n  # anyone but n
+            proto.ping(addresses[target]).addCallbacks(again, fail, callbackArgs=(proto,))
+    events = clock.run()
+    wall_s = time.perf_counter() - start
+    gc.collect()
+    after = rss_bytes()
+    return {
+        "nodes": nodes,
+        "calls": answered[0] + failed[0],
+        "answered": answered[0],
+        "failed": failed[0],
+        "datagrams": network.counters["delivered"],
+        "setup_s": setup_s,
+        "wall_s": wall_s,
+        "simulated_s": clock.seconds() - start_sim,
+        "events": events,
+        "events_per_s": events / wall_s,
+        "bytes_per_node": None if before is None or after is None else (after - before) / nodes,
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=10_000)
+    parser.add_argument("--peers", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.nodes < 2 or not 1 <= args.peers < args.nodes:
+        parser.error("need --nodes >= 2 and 1 <= --peers < --nodes")
+
+    # The network first: its memory is measured before the clocks' million
+    # timers have grown the heap.
+    sim = rpc_network(args.nodes, args.peers, args.seed)
+    clocks = compare_clocks([1_000, 5_000, 20_000, 100_000, 1_000_000], baseline_limit=20_000)
+    print("timers: schedule, cancel a third, run the rest (wall seconds)")
+    print("  {:>9}  {:>10}  {:>10}  {:>8}".format("timers", "HeapClock", "task.Clock", "speed-up"))
+    for row in clocks:
+        base = row["task_clock_s"]
+        print(
+            "  {:>9,}  {:>10.3f}  {:>10}  {:>8}".format(
+                row["timers"],
+                row["heap_clock_s"],
+                "-" if base is None else "{:.3f}".format(base),
+                "-" if base is None else "{:.0f}x".format(base / row["heap_clock_s"]),
+            )
+        )
+
+    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print()
+    print(
+        "{nodes:,} RPC nodes on the virtual network: {calls:,} calls "
+        "({answered:,} answered, {failed:,} failed), {datagrams:,} datagrams".format(**sim)
+    )
+    print(
+        "  setup {setup_s:.1f} s; total wall {wall_s:.1f} s for {simulated_s:.2f} simulated s; "
+        "{events:,} clock events, {events_per_s:,.0f} per wall second".format(**sim)
+    )
+    per_node = sim["bytes_per_node"]
+    print(
+        "  memory: {} per node (resident growth), peak RSS {:.0f} MiB".format(
+            "?" if per_node is None else "{:,.0f} bytes".format(per_node), peak_rss_mib
+        )
+    )
+    if args.json:
+        print(json.dumps({"clocks": clocks, "rpc_network": sim, "peak_rss_mib": peak_rss_mib}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
