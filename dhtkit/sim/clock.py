@@ -102,14 +102,17 @@ class HeapDelayedCall:
         :raises AlreadyCancelled: if it was already cancelled.
         :raises AlreadyCalled: if it already ran.
         """
-        if self.cancelled:
-            raise AlreadyCancelled
-        if self.called:
-            raise AlreadyCalled
+        self._require_pending()
         self._clock._drop(self)
         self.cancelled = 1
         # As Twisted does: a cancelled timer must not keep its arguments alive.
         del self.func, self.args, self.kw
+
+    def _require_pending(self) -> None:
+        if self.cancelled:
+            raise AlreadyCancelled
+        if self.called:
+            raise AlreadyCalled
 
     def reset(self, secondsFromNow: float) -> None:  # noqa: N803 (Twisted's name)
         """Reschedule this call to run ``secondsFromNow`` after now.
@@ -117,10 +120,7 @@ class HeapDelayedCall:
         :raises AlreadyCancelled: if it was cancelled.
         :raises AlreadyCalled: if it already ran.
         """
-        if self.cancelled:
-            raise AlreadyCancelled
-        if self.called:
-            raise AlreadyCalled
+        self._require_pending()
         new_time = self._clock._now + secondsFromNow
         if new_time < self.time:
             self.delayed_time = 0.0
@@ -135,10 +135,7 @@ class HeapDelayedCall:
         :raises AlreadyCancelled: if it was cancelled.
         :raises AlreadyCalled: if it already ran.
         """
-        if self.cancelled:
-            raise AlreadyCancelled
-        if self.called:
-            raise AlreadyCalled
+        self._require_pending()
         self.delayed_time += secondsLater
         if self.delayed_time < 0.0:
             self.time += self.delayed_time
