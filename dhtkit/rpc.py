@@ -156,6 +156,7 @@ _COUNTERS = (
     "errors_sent",
     "errors_received",
     "retries",
+    "duplicate_queries",
     "timeouts",
     "send_errors",
     "dropped_rate_limited",
@@ -190,6 +191,10 @@ class RPCProtocol(DatagramProtocol):
     :param receive_buffer: bytes asked of the kernel for the socket's receive
         buffer (``SO_RCVBUF``); the default buffer overflows with a hundred
         FIND_NODE replies in flight. 0 keeps the system's default.
+    :param answer_ttl: seconds a reply is kept to answer a retry of the same
+        query again without running its handler twice (at-most-once calls,
+        which compare-and-swap writes need).
+    :param max_answers: replies kept for that, at most.
     :param rng: source of transaction ids (inject a seeded one in simulations).
     """
 
@@ -209,6 +214,8 @@ class RPCProtocol(DatagramProtocol):
         max_clock_skew: float = 600.0,
         handshake_rate: float = 2000.0,
         receive_buffer: int = 1 << 20,
+        answer_ttl: float = 30.0,
+        max_answers: int = 4096,
         rng: random.Random | None = None,
     ) -> None:
         self.identity = identity
@@ -218,6 +225,11 @@ class RPCProtocol(DatagramProtocol):
         self.max_datagram = max_datagram
         self.max_sessions = max_sessions
         self.receive_buffer = receive_buffer
+        self.answer_ttl = answer_ttl
+        self.max_answers = max_answers
+        # (sender key, txid) -> (expiry, the reply datagram, or None while the
+        # handler is still working)
+        self._answers: OrderedDict[tuple[bytes, int], tuple[float, bytes | None]] = OrderedDict()
         self.max_clock_skew_us = int(max_clock_skew * 1_000_000)
         self.limiter = RateLimiter(rate, burst)
         # Public-key work (a signature to check, a session key to derive) costs
@@ -453,6 +465,20 @@ class RPCProtocol(DatagramProtocol):
             pending.deferred.errback(RemoteError("malformed_error", repr(payload)[:200]))
 
     def _handle_query(self, message: wire.Message, sender: Contact, key: bytes) -> None:
+        # A retry of a query we saw (its reply was lost, or is late) gets the
+        # same reply again instead of a second run of the handler.
+        answer_key = (message.sender_key, message.txid)
+        now = self.reactor.seconds()
+        known = self._answers.get(answer_key)
+        if known is not None and known[0] > now:
+            self.counters["duplicate_queries"] += 1
+            if known[1] is not None:
+                self._write(known[1], sender.address)
+            return
+        self._answers[answer_key] = (now + self.answer_ttl, None)
+        self._answers.move_to_end(answer_key)
+        if len(self._answers) > self.max_answers:
+            self._answers.popitem(last=False)
         handler = self._handlers.get(message.method)
         if handler is None:
             self._reply_error(message, sender, key, RemoteError("unknown_method", message.method))
@@ -488,7 +514,7 @@ class RPCProtocol(DatagramProtocol):
             )
             self._reply_error(message, sender, key, RemoteError("internal", "reply too large"))
             return
-        self._write(data, sender.address)
+        self._send_answer(message, sender, data)
 
     def _reply_failure(
         self, message: wire.Message, sender: Contact, key: bytes, failure: Failure
@@ -511,7 +537,13 @@ class RPCProtocol(DatagramProtocol):
             self._next_seq(),
         )
         self.counters["errors_sent"] += 1
-        self._write(wire.seal(body, wire.mac(body, key), self.max_datagram), sender.address)
+        self._send_answer(message, sender, wire.seal(body, wire.mac(body, key), self.max_datagram))
+
+    def _send_answer(self, message: wire.Message, sender: Contact, data: bytes) -> None:
+        answer_key = (message.sender_key, message.txid)
+        if answer_key in self._answers:
+            self._answers[answer_key] = (self._answers[answer_key][0], data)
+        self._write(data, sender.address)
 
     # -- plumbing ---------------------------------------------------------------
 
