@@ -281,3 +281,18 @@ def test_bad_addresses_are_malformed(value: Any) -> None:
 def test_addresses_round_trip() -> None:
     for address in [("127.0.0.1", 1), ("::1", 65535), ("2001:db8::5", 4000)]:
         assert wire.decode_address(wire.encode_address(address)) == address
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x81" * 1399 + b"\x00",  # arrays nested 1,399 deep
+        b"\xbf" * 1399 + b"\xff",  # indefinite maps, unterminated
+        b"\xc2\x59\x05\x00" + b"\xff" * 1280,  # a 10,000-bit bignum
+        b"\x82\x59\xff\xff" + b"\x00" * 100,  # a byte string claiming 65,535 bytes
+        b"\x9b" + b"\xff" * 8,  # an array claiming 2**64 - 1 items
+    ],
+)
+def test_hostile_cbor_is_malformed(data: bytes) -> None:
+    with pytest.raises(wire.MalformedMessage):
+        wire.decode(data)
