@@ -403,9 +403,6 @@ class RPCProtocol(DatagramProtocol):
                 counters["dropped_self"] += 1
                 return
             session = self._sessions.get(message.sender_key)
-            if (session is None or message.signed) and not self.handshake_limiter.allow("", now):
-                counters["dropped_handshake_limited"] += 1
-                return
             if session is None or session.window.empty:
                 # Nothing remembers what this peer sent before (we never heard
                 # from it, or forgot it): only a fresh datagram may open the
@@ -414,6 +411,9 @@ class RPCProtocol(DatagramProtocol):
                 if not -self.max_clock_skew_us <= skew <= self.max_clock_skew_us:
                     counters["dropped_stale"] += 1
                     return
+            if (session is None or message.signed) and not self.handshake_limiter.allow("", now):
+                counters["dropped_handshake_limited"] += 1
+                return
             if session is None:
                 key = wire.session_key(self.identity, message.sender_key)
                 wire.verify(message, key)
@@ -435,7 +435,7 @@ class RPCProtocol(DatagramProtocol):
                 self._log.failure("listener {listener!r} failed", listener=listener)
         if message.kind == wire.QUERY:
             counters["queries_received"] += 1
-            self._handle_query(message, sender, session.key)
+            self._handle_query(message, sender, session.key, now)
         else:
             self._handle_reply(message, sender)
 
@@ -464,11 +464,10 @@ class RPCProtocol(DatagramProtocol):
         else:
             pending.deferred.errback(RemoteError("malformed_error", repr(payload)[:200]))
 
-    def _handle_query(self, message: wire.Message, sender: Contact, key: bytes) -> None:
+    def _handle_query(self, message: wire.Message, sender: Contact, key: bytes, now: float) -> None:
         # A retry of a query we saw (its reply was lost, or is late) gets the
         # same reply again instead of a second run of the handler.
         answer_key = (message.sender_key, message.txid)
-        now = self.reactor.seconds()
         known = self._answers.get(answer_key)
         if known is not None and known[0] > now:
             self.counters["duplicate_queries"] += 1

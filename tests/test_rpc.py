@@ -690,3 +690,19 @@ def test_listening_enlarges_the_receive_buffer():
         assert granted == 2 * min(1 << 19, rmem_max)
     finally:
         yield port.stopListening()
+
+
+def test_a_stale_datagram_does_not_spend_the_public_key_budget() -> None:
+    pair = Pair(handshake_rate=1)
+    old_clock = task.Clock()
+    old_clock.advance(pair.clock.seconds() - 3600)
+    old = RPCProtocol(Identity(b"\7" * 32), old_clock)
+    old.makeConnection(FakeDatagramTransport())
+    old.ping(B_ADDR)
+    ((stale, _),) = pair.take(old)
+    pair.b.datagramReceived(stale, ("10.0.0.7", 4000))
+    d = pair.a.ping(B_ADDR)  # the one signature B may check this second
+    pair.exchange()
+    assert result_of(d) == pair.b_contact
+    assert pair.b.stats()["dropped_stale"] == 1
+    assert pair.b.stats()["dropped_handshake_limited"] == 0
