@@ -353,14 +353,20 @@ def test_a_replayed_reply_does_not_complete_a_new_call() -> None:
     assert pair.a.stats()["dropped_replay"] == 1
 
 
+def ping_sent_at(identity: Identity, when: float, to: Any) -> bytes:
+    """The signed ping ``identity`` would have sent to ``to`` at time ``when``."""
+    clock = task.Clock()
+    clock.advance(when)
+    proto = RPCProtocol(identity, clock)
+    proto.makeConnection(FakeDatagramTransport())
+    proto.ping(to)
+    ((data, _),) = Pair.take(proto)
+    return data
+
+
 def test_a_stale_datagram_from_a_peer_without_session_is_dropped() -> None:
     pair = Pair(max_clock_skew=600)
-    old_clock = task.Clock()
-    old_clock.advance(pair.clock.seconds() - 601)
-    old = RPCProtocol(Identity(b"\5" * 32), old_clock)
-    old.makeConnection(FakeDatagramTransport())
-    old.ping(B_ADDR)
-    ((query, _),) = pair.take(old)
+    query = ping_sent_at(Identity(b"\5" * 32), pair.clock.seconds() - 601, B_ADDR)
     pair.b.datagramReceived(query, ("10.0.0.5", 4000))
     assert pair.b.stats()["dropped_stale"] == 1
     assert pair.b.transport.written == []
@@ -370,12 +376,7 @@ def test_a_stale_datagram_is_dropped_even_after_we_called_the_peer_first() -> No
     # Calling B makes A derive a session key for B before hearing from it; an
     # old datagram of B's must not be able to open that session's window.
     pair = Pair()
-    old_clock = task.Clock()
-    old_clock.advance(pair.clock.seconds() - 3600)
-    old_b = RPCProtocol(pair.b.identity, old_clock)
-    old_b.makeConnection(FakeDatagramTransport())
-    old_b.call(A_ADDR, "ping")
-    ((captured, _),) = pair.take(old_b)
+    captured = ping_sent_at(pair.b.identity, pair.clock.seconds() - 3600, A_ADDR)
     d = pair.a.call_contact(pair.b_contact, "ping")
     pair.a.datagramReceived(captured, B_ADDR)
     assert pair.a.stats()["dropped_stale"] == 1
@@ -694,12 +695,7 @@ def test_listening_enlarges_the_receive_buffer():
 
 def test_a_stale_datagram_does_not_spend_the_public_key_budget() -> None:
     pair = Pair(handshake_rate=1)
-    old_clock = task.Clock()
-    old_clock.advance(pair.clock.seconds() - 3600)
-    old = RPCProtocol(Identity(b"\7" * 32), old_clock)
-    old.makeConnection(FakeDatagramTransport())
-    old.ping(B_ADDR)
-    ((stale, _),) = pair.take(old)
+    stale = ping_sent_at(Identity(b"\7" * 32), pair.clock.seconds() - 3600, B_ADDR)
     pair.b.datagramReceived(stale, ("10.0.0.7", 4000))
     d = pair.a.ping(B_ADDR)  # the one signature B may check this second
     pair.exchange()
