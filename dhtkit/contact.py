@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from functools import lru_cache
 
 import attrs
 
@@ -34,13 +33,6 @@ def _to_address(value: tuple[str, int]) -> Address:
     return (str(value[0]), int(value[1]))
 
 
-@lru_cache(maxsize=65536)
-def _cached_node_id(public_key: bytes) -> bytes:
-    # Contacts are decoded by the dozen from every FIND_NODE reply and the same
-    # keys recur, so the hash is worth remembering.
-    return node_id_for(public_key)
-
-
 @attrs.frozen(slots=True)
 class Contact:
     """A peer as the routing tables know it.
@@ -57,7 +49,7 @@ class Contact:
     @classmethod
     def from_key(cls, public_key: bytes, address: Address) -> Contact:
         """The contact for ``public_key`` listening at ``address``."""
-        return cls(_cached_node_id(public_key), public_key, address)
+        return cls(node_id_for(public_key), public_key, address)
 
     def __repr__(self) -> str:
         return "Contact({}, {}:{})".format(self.node_id.hex()[:12], *self.address)

@@ -6,8 +6,8 @@ without also holding the matching private key.
 
 from __future__ import annotations
 
-import hashlib
 import os
+from functools import lru_cache
 from pathlib import Path
 
 from nacl.bindings import (
@@ -19,7 +19,8 @@ from nacl.bindings import (
     crypto_sign_SEEDBYTES,
 )
 
-ID_BYTES = 20
+from dhtkit.keyspace import ID_BYTES, key_for
+
 PUBLIC_KEY_BYTES = crypto_sign_PUBLICKEYBYTES
 
 # The key file holds a magic line and the 32-byte seed, so a wrong or foreign
@@ -32,9 +33,14 @@ class IdentityError(ValueError):
     """A key file or key material that cannot be an identity."""
 
 
+@lru_cache(maxsize=65536)
 def node_id_for(public_key: bytes) -> bytes:
-    """The node id that belongs to an Ed25519 public key: BLAKE2b-160 of it."""
-    return hashlib.blake2b(public_key, digest_size=ID_BYTES).digest()
+    """The node id that belongs to an Ed25519 public key: BLAKE2b-160 of it.
+
+    Cached: every datagram and every contact in a reply asks again, and the
+    same keys recur.
+    """
+    return key_for(public_key)
 
 
 class Identity:

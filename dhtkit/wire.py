@@ -39,8 +39,8 @@ from nacl.bindings import (
 )
 from nacl.exceptions import BadSignatureError
 
-from dhtkit.contact import Address, Contact, _cached_node_id
-from dhtkit.identity import ID_BYTES, PUBLIC_KEY_BYTES, Identity
+from dhtkit.contact import Address, Contact
+from dhtkit.identity import ID_BYTES, PUBLIC_KEY_BYTES, Identity, node_id_for
 
 VERSION = 1
 QUERY, RESPONSE, ERROR = 0, 1, 2
@@ -211,7 +211,7 @@ def decode(data: bytes, max_size: int = MAX_DATAGRAM) -> Message:
     if kind != QUERY and len(auth) != MAC_BYTES:
         raise MalformedMessage("replies are authenticated by MAC")
     check_plain(payload)
-    if _cached_node_id(sender_key) != sender_id:
+    if node_id_for(sender_key) != sender_id:
         raise BadNodeId("node id is not the hash of the sender's key")
     return Message(kind, txid, method, payload, sender_key, sender_id, seq, body, auth)
 
