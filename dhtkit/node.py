@@ -1,0 +1,451 @@
+"""DHTNode: put and get values over any overlay.
+
+This is the value layer every overlay shares. The overlay says which nodes
+are responsible for a key (:class:`~dhtkit.overlay.IOverlay`); the node
+stores a record on them with the ``store`` RPC, reads it back with ``get``,
+keeps its own copies in an :class:`~dhtkit.storage.IValueStore`, and lets
+one :class:`~dhtkit.republish.Scheduler` expire, replicate and republish
+them.
+
+A put succeeds when enough of the responsible nodes acknowledge it (by
+default a majority of those the overlay found); when they refuse, the
+caller gets the same typed refusal a local store would raise. A get asks
+every responsible node, checks what comes back, returns the newest valid
+version, and stores that version on the replicas that answered with an
+older one or none (read repair).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from dhtkit.contact import Contact
+from dhtkit.identity import Identity
+from dhtkit.keyspace import check_id
+from dhtkit.overlay import IOverlay
+from dhtkit.republish import EXPIRE_AFTER, REPLICATE_EVERY, REPUBLISH_EVERY, Scheduler
+from dhtkit.rpc import RemoteError, RPCError, RPCProtocol
+from dhtkit.storage.interface import SELF, IValueStore, StoredRecord
+from dhtkit.values import (
+    MAX_VALUE_SIZE,
+    REFUSALS,
+    ImmutableValue,
+    PlainValue,
+    Record,
+    SignedValue,
+    ValueRefused,
+    admit,
+    check_record,
+    check_value,
+    from_wire,
+    newest,
+    refusal_for,
+    signed_key,
+    to_wire,
+)
+
+
+class PutFailed(Exception):
+    """Too few responsible nodes acknowledged a put (and none refused it)."""
+
+    def __init__(self, stored: int, required: int, reached: int) -> None:
+        super().__init__(
+            "the value reached {} of the {} nodes responsible for it; {} needed".format(
+                stored, reached, required
+            )
+        )
+        self.stored = stored
+        self.required = required
+        self.reached = reached
+
+
+class DHTNode:
+    """The value layer of one node.
+
+    :param rpc: the node's RPC protocol; the node registers ``store`` and
+        ``get`` on it.
+    :param overlay: answers who is responsible for a key.
+    :param store: this node's records.
+    :param clock: defaults to the RPC protocol's reactor.
+    :param replication: nodes each value is stored on (default: the
+        overlay's ``k``).
+    :param quorum: acknowledgments that make a put succeed (default: a
+        majority of the responsible nodes found).
+    :param max_value_size: the largest value accepted, in bytes.
+    :param expire_after: seconds a stored record lives unless republished.
+    :param replicate_every: seconds between a holder's replications.
+    :param republish_every: seconds between the publisher's republishes.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        rpc: RPCProtocol,
+        overlay: IOverlay,
+        store: IValueStore,
+        *,
+        clock: IReactorTime | None = None,
+        replication: int | None = None,
+        quorum: int | None = None,
+        max_value_size: int = MAX_VALUE_SIZE,
+        expire_after: float = EXPIRE_AFTER,
+        replicate_every: float = REPLICATE_EVERY,
+        republish_every: float = REPUBLISH_EVERY,
+    ) -> None:
+        self.rpc = rpc
+        self.overlay = overlay
+        self.store = store
+        self.clock = clock if clock is not None else rpc.reactor
+        self.replication = replication if replication is not None else int(overlay.k)
+        self.quorum = quorum
+        self.max_value_size = max_value_size
+        self.expire_after = expire_after
+        self.replicate_every = replicate_every
+        self.scheduler = Scheduler(
+            store,
+            self.clock,
+            self._replicate,
+            self._republish,
+            replicate_every=replicate_every,
+            republish_every=republish_every,
+        )
+        self.counters: Counter[str] = Counter()
+        rpc.register("store", self._answer_store)
+        rpc.register("get", self._answer_get)
+
+    @property
+    def identity(self) -> Identity:
+        return self.rpc.identity
+
+    def start(self) -> None:
+        """Start the expire / replicate / republish schedule."""
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        """Stop the schedule (the store stays open; its owner closes it)."""
+        self.scheduler.stop()
+
+    # -- the public API --------------------------------------------------------
+
+    def put(self, key: bytes, value: bytes) -> defer.Deferred[int]:
+        """Store ``value`` under ``key``, last writer wins; fire with the replica count."""
+        try:
+            record = PlainValue(check_id(key), value, int(self.clock.seconds() * 1_000_000))
+        except ValueError as e:
+            return defer.fail(e)
+        return self._publish(record, None)
+
+    def put_immutable(self, value: bytes) -> defer.Deferred[int]:
+        """Store ``value`` under its own hash, ``key_for(value)``."""
+        return self._publish(ImmutableValue(value), None)
+
+    def get(self, key: bytes) -> defer.Deferred[bytes | None]:
+        """The newest value stored under ``key``, of any kind, or None."""
+        return self._fetch(key).addCallback(lambda r: None if r is None else r.value)
+
+    def put_signed(
+        self,
+        value: bytes,
+        salt: bytes = b"",
+        identity: Identity | None = None,
+        *,
+        seq: int | None = None,
+        expected_seq: int | None = None,
+    ) -> defer.Deferred[int]:
+        """Store a new version of the mutable value of ``identity`` and ``salt``.
+
+        Without ``seq`` the version is one more than the newest found in the
+        network. With ``expected_seq`` it is stored only where the present
+        version has that sequence number (compare-and-swap).
+        """
+        return defer.Deferred.fromCoroutine(
+            self._put_signed(value, salt, identity or self.identity, seq, expected_seq)
+        )
+
+    async def _put_signed(
+        self,
+        value: bytes,
+        salt: bytes,
+        identity: Identity,
+        seq: int | None,
+        expected_seq: int | None,
+    ) -> int:
+        check_value(value, self.max_value_size)  # before any traffic
+        if seq is None:
+            if expected_seq is not None:
+                seq = expected_seq + 1
+            else:
+                current = await self.get_signed(identity.public_key, salt)
+                seq = 1 if current is None else current.seq + 1
+        record = SignedValue.create(identity, value, seq, salt)
+        return await self._publish(record, expected_seq)
+
+    def get_signed(
+        self, public_key: bytes, salt: bytes = b""
+    ) -> defer.Deferred[SignedValue | None]:
+        """The newest valid version of the mutable value of ``public_key`` and ``salt``."""
+
+        def signed_only(record: Record | None) -> SignedValue | None:
+            return record if isinstance(record, SignedValue) else None
+
+        try:
+            key = signed_key(public_key, salt)
+        except TypeError as e:
+            return defer.fail(e)
+        return self._fetch(key).addCallback(signed_only)
+
+    def delete_local(self, key: bytes) -> defer.Deferred[bool]:
+        """Drop this node's copy of ``key`` and stop republishing it.
+
+        Copies on other nodes expire on their own, at most ``expire_after``
+        after the last republish.
+        """
+        return defer.succeed(self.store.delete(key))
+
+    def stats(self) -> dict[str, int]:
+        """Counters of this node's value traffic, and the store's size."""
+        stats = dict(self.counters)
+        stats.update({"scheduler_" + k: v for k, v in self.scheduler.counters.items()})
+        stats["records"], stats["record_bytes"] = self.store.usage()
+        return stats
+
+    # -- storing -----------------------------------------------------------------
+
+    def _is_self(self, contact: Contact) -> bool:
+        return contact.node_id == self.identity.node_id
+
+    def _publish(self, record: Record, expected_seq: int | None) -> defer.Deferred[int]:
+        return defer.Deferred.fromCoroutine(self._publish_async(record, expected_seq))
+
+    async def _publish_async(self, record: Record, expected_seq: int | None) -> int:
+        check_record(record, record.key, self.max_value_size)
+        local = self.store.get(record.key)
+        if local is not None:
+            # A version we already hold newer than this one is refused here,
+            # before any traffic; compare-and-swap is the replicas' to judge.
+            admit(local.record, record)
+        contacts = await self.overlay.find_responsible(record.key, self.replication)
+        stored, refusals = await self._store_on(contacts, record, self.expire_after, expected_seq)
+        required = self.quorum if self.quorum is not None else len(contacts) // 2 + 1
+        if stored < required or not contacts:
+            if refusals:
+                reason, _ = Counter(type(r) for r in refusals).most_common(1)[0]
+                raise next(r for r in refusals if type(r) is reason)
+            raise PutFailed(stored, required, len(contacts))
+        now = self.clock.seconds()
+        self.store.put(
+            StoredRecord(
+                record,
+                SELF,
+                now,
+                None,
+                republish_at=now + self.scheduler.republish_every,
+                origin=True,
+            )
+        )
+        self.scheduler.poke()
+        self.counters["puts"] += 1
+        return stored
+
+    async def _store_on(
+        self,
+        contacts: list[Contact],
+        record: Record,
+        ttl: float,
+        expected_seq: int | None = None,
+        cached: bool = False,
+    ) -> tuple[int, list[ValueRefused]]:
+        """Store ``record`` on ``contacts``: (acknowledgments, refusals)."""
+        args = [to_wire(record), ttl, expected_seq, cached]
+        calls: list[defer.Deferred[Any]] = []
+        for contact in contacts:
+            if self._is_self(contact):
+                calls.append(
+                    defer.maybeDeferred(
+                        self._store_here, contact, record, ttl, expected_seq, cached
+                    )
+                )
+            else:
+                calls.append(self.rpc.call_contact(contact, "store", args))
+        results = await defer.DeferredList(calls, consumeErrors=True)
+        stored = 0
+        refusals: list[ValueRefused] = []
+        for ok, result in results:
+            if ok:
+                stored += 1
+                continue
+            assert isinstance(result, Failure)
+            error = result.value
+            if isinstance(error, ValueRefused):
+                refusals.append(error)
+            elif isinstance(error, RemoteError) and error.code in REFUSALS:
+                refusals.append(refusal_for(error.code, error.message))
+            elif not isinstance(error, RPCError):
+                self._log.failure("storing {key} failed", result, key=record.key.hex())
+        return stored, refusals
+
+    def _store_here(
+        self,
+        sender: Contact,
+        record: Record,
+        ttl: float,
+        expected_seq: int | None,
+        cached: bool,
+    ) -> bool:
+        now = self.clock.seconds()
+        publisher = (
+            "key:" + record.public_key.hex()
+            if isinstance(record, SignedValue)
+            else SELF
+            if self._is_self(sender)
+            else "host:" + sender.address[0]
+        )
+        entry = StoredRecord(
+            record,
+            publisher,
+            now,
+            now + min(ttl, self.expire_after),
+            replicate_at=None if cached else now + self.replicate_every,
+            cached=cached,
+        )
+        self.store.put(entry, expected_seq)
+        self.scheduler.poke()
+        return True
+
+    def _answer_store(self, sender: Contact, args: Any) -> bool:
+        self.counters["store_received"] += 1
+        try:
+            if not (isinstance(args, list) and len(args) == 4):
+                raise ValueError("store takes [record, ttl, expected seq, cached]")
+            wire_record, ttl, expected_seq, cached = args
+            if type(ttl) not in (int, float) or not ttl > 0:
+                raise ValueError("the ttl must be a positive number of seconds")
+            if expected_seq is not None and type(expected_seq) is not int:
+                raise ValueError("the expected seq must be an integer or null")
+            if type(cached) is not bool:
+                raise ValueError("cached must be a boolean")
+            record = from_wire(wire_record)
+            check_record(record, record.key, self.max_value_size)
+            return self._store_here(sender, record, float(ttl), expected_seq, cached)
+        except ValueRefused as e:
+            self.counters["store_refused_" + e.reason] += 1
+            raise RemoteError(e.reason, str(e)) from None
+        except ValueError as e:
+            self.counters["store_refused_malformed"] += 1
+            raise RemoteError("malformed", str(e)) from None
+
+    # -- reading -------------------------------------------------------------------
+
+    def _answer_get(self, sender: Contact, args: Any) -> list[Any] | None:
+        self.counters["get_received"] += 1
+        if not isinstance(args, bytes):
+            raise RemoteError("malformed", "get takes a key")
+        try:
+            check_id(args)
+        except ValueError as e:
+            raise RemoteError("malformed", str(e)) from None
+        entry = self._live(args)
+        if entry is None:
+            return None
+        return [to_wire(entry.record), self._remaining(entry)]
+
+    def _remaining(self, entry: StoredRecord) -> float:
+        """The lifetime a copy of ``entry`` may be given."""
+        if entry.expire_at is None:
+            return self.expire_after
+        return entry.expire_at - self.clock.seconds()
+
+    def _live(self, key: bytes) -> StoredRecord | None:
+        """Our copy of ``key``, unless it expired (and awaits deletion)."""
+        entry = self.store.get(key)
+        if entry is None or (
+            entry.expire_at is not None and entry.expire_at <= self.clock.seconds()
+        ):
+            return None
+        return entry
+
+    def _fetch(self, key: bytes) -> defer.Deferred[Record | None]:
+        try:
+            check_id(key)
+        except ValueError as e:
+            return defer.fail(e)
+        return defer.Deferred.fromCoroutine(self._fetch_async(key))
+
+    async def _fetch_async(self, key: bytes) -> Record | None:
+        self.counters["gets"] += 1
+        contacts = await self.overlay.find_responsible(key, self.replication)
+        remote = [c for c in contacts if not self._is_self(c)]
+        answers = await defer.DeferredList(
+            [self.rpc.call_contact(c, "get", key) for c in remote], consumeErrors=True
+        )
+        # (who answered or None for our own copy, the record, its remaining ttl)
+        found: list[tuple[Contact | None, Record, float]] = []
+        answered: list[Contact] = []
+        for contact, (ok, answer) in zip(remote, answers, strict=True):
+            if not ok:
+                continue
+            answered.append(contact)
+            record = self._valid_answer(key, answer)
+            if record is not None:
+                found.append((contact, record, min(float(answer[1]), self.expire_after)))
+        local = self._live(key)
+        me = next((c for c in contacts if self._is_self(c)), None)
+        if local is not None:
+            found.append((me, local.record, self._remaining(local)))
+        if me is not None:
+            answered.append(me)  # our own copy, when we are a replica, is repaired too
+        best = newest([r for _, r, _ in found])
+        if best is not None:
+            current = {c.node_id for c, r, _ in found if c is not None and r == best}
+            stale = [c for c in answered if c.node_id not in current]
+            if stale:
+                self._repair(stale, best, max(t for _, r, t in found if r == best))
+        return best
+
+    def _repair(self, stale: list[Contact], record: Record, ttl: float) -> None:
+        """Store the newest version on replicas that answered with less."""
+        self.counters["read_repairs"] += len(stale)
+        # Not awaited: the reader has its answer already.
+        defer.Deferred.fromCoroutine(self._store_on(stale, record, ttl)).addErrback(
+            lambda f: self._log.failure("read repair of {key} failed", f, key=record.key.hex())
+        )
+
+    def _valid_answer(self, key: bytes, answer: Any) -> Record | None:
+        if answer is None:
+            return None
+        try:
+            if not (isinstance(answer, list) and len(answer) == 2):
+                raise ValueRefused("a get answer is [record, ttl]")
+            if type(answer[1]) not in (int, float) or not answer[1] > 0:
+                raise ValueRefused("the ttl must be a positive number")
+            record = from_wire(answer[0])
+            check_record(record, key, self.max_value_size)
+        except ValueRefused:
+            self.counters["bad_answers"] += 1
+            return None
+        return record
+
+    # -- the schedule's actions ----------------------------------------------------
+
+    async def _send_on(self, entry: StoredRecord, ttl: float) -> None:
+        contacts = await self.overlay.find_responsible(entry.key, self.replication)
+        others = [c for c in contacts if not self._is_self(c)]
+        await self._store_on(others, entry.record, ttl)
+
+    def _replicate(self, entry: StoredRecord) -> defer.Deferred[None]:
+        # A replica passes on only the lifetime it has left, so copies of
+        # copies cannot outlive the publisher's last republish.
+        remaining = self._remaining(entry)
+        if remaining <= 0:
+            return defer.succeed(None)
+        return defer.Deferred.fromCoroutine(self._send_on(entry, remaining))
+
+    def _republish(self, entry: StoredRecord) -> defer.Deferred[None]:
+        return defer.Deferred.fromCoroutine(self._send_on(entry, self.expire_after))

@@ -1,0 +1,360 @@
+"""Value records: immutable, plain (last writer wins) and signed mutable.
+
+Three kinds of record share one key space:
+
+* :class:`ImmutableValue` — the key is BLAKE2b-160 of the value, so anyone
+  can check that a value belongs to its key;
+* :class:`PlainValue` — the classic Kademlia ``set``: any key, any value, the
+  latest write (by the writer's timestamp) wins;
+* :class:`SignedValue` — mutable values with the semantics of BitTorrent's
+  BEP 44: the key is BLAKE2b-160 of (public key + salt), every version carries
+  a sequence number and an Ed25519 signature over (salt, seq, value), and a
+  store keeps the highest valid sequence number.
+
+:func:`admit` holds the one rule every store applies when a record arrives for
+a key that may already hold one. Each reason to refuse is its own exception
+type with a stable ``reason`` code, which travels over the wire so that the
+caller of a remote put sees the same type as a local one.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, ClassVar
+
+import attrs
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError
+
+from dhtkit.identity import PUBLIC_KEY_BYTES, Identity
+from dhtkit.keyspace import ID_BYTES, key_for
+
+MAX_VALUE_SIZE = 1000
+MAX_SALT_SIZE = 64
+MAX_SEQ = 2**63 - 1
+SIGNATURE_BYTES = 64
+
+_SIGNED_CONTEXT = b"dhtkit-signed-value-v1"
+
+
+class ValueRefused(ValueError):
+    """A record that a store will not take; ``reason`` names why."""
+
+    reason: ClassVar[str] = "refused"
+
+
+class ValueTooLarge(ValueRefused):
+    """The value is longer than the store's size limit."""
+
+    reason = "too_large"
+
+
+class SaltTooLong(ValueRefused):
+    """A signed value's salt is longer than 64 bytes."""
+
+    reason = "salt_too_long"
+
+
+class MalformedRecord(ValueRefused):
+    """A record whose fields have the wrong types or lengths."""
+
+    reason = "malformed"
+
+
+class KeyMismatch(ValueRefused):
+    """The record does not belong to the key it was stored under."""
+
+    reason = "key_mismatch"
+
+
+class BadSignature(ValueRefused):
+    """A signed value whose signature does not verify."""
+
+    reason = "bad_signature"
+
+
+class KindConflict(ValueRefused):
+    """A record of another kind would replace a verifiable one."""
+
+    reason = "kind_conflict"
+
+
+class StaleSequence(ValueRefused):
+    """The stored record has a higher sequence number (or a later write)."""
+
+    reason = "stale_seq"
+
+
+class SequenceConflict(ValueRefused):
+    """Another value is stored with the same sequence number."""
+
+    reason = "seq_conflict"
+
+
+class CASMismatch(ValueRefused):
+    """Compare-and-swap: the stored sequence number is not the expected one."""
+
+    reason = "cas_mismatch"
+
+
+class OverQuota(ValueRefused):
+    """The store, or this publisher's share of it, is full."""
+
+    reason = "over_quota"
+
+
+REFUSALS: dict[str, type[ValueRefused]] = {
+    cls.reason: cls
+    for cls in (
+        ValueTooLarge,
+        SaltTooLong,
+        MalformedRecord,
+        KeyMismatch,
+        BadSignature,
+        KindConflict,
+        StaleSequence,
+        SequenceConflict,
+        CASMismatch,
+        OverQuota,
+    )
+}
+
+
+def refusal_for(reason: str, message: str) -> ValueRefused:
+    """The typed refusal for a reason code received from a peer."""
+    return REFUSALS.get(reason, ValueRefused)(message)
+
+
+def _check_bytes(name: str, value: object, length: int | None = None) -> None:
+    if not isinstance(value, bytes):
+        raise MalformedRecord("{} must be bytes".format(name))
+    if length is not None and len(value) != length:
+        raise MalformedRecord("{} must be {} bytes, not {}".format(name, length, len(value)))
+
+
+def check_value(value: object, max_size: int = MAX_VALUE_SIZE) -> None:
+    """Raise :class:`ValueTooLarge` or :class:`MalformedRecord` for a bad value."""
+    _check_bytes("value", value)
+    assert isinstance(value, bytes)
+    if len(value) > max_size:
+        raise ValueTooLarge(
+            "the value is {} bytes; the limit is {} bytes".format(len(value), max_size)
+        )
+
+
+def _check_seq(seq: object) -> None:
+    if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
+        raise MalformedRecord("seq must be an integer from 0 to 2**63-1")
+
+
+@attrs.frozen
+class ImmutableValue:
+    """A value stored under its own hash."""
+
+    value: bytes
+    kind: ClassVar[str] = "immutable"
+    seq: ClassVar[int] = 0
+
+    @property
+    def key(self) -> bytes:
+        return key_for(self.value)
+
+    @property
+    def size(self) -> int:
+        return len(self.value)
+
+    def check(self, max_value_size: int = MAX_VALUE_SIZE) -> None:
+        """Raise the :class:`ValueRefused` that this record deserves, if any."""
+        check_value(self.value, max_value_size)
+
+
+@attrs.frozen
+class PlainValue:
+    """A value under any key; ``seq`` is the writer's clock in microseconds."""
+
+    key: bytes
+    value: bytes
+    seq: int
+    kind: ClassVar[str] = "plain"
+
+    @property
+    def size(self) -> int:
+        return ID_BYTES + len(self.value)
+
+    def check(self, max_value_size: int = MAX_VALUE_SIZE) -> None:
+        """Raise the :class:`ValueRefused` that this record deserves, if any."""
+        _check_bytes("key", self.key, ID_BYTES)
+        check_value(self.value, max_value_size)
+        _check_seq(self.seq)
+
+
+def signed_payload(salt: bytes, seq: int, value: bytes) -> bytes:
+    """The bytes a signed value's signature covers.
+
+    Every field has a fixed width or a length prefix, so no two (salt, seq,
+    value) triples share an encoding.
+    """
+    return b"".join(
+        (
+            _SIGNED_CONTEXT,
+            struct.pack(">B", len(salt)),
+            salt,
+            struct.pack(">QI", seq, len(value)),
+            value,
+        )
+    )
+
+
+def signed_key(public_key: bytes, salt: bytes = b"") -> bytes:
+    """The key a signed value of ``public_key`` and ``salt`` is stored under."""
+    return key_for(public_key + salt)
+
+
+@attrs.frozen
+class SignedValue:
+    """A version of a mutable value, signed by the owner of ``public_key``."""
+
+    public_key: bytes
+    salt: bytes
+    seq: int
+    value: bytes
+    signature: bytes
+    kind: ClassVar[str] = "signed"
+
+    @classmethod
+    def create(cls, identity: Identity, value: bytes, seq: int, salt: bytes = b"") -> SignedValue:
+        """Sign ``value`` as version ``seq`` under ``identity``'s key and ``salt``."""
+        record = cls(identity.public_key, salt, seq, value, b"\0" * SIGNATURE_BYTES)
+        record.check_fields(max_value_size=len(value))  # the size limit is the store's
+        return attrs.evolve(record, signature=identity.sign(signed_payload(salt, seq, value)))
+
+    @property
+    def key(self) -> bytes:
+        return signed_key(self.public_key, self.salt)
+
+    @property
+    def size(self) -> int:
+        return PUBLIC_KEY_BYTES + SIGNATURE_BYTES + len(self.salt) + len(self.value)
+
+    def check_fields(self, max_value_size: int = MAX_VALUE_SIZE) -> None:
+        """Check types and sizes, not the signature."""
+        _check_bytes("public key", self.public_key, PUBLIC_KEY_BYTES)
+        _check_bytes("salt", self.salt)
+        if len(self.salt) > MAX_SALT_SIZE:
+            raise SaltTooLong(
+                "the salt is {} bytes; the limit is {} bytes".format(len(self.salt), MAX_SALT_SIZE)
+            )
+        _check_seq(self.seq)
+        check_value(self.value, max_value_size)
+        _check_bytes("signature", self.signature, SIGNATURE_BYTES)
+
+    def check(self, max_value_size: int = MAX_VALUE_SIZE) -> None:
+        """Raise the :class:`ValueRefused` that this record deserves, if any."""
+        self.check_fields(max_value_size)
+        try:
+            crypto_sign_open(
+                self.signature + signed_payload(self.salt, self.seq, self.value), self.public_key
+            )
+        except (BadSignatureError, ValueError):
+            raise BadSignature("the signature does not match the value") from None
+
+
+Record = ImmutableValue | PlainValue | SignedValue
+
+
+def to_wire(record: Record) -> list[Any]:
+    """The record as a plain list for an RPC payload."""
+    if isinstance(record, ImmutableValue):
+        return [0, record.value]
+    if isinstance(record, PlainValue):
+        return [1, record.key, record.value, record.seq]
+    return [2, record.public_key, record.salt, record.seq, record.value, record.signature]
+
+
+def from_wire(obj: Any) -> Record:
+    """A record from :func:`to_wire`'s list; fields are checked by ``check``.
+
+    :raises MalformedRecord: the list does not have a record's shape.
+    """
+    if isinstance(obj, list) and obj:
+        code, fields = obj[0], obj[1:]
+        try:
+            if code == 0 and len(fields) == 1:
+                return ImmutableValue(*fields)
+            if code == 1 and len(fields) == 3:
+                return PlainValue(*fields)
+            if code == 2 and len(fields) == 5:
+                return SignedValue(*fields)
+        except TypeError:
+            pass
+    raise MalformedRecord("not a value record")
+
+
+def from_columns(
+    kind: str, key: bytes, value: bytes, seq: int, public_key: bytes, salt: bytes, signature: bytes
+) -> Record:
+    """Rebuild a record from the columns a store keeps."""
+    if kind == "immutable":
+        return ImmutableValue(value)
+    if kind == "plain":
+        return PlainValue(key, value, seq)
+    if kind == "signed":
+        return SignedValue(public_key, salt, seq, value, signature)
+    raise MalformedRecord("unknown record kind {!r}".format(kind))
+
+
+def check_record(record: Record, key: bytes, max_value_size: int = MAX_VALUE_SIZE) -> None:
+    """Check ``record`` in full and that it belongs under ``key``."""
+    record.check(max_value_size)
+    if record.key != key:
+        raise KeyMismatch("the record belongs to key {}".format(record.key.hex()))
+
+
+def admit(old: Record | None, new: Record, expected_seq: int | None = None) -> bool:
+    """Whether ``new`` replaces ``old`` under the same key.
+
+    Returns False when ``new`` is the record already stored (a refresh), True
+    when it should be written, and raises the refusal otherwise. Both records
+    must already have passed :func:`check_record`.
+    """
+    if expected_seq is not None:
+        if not isinstance(new, SignedValue):
+            raise CASMismatch("compare-and-swap applies to signed values only")
+        if old is None or old.seq != expected_seq:
+            raise CASMismatch(
+                "expected seq {}, stored {}".format(
+                    expected_seq, "nothing" if old is None else old.seq
+                )
+            )
+    if old is None:
+        return True
+    if old.kind != new.kind:
+        # Only an unverifiable plain value may give way to a verifiable one.
+        if old.kind == "plain":
+            return True
+        raise KindConflict("a {} value is stored under this key".format(old.kind))
+    if new.seq < old.seq:
+        raise StaleSequence("stored seq {} is higher than {}".format(old.seq, new.seq))
+    if new == old:
+        return False
+    if new.seq == old.seq and isinstance(new, SignedValue):
+        raise SequenceConflict("another value is stored with seq {}".format(new.seq))
+    return True
+
+
+def newest(records: list[Record]) -> Record | None:
+    """The record a reader should believe when replicas disagree.
+
+    Verifiable records beat plain ones; among the same kind the highest seq
+    wins (for plain values, the latest write).
+    """
+    best: Record | None = None
+    for record in records:
+        if best is None:
+            best = record
+        elif record.kind != best.kind:
+            if best.kind == "plain":
+                best = record
+        elif record.seq > best.seq:
+            best = record
+    return best

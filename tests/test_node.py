@@ -1,0 +1,320 @@
+"""The value layer on the virtual network, over a full-mesh overlay."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from dhtkit.identity import Identity
+from dhtkit.keyspace import key_for
+from dhtkit.node import PutFailed
+from dhtkit.overlay import StaticOverlay
+from dhtkit.rpc import RemoteError
+from dhtkit.storage import MemoryStore, Quota, StoredRecord
+from dhtkit.values import (
+    CASMismatch,
+    KindConflict,
+    OverQuota,
+    SaltTooLong,
+    SequenceConflict,
+    SignedValue,
+    StaleSequence,
+    ValueTooLarge,
+    signed_key,
+    to_wire,
+)
+from tests.valuenet import Cluster
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+
+
+def test_a_value_put_on_one_node_is_read_on_every_other() -> None:
+    net = Cluster(5)
+    key = key_for("greeting")
+    assert net.wait(net.nodes[0].put(key, b"hello")) == 5
+    for node in net.nodes:
+        assert net.wait(node.get(key)) == b"hello"
+    assert len(net.holders(key)) == 5
+
+
+def test_the_latest_plain_write_wins() -> None:
+    net = Cluster(4)
+    key = key_for("counter")
+    net.wait(net.nodes[0].put(key, b"one"))
+    net.clock.run_until(net.clock.seconds() + 1)
+    net.wait(net.nodes[1].put(key, b"two"))
+    assert net.wait(net.nodes[3].get(key)) == b"two"
+
+
+def test_an_immutable_value_lives_under_its_hash() -> None:
+    net = Cluster(3)
+    assert net.wait(net.nodes[0].put_immutable(b"content")) == 3
+    assert net.wait(net.nodes[2].get(key_for(b"content"))) == b"content"
+
+
+def test_a_missing_key_reads_as_none() -> None:
+    net = Cluster(3)
+    assert net.wait(net.nodes[1].get(key_for("nothing"))) is None
+
+
+def test_signed_values_count_up_their_versions() -> None:
+    net = Cluster(4)
+    writer = net.nodes[0]
+    net.wait(writer.put_signed(b"v1", salt=b"profile"))
+    net.wait(writer.put_signed(b"v2", salt=b"profile"))
+    found = net.wait(net.nodes[2].get_signed(writer.identity.public_key, b"profile"))
+    assert isinstance(found, SignedValue)
+    assert (found.value, found.seq, found.salt) == (b"v2", 2, b"profile")
+    assert found.public_key == writer.identity.public_key
+    # the same key answers a plain get with the value
+    key = signed_key(writer.identity.public_key, b"profile")
+    assert net.wait(net.nodes[3].get(key)) == b"v2"
+    # another salt is another value
+    assert net.wait(net.nodes[3].get_signed(writer.identity.public_key, b"other")) is None
+
+
+def test_a_signed_value_can_be_written_with_another_identity() -> None:
+    net = Cluster(3)
+    owner = Identity(b"\x07" * 32)
+    net.wait(net.nodes[0].put_signed(b"mine", identity=owner))
+    found = net.wait(net.nodes[1].get_signed(owner.public_key))
+    assert found.value == b"mine" and found.public_key == owner.public_key
+
+
+def test_compare_and_swap_succeeds_only_on_the_expected_seq() -> None:
+    net = Cluster(3)
+    client = net.client()
+    net.wait(client.put_signed(b"a", seq=1))
+    assert net.wait(client.put_signed(b"b", expected_seq=1)) == 3
+    found = net.wait(net.nodes[0].get_signed(client.identity.public_key))
+    assert (found.seq, found.value) == (2, b"b")
+    with pytest.raises(CASMismatch):
+        net.wait(client.put_signed(b"c", seq=9, expected_seq=1))
+    with pytest.raises(CASMismatch):
+        net.wait(client.put_signed(b"x", salt=b"new", expected_seq=0))
+    assert net.wait(net.nodes[1].get_signed(client.identity.public_key)).value == b"b"
+
+
+def test_a_lower_seq_is_refused_by_the_replicas() -> None:
+    net = Cluster(3)
+    owner = Identity(b"\x01" * 32)
+    net.wait(net.nodes[0].put_signed(b"new", identity=owner, seq=5))
+    # A client holds no copy, so the refusal comes from the replicas.
+    client = net.client()
+    with pytest.raises(StaleSequence) as caught:
+        net.wait(client.put_signed(b"old", identity=owner, seq=4))
+    assert "5" in str(caught.value)
+    assert net.wait(client.get_signed(owner.public_key)).value == b"new"
+    assert net.nodes[1].stats()["store_refused_stale_seq"] == 1
+
+
+def test_the_same_seq_with_other_content_is_refused() -> None:
+    net = Cluster(3)
+    owner = Identity(b"\x02" * 32)
+    net.wait(net.nodes[0].put_signed(b"first", identity=owner, seq=3))
+    with pytest.raises(SequenceConflict):
+        net.wait(net.client().put_signed(b"second", identity=owner, seq=3))
+    # the very same version again is a refresh, not a conflict
+    assert net.wait(net.client().put_signed(b"first", identity=owner, seq=3)) == 3
+
+
+def test_a_lower_seq_than_the_local_copy_is_refused_before_sending() -> None:
+    net = Cluster(3)
+    writer = net.nodes[0]
+    net.wait(writer.put_signed(b"v", seq=7))
+    sent = net.network.counters["sent"]
+    with pytest.raises(StaleSequence):
+        net.wait(writer.put_signed(b"w", seq=6))
+    assert net.network.counters["sent"] == sent
+
+
+def test_a_plain_put_cannot_replace_a_signed_value() -> None:
+    net = Cluster(3)
+    writer = net.nodes[0]
+    net.wait(writer.put_signed(b"signed"))
+    key = signed_key(writer.identity.public_key)
+    with pytest.raises(KindConflict):
+        net.wait(net.client().put(key, b"hijack"))
+    assert net.wait(net.nodes[2].get(key)) == b"signed"
+
+
+def test_an_oversized_value_is_refused_locally() -> None:
+    net = Cluster(3)
+    sent = net.network.counters["sent"]
+    with pytest.raises(ValueTooLarge, match="1001 bytes; the limit is 1000"):
+        net.wait(net.nodes[0].put(key_for("big"), b"x" * 1001))
+    with pytest.raises(ValueTooLarge):
+        net.wait(net.nodes[0].put_signed(b"x" * 1001))
+    assert net.network.counters["sent"] == sent
+    # exactly the limit fits in a datagram, signed value and all
+    assert net.wait(net.nodes[0].put_signed(b"x" * 1000, salt=b"s" * 64)) == 3
+
+
+def test_a_long_salt_is_refused_locally() -> None:
+    net = Cluster(2)
+    with pytest.raises(SaltTooLong, match="65 bytes; the limit is 64"):
+        net.wait(net.nodes[0].put_signed(b"v", salt=b"s" * 65, seq=1))
+
+
+def test_the_size_limit_is_configurable() -> None:
+    net = Cluster(3, max_value_size=10)
+    with pytest.raises(ValueTooLarge, match="limit is 10 bytes"):
+        net.wait(net.nodes[0].put(key_for("k"), b"x" * 11))
+
+
+def test_a_bad_key_is_a_clear_error() -> None:
+    net = Cluster(2)
+    with pytest.raises(ValueError, match="20 bytes"):
+        net.wait(net.nodes[0].put(b"short", b"v"))
+    with pytest.raises(ValueError, match="20 bytes"):
+        net.wait(net.nodes[0].get(b"short"))
+
+
+def test_over_quota_reaches_the_caller() -> None:
+    tight = Quota(max_records_per_publisher=2)
+    net = Cluster(3)
+    for node in net.nodes:
+        node.store = MemoryStore(tight)
+        node.scheduler.store = node.store
+    client = net.client()
+    net.wait(client.put(key_for("a"), b"1"))
+    net.wait(client.put(key_for("b"), b"2"))
+    with pytest.raises(OverQuota, match="publisher host:"):
+        net.wait(client.put(key_for("c"), b"3"))
+    assert net.wait(net.nodes[0].get(key_for("b"))) == b"2"
+
+
+def test_forged_and_malformed_stores_are_refused_and_counted() -> None:
+    net = Cluster(2)
+    attacker, target = net.nodes[0], net.nodes[1]
+    assert target.rpc.contact is not None
+    good = SignedValue.create(Identity(b"\x03" * 32), b"v", 1)
+    forged = attrs.evolve(good, value=b"w")
+    calls = {
+        "bad_signature": [to_wire(forged), 60, None, False],
+        "malformed": [[9, b"?"], 60, None, False],
+    }
+    for code, args in calls.items():
+        with pytest.raises(RemoteError) as caught:
+            net.wait(attacker.rpc.call_contact(target.rpc.contact, "store", args))
+        assert caught.value.code == code
+    for args in (None, [to_wire(good), -1, None, False], [to_wire(good), 60, "x", False], 5):
+        with pytest.raises(RemoteError, match="malformed"):
+            net.wait(attacker.rpc.call_contact(target.rpc.contact, "store", args))
+    for args in (None, b"short", [b"x"]):
+        with pytest.raises(RemoteError, match="malformed"):
+            net.wait(attacker.rpc.call_contact(target.rpc.contact, "get", args))
+    stats = target.stats()
+    assert stats["store_refused_bad_signature"] == 1
+    assert stats["store_refused_malformed"] == 5
+    assert len(target.store) == 0
+
+
+def test_a_forged_answer_to_get_is_ignored() -> None:
+    net = Cluster(3)
+    key = key_for("k")
+    net.wait(net.nodes[0].put(key, b"true"))
+    liar = net.nodes[1]
+    # The liar answers with a record that belongs to another key, and with junk.
+    other = key_for("other")
+    answers = iter([[to_wire(attrs.evolve(liar.store.get(key).record, key=other)), 60], "junk"])
+    liar.rpc.register("get", lambda sender, args: next(answers))
+    reader = net.nodes[2]
+    assert net.wait(reader.get(key)) == b"true"
+    assert net.wait(reader.get(key)) == b"true"
+    assert reader.stats()["bad_answers"] == 2
+
+
+def test_get_believes_the_newest_version_and_repairs_the_rest() -> None:
+    net = Cluster(4)
+    owner = Identity(b"\x04" * 32)
+    net.wait(net.nodes[0].put_signed(b"v1", identity=owner, seq=1))
+    # One replica alone learns version 2 (a put that reached only it).
+    newer = SignedValue.create(owner, b"v2", 2)
+    lone = net.nodes[3]
+    now = net.clock.seconds()
+    lone.store.put(StoredRecord(newer, "test", now, now + DAY))
+    found = net.wait(net.nodes[1].get_signed(owner.public_key))
+    assert (found.seq, found.value) == (2, b"v2")
+    net.advance(5, step=0.05)
+    assert all(n.store.get(newer.key).record == newer for n in net.nodes)
+    assert net.nodes[1].stats()["read_repairs"] == 3  # nodes 0 and 2, and the reader itself
+
+
+def test_a_put_succeeds_with_a_majority_and_fails_without() -> None:
+    net = Cluster(5)
+    for node in net.nodes[3:]:
+        net.network.set_down(node.rpc.contact.address[0])
+    assert net.wait(net.nodes[0].put(key_for("a"), b"1")) == 3
+    net.network.set_down(net.nodes[2].rpc.contact.address[0])
+    with pytest.raises(PutFailed, match=r"reached 2 of the 5 nodes .* 3 needed"):
+        net.wait(net.nodes[0].put(key_for("b"), b"2"))
+    # reads still work from what is left
+    assert net.wait(net.nodes[1].get(key_for("a"))) == b"1"
+
+
+def test_the_quorum_is_configurable() -> None:
+    net = Cluster(4, quorum=4)
+    net.network.set_down(net.nodes[3].rpc.contact.address[0])
+    with pytest.raises(PutFailed):
+        net.wait(net.nodes[0].put(key_for("a"), b"1"))
+
+
+def test_a_node_alone_cannot_put() -> None:
+    net = Cluster(0)
+    loner = net.add_node(overlay=StaticOverlay())
+    with pytest.raises(PutFailed, match="0 of the 0"):
+        net.wait(loner.put(key_for("a"), b"1"))
+
+
+def test_the_replication_factor_limits_the_holders() -> None:
+    net = Cluster(8, replication=3)
+    key = key_for("few")
+    assert net.wait(net.nodes[0].put(key, b"v")) == 3
+    responsible = {c.node_id for c in net.overlay.closest(key, 3)}
+    holders = {n.identity.node_id for n in net.holders(key)} - {net.nodes[0].identity.node_id}
+    assert holders <= responsible
+    assert net.wait(net.nodes[5].get(key)) == b"v"
+
+
+def test_values_are_republished_and_outlive_their_expiry() -> None:
+    net = Cluster(3)
+    client = net.client()
+    key = key_for("kept")
+    net.wait(client.put(key, b"v"))
+    net.advance(3 * DAY)
+    assert net.wait(net.nodes[0].get(key)) == b"v"
+    # the replicas' expiry was renewed by the republishes, never beyond a day ahead
+    for node in net.nodes[:3]:
+        entry = node.store.get(key)
+        assert entry is not None
+        assert net.clock.seconds() < entry.expire_at <= net.clock.seconds() + DAY
+    assert client.stats()["scheduler_republished"] == 3
+
+
+def test_values_expire_once_the_publisher_stops() -> None:
+    net = Cluster(3)
+    client = net.client()
+    key = key_for("dropped")
+    net.wait(client.put(key, b"v"))
+    assert net.wait(client.delete_local(key)) is True
+    net.advance(DAY - 60)
+    assert net.wait(net.nodes[0].get(key)) == b"v"
+    # hourly replication among the holders does not keep it alive
+    net.advance(2 * HOUR)
+    assert net.holders(key) == []
+    assert net.wait(net.nodes[0].get(key)) is None
+
+
+def test_a_new_member_receives_values_by_replication() -> None:
+    net = Cluster(3)
+    key = key_for("spread")
+    net.wait(net.nodes[0].put(key, b"v"))
+    newcomer = net.add_node()
+    net.overlay.add(newcomer.rpc.contact)
+    assert newcomer.store.get(key) is None
+    net.advance(HOUR + 120)
+    entry = newcomer.store.get(key)
+    assert entry is not None and entry.record.value == b"v"
+    assert not entry.origin and not entry.cached
