@@ -36,6 +36,7 @@ from dhtkit.values import (
     MAX_VALUE_SIZE,
     REFUSALS,
     ImmutableValue,
+    MalformedRecord,
     PlainValue,
     Record,
     SignedValue,
@@ -81,6 +82,9 @@ class DHTNode:
     :param expire_after: seconds a stored record lives unless republished.
     :param replicate_every: seconds between a holder's replications.
     :param republish_every: seconds between the publisher's republishes.
+    :param max_clock_skew: how far ahead of our clock a plain value's write
+        time may be; later ones are refused, or they would win against
+        every honest write until then.
     """
 
     _log = Logger()
@@ -98,6 +102,7 @@ class DHTNode:
         expire_after: float = EXPIRE_AFTER,
         replicate_every: float = REPLICATE_EVERY,
         republish_every: float = REPUBLISH_EVERY,
+        max_clock_skew: float = 600.0,
     ) -> None:
         self.rpc = rpc
         self.overlay = overlay
@@ -108,6 +113,7 @@ class DHTNode:
         self.max_value_size = max_value_size
         self.expire_after = expire_after
         self.replicate_every = replicate_every
+        self.max_clock_skew = max_clock_skew
         self.scheduler = Scheduler(
             store,
             self.clock,
@@ -226,7 +232,7 @@ class DHTNode:
 
     async def _publish_async(self, record: Record, expected_seq: int | None) -> int:
         check_record(record, record.key, self.max_value_size)
-        local = self.store.get(record.key)
+        local = self._live(record.key)
         if local is not None:
             # A version we already hold newer than this one is refused here,
             # before any traffic; compare-and-swap is the replicas' to judge.
@@ -333,6 +339,9 @@ class DHTNode:
                 raise ValueError("cached must be a boolean")
             record = from_wire(wire_record)
             check_record(record, record.key, self.max_value_size)
+            if isinstance(record, PlainValue) and record.seq > self._latest_write_time():
+                # A write time far ahead would pin the value against every later write.
+                raise MalformedRecord("the write time is in the future")
             return self._store_here(sender, record, float(ttl), expected_seq, cached)
         except ValueRefused as e:
             self.counters["store_refused_" + e.reason] += 1
@@ -342,6 +351,10 @@ class DHTNode:
             raise RemoteError("malformed", str(e)) from None
 
     # -- reading -------------------------------------------------------------------
+
+    def _latest_write_time(self) -> int:
+        """The latest plain-value write time (in microseconds) accepted now."""
+        return int((self.clock.seconds() + self.max_clock_skew) * 1_000_000)
 
     def _answer_get(self, sender: Contact, args: Any) -> list[Any] | None:
         self.counters["get_received"] += 1

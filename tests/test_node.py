@@ -15,6 +15,7 @@ from dhtkit.values import (
     CASMismatch,
     KindConflict,
     OverQuota,
+    PlainValue,
     SaltTooLong,
     SequenceConflict,
     SignedValue,
@@ -199,7 +200,15 @@ def test_forged_and_malformed_stores_are_refused_and_counted() -> None:
         with pytest.raises(RemoteError) as caught:
             net.wait(attacker.rpc.call_contact(target.rpc.contact, "store", args))
         assert caught.value.code == code
-    for args in (None, [to_wire(good), -1, None, False], [to_wire(good), 60, "x", False], 5):
+    future = PlainValue(key_for("k"), b"v", int((net.clock.seconds() + 3600) * 1_000_000))
+    for args in (
+        None,
+        5,
+        [to_wire(good), -1, None, False],
+        [to_wire(good), 60, "x", False],
+        [to_wire(good), 60, None, 1],
+        [to_wire(future), 60, None, False],
+    ):
         with pytest.raises(RemoteError, match="malformed"):
             net.wait(attacker.rpc.call_contact(target.rpc.contact, "store", args))
     for args in (None, b"short", [b"x"]):
@@ -207,7 +216,7 @@ def test_forged_and_malformed_stores_are_refused_and_counted() -> None:
             net.wait(attacker.rpc.call_contact(target.rpc.contact, "get", args))
     stats = target.stats()
     assert stats["store_refused_bad_signature"] == 1
-    assert stats["store_refused_malformed"] == 5
+    assert stats["store_refused_malformed"] == 7
     assert len(target.store) == 0
 
 
