@@ -74,7 +74,7 @@ class BadSignature(ValueRefused):
 
 
 class KindConflict(ValueRefused):
-    """A record of another kind would replace a verifiable one."""
+    """A record of another kind would replace one that outranks it."""
 
     reason = "kind_conflict"
 
@@ -310,6 +310,12 @@ def check_record(record: Record, key: bytes, max_value_size: int = MAX_VALUE_SIZ
         raise KeyMismatch("the record belongs to key {}".format(record.key.hex()))
 
 
+# Which kind keeps a key that two kinds claim. Verifiable beats plain. And
+# signed beats immutable: the immutable value public key + salt hashes to
+# that signed value's key, so anyone could otherwise squat an owner's key.
+_KIND_RANK: dict[str, int] = {"plain": 0, "immutable": 1, "signed": 2}
+
+
 def admit(old: Record | None, new: Record, expected_seq: int | None = None) -> bool:
     """Whether ``new`` replaces ``old`` under the same key.
 
@@ -320,17 +326,21 @@ def admit(old: Record | None, new: Record, expected_seq: int | None = None) -> b
     if expected_seq is not None:
         if not isinstance(new, SignedValue):
             raise CASMismatch("compare-and-swap applies to signed values only")
-        if old is None or old.seq != expected_seq:
+        if old is None or old.kind != new.kind or old.seq != expected_seq:
             raise CASMismatch(
                 "expected seq {}, stored {}".format(
-                    expected_seq, "nothing" if old is None else old.seq
+                    expected_seq,
+                    "nothing"
+                    if old is None
+                    else "seq {}".format(old.seq)
+                    if old.kind == new.kind
+                    else "a {} value".format(old.kind),
                 )
             )
     if old is None:
         return True
     if old.kind != new.kind:
-        # Only an unverifiable plain value may give way to a verifiable one.
-        if old.kind == "plain":
+        if _KIND_RANK[new.kind] > _KIND_RANK[old.kind]:
             return True
         raise KindConflict("a {} value is stored under this key".format(old.kind))
     if new.seq < old.seq:
@@ -345,15 +355,16 @@ def admit(old: Record | None, new: Record, expected_seq: int | None = None) -> b
 def newest(records: list[Record]) -> Record | None:
     """The record a reader should believe when replicas disagree.
 
-    Verifiable records beat plain ones; among the same kind the highest seq
-    wins (for plain values, the latest write).
+    Signed records beat immutable ones, which beat plain ones (as in
+    :func:`admit`); among the same kind the highest seq wins (for plain
+    values, the latest write).
     """
     best: Record | None = None
     for record in records:
         if best is None:
             best = record
         elif record.kind != best.kind:
-            if best.kind == "plain":
+            if _KIND_RANK[record.kind] > _KIND_RANK[best.kind]:
                 best = record
         elif record.seq > best.seq:
             best = record

@@ -10,7 +10,7 @@ from dhtkit.keyspace import key_for
 from dhtkit.node import PutFailed
 from dhtkit.overlay import StaticOverlay
 from dhtkit.rpc import RemoteError
-from dhtkit.storage import MemoryStore, Quota, StoredRecord
+from dhtkit.storage import MemoryStore, Quota, SQLiteStore, StoredRecord
 from dhtkit.values import (
     CASMismatch,
     KindConflict,
@@ -327,3 +327,44 @@ def test_a_new_member_receives_values_by_replication() -> None:
     entry = newcomer.store.get(key)
     assert entry is not None and entry.record.value == b"v"
     assert not entry.origin and not entry.cached
+
+
+def test_a_restarted_publisher_resumes_republishing_from_its_sqlite_file(tmp_path) -> None:
+    net = Cluster(3)
+    path = tmp_path / "dhtkit.sqlite"
+    client = net.add_node(store=SQLiteStore(path))
+    identity, host = client.identity, client.rpc.contact.address[0]
+    key = key_for("persistent")
+    net.wait(client.put(key, b"v"))
+    net.shut_down(client)
+    # Down for two days: the replicas' copies expire after one.
+    net.advance(2 * DAY)
+    assert net.holders(key) == []
+    restarted = net.add_node(store=SQLiteStore(path), identity=identity, host=host)
+    entry = restarted.store.get(key)
+    assert entry is not None and entry.origin
+    net.advance(60, step=0.05)
+    assert restarted.stats()["scheduler_republished"] == 1
+    assert net.wait(net.nodes[0].get(key)) == b"v"
+    assert len(net.holders(key)) == 4
+
+
+def test_a_restarted_replica_expires_what_fell_due_while_it_was_down(tmp_path) -> None:
+    path = tmp_path / "dhtkit.sqlite"
+    net = Cluster(2)
+    replica = net.add_node(store=SQLiteStore(path))
+    net.overlay.add(replica.rpc.contact)
+    key = key_for("transient")
+    writer = net.client()
+    net.wait(writer.put(key, b"v"))
+    net.wait(writer.delete_local(key))
+    assert replica.store.get(key) is not None
+    identity, host = replica.identity, replica.rpc.contact.address[0]
+    net.shut_down(replica)
+    net.advance(DAY + HOUR)
+    reopened = SQLiteStore(path)
+    assert reopened.get(key) is not None  # nothing ran while it was down
+    restarted = net.add_node(store=reopened, identity=identity, host=host)
+    net.advance(1, step=0.05)
+    assert restarted.store.get(key) is None
+    assert restarted.stats()["scheduler_expired"] == 1

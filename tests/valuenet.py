@@ -30,28 +30,36 @@ class Cluster:
         self.overlay = StaticOverlay(k=node_options.pop("k", 20))
         self.node_options = node_options
         self.nodes: list[DHTNode] = []
+        self.ports: dict[str, Any] = {}
+        self.shut: list[DHTNode] = []
         for _ in range(count):
             node = self.add_node()
             assert node.rpc.contact is not None
             self.overlay.add(node.rpc.contact)
 
     def add_node(
-        self, overlay: StaticOverlay | None = None, store: IValueStore | None = None
+        self,
+        overlay: StaticOverlay | None = None,
+        store: IValueStore | None = None,
+        identity: Identity | None = None,
+        host: str | None = None,
     ) -> DHTNode:
         """A node on a new host, over ``overlay`` (the members' by default).
 
-        It is not a member until its contact is added to the overlay.
+        It is not a member until its contact is added to the overlay. With
+        ``identity`` and ``host`` it is an old node started again.
         """
         n = len(self.nodes)
-        host = "10.77.{}.{}".format(n // 250, n % 250 + 1)
+        if host is None:
+            host = "10.77.{}.{}".format(n // 250, n % 250 + 1)
         reactor = self.network.reactor_for(host)
         rpc = RPCProtocol(
-            Identity(self.rng.randbytes(32)),
+            identity if identity is not None else Identity(self.rng.randbytes(32)),
             reactor,
             timeout=1.0,
             rng=random.Random(self.rng.random()),
         )
-        reactor.listenUDP(4000, rpc)
+        self.ports[host] = reactor.listenUDP(4000, rpc)
         node = DHTNode(
             rpc,
             overlay if overlay is not None else self.overlay,
@@ -61,6 +69,14 @@ class Cluster:
         node.start()
         self.nodes.append(node)
         return node
+
+    def shut_down(self, node: DHTNode) -> None:
+        """Stop ``node`` as a process exit would: timers, socket, store."""
+        node.stop()
+        assert node.rpc.contact is not None
+        self.ports.pop(node.rpc.contact.address[0]).stopListening()
+        node.store.close()
+        self.shut.append(node)
 
     def client(self) -> DHTNode:
         """A node that uses the members but is not one of them."""
@@ -85,5 +101,5 @@ class Cluster:
             self.clock.run_until(min(end, self.clock.seconds() + step))
 
     def holders(self, key: bytes) -> list[DHTNode]:
-        """The nodes whose stores hold ``key``."""
-        return [n for n in self.nodes if n.store.get(key) is not None]
+        """The running nodes whose stores hold ``key``."""
+        return [n for n in self.nodes if n not in self.shut and n.store.get(key) is not None]

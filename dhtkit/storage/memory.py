@@ -89,7 +89,8 @@ class MemoryStore(StoreBase):
 
     def _oldest_cached(self, limit: int) -> list[StoredRecord]:
         cached = [e for e in self._records.values() if e.cached]
-        return heapq.nsmallest(limit, cached, key=lambda e: e.stored_at)
+        # Ties go by key, so that every store evicts the same copies.
+        return heapq.nsmallest(limit, cached, key=lambda e: (e.stored_at, e.key))
 
     def _write(self, entry: StoredRecord, evict: list[bytes]) -> None:
         for key in evict:
@@ -145,7 +146,7 @@ class MemoryStore(StoreBase):
         entry = self._records.get(key)
         if entry is None:
             return
-        if replicate_at is not None:
+        if replicate_at is not None and not entry.cached:
             entry = attrs.evolve(entry, replicate_at=replicate_at)
         if republish_at is not None and entry.origin:
             entry = attrs.evolve(entry, republish_at=republish_at)
