@@ -327,10 +327,12 @@ class SQLiteStore(StoreBase):
         with self._transaction() as db:
             db.execute(
                 "UPDATE records SET"
-                " replicate_at = CASE WHEN ?1 IS NULL OR cached THEN replicate_at ELSE ?1 END,"
-                " republish_at = CASE WHEN ?2 IS NULL OR NOT origin THEN republish_at ELSE ?2 END"
-                " WHERE key = ?3",
-                (replicate_at, republish_at, key),
+                " replicate_at = CASE WHEN :replicate IS NULL OR cached"
+                " THEN replicate_at ELSE :replicate END,"
+                " republish_at = CASE WHEN :republish IS NULL OR NOT origin"
+                " THEN republish_at ELSE :republish END"
+                " WHERE key = :key",
+                {"replicate": replicate_at, "republish": republish_at, "key": key},
             )
 
     def close(self) -> None:
