@@ -41,6 +41,7 @@ from dhtkit.values import (
     Record,
     SignedValue,
     ValueRefused,
+    ValueTooLarge,
     admit,
     check_record,
     check_value,
@@ -50,6 +51,7 @@ from dhtkit.values import (
     signed_key,
     to_wire,
 )
+from dhtkit.wire import MessageTooLarge
 
 
 class PutFailed(Exception):
@@ -293,6 +295,9 @@ class DHTNode:
                 refusals.append(error)
             elif isinstance(error, RemoteError) and error.code in REFUSALS:
                 refusals.append(refusal_for(error.code, error.message))
+            elif isinstance(error, MessageTooLarge):
+                # max_value_size set above what one datagram can carry
+                refusals.append(ValueTooLarge("the record does not fit in a datagram"))
             elif not isinstance(error, RPCError):
                 self._log.failure("storing {key} failed", result, key=record.key.hex())
         return stored, refusals

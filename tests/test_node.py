@@ -164,6 +164,12 @@ def test_the_size_limit_is_configurable() -> None:
         net.wait(net.nodes[0].put(key_for("k"), b"x" * 11))
 
 
+def test_a_limit_above_what_a_datagram_carries_fails_clearly() -> None:
+    net = Cluster(3, max_value_size=1400)
+    with pytest.raises(ValueTooLarge, match="does not fit in a datagram"):
+        net.wait(net.nodes[0].put(key_for("k"), b"x" * 1350))
+
+
 def test_a_bad_key_is_a_clear_error() -> None:
     net = Cluster(2)
     with pytest.raises(ValueError, match="20 bytes"):
