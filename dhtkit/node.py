@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dhtkit.contact import Contact
+from dhtkit.holder import Holder
 from dhtkit.identity import Identity
 from dhtkit.keyspace import check_id
 from dhtkit.overlay import IOverlay
@@ -36,7 +37,6 @@ from dhtkit.values import (
     MAX_VALUE_SIZE,
     REFUSALS,
     ImmutableValue,
-    MalformedRecord,
     PlainValue,
     Record,
     SignedValue,
@@ -71,8 +71,8 @@ class PutFailed(Exception):
 class DHTNode:
     """The value layer of one node.
 
-    :param rpc: the node's RPC protocol; the node registers ``store`` and
-        ``get`` on it.
+    :param rpc: the node's RPC protocol; the node's :class:`~dhtkit.holder.Holder`
+        registers ``store`` and ``get`` on it.
     :param overlay: answers who is responsible for a key.
     :param store: this node's records.
     :param clock: defaults to the RPC protocol's reactor.
@@ -125,8 +125,17 @@ class DHTNode:
             republish_every=republish_every,
         )
         self.counters: Counter[str] = Counter()
-        rpc.register("store", self._answer_store)
-        rpc.register("get", self._answer_get)
+        self.holder = Holder(
+            rpc,
+            store,
+            self.clock,
+            self.scheduler,
+            self.counters,
+            max_value_size=max_value_size,
+            expire_after=expire_after,
+            replicate_every=replicate_every,
+            max_clock_skew=max_clock_skew,
+        )
 
     @property
     def identity(self) -> Identity:
@@ -234,7 +243,7 @@ class DHTNode:
 
     async def _publish_async(self, record: Record, expected_seq: int | None) -> int:
         check_record(record, record.key, self.max_value_size)
-        local = self._live(record.key)
+        local = self.holder.live(record.key)
         if local is not None:
             # A version we already hold newer than this one is refused here,
             # before any traffic; compare-and-swap is the replicas' to judge.
@@ -277,7 +286,7 @@ class DHTNode:
             if self._is_self(contact):
                 calls.append(
                     defer.maybeDeferred(
-                        self._store_here, contact, record, ttl, expected_seq, cached
+                        self.holder.accept, contact, record, ttl, expected_seq, cached
                     )
                 )
             else:
@@ -302,92 +311,7 @@ class DHTNode:
                 self._log.failure("storing {key} failed", result, key=record.key.hex())
         return stored, refusals
 
-    def _store_here(
-        self,
-        sender: Contact,
-        record: Record,
-        ttl: float,
-        expected_seq: int | None,
-        cached: bool,
-    ) -> bool:
-        now = self.clock.seconds()
-        publisher = (
-            "key:" + record.public_key.hex()
-            if isinstance(record, SignedValue)
-            else SELF
-            if self._is_self(sender)
-            else "host:" + sender.address[0]
-        )
-        entry = StoredRecord(
-            record,
-            publisher,
-            now,
-            now + min(ttl, self.expire_after),
-            replicate_at=None if cached else now + self.replicate_every,
-            cached=cached,
-        )
-        self.store.put(entry, expected_seq)
-        self.scheduler.poke()
-        return True
-
-    def _answer_store(self, sender: Contact, args: Any) -> bool:
-        self.counters["store_received"] += 1
-        try:
-            if not (isinstance(args, list) and len(args) == 4):
-                raise ValueError("store takes [record, ttl, expected seq, cached]")
-            wire_record, ttl, expected_seq, cached = args
-            if type(ttl) not in (int, float) or not ttl > 0:
-                raise ValueError("the ttl must be a positive number of seconds")
-            if expected_seq is not None and type(expected_seq) is not int:
-                raise ValueError("the expected seq must be an integer or null")
-            if type(cached) is not bool:
-                raise ValueError("cached must be a boolean")
-            record = from_wire(wire_record)
-            check_record(record, record.key, self.max_value_size)
-            if isinstance(record, PlainValue) and record.seq > self._latest_write_time():
-                # A write time far ahead would pin the value against every later write.
-                raise MalformedRecord("the write time is in the future")
-            return self._store_here(sender, record, float(ttl), expected_seq, cached)
-        except ValueRefused as e:
-            self.counters["store_refused_" + e.reason] += 1
-            raise RemoteError(e.reason, str(e)) from None
-        except ValueError as e:
-            self.counters["store_refused_malformed"] += 1
-            raise RemoteError("malformed", str(e)) from None
-
     # -- reading -------------------------------------------------------------------
-
-    def _latest_write_time(self) -> int:
-        """The latest plain-value write time (in microseconds) accepted now."""
-        return int((self.clock.seconds() + self.max_clock_skew) * 1_000_000)
-
-    def _answer_get(self, sender: Contact, args: Any) -> list[Any] | None:
-        self.counters["get_received"] += 1
-        if not isinstance(args, bytes):
-            raise RemoteError("malformed", "get takes a key")
-        try:
-            check_id(args)
-        except ValueError as e:
-            raise RemoteError("malformed", str(e)) from None
-        entry = self._live(args)
-        if entry is None:
-            return None
-        return [to_wire(entry.record), self._remaining(entry)]
-
-    def _remaining(self, entry: StoredRecord) -> float:
-        """The lifetime a copy of ``entry`` may be given."""
-        if entry.expire_at is None:
-            return self.expire_after
-        return entry.expire_at - self.clock.seconds()
-
-    def _live(self, key: bytes) -> StoredRecord | None:
-        """Our copy of ``key``, unless it expired (and awaits deletion)."""
-        entry = self.store.get(key)
-        if entry is None or (
-            entry.expire_at is not None and entry.expire_at <= self.clock.seconds()
-        ):
-            return None
-        return entry
 
     def _fetch(self, key: bytes) -> defer.Deferred[Record | None]:
         try:
@@ -413,10 +337,10 @@ class DHTNode:
             record = self._valid_answer(key, answer)
             if record is not None:
                 found.append((contact, record, min(float(answer[1]), self.expire_after)))
-        local = self._live(key)
+        local = self.holder.live(key)
         me = next((c for c in contacts if self._is_self(c)), None)
         if local is not None:
-            found.append((me, local.record, self._remaining(local)))
+            found.append((me, local.record, self.holder.remaining(local)))
         if me is not None:
             answered.append(me)  # our own copy, when we are a replica, is repaired too
         best = newest([r for _, r, _ in found])
@@ -460,7 +384,7 @@ class DHTNode:
     def _replicate(self, entry: StoredRecord) -> defer.Deferred[None]:
         # A replica passes on only the lifetime it has left, so copies of
         # copies cannot outlive the publisher's last republish.
-        remaining = self._remaining(entry)
+        remaining = self.holder.remaining(entry)
         if remaining <= 0:
             return defer.succeed(None)
         return defer.Deferred.fromCoroutine(self._send_on(entry, remaining))

@@ -179,11 +179,7 @@ def test_a_bad_key_is_a_clear_error() -> None:
 
 
 def test_over_quota_reaches_the_caller() -> None:
-    tight = Quota(max_records_per_publisher=2)
-    net = Cluster(3)
-    for node in net.nodes:
-        node.store = MemoryStore(tight)
-        node.scheduler.store = node.store
+    net = Cluster(3, make_store=lambda: MemoryStore(Quota(max_records_per_publisher=2)))
     client = net.client()
     net.wait(client.put(key_for("a"), b"1"))
     net.wait(client.put(key_for("b"), b"2"))

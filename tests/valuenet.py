@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
@@ -23,12 +24,19 @@ START = 1_800_000_000.0
 class Cluster:
     """``count`` members that all know each other, plus any clients added."""
 
-    def __init__(self, count: int, seed: int = 1, **node_options: Any) -> None:
+    def __init__(
+        self,
+        count: int,
+        seed: int = 1,
+        make_store: Callable[[], IValueStore] = MemoryStore,
+        **node_options: Any,
+    ) -> None:
         self.clock = HeapClock(now=START)
         self.network = VirtualNetwork(self.clock, latency=ConstantLatency(0.01), seed=seed)
         self.rng = random.Random(seed)
         self.overlay = StaticOverlay(k=node_options.pop("k", 20))
         self.node_options = node_options
+        self.make_store = make_store
         self.nodes: list[DHTNode] = []
         self.ports: dict[str, Any] = {}
         self.shut: list[DHTNode] = []
@@ -63,7 +71,7 @@ class Cluster:
         node = DHTNode(
             rpc,
             overlay if overlay is not None else self.overlay,
-            store if store is not None else MemoryStore(),
+            store if store is not None else self.make_store(),
             **self.node_options,
         )
         node.start()

@@ -1,0 +1,147 @@
+"""This node as a holder of records: it answers ``store`` and ``get``.
+
+Whatever a peer sends is checked in full (shape, size, signature, key, the
+write time of a plain value) before the store's own rules decide; every
+refusal goes back to the sender with its reason code and is counted here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+
+from dhtkit.contact import Contact
+from dhtkit.keyspace import check_id
+from dhtkit.republish import Scheduler
+from dhtkit.rpc import RemoteError, RPCProtocol
+from dhtkit.storage.interface import SELF, IValueStore, StoredRecord
+from dhtkit.values import (
+    MalformedRecord,
+    PlainValue,
+    Record,
+    SignedValue,
+    ValueRefused,
+    check_record,
+    from_wire,
+    to_wire,
+)
+
+
+class Holder:
+    """Keeps the records peers store here and hands them out.
+
+    It registers the ``store`` and ``get`` RPCs on ``rpc``; the parameters
+    are :class:`~dhtkit.node.DHTNode`'s, which makes one.
+    """
+
+    def __init__(
+        self,
+        rpc: RPCProtocol,
+        store: IValueStore,
+        clock: IReactorTime,
+        scheduler: Scheduler,
+        counters: Counter[str],
+        *,
+        max_value_size: int,
+        expire_after: float,
+        replicate_every: float,
+        max_clock_skew: float,
+    ) -> None:
+        self.rpc = rpc
+        self.store = store
+        self.clock = clock
+        self.scheduler = scheduler
+        self.counters = counters
+        self.max_value_size = max_value_size
+        self.expire_after = expire_after
+        self.replicate_every = replicate_every
+        self.max_clock_skew = max_clock_skew
+        rpc.register("store", self.answer_store)
+        rpc.register("get", self.answer_get)
+
+    def accept(
+        self,
+        sender: Contact,
+        record: Record,
+        ttl: float,
+        expected_seq: int | None,
+        cached: bool,
+    ) -> bool:
+        now = self.clock.seconds()
+        publisher = (
+            "key:" + record.public_key.hex()
+            if isinstance(record, SignedValue)
+            else SELF
+            if sender.node_id == self.rpc.identity.node_id
+            else "host:" + sender.address[0]
+        )
+        entry = StoredRecord(
+            record,
+            publisher,
+            now,
+            now + min(ttl, self.expire_after),
+            replicate_at=None if cached else now + self.replicate_every,
+            cached=cached,
+        )
+        self.store.put(entry, expected_seq)
+        self.scheduler.poke()
+        return True
+
+    def answer_store(self, sender: Contact, args: Any) -> bool:
+        self.counters["store_received"] += 1
+        try:
+            if not (isinstance(args, list) and len(args) == 4):
+                raise ValueError("store takes [record, ttl, expected seq, cached]")
+            wire_record, ttl, expected_seq, cached = args
+            if type(ttl) not in (int, float) or not ttl > 0:
+                raise ValueError("the ttl must be a positive number of seconds")
+            if expected_seq is not None and type(expected_seq) is not int:
+                raise ValueError("the expected seq must be an integer or null")
+            if type(cached) is not bool:
+                raise ValueError("cached must be a boolean")
+            record = from_wire(wire_record)
+            check_record(record, record.key, self.max_value_size)
+            if isinstance(record, PlainValue) and record.seq > self._latest_write_time():
+                # A write time far ahead would pin the value against every later write.
+                raise MalformedRecord("the write time is in the future")
+            return self.accept(sender, record, float(ttl), expected_seq, cached)
+        except ValueRefused as e:
+            self.counters["store_refused_" + e.reason] += 1
+            raise RemoteError(e.reason, str(e)) from None
+        except ValueError as e:
+            self.counters["store_refused_malformed"] += 1
+            raise RemoteError("malformed", str(e)) from None
+
+    def _latest_write_time(self) -> int:
+        """The latest plain-value write time (in microseconds) accepted now."""
+        return int((self.clock.seconds() + self.max_clock_skew) * 1_000_000)
+
+    def answer_get(self, sender: Contact, args: Any) -> list[Any] | None:
+        self.counters["get_received"] += 1
+        if not isinstance(args, bytes):
+            raise RemoteError("malformed", "get takes a key")
+        try:
+            check_id(args)
+        except ValueError as e:
+            raise RemoteError("malformed", str(e)) from None
+        entry = self.live(args)
+        if entry is None:
+            return None
+        return [to_wire(entry.record), self.remaining(entry)]
+
+    def remaining(self, entry: StoredRecord) -> float:
+        """The lifetime a copy of ``entry`` may be given."""
+        if entry.expire_at is None:
+            return self.expire_after
+        return entry.expire_at - self.clock.seconds()
+
+    def live(self, key: bytes) -> StoredRecord | None:
+        """Our copy of ``key``, unless it expired (and awaits deletion)."""
+        entry = self.store.get(key)
+        if entry is None or (
+            entry.expire_at is not None and entry.expire_at <= self.clock.seconds()
+        ):
+            return None
+        return entry
