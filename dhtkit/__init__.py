@@ -2,7 +2,20 @@
 
 from dhtkit.identity import Identity, IdentityError
 from dhtkit.keyspace import key_for
+from dhtkit.node import DHTNode, PutFailed
+from dhtkit.service import GossipService
+from dhtkit.values import SignedValue, ValueRefused
 
 __version__ = "0.1.0"
 
-__all__ = ["Identity", "IdentityError", "__version__", "key_for"]
+__all__ = [
+    "DHTNode",
+    "GossipService",
+    "Identity",
+    "IdentityError",
+    "PutFailed",
+    "SignedValue",
+    "ValueRefused",
+    "__version__",
+    "key_for",
+]

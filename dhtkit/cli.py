@@ -1,0 +1,222 @@
+"""The ``dhtkit`` command.
+
+One function adds each subcommand's parser (``add_...``) and one runs it
+(``run_...``, taking the parsed arguments and returning the exit status), so
+a new subcommand is two functions and a line in :func:`build_parser`. Bad
+arguments give one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from dhtkit.gossip import theory
+from dhtkit.gossip.config import MODELS, MODES, VARIANTS, GossipConfig
+from dhtkit.gossip.plot import PlotUnavailable, plot_susceptible, require_matplotlib
+from dhtkit.sim.gossip import MAX_CONCURRENT, simulate, summarize
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Arguments that do not make sense: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the usage and exits from deep inside parse_args; an
+    # exception lets main() report one line and return a status instead.
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("{!r} is not a whole number".format(text)) from None
+        if value < low:
+            raise argparse.ArgumentTypeError("{} is below the minimum of {}".format(value, low))
+        return value
+
+    return parse
+
+
+def _k_value(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("{!r} is not a number".format(text)) from None
+    if not (math.isfinite(value) and value >= 1):
+        raise argparse.ArgumentTypeError("k must be at least 1, not {}".format(text))
+    return value
+
+
+# -- dhtkit sim gossip ----------------------------------------------------------
+
+
+def add_sim_gossip(sims: Any) -> None:
+    """``dhtkit sim gossip``: rumours on the virtual network against the theory."""
+    parser = sims.add_parser(
+        "gossip",
+        help="SI / SIR gossip in synchronous rounds",
+        description="Spread one update through N nodes of the real gossip protocol on the "
+        "virtual network, in synchronous rounds, and report the susceptible fraction per "
+        "round beside the theory.",
+    )
+    parser.add_argument("--model", choices=MODELS, default="si", help="default: si")
+    parser.add_argument("--mode", choices=MODES, default="pushpull", help="default: pushpull")
+    parser.add_argument(
+        "--variant", choices=VARIANTS, default="coin", help="SIR loss rule (default: coin)"
+    )
+    parser.add_argument("--nodes", type=_at_least(2), default=1000, metavar="N")
+    parser.add_argument("--k", type=_k_value, default=2.0, metavar="K", help="SIR: 1/k, or k")
+    parser.add_argument("--seed", type=int, default=1, metavar="S")
+    parser.add_argument("--runs", type=_at_least(1), default=1, metavar="R", help="rumours")
+    parser.add_argument(
+        "--concurrent",
+        type=_at_least(1),
+        default=1,
+        metavar="C",
+        help="rumours spread together, at most {} (default 1)".format(MAX_CONCURRENT),
+    )
+    parser.add_argument("--max-rounds", type=_at_least(1), default=None, metavar="ROUNDS")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--plot", metavar="PNG", help="draw the curves (needs matplotlib)")
+    parser.set_defaults(run=run_sim_gossip)
+
+
+def run_sim_gossip(args: argparse.Namespace) -> int:
+    """Run ``dhtkit sim gossip``."""
+    try:
+        config = GossipConfig(model=args.model, mode=args.mode, variant=args.variant, k=args.k)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if args.plot:
+        try:
+            require_matplotlib()
+        except PlotUnavailable as e:
+            raise UsageError("--plot: {}".format(e)) from None
+        # Found out now, not after a long simulation.
+        if not Path(args.plot).resolve().parent.is_dir():
+            raise UsageError("--plot: no directory to write {} in".format(args.plot))
+    if args.concurrent > min(MAX_CONCURRENT, args.nodes):
+        raise UsageError(
+            "--concurrent: at most {} rumours spread together".format(
+                min(MAX_CONCURRENT, args.nodes)
+            )
+        )
+    runs = simulate(
+        config,
+        args.nodes,
+        seed=args.seed,
+        runs=args.runs,
+        concurrent=args.concurrent,
+        max_rounds=args.max_rounds,
+    )
+    result = summarize(runs)
+    curve, label = theory.susceptible_curve(
+        config.model,
+        config.mode,
+        args.nodes,
+        len(result["susceptible"]) - 1,
+        config.k,
+        config.variant,
+    )
+    result["theory"] = {"label": label, "susceptible": curve}
+    if config.model == "sir":
+        result["theory"]["residue"] = theory.sir_residue(config.k, config.feedback)
+        result["theory"]["residue_from_messages"] = theory.residue_from_traffic(
+            result["messages_per_node"]
+        )
+    else:
+        result["theory"]["rounds_push"] = theory.rounds_push(args.nodes)
+        result["theory"]["rounds_pushpull"] = theory.rounds_pushpull(args.nodes)
+    if args.plot:
+        plot_susceptible(
+            args.plot,
+            result["susceptible"],
+            curve,
+            title=_title(config, args.nodes, args.runs),
+            theory_label=label,
+            nodes=args.nodes,
+        )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_gossip_summary(config, result, args.plot)
+    return 0
+
+
+def _title(config: GossipConfig, nodes: int, runs: int) -> str:
+    what = "{} {}".format(config.model.upper(), config.mode)
+    if config.model == "sir":
+        what += " {} k={:g}".format(config.variant, config.k)
+    return "{}, {} nodes, mean of {} run{}".format(what, nodes, runs, "" if runs == 1 else "s")
+
+
+def _print_gossip_summary(config: GossipConfig, result: dict[str, Any], plot: str | None) -> None:
+    print(_title(config, result["nodes"], result["runs"]))
+    status = "" if result["complete"] else " (stopped at the round limit)"
+    if config.model == "si":
+        print("  every node reached after {:.1f} rounds{}".format(result["rounds"], status))
+        print(
+            "  theory: log2 N + ln N = {:.1f} (push), log3 N = {:.1f} (push-pull)".format(
+                result["theory"]["rounds_push"], result["theory"]["rounds_pushpull"]
+            )
+        )
+    else:
+        print("  the rumour died out after {:.1f} rounds{}".format(result["rounds"], status))
+        print(
+            "  residue {:.4f}; ODE root {:.4f}; e^-m {:.4f}".format(
+                result["residue"],
+                result["theory"]["residue"],
+                result["theory"]["residue_from_messages"],
+            )
+        )
+    print(
+        "  {:.2f} update messages and {:.2f} exchanges per node; {:.1f} s".format(
+            result["messages_per_node"], result["exchanges_per_node"], result["wall_s"]
+        )
+    )
+    if plot:
+        print("  plot written to {}".format(plot))
+
+
+# -- the command ------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand."""
+    parser = _Parser(prog="dhtkit", description="Distributed hash tables and gossip for Twisted.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sim = commands.add_parser(
+        "sim", help="run a protocol on the virtual network", description="Simulations."
+    )
+    sims = sim.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
+    add_sim_gossip(sims)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (``sys.argv[1:]`` by default); the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        status: int = args.run(args)
+    except UsageError as e:
+        print("dhtkit: error: {}".format(e), file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as e:  # --help and --version exit from inside argparse
+        return e.code if isinstance(e.code, int) else 0
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The dhtkit command: subcommands, JSON output, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from dhtkit import cli
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_sim_gossip_prints_json_with_the_contracted_fields(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, out, err = run(
+        capsys, "sim", "gossip", "--model", "si", "--mode", "pull", "--nodes", "60",
+        "--seed", "3", "--json",
+    )  # fmt: skip
+    assert status == 0 and err == ""
+    result = json.loads(out)
+    for key in ("model", "mode", "nodes", "rounds", "susceptible", "residue", "messages_per_node"):
+        assert key in result
+    assert (result["model"], result["mode"], result["nodes"]) == ("si", "pull", 60)
+    assert result["susceptible"][0] == pytest.approx(59 / 60)
+    assert result["susceptible"][-1] == 0 and result["residue"] == 0
+    assert len(result["susceptible"]) == result["rounds"] + 1
+    assert result["messages_per_node"] == pytest.approx(59 / 60)
+    assert len(result["theory"]["susceptible"]) == len(result["susceptible"])
+
+
+def test_sir_json_carries_the_theorys_residue(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(
+        capsys, "sim", "gossip", "--model", "sir", "--mode", "push", "--nodes", "80",
+        "--k", "3", "--variant", "counter", "--runs", "2", "--concurrent", "2", "--json",
+    )  # fmt: skip
+    assert status == 0
+    result = json.loads(out)
+    assert (result["model"], result["variant"], result["k"], result["runs"]) == (
+        "sir",
+        "counter",
+        3,
+        2,
+    )
+    assert result["theory"]["residue"] == pytest.approx(0.0198, rel=0.01)
+    assert 0 <= result["residue"] < 0.2 and result["messages_per_node"] > 1
+    assert len(result["per_run"]) == 2
+
+
+def test_the_same_seed_prints_the_same_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ("sim", "gossip", "--model", "sir", "--nodes", "50", "--seed", "7", "--json")
+    first = json.loads(run(capsys, *argv)[1])
+    second = json.loads(run(capsys, *argv)[1])
+    for result in (first, second):
+        del result["wall_s"]
+    assert first == second
+
+
+def test_without_json_a_short_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "sim", "gossip", "--nodes", "40", "--model", "sir")
+    assert status == 0
+    assert out.startswith("SIR pushpull coin k=2, 40 nodes")
+    assert "residue" in out and "ODE root" in out and len(out.splitlines()) <= 6
+    status, out, _ = run(capsys, "sim", "gossip", "--nodes", "40", "--mode", "push")
+    assert "every node reached after" in out and "log3 N" in out
+
+
+def test_plot_writes_a_png(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curve.png"
+    status, out, _ = run(capsys, "sim", "gossip", "--nodes", "40", "--plot", str(png))
+    assert status == 0 and "plot written" in out
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_plot_into_a_missing_directory_is_refused_before_simulating(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "missing" / "x.png"
+    status, _, err = run(capsys, "sim", "gossip", "--nodes", "100000", "--plot", str(target))
+    assert status == 2 and "no directory" in err and len(err.splitlines()) == 1
+
+
+def test_plot_without_matplotlib_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    status, out, err = run(
+        capsys, "sim", "gossip", "--nodes", "40", "--plot", str(tmp_path / "x.png")
+    )
+    assert status == 2 and out == ""
+    assert err.startswith("dhtkit: error: --plot") and "matplotlib" in err
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "mentions"),
+    [
+        ([], "COMMAND"),
+        (["sim"], "PROTOCOL"),
+        (["sim", "chess"], "chess"),
+        (["bogus"], "bogus"),
+        (["sim", "gossip", "--nodes", "1"], "--nodes"),
+        (["sim", "gossip", "--nodes", "many"], "--nodes"),
+        (["sim", "gossip", "--model", "sis"], "--model"),
+        (["sim", "gossip", "--mode", "shout"], "--mode"),
+        (["sim", "gossip", "--k", "0.5"], "--k"),
+        (["sim", "gossip", "--k", "nan"], "--k"),
+        (["sim", "gossip", "--variant", "counter", "--k", "2.5"], "whole number"),
+        (["sim", "gossip", "--concurrent", "9"], "--concurrent"),
+        (["sim", "gossip", "--seed", "x"], "--seed"),
+        (["sim", "gossip", "--frobnicate"], "--frobnicate"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_status_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], mentions: str
+) -> None:
+    status, out, err = run(capsys, *argv)
+    assert status == 2 and out == ""
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("dhtkit: error: ") and mentions in err
+    assert "Traceback" not in err
+
+
+def test_help_exits_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "sim", "gossip", "--help")
+    assert status == 0 and "--model" in out and "--plot" in out
+
+
+def test_main_reads_sys_argv_by_default(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["dhtkit", "sim"])
+    assert cli.main() == 2
+    assert "PROTOCOL" in capsys.readouterr().err
