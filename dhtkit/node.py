@@ -36,6 +36,7 @@ from dhtkit.storage.interface import SELF, IValueStore, StoredRecord
 from dhtkit.values import (
     MAX_VALUE_SIZE,
     REFUSALS,
+    CASMismatch,
     ImmutableValue,
     PlainValue,
     Record,
@@ -246,8 +247,14 @@ class DHTNode:
         local = self.holder.live(record.key)
         if local is not None:
             # A version we already hold newer than this one is refused here,
-            # before any traffic; compare-and-swap is the replicas' to judge.
-            admit(local.record, record)
+            # before any traffic. Our copy may be out of date, so for
+            # compare-and-swap it proves only that a newer seq exists.
+            held = local.record
+            if expected_seq is not None and held.kind == record.kind and held.seq > expected_seq:
+                raise CASMismatch(
+                    "expected seq {}, but seq {} is stored".format(expected_seq, held.seq)
+                )
+            admit(held, record)
         contacts = await self.overlay.find_responsible(record.key, self.replication)
         stored, refusals = await self._store_on(contacts, record, self.expire_after, expected_seq)
         required = self.quorum if self.quorum is not None else len(contacts) // 2 + 1

@@ -35,3 +35,31 @@ def test_authenticated_rpc_example_refuses_bad_arguments(nodes: str) -> None:
     assert result.returncode == 2
     assert "--nodes" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_values_example_stores_reads_refuses_a_stale_swap_and_survives_a_restart() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "values.py"), "--nodes", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "node 4 reads b'hello'" in result.stdout
+    assert "reads signed seq 2: b'version two'" in result.stdout
+    assert "compare-and-swap on seq 1 refused" in result.stdout
+    assert "restarted from its SQLite file and still holds b'hello'" in result.stdout
+
+
+@pytest.mark.parametrize("args", [["--nodes", "2"], ["--replication", "0"], ["--nodes", "x"]])
+def test_values_example_refuses_bad_arguments(args: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "values.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr

@@ -97,6 +97,23 @@ def test_compare_and_swap_succeeds_only_on_the_expected_seq() -> None:
     assert net.wait(net.nodes[1].get_signed(client.identity.public_key)).value == b"b"
 
 
+def test_compare_and_swap_on_an_old_seq_is_refused_before_sending() -> None:
+    net = Cluster(3)
+    writer = net.nodes[0]
+    net.wait(writer.put_signed(b"a"))
+    net.wait(writer.put_signed(b"b"))
+    sent = net.network.counters["sent"]
+    with pytest.raises(CASMismatch, match="expected seq 1, but seq 2 is stored"):
+        net.wait(writer.put_signed(b"c", expected_seq=1))
+    assert net.network.counters["sent"] == sent
+    # an out-of-date local copy does not decide: the replicas do
+    stale = SignedValue.create(writer.identity, b"a", 1)
+    now = net.clock.seconds()
+    client = net.client()
+    client.store.put(StoredRecord(stale, "test", now, now + DAY))
+    assert net.wait(client.put_signed(b"c", identity=writer.identity, expected_seq=2)) == 3
+
+
 def test_a_lower_seq_is_refused_by_the_replicas() -> None:
     net = Cluster(3)
     owner = Identity(b"\x01" * 32)
