@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import sys
 import time
 from typing import Any
+
+from machine import machine_busy_s  # benchmarks/machine.py
 
 from dhtkit.gossip import theory
 from dhtkit.gossip.config import MODES, GossipConfig
@@ -33,17 +34,6 @@ from dhtkit.sim.gossip import MAX_CONCURRENT, GossipNetwork
 
 #: Above this share of a CPU used by other processes, the wall times are suspect.
 BUSY_MACHINE_PCT = 25.0
-
-
-def machine_busy_s() -> float | None:
-    """CPU seconds the whole machine spent busy, summed over CPUs (Linux only)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    # user nice system idle iowait irq softirq steal
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_s() -> float:

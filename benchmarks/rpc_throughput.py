@@ -44,6 +44,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from machine import machine_busy_s  # benchmarks/machine.py
+
 try:
     import dhtkit  # noqa: F401
 except ImportError:  # run from a checkout without installing it
@@ -185,17 +187,6 @@ def udp_socket_drops(ports: list[int]) -> int | None:
         return None
     wanted = {"0100007F:{:04X}".format(p) for p in ports}
     return sum(int(line.split()[-1]) for line in lines if line.split()[1] in wanted)
-
-
-def machine_busy_s() -> float | None:
-    """CPU seconds the whole machine spent busy, summed over CPUs (Linux only)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    # user nice system idle iowait irq softirq steal (guest time is inside user)
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu_s(pid: int) -> float | None:

@@ -9,14 +9,19 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_authenticated_rpc_example_runs_a_network_and_drops_forgeries() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "authenticated_rpc.py"), "--nodes", "5"],
+def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``examples/name`` with ``args`` in a process of its own."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name), *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_authenticated_rpc_example_runs_a_network_and_drops_forgeries() -> None:
+    result = run_example("authenticated_rpc.py", "--nodes", "5")
     assert result.returncode == 0, result.stderr
     # Each of the four newcomers pings the three others.
     assert "12 MAC'd pings between 5 nodes answered" in result.stdout
@@ -25,26 +30,14 @@ def test_authenticated_rpc_example_runs_a_network_and_drops_forgeries() -> None:
 
 @pytest.mark.parametrize("nodes", ["1", "1000", "many"])
 def test_authenticated_rpc_example_refuses_bad_arguments(nodes: str) -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "authenticated_rpc.py"), "--nodes", nodes],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_example("authenticated_rpc.py", "--nodes", nodes)
     assert result.returncode == 2
     assert "--nodes" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_values_example_stores_reads_refuses_a_stale_swap_and_survives_a_restart() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "values.py"), "--nodes", "5"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_example("values.py", "--nodes", "5")
     assert result.returncode == 0, result.stderr
     assert "node 4 reads b'hello'" in result.stdout
     assert "reads signed seq 2: b'version two'" in result.stdout
@@ -54,12 +47,6 @@ def test_values_example_stores_reads_refuses_a_stale_swap_and_survives_a_restart
 
 @pytest.mark.parametrize("args", [["--nodes", "2"], ["--replication", "0"], ["--nodes", "x"]])
 def test_values_example_refuses_bad_arguments(args: list[str]) -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "values.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_example("values.py", *args)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
