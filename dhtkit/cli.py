@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 from dhtkit.gossip import theory
 from dhtkit.gossip.config import MODELS, MODES, VARIANTS, GossipConfig
 from dhtkit.gossip.plot import PlotUnavailable, plot_susceptible, require_matplotlib
+from dhtkit.sim import memory
 from dhtkit.sim.gossip import MAX_CONCURRENT, simulate, summarize
 
 EXIT_USAGE = 2
@@ -106,6 +107,10 @@ def run_sim_gossip(args: argparse.Namespace) -> int:
         # Found out now, not after a long simulation.
         if not Path(args.plot).resolve().parent.is_dir():
             raise UsageError("--plot: no directory to write {} in".format(args.plot))
+    try:
+        memory.check_fits(args.nodes, memory.GOSSIP_BYTES_PER_NODE, memory.available_memory())
+    except ValueError as e:
+        raise UsageError("--nodes: {}".format(e)) from None
     if args.concurrent > min(MAX_CONCURRENT, args.nodes):
         raise UsageError(
             "--concurrent: at most {} rumours spread together".format(

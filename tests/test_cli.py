@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dhtkit import cli
+from dhtkit.sim import memory
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -141,3 +142,15 @@ def test_main_reads_sys_argv_by_default(
     monkeypatch.setattr(sys, "argv", ["dhtkit", "sim"])
     assert cli.main() == 2
     assert "PROTOCOL" in capsys.readouterr().err
+
+
+def test_a_simulation_too_large_for_memory_is_refused_before_it_starts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(memory, "available_memory", lambda: 2 * memory.GIB)
+    status, out, err = run(capsys, "sim", "gossip", "--nodes", "100000000", "--seed", "1")
+    assert status == 2 and out == ""
+    assert "--nodes: 100,000,000 nodes need about 7450.6 GiB" in err
+    assert "2.0 GiB is available" in err
+    # a size that fits runs
+    assert run(capsys, "sim", "gossip", "--nodes", "20", "--seed", "1")[0] == 0
