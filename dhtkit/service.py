@@ -20,7 +20,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUDP
 from twisted.logger import Logger
 
-from dhtkit.contact import Address, Contact
+from dhtkit.contact import Address, Contact, normalize_address
 from dhtkit.gossip.config import GossipConfig
 from dhtkit.gossip.protocol import GossipProtocol
 from dhtkit.gossip.sampler import IPeerSampler, OverlayPeers, StaticPeers
@@ -104,7 +104,7 @@ class GossipService(Service):
     :param port: the UDP port (0: any free one; see :attr:`address`).
     :param interface: the address to listen on.
     :param data_dir: where ``identity.key`` is kept (created on first start).
-    :param peers: partners: a list of ``(host, port)`` addresses (their keys
+    :param peers: partners: a list of ``(host, port)`` IP addresses (their keys
         are learnt by ping, and peers that gossip with us are added), an
         :class:`IPeerSampler`, or a callable returning the contacts of a
         running overlay.
@@ -134,6 +134,9 @@ class GossipService(Service):
         self.port = port
         self.interface = interface
         self.data_dir = data_dir
+        if not IPeerSampler.providedBy(peers) and not callable(peers):
+            # Checked here, so that a bad address fails before anything listens.
+            peers = [normalize_address(address) for address in peers]
         self.peers = peers
         self.config = config if config is not None else GossipConfig()
         self.reactor = reactor

@@ -131,3 +131,10 @@ def test_a_service_not_started_says_so(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="not"):
         service.gossip  # noqa: B018
     assert service.stopService().called
+
+
+@pytest.mark.parametrize("peer", [("localhost", 4000), ("10.77.0.1", 0), ("10.77.0.1",), "x"])
+def test_a_bad_peer_address_is_refused_before_anything_listens(tmp_path: Path, peer: Any) -> None:
+    with pytest.raises(ValueError, match=r"address|pair"):
+        GossipService(0, data_dir=tmp_path / "data", peers=[peer])
+    assert not (tmp_path / "data").exists()
