@@ -3,16 +3,18 @@
 from dhtkit.identity import Identity, IdentityError
 from dhtkit.keyspace import key_for
 from dhtkit.node import DHTNode, PutFailed
-from dhtkit.service import GossipService
+from dhtkit.service import ChordService, GossipService, KademliaService
 from dhtkit.values import SignedValue, ValueRefused
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ChordService",
     "DHTNode",
     "GossipService",
     "Identity",
     "IdentityError",
+    "KademliaService",
     "PutFailed",
     "SignedValue",
     "ValueRefused",

@@ -126,7 +126,11 @@ class Holder:
             check_id(args)
         except ValueError as e:
             raise RemoteError("malformed", str(e)) from None
-        entry = self.live(args)
+        return self.answer(args)
+
+    def answer(self, key: bytes) -> list[Any] | None:
+        """What a peer asking for ``key`` gets: ``[record, ttl]``, or None."""
+        entry = self.live(key)
         if entry is None:
             return None
         return [to_wire(entry.record), self.remaining(entry)]

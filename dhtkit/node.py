@@ -18,7 +18,7 @@ older one or none (read repair).
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -29,7 +29,7 @@ from dhtkit.contact import Contact
 from dhtkit.holder import Holder
 from dhtkit.identity import Identity
 from dhtkit.keyspace import check_id
-from dhtkit.overlay import IOverlay
+from dhtkit.overlay import IOverlay, IRoutingOverlay, IValueFinder
 from dhtkit.republish import EXPIRE_AFTER, REPLICATE_EVERY, REPUBLISH_EVERY, Scheduler
 from dhtkit.rpc import RemoteError, RPCError, RPCProtocol
 from dhtkit.storage.interface import SELF, IValueStore, StoredRecord
@@ -137,6 +137,13 @@ class DHTNode:
             replicate_every=replicate_every,
             max_clock_skew=max_clock_skew,
         )
+        # What the overlay can do beyond find_responsible.
+        self._finder = cast(IValueFinder, overlay) if IValueFinder.providedBy(overlay) else None
+        self._routing = overlay if IRoutingOverlay.providedBy(overlay) else None
+        if self._finder is not None:
+            self._finder.serve_values(self.holder.answer)
+        if self._routing is not None:
+            self._routing.add_neighbour_listener(self._hand_over)
 
     @property
     def identity(self) -> Identity:
@@ -165,8 +172,16 @@ class DHTNode:
         return self._publish(ImmutableValue(value), None)
 
     def get(self, key: bytes) -> defer.Deferred[bytes | None]:
-        """The newest value stored under ``key``, of any kind, or None."""
-        return self._fetch(key).addCallback(lambda r: None if r is None else r.value)
+        """The newest value stored under ``key``, of any kind, or None.
+
+        Over an overlay with FIND_VALUE (Kademlia) the lookup stops at the
+        first node holding an immutable value: its key is its hash, so no
+        other version exists. Mutable values are looked for at all the
+        responsible nodes, for the newest version.
+        """
+        return self._fetch(key, stop_at_immutable=True).addCallback(
+            lambda r: None if r is None else r.value
+        )
 
     def put_signed(
         self,
@@ -320,11 +335,15 @@ class DHTNode:
 
     # -- reading -------------------------------------------------------------------
 
-    def _fetch(self, key: bytes) -> defer.Deferred[Record | None]:
+    def _fetch(self, key: bytes, stop_at_immutable: bool = False) -> defer.Deferred[Record | None]:
         try:
             check_id(key)
         except ValueError as e:
             return defer.fail(e)
+        if self._finder is not None:
+            return defer.Deferred.fromCoroutine(
+                self._find_value(self._finder, key, stop_at_immutable)
+            )
         return defer.Deferred.fromCoroutine(self._fetch_async(key))
 
     async def _fetch_async(self, key: bytes) -> Record | None:
@@ -344,6 +363,49 @@ class DHTNode:
             record = self._valid_answer(key, answer)
             if record is not None:
                 found.append((contact, record, min(float(answer[1]), self.expire_after)))
+        return self._settle(key, contacts, found, answered)
+
+    async def _find_value(
+        self, finder: IValueFinder, key: bytes, stop_at_immutable: bool
+    ) -> Record | None:
+        # Kademlia's FIND_VALUE: the lookup itself collects the answers.
+        self.counters["gets"] += 1
+        checked: dict[bytes, Record | None] = {}
+
+        def check(contact: Contact, answer: Any) -> Record | None:
+            if contact.node_id not in checked:
+                checked[contact.node_id] = self._valid_answer(key, answer)
+            return checked[contact.node_id]
+
+        def enough(contact: Contact, answer: Any) -> bool:
+            record = check(contact, answer)
+            return stop_at_immutable and isinstance(record, ImmutableValue)
+
+        result = await finder.find_value(key, self.replication, enough)
+        found: list[tuple[Contact | None, Record, float]] = []
+        for contact, answer in result.answers:
+            record = check(contact, answer)
+            if record is not None:
+                found.append((contact, record, min(float(answer[1]), self.expire_after)))
+        if not result.stopped_early:
+            answered = [c for c in result.lookup.contacts if not self._is_self(c)]
+            return self._settle(key, result.lookup.contacts, found, answered)
+        # As the paper says: the closest node on the path that did not have
+        # the value gets a cached copy, so popular keys spread outward.
+        record, ttl = found[0][1], found[0][2]
+        if result.without:
+            self.counters["cached_copies_sent"] += 1
+            self._send_in_background("caching", result.without[:1], record, ttl, cached=True)
+        return record
+
+    def _settle(
+        self,
+        key: bytes,
+        contacts: list[Contact],
+        found: list[tuple[Contact | None, Record, float]],
+        answered: list[Contact],
+    ) -> Record | None:
+        """The newest of what was found; it is stored where it was missing or older."""
         local = self.holder.live(key)
         me = next((c for c in contacts if self._is_self(c)), None)
         if local is not None:
@@ -362,9 +424,7 @@ class DHTNode:
         """Store the newest version on replicas that answered with less."""
         self.counters["read_repairs"] += len(stale)
         # Not awaited: the reader has its answer already.
-        defer.Deferred.fromCoroutine(self._store_on(stale, record, ttl)).addErrback(
-            lambda f: self._log.failure("read repair of {key} failed", f, key=record.key.hex())
-        )
+        self._send_in_background("read repair of", stale, record, ttl)
 
     def _valid_answer(self, key: bytes, answer: Any) -> Record | None:
         if answer is None:
@@ -380,6 +440,60 @@ class DHTNode:
             self.counters["bad_answers"] += 1
             return None
         return record
+
+    # -- keys changing hands ---------------------------------------------------------
+
+    def _hand_over(self, contact: Contact) -> None:
+        """Send ``contact`` the records it is now responsible for.
+
+        The overlay calls this when a node appears among our neighbours (a
+        join): only the keys it now shares with us move, the paper's O(K/N).
+        """
+        routing = self._routing
+        if routing is None or self._is_self(contact):
+            return
+        entries = [
+            entry
+            for entry in self.store.records()
+            if not entry.cached
+            and self.holder.remaining(entry) > 0
+            and routing.holds(contact.node_id, entry.key, self.replication)
+        ]
+        self.counters["handed_over"] += len(entries)
+        for entry in entries:
+            self._send_in_background(
+                "handing over", [contact], entry.record, self.holder.remaining(entry)
+            )
+
+    def _send_in_background(
+        self, why: str, contacts: list[Contact], record: Record, ttl: float, cached: bool = False
+    ) -> None:
+        def failed(failure: Failure) -> None:
+            self._log.failure("{why} {key} failed", failure, why=why, key=record.key.hex())
+
+        defer.Deferred.fromCoroutine(
+            self._store_on(contacts, record, ttl, cached=cached)
+        ).addErrback(failed)
+
+    def leave(self) -> defer.Deferred[int]:
+        """Hand every record over to the nodes responsible without us, then
+        leave the overlay; fires with the number of records handed over."""
+        return defer.Deferred.fromCoroutine(self._leave())
+
+    async def _leave(self) -> int:
+        handed = 0
+        for entry in list(self.store.records()):
+            remaining = self.holder.remaining(entry)
+            if entry.cached or remaining <= 0:
+                continue
+            contacts = await self.overlay.find_responsible(entry.key, self.replication + 1)
+            others = [c for c in contacts if not self._is_self(c)][: self.replication]
+            stored, _ = await self._store_on(others, entry.record, remaining)
+            handed += stored > 0
+        self.counters["handed_over_on_leave"] += handed
+        if self._routing is not None:
+            await self._routing.leave()
+        return handed
 
     # -- the schedule's actions ----------------------------------------------------
 

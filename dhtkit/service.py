@@ -1,121 +1,76 @@
-"""Twisted services: a node with its identity, its UDP port and its protocol.
+"""Twisted services: a node with its identity, its UDP port, its store and its overlay.
 
-Each service loads (or creates, on first run) the node's identity from
-``data_dir/identity.key``, listens on UDP with an :class:`RPCProtocol`, and
-runs its protocol on top; :func:`open_node` is that common part, for every
-service to share.
+:class:`KademliaService` and :class:`ChordService` share one
+:class:`OverlayService`: it loads the identity from the data directory,
+opens the SQLite store there, listens on UDP, builds the overlay and the
+:class:`~dhtkit.node.DHTNode` on top, and joins through the bootstrap
+addresses plus the contacts it saved the last time it ran.
 """
 
 from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar
 
-import attrs
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUDP
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from dhtkit.contact import Address, Contact, normalize_address
-from dhtkit.gossip.config import GossipConfig
-from dhtkit.gossip.protocol import GossipProtocol
-from dhtkit.gossip.sampler import IPeerSampler, OverlayPeers, StaticPeers
-from dhtkit.gossip.state import Subscription, UpdateCallback
-from dhtkit.gossip.update import Update
+from dhtkit.contactfile import CONTACTS_FILE, ContactFileError, read_contacts, save_contacts
+from dhtkit.gossip.service import GossipService, Peers
 from dhtkit.identity import Identity
+from dhtkit.kademlia import KademliaOverlay
+from dhtkit.node import DHTNode
+from dhtkit.nodesocket import IDENTITY_FILE, NodeSocket, default_reactor, load_identity, open_node
+from dhtkit.overlay import IRoutingOverlay, JoinFailed
 from dhtkit.rpc import RPCProtocol
+from dhtkit.storage import IValueStore, SQLiteStore
 
-#: The file in the data directory that holds the node's private key.
-IDENTITY_FILE = "identity.key"
+__all__ = [
+    "IDENTITY_FILE",
+    "STORE_FILE",
+    "ChordService",
+    "GossipService",
+    "KademliaService",
+    "NodeSocket",
+    "OverlayService",
+    "Peers",
+    "load_identity",
+    "open_node",
+]
 
-Peers = Sequence[Address] | IPeerSampler | Callable[[], Iterable[Contact]]
-
-
-def load_identity(data_dir: str | os.PathLike[str]) -> Identity:
-    """The identity saved in ``data_dir``, created (with the directory) on first use.
-
-    :raises IdentityError: the key file exists but is not a dhtkit key.
-    :raises OSError: the directory or file cannot be read or written.
-    """
-    path = Path(data_dir) / IDENTITY_FILE
-    if path.exists():
-        return Identity.from_file(path)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    identity = Identity.generate()
-    identity.save(path)
-    return identity
+#: The file in the data directory that holds the node's records.
+STORE_FILE = "dhtkit.sqlite"
 
 
-@attrs.frozen
-class NodeSocket:
-    """A node's identity and its RPC layer listening on a UDP port."""
-
-    identity: Identity
-    rpc: RPCProtocol
-    port: IListeningPort
-
-    @property
-    def address(self) -> Address:
-        """Where the node listens (the port chosen, if 0 was asked for)."""
-        host = self.port.getHost()
-        return (host.host, host.port)  # type: ignore[attr-defined]
-
-    def close(self) -> defer.Deferred[None]:
-        """Stop listening; fires when the port is closed."""
-        closing = self.port.stopListening()
-        return closing if closing is not None else defer.succeed(None)
-
-
-def open_node(
-    reactor: Any,
-    data_dir: str | os.PathLike[str],
-    port: int,
-    interface: str = "127.0.0.1",
-    **rpc_options: Any,
-) -> NodeSocket:
-    """Load the identity from ``data_dir`` and listen on UDP with an RPCProtocol.
-
-    ``reactor`` provides ``IReactorUDP`` and ``IReactorTime``;
-    ``rpc_options`` go to :class:`RPCProtocol`.
-
-    :raises CannotListenError: the port is taken.
-    """
-    identity = load_identity(data_dir)
-    rpc = RPCProtocol(identity, cast(IReactorTime, reactor), **rpc_options)
-    listening = cast(IReactorUDP, reactor).listenUDP(
-        port, rpc, interface=interface, maxPacketSize=8192
-    )
-    return NodeSocket(identity, rpc, listening)
-
-
-def _default_reactor() -> Any:
-    from twisted.internet import reactor
-
-    return reactor
-
-
-class GossipService(Service):
-    """A gossip node as a Twisted service.
+class OverlayService(Service):
+    """A DHT node as a Twisted service; subclasses choose the overlay.
 
     :param port: the UDP port (0: any free one; see :attr:`address`).
-    :param interface: the address to listen on.
-    :param data_dir: where ``identity.key`` is kept (created on first start).
-    :param peers: partners: a list of ``(host, port)`` IP addresses (their keys
-        are learnt by ping, and peers that gossip with us are added), an
-        :class:`IPeerSampler`, or a callable returning the contacts of a
-        running overlay.
-    :param config: the gossip options (:class:`GossipConfig`).
+    :param interface: the address to listen on (IPv4 or IPv6).
+    :param data_dir: holds ``identity.key``, ``dhtkit.sqlite`` and the saved
+        contacts; created on first start.
+    :param bootstrap: ``(host, port)`` addresses of nodes to join through.
     :param reactor: the reactor (the global one by default).
+    :param store: the record store (by default SQLite in ``data_dir``); the
+        service closes it when it stops.
     :param rpc_options: keyword arguments for :class:`RPCProtocol`.
-    :param rng: partner choice and coins (seeded in tests).
-
-    Once started: :attr:`identity`, :attr:`rpc`, :attr:`gossip` (the
-    :class:`GossipProtocol`) and :attr:`address`.
+    :param node_options: keyword arguments for :class:`DHTNode`.
+    :param save_every: seconds between saves of the routing contacts.
+    :param rejoin_after: seconds before a failed join is tried again (it
+        doubles up to ten times as long while no one answers).
+    :param rng: randomness of the overlay's timers (seeded in tests).
+    :param overlay_options: keyword arguments for the overlay.
     """
+
+    #: The overlay's name, as ``--protocol`` and ``/v1/status`` spell it.
+    protocol: ClassVar[str] = ""
 
     _log = Logger()
 
@@ -124,106 +79,267 @@ class GossipService(Service):
         port: int,
         interface: str = "127.0.0.1",
         data_dir: str | os.PathLike[str] = "data",
-        peers: Peers = (),
+        bootstrap: Iterable[Address] = (),
         *,
-        config: GossipConfig | None = None,
         reactor: Any = None,
+        store: IValueStore | None = None,
         rpc_options: Mapping[str, Any] | None = None,
+        node_options: Mapping[str, Any] | None = None,
+        save_every: float = 300.0,
+        rejoin_after: float = 30.0,
         rng: random.Random | None = None,
+        **overlay_options: Any,
     ) -> None:
         self.port = port
         self.interface = interface
-        self.data_dir = data_dir
-        if not IPeerSampler.providedBy(peers) and not callable(peers):
-            # Checked here, so that a bad address fails before anything listens.
-            peers = [normalize_address(address) for address in peers]
-        self.peers = peers
-        self.config = config if config is not None else GossipConfig()
+        self.data_dir = Path(data_dir)
+        # Checked here, so that a bad address fails before anything listens.
+        self.bootstrap = [normalize_address(address) for address in bootstrap]
         self.reactor = reactor
         self.rpc_options = dict(rpc_options or {})
-        self.rng = rng
+        self.node_options = dict(node_options or {})
+        self.save_every = save_every
+        self.rejoin_after = rejoin_after
+        self.rng = rng if rng is not None else random.Random()
+        self.overlay_options = overlay_options
+        self._given_store = store
         self._socket: NodeSocket | None = None
-        self._gossip: GossipProtocol | None = None
+        self._store: IValueStore | None = None
+        self._overlay: IRoutingOverlay | None = None
+        self._node: DHTNode | None = None
+        self._timer: IDelayedCall | None = None
+        self._joined = False
+        self._waiting: list[defer.Deferred[int]] = []
+        self._started_at = 0.0
+
+    def make_overlay(self, rpc: RPCProtocol, clock: IReactorTime) -> IRoutingOverlay:
+        """The overlay this service runs (subclasses build theirs)."""
+        raise NotImplementedError
+
+    # -- starting and stopping ----------------------------------------------------
 
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
-        """Load the identity, listen, and start the rounds."""
-        reactor = self.reactor if self.reactor is not None else _default_reactor()
-        node = open_node(reactor, self.data_dir, self.port, self.interface, **self.rpc_options)
-        self._socket = node
-        peers = self.peers
-        sampler: IPeerSampler
-        if IPeerSampler.providedBy(peers):
-            sampler = peers
-        elif callable(peers):
-            sampler = OverlayPeers(peers)
-        else:
-            sampler = StaticPeers(peers, node.rpc, reactor)
-        self._gossip = GossipProtocol(node.rpc, sampler, self.config, reactor=reactor, rng=self.rng)
-        self._gossip.start()
+        """Open the store, listen, and start joining (see :meth:`when_joined`).
+
+        :raises StorageError: the store in the data directory is damaged.
+        :raises CannotListenError: the port is taken.
+        """
+        reactor = self.reactor if self.reactor is not None else default_reactor()
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        store = self._given_store or SQLiteStore(self.data_dir / STORE_FILE)
+        try:
+            sock = open_node(reactor, self.data_dir, self.port, self.interface, **self.rpc_options)
+        except BaseException:
+            store.close()
+            raise
+        self._store, self._socket = store, sock
+        self._overlay = self.make_overlay(sock.rpc, reactor)
+        self._node = DHTNode(sock.rpc, self._overlay, store, clock=reactor, **self.node_options)
+        self._overlay.start()
+        self._node.start()
+        self._started_at = reactor.seconds()
         super().startService()  # type: ignore[no-untyped-call]
         self._log.info(
-            "gossip node {node_id} listening on {host}:{port}",
-            node_id=node.identity.node_id.hex(),
-            host=node.address[0],
-            port=node.address[1],
+            "{protocol} node {node_id} listening on {host}:{port}",
+            protocol=self.protocol,
+            node_id=sock.identity.node_id.hex(),
+            host=sock.address[0],
+            port=sock.address[1],
         )
+        self._join(self.rejoin_after)
 
     def stopService(self) -> defer.Deferred[None]:  # noqa: N802 (Twisted's name)
-        """Stop the rounds and close the port; fires once it is closed."""
+        """Stop the timers, save the contacts, close the store and the port."""
         super().stopService()  # type: ignore[no-untyped-call]
-        if self._gossip is not None:
-            self._gossip.stop()
-        node, self._socket = self._socket, None
-        if node is None:
-            return defer.succeed(None)
-        return node.close()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self._node is not None:
+            self._node.stop()
+        if self._overlay is not None:
+            self._overlay.stop()
+            self._save()
+        if self._store is not None:
+            self._store.close()
+        self._node = self._overlay = self._store = None
+        sock, self._socket = self._socket, None
+        return sock.close() if sock is not None else defer.succeed(None)
 
-    # -- while running ------------------------------------------------------------
+    def leave(self) -> defer.Deferred[None]:
+        """Hand this node's records over, tell the neighbours, and stop."""
+
+        def stop(_: object) -> defer.Deferred[None]:
+            return self.stopService()
+
+        return self.node.leave().addCallback(stop)
+
+    # -- joining and saving ------------------------------------------------------------
+
+    def _saved(self) -> list[Contact]:
+        try:
+            return read_contacts(self.data_dir / CONTACTS_FILE)
+        except ContactFileError as e:
+            # Only routing hints: the bootstrap list still works, and the
+            # next save replaces the file.
+            self._log.warn("ignoring the saved contacts: {error}", error=str(e))
+            return []
+
+    def _join(self, retry_after: float) -> None:
+        overlay = self._overlay
+        if overlay is None:
+            return
+        joining = overlay.join(self.bootstrap, self._saved())
+        joining.addCallbacks(self._joined_with, self._join_failed, errbackArgs=(retry_after,))
+
+    def _joined_with(self, contacts: int) -> None:
+        self._joined = True
+        self._log.info(
+            "joined the {protocol} network: {contacts} contacts",
+            protocol=self.protocol,
+            contacts=contacts,
+        )
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(contacts)
+        self._schedule(self.save_every, self._save_and_reschedule)
+
+    def _join_failed(self, failure: Failure, retry_after: float) -> None:
+        if self._overlay is None:
+            return
+        if not isinstance(failure.value, JoinFailed):
+            self._log.failure("joining failed", failure)
+        else:
+            self._log.warn(
+                "no bootstrap node answered; trying again in {delay:.0f} s", delay=retry_after
+            )
+        later = min(retry_after * 2, self.rejoin_after * 10)
+        self._schedule(retry_after, self._join, later)
+
+    def _schedule(self, delay: float, f: Any, *args: Any) -> None:
+        reactor = self.reactor if self.reactor is not None else default_reactor()
+        self._timer = reactor.callLater(delay, f, *args)
+
+    def _save_and_reschedule(self) -> None:
+        self._save()
+        self._schedule(self.save_every, self._save_and_reschedule)
+
+    def _save(self) -> None:
+        if self._overlay is None:
+            return
+        try:
+            save_contacts(self.data_dir / CONTACTS_FILE, self._overlay.contacts())
+        except OSError as e:
+            self._log.warn("cannot save the contacts: {error}", error=str(e))
+
+    def when_joined(self) -> defer.Deferred[int]:
+        """Fires with the number of contacts once the node has joined."""
+        if self._joined and self._overlay is not None:
+            return defer.succeed(len(self._overlay.contacts()))
+        d: defer.Deferred[int] = defer.Deferred()
+        self._waiting.append(d)
+        return d
+
+    # -- while running ---------------------------------------------------------------
 
     @property
-    def gossip(self) -> GossipProtocol:
-        """The gossip protocol (once started)."""
-        if self._gossip is None:
-            raise RuntimeError("the gossip service has not been started")
-        return self._gossip
+    def node(self) -> DHTNode:
+        """The value layer: put, get, put_signed, get_signed (once started)."""
+        if self._node is None:
+            raise RuntimeError("the {} service is not running".format(self.protocol))
+        return self._node
+
+    @property
+    def overlay(self) -> IRoutingOverlay:
+        """The overlay's routing state and lookups (once started)."""
+        if self._overlay is None:
+            raise RuntimeError("the {} service is not running".format(self.protocol))
+        return self._overlay
+
+    def _sock(self) -> NodeSocket:
+        if self._socket is None:
+            raise RuntimeError("the {} service is not running".format(self.protocol))
+        return self._socket
 
     @property
     def identity(self) -> Identity:
-        """The node's identity (once started)."""
-        return self._node().identity
+        """The node's identity (loaded when the service starts)."""
+        if self._socket is None:
+            return load_identity(self.data_dir)
+        return self._socket.identity
 
     @property
     def rpc(self) -> RPCProtocol:
         """The node's RPC layer (once started)."""
-        return self._node().rpc
+        return self._sock().rpc
 
     @property
     def address(self) -> Address:
         """Where the node listens (once started)."""
-        return self._node().address
+        return self._sock().address
 
-    def _node(self) -> NodeSocket:
-        if self._socket is None:
-            raise RuntimeError("the gossip service is not running")
-        return self._socket
+    def status(self) -> dict[str, Any]:
+        """What ``/v1/status`` reports."""
+        sock = self._sock()
+        reactor = self.reactor if self.reactor is not None else default_reactor()
+        return {
+            "node_id": sock.identity.node_id.hex(),
+            "protocol": self.protocol,
+            "address": "{}:{}".format(*sock.address),
+            "contacts": len(self.overlay.contacts()),
+            "values": len(self.node.store),
+            "uptime_s": reactor.seconds() - self._started_at,
+        }
 
-    def publish(self, topic: str, data: bytes, ttl: float | None = None) -> defer.Deferred[Update]:
-        """Sign and spread an update; fires with it (or fails, e.g. too large)."""
-        return defer.maybeDeferred(self.gossip.state.publish, topic, data, ttl)
 
-    def delete(self, update: Update, ttl: float | None = None) -> defer.Deferred[Update]:
-        """Spread a death certificate for an update published here; fires with it."""
-        return defer.maybeDeferred(self.gossip.state.delete, update, ttl)
+class KademliaService(OverlayService):
+    """A Kademlia node as a Twisted service.
 
-    def subscribe(
+    :param k: bucket size and replication factor.
+    :param alpha: queries in flight per lookup.
+
+    The other parameters are :class:`OverlayService`'s.
+    """
+
+    protocol = "kademlia"
+
+    def __init__(
         self,
-        topic: str | None,
-        on_update: UpdateCallback,
-        on_delete: UpdateCallback | None = None,
-    ) -> Subscription:
-        """Call ``on_update(update)`` for each update of ``topic`` (None: all)."""
-        return self.gossip.state.subscribe(topic, on_update, on_delete)
+        port: int,
+        interface: str = "127.0.0.1",
+        data_dir: str | os.PathLike[str] = "data",
+        bootstrap: Iterable[Address] = (),
+        k: int = 20,
+        alpha: int = 3,
+        **options: Any,
+    ) -> None:
+        super().__init__(port, interface, data_dir, bootstrap, k=k, alpha=alpha, **options)
 
-    def stats(self) -> dict[str, int]:
-        """The gossip counters (see :meth:`GossipProtocol.stats`)."""
-        return self.gossip.stats()
+    def make_overlay(self, rpc: RPCProtocol, clock: IReactorTime) -> IRoutingOverlay:
+        return KademliaOverlay(rpc, clock=clock, rng=self.rng, **self.overlay_options)
+
+
+class ChordService(OverlayService):
+    """A Chord node as a Twisted service.
+
+    :param successors: the length of the successor list.
+
+    The other parameters are :class:`OverlayService`'s.
+    """
+
+    protocol = "chord"
+
+    def __init__(
+        self,
+        port: int,
+        interface: str = "127.0.0.1",
+        data_dir: str | os.PathLike[str] = "data",
+        bootstrap: Iterable[Address] = (),
+        successors: int = 16,
+        **options: Any,
+    ) -> None:
+        super().__init__(port, interface, data_dir, bootstrap, successors=successors, **options)
+
+    def make_overlay(self, rpc: RPCProtocol, clock: IReactorTime) -> IRoutingOverlay:
+        from dhtkit.chord import ChordOverlay  # TEMP until chord lands
+
+        return ChordOverlay(rpc, clock=clock, rng=self.rng, **self.overlay_options)

@@ -328,3 +328,23 @@ def decode_contacts(value: Any, limit: int = 64) -> list[Contact]:
     if type(value) is not list or len(value) > limit:
         raise MalformedMessage("a contact list is an array of at most {}".format(limit))
     return [decode_contact(item) for item in value]
+
+
+#: The format tag of a saved contact list (:func:`dump_contacts`).
+CONTACTS_FORMAT = "dhtkit-contacts-1"
+
+
+def dump_contacts(contacts: list[Contact]) -> bytes:
+    """A list of contacts as bytes for a file: a tag, then compact contacts."""
+    return cbor2.dumps([CONTACTS_FORMAT, encode_contacts(contacts)])
+
+
+def load_contacts(data: bytes, limit: int = 100_000) -> list[Contact]:
+    """The contacts of :func:`dump_contacts`'s bytes, or MalformedMessage."""
+    try:
+        outer = cbor2.loads(data)
+    except Exception as e:  # cbor2 raises many types on garbage
+        raise MalformedMessage("not a saved contact list: {}".format(e)) from None
+    if type(outer) is not list or len(outer) != 2 or outer[0] != CONTACTS_FORMAT:
+        raise MalformedMessage("not a saved contact list")
+    return decode_contacts(outer[1], limit)

@@ -1,0 +1,6 @@
+"""Kademlia: the XOR metric, k-buckets and iterative lookups."""
+
+from dhtkit.kademlia.overlay import KademliaOverlay
+from dhtkit.kademlia.table import RoutingTable
+
+__all__ = ["KademliaOverlay", "RoutingTable"]

@@ -1,0 +1,302 @@
+"""The Kademlia overlay: a routing table kept fresh, and lookups over it.
+
+Every verified message offers its sender to the routing table (the RPC
+layer has checked that the sender holds the key behind its id, so a node
+that only claims an id never gets in). Two RPCs serve lookups:
+``find_node`` answers a target with the k closest contacts we know, and
+``find_value`` answers with the value layer's record when we hold the key,
+else with contacts like ``find_node``. ``ping`` is the RPC layer's own.
+Storing goes through the value layer's ``store``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from dhtkit import wire
+from dhtkit.contact import Address, Contact
+from dhtkit.kademlia.lookup import Answer, IterativeLookup, LookupOutcome
+from dhtkit.kademlia.table import RoutingTable
+from dhtkit.keyspace import check_id, distance
+from dhtkit.overlay import (
+    IRoutingOverlay,
+    IValueFinder,
+    JoinFailed,
+    Lookup,
+    ValueLookup,
+    ValueSource,
+)
+from dhtkit.rpc import RemoteError, RPCProtocol
+
+#: How often a bucket no lookup went through is refreshed (the paper's hour).
+REFRESH_EVERY = 3600.0
+
+
+@implementer(IRoutingOverlay, IValueFinder)
+class KademliaOverlay:
+    """Kademlia routing for one node.
+
+    :param rpc: the node's RPC layer (``find_node`` and ``find_value`` are
+        registered on it by :meth:`start`).
+    :param clock: defaults to the RPC layer's reactor.
+    :param k: bucket size, and how many nodes hold each key.
+    :param alpha: queries in flight per lookup.
+    :param refresh_every: seconds after which an untouched bucket is refreshed.
+    :param stall_after: seconds after which a lookup stops waiting for a
+        contact and asks the next one (default: half the RPC timeout).
+    :param max_failures: failed calls in a row that drop a contact.
+    :param rng: random ids for refreshes and the timers' jitter.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        rpc: RPCProtocol,
+        *,
+        clock: IReactorTime | None = None,
+        k: int = 20,
+        alpha: int = 3,
+        refresh_every: float = REFRESH_EVERY,
+        stall_after: float | None = None,
+        max_failures: int = 3,
+        rng: random.Random | None = None,
+    ) -> None:
+        if k < 1 or alpha < 1:
+            raise ValueError("k and alpha must be at least 1")
+        self.rpc = rpc
+        self.clock = clock if clock is not None else rpc.reactor
+        self.k = k
+        self.alpha = alpha
+        self.refresh_every = refresh_every
+        self.stall_after = stall_after if stall_after is not None else rpc.timeout / 2
+        self.rng = rng if rng is not None else random.Random()
+        self.node_id = rpc.identity.node_id
+        self.table = RoutingTable(
+            self.node_id,
+            ping=self._ping,
+            clock=self.clock,
+            k=k,
+            max_failures=max_failures,
+            rng=self.rng,
+        )
+        self._values: ValueSource = lambda key: None
+        self._neighbour_listeners: list[Callable[[Contact], None]] = []
+        self._timer: IDelayedCall | None = None
+        self._started = False
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("lookups", "lookup_hops", "lookup_messages", "lookup_timeouts", "refreshes"), 0
+        )
+
+    # -- life cycle ----------------------------------------------------------------
+
+    def start(self) -> None:
+        self.rpc.register("find_node", self._answer_find_node)
+        self.rpc.register("find_value", self._answer_find_value)
+        if not self._started:
+            self._started = True
+            self.rpc.add_listener(self._heard_from)
+        self._schedule_refresh()
+
+    def stop(self) -> None:
+        if self._started:
+            self._started = False
+            self.rpc.remove_listener(self._heard_from)
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def leave(self) -> defer.Deferred[None]:
+        # Kademlia needs no goodbye: contacts that stop answering are dropped.
+        return defer.succeed(None)
+
+    def join(
+        self, bootstrap: Sequence[Address], known: Sequence[Contact] = ()
+    ) -> defer.Deferred[int]:
+        return defer.Deferred.fromCoroutine(self._join(bootstrap, known))
+
+    async def _join(self, bootstrap: Sequence[Address], known: Sequence[Contact]) -> int:
+        pings = [self.rpc.ping(address) for address in bootstrap]
+        pings += [
+            self.rpc.ping(c.address, c.public_key) for c in known if c.node_id != self.node_id
+        ]
+        if not pings:
+            return 0  # the first node of a network
+        answers = await defer.DeferredList(pings, consumeErrors=True)
+        if not any(ok for ok, _ in answers):
+            raise JoinFailed("none of the {} bootstrap nodes answered".format(len(pings)))
+        # The answers went into the table (every verified reply does).
+        await self.lookup(self.node_id, self.k)
+        for target in self.table.refresh_ids_after_join():
+            await self.lookup(target, self.k)
+        return len(self.table)
+
+    # -- what the value layer asks ------------------------------------------------------
+
+    def lookup(self, key: bytes, count: int) -> defer.Deferred[Lookup]:
+        try:
+            check_id(key)
+        except ValueError as e:
+            return defer.fail(e)
+        return self._run(key, self._find_node).addCallback(self._as_lookup, key, count)
+
+    def find_responsible(self, key: bytes, count: int) -> defer.Deferred[list[Contact]]:
+        return self.lookup(key, count).addCallback(lambda found: found.contacts)
+
+    def find_value(
+        self, key: bytes, count: int, enough: Callable[[Contact, Any], bool]
+    ) -> defer.Deferred[ValueLookup]:
+        try:
+            check_id(key)
+        except ValueError as e:
+            return defer.fail(e)
+
+        def done(outcome: LookupOutcome) -> ValueLookup:
+            return ValueLookup(
+                self._as_lookup(outcome, key, count),
+                outcome.values,
+                outcome.without,
+                outcome.stopped_early,
+            )
+
+        return self._run(key, self._find_value, enough).addCallback(done)
+
+    def serve_values(self, source: ValueSource) -> None:
+        self._values = source
+
+    def contacts(self) -> list[Contact]:
+        return self.table.contacts()
+
+    def holds(self, node_id: bytes, key: bytes, count: int) -> bool:
+        return self.table.is_close(node_id, key, count)
+
+    def add_neighbour_listener(self, listener: Callable[[Contact], None]) -> None:
+        self._neighbour_listeners.append(listener)
+
+    def stats(self) -> dict[str, int]:
+        out = dict(self.counters)
+        out.update(self.table.stats())
+        return out
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def _run(
+        self,
+        target: bytes,
+        ask: Callable[[Contact, bytes], defer.Deferred[Answer]],
+        enough: Callable[[Contact, Any], bool] | None = None,
+    ) -> defer.Deferred[LookupOutcome]:
+        self.table.touch(target)
+        search = IterativeLookup(
+            target,
+            self.table.closest(target, self.k),
+            lambda contact: ask(contact, target),
+            self.clock,
+            k=self.k,
+            alpha=self.alpha,
+            stall_after=self.stall_after,
+            exclude=self.node_id,
+            failed=self._failed,
+            enough=enough,
+        )
+        return search.run().addCallback(self._count)
+
+    def _count(self, outcome: LookupOutcome) -> LookupOutcome:
+        self.counters["lookups"] += 1
+        self.counters["lookup_hops"] += outcome.hops
+        self.counters["lookup_messages"] += outcome.messages
+        self.counters["lookup_timeouts"] += outcome.timeouts
+        return outcome
+
+    def _as_lookup(self, outcome: LookupOutcome, key: bytes, count: int) -> Lookup:
+        contacts = list(outcome.contacts)
+        me = self.rpc.contact
+        if me is not None:
+            # We are one of the nodes responsible when we are among the closest.
+            contacts.append(me)
+            contacts.sort(key=lambda c: distance(c.node_id, key))
+        return Lookup(key, contacts[:count], outcome.hops, outcome.messages, outcome.timeouts)
+
+    def _find_node(self, contact: Contact, target: bytes) -> defer.Deferred[Answer]:
+        def parse(reply: Any) -> Answer:
+            return (self._contacts_in(reply), None)
+
+        return self.rpc.call_contact(contact, "find_node", target).addCallback(parse)
+
+    def _find_value(self, contact: Contact, key: bytes) -> defer.Deferred[Answer]:
+        def parse(reply: Any) -> Answer:
+            if type(reply) is list and len(reply) == 2 and reply[0] == "value":
+                return ([], reply[1])  # the value layer checks it
+            if type(reply) is list and len(reply) == 2 and reply[0] == "nodes":
+                return (self._contacts_in(reply[1]), None)
+            raise wire.MalformedMessage("a find_value reply is [value|nodes, ...]")
+
+        return self.rpc.call_contact(contact, "find_value", key).addCallback(parse)
+
+    def _contacts_in(self, reply: Any) -> list[Contact]:
+        # Candidates only: each enters the table when it answers us itself.
+        return wire.decode_contacts(reply, limit=self.k)
+
+    def _failed(self, contact: Contact) -> None:
+        self.table.record_failure(contact.node_id)
+
+    def _ping(self, contact: Contact) -> defer.Deferred[object]:
+        return self.rpc.call_contact(contact, "ping")
+
+    # -- answering -------------------------------------------------------------------------
+
+    def _target(self, args: Any) -> bytes:
+        if type(args) is not bytes:
+            raise RemoteError("malformed", "the target is an id")
+        try:
+            return check_id(args)
+        except ValueError as e:
+            raise RemoteError("malformed", str(e)) from None
+
+    def _closest_to(self, target: bytes, sender: Contact) -> list[bytes]:
+        return wire.encode_contacts(self.table.closest(target, self.k, exclude={sender.node_id}))
+
+    def _answer_find_node(self, sender: Contact, args: Any) -> list[bytes]:
+        return self._closest_to(self._target(args), sender)
+
+    def _answer_find_value(self, sender: Contact, args: Any) -> list[Any]:
+        key = self._target(args)
+        held = self._values(key)
+        if held is not None:
+            return ["value", held]
+        return ["nodes", self._closest_to(key, sender)]
+
+    # -- routing table upkeep ----------------------------------------------------------------
+
+    def _heard_from(self, contact: Contact) -> None:
+        if contact.node_id == self.node_id:
+            return
+        new = contact.node_id not in self.table
+        self.table.add_contact(contact)
+        if new and contact.node_id in self.table and self._neighbour_listeners:
+            # A newcomer among the nodes closest to us shares our keys.
+            if self.table.is_close(contact.node_id, self.node_id, self.k):
+                for listener in list(self._neighbour_listeners):
+                    listener(contact)
+
+    def _schedule_refresh(self) -> None:
+        # Checked a few times per period, with jitter, so nodes started
+        # together do not refresh in step.
+        delay = self.refresh_every / 4 * self.rng.uniform(0.75, 1.25)
+        self._timer = self.clock.callLater(delay, self._refresh)
+
+    def _refresh(self) -> None:
+        self._timer = None
+        for target in self.table.stale_buckets(self.refresh_every):
+            self.counters["refreshes"] += 1
+            self._run(target, self._find_node).addErrback(
+                lambda f: self._log.failure("refreshing a bucket failed", f)
+            )
+        self._schedule_refresh()

@@ -1,0 +1,219 @@
+"""The iterative lookup: convergence, termination, alpha, timeouts and FIND_VALUE, on task.Clock."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from twisted.internet import defer, task
+
+from dhtkit.contact import Contact
+from dhtkit.identity import Identity
+from dhtkit.kademlia.lookup import Answer, IterativeLookup, LookupOutcome
+from dhtkit.keyspace import bucket_index, distance
+from dhtkit.rpc import RPCTimeout
+
+K = 8
+
+
+def make_contacts(count: int, seed: int = 1) -> list[Contact]:
+    rng = random.Random(seed)
+    return [
+        Contact.from_key(
+            Identity(rng.randbytes(32)).public_key,
+            ("10.0.{}.{}".format(i // 250, i % 250 + 1), 4000),
+        )
+        for i in range(count)
+    ]
+
+
+class FakeNetwork:
+    """Who knows whom; asking a contact answers with the K closest it knows."""
+
+    def __init__(self, contacts: list[Contact], known: dict[bytes, list[Contact]]) -> None:
+        self.contacts = contacts
+        self.known = known
+        self.asked: list[Contact] = []
+        self.outstanding = 0
+        self.most_outstanding = 0
+        self.silent: set[bytes] = set()
+        self.failing: set[bytes] = set()
+        self.holders: dict[bytes, Any] = {}
+        self.delay = 0.0
+        self.clock = task.Clock()
+
+    def ask(self, target: bytes) -> Any:
+        def ask(contact: Contact) -> defer.Deferred[Answer]:
+            self.asked.append(contact)
+            if contact.node_id in self.silent:
+                return defer.Deferred()  # never answers
+            if contact.node_id in self.failing:
+                return defer.fail(RPCTimeout("no answer"))
+            known = sorted(self.known[contact.node_id], key=lambda c: distance(c.node_id, target))
+            answer: Answer = (known[:K], self.holders.get(contact.node_id))
+            if not self.delay:
+                return defer.succeed(answer)
+            self.outstanding += 1
+            self.most_outstanding = max(self.most_outstanding, self.outstanding)
+            d: defer.Deferred[Answer] = defer.Deferred()
+
+            def reply() -> None:
+                self.outstanding -= 1
+                d.callback(answer)
+
+            self.clock.callLater(self.delay, reply)
+            return d
+
+        return ask
+
+
+def well_connected(count: int = 200, seed: int = 1) -> FakeNetwork:
+    """Each node knows its K closest and two nodes of every other bucket, as
+    k-buckets would: lookups can converge."""
+    contacts = make_contacts(count, seed)
+    known = {}
+    for c in contacts:
+        others = sorted(
+            (o for o in contacts if o != c), key=lambda o: distance(o.node_id, c.node_id)
+        )
+        by_bucket: dict[int, list[Contact]] = {}
+        for o in others[K:]:
+            by_bucket.setdefault(bucket_index(o.node_id, c.node_id), []).append(o)
+        known[c.node_id] = others[:K] + [o for group in by_bucket.values() for o in group[:2]]
+    return FakeNetwork(contacts, known)
+
+
+def run(
+    net: FakeNetwork, target: bytes, seeds: list[Contact], **kw: Any
+) -> defer.Deferred[LookupOutcome]:
+    lookup = IterativeLookup(
+        target,
+        seeds,
+        net.ask(target),
+        net.clock,
+        k=K,
+        alpha=kw.pop("alpha", 3),
+        stall_after=kw.pop("stall_after", 1.0),
+        exclude=b"\xff" * 20,
+        **kw,
+    )
+    return lookup.run()
+
+
+def result_of(d: defer.Deferred[LookupOutcome]) -> LookupOutcome:
+    results: list[LookupOutcome] = []
+    d.addCallback(results.append)
+    assert results, "the lookup has not finished"
+    return results[0]
+
+
+def true_closest(net: FakeNetwork, target: bytes) -> list[Contact]:
+    return sorted(net.contacts, key=lambda c: distance(c.node_id, target))[:K]
+
+
+def test_converges_on_the_k_closest() -> None:
+    net = well_connected()
+    rng = random.Random(7)
+    for _ in range(20):
+        target = rng.randbytes(20)
+        outcome = result_of(run(net, target, rng.sample(net.contacts, 3)))
+        assert outcome.contacts == true_closest(net, target)
+        assert not outcome.stopped_early
+        assert outcome.timeouts == 0
+
+
+def test_ends_once_the_k_closest_answered_and_asks_each_contact_once() -> None:
+    net = well_connected()
+    target = random.Random(3).randbytes(20)
+    outcome = result_of(run(net, target, net.contacts[:3]))
+    assert len(net.asked) == len(set(net.asked)) == outcome.messages
+    assert set(true_closest(net, target)) <= set(net.asked)
+    # Far from asking everyone: it converges.
+    assert outcome.messages < len(net.contacts) / 2
+
+
+def test_keeps_at_most_alpha_queries_in_flight_while_it_gets_closer() -> None:
+    net = well_connected()
+    net.delay = 0.1
+    target = random.Random(4).randbytes(20)
+    d = run(net, target, net.contacts[:10], alpha=3)
+    while not d.called:
+        net.clock.advance(0.1)
+    # alpha at a time, and all of the k closest at once only in the final round.
+    assert net.most_outstanding <= K
+    assert result_of(d).contacts == true_closest(net, target)
+
+
+def test_alpha_bounds_the_first_round() -> None:
+    net = well_connected()
+    net.delay = 0.1
+    target = random.Random(5).randbytes(20)
+    run(net, target, net.contacts[:10], alpha=2)
+    assert net.outstanding == 2
+
+
+def test_a_silent_contact_is_passed_over_without_stalling_the_lookup() -> None:
+    net = well_connected()
+    target = random.Random(6).randbytes(20)
+    closest = true_closest(net, target)
+    net.silent.add(closest[0].node_id)
+    d = run(net, target, [closest[0], *net.contacts[:3]], stall_after=1.0)
+    assert not d.called  # it waits for the silent one, but only until it stalls
+    net.clock.advance(1.0)
+    outcome = result_of(d)
+    others = [c for c in net.contacts if c != closest[0]]
+    assert outcome.contacts == sorted(others, key=lambda c: distance(c.node_id, target))[:K]
+    assert outcome.timeouts == 0  # stalled, not failed: its answer may still come
+
+
+def test_a_failing_contact_is_reported_and_left_out() -> None:
+    net = well_connected()
+    target = random.Random(8).randbytes(20)
+    closest = true_closest(net, target)
+    net.failing.add(closest[1].node_id)
+    failed: list[Contact] = []
+    outcome = result_of(run(net, target, net.contacts[:3], failed=failed.append))
+    assert failed == [closest[1]]
+    assert closest[1] not in outcome.contacts
+    assert outcome.timeouts == 1
+    assert outcome.contacts[0] == closest[0]
+
+
+def test_stops_at_the_first_holder_when_that_is_enough() -> None:
+    net = well_connected()
+    target = random.Random(9).randbytes(20)
+    closest = true_closest(net, target)
+    net.holders[closest[2].node_id] = ["record", 60]
+    outcome = result_of(run(net, target, net.contacts[:3], enough=lambda c, a: True))
+    assert outcome.stopped_early
+    assert outcome.values == [(closest[2], ["record", 60])]
+    assert closest[2] not in outcome.without
+    assert all(c in net.asked for c in outcome.without)
+
+
+def test_collects_every_holder_when_no_answer_is_enough() -> None:
+    net = well_connected()
+    target = random.Random(10).randbytes(20)
+    closest = true_closest(net, target)
+    for c in closest[:3]:
+        net.holders[c.node_id] = ["record", 60]
+    outcome = result_of(run(net, target, net.contacts[:3], enough=lambda c, a: False))
+    assert not outcome.stopped_early
+    assert {c for c, _ in outcome.values} == set(closest[:3])
+    assert outcome.contacts == closest
+
+
+def test_counts_hops_along_the_chain_of_answers() -> None:
+    a, b, c, d = make_contacts(4, seed=2)
+    # a knows only b, b knows only c, c knows only d: d is three answers away.
+    known = {a.node_id: [b], b.node_id: [c], c.node_id: [d], d.node_id: []}
+    net = FakeNetwork([a, b, c, d], known)
+    outcome = result_of(run(net, d.node_id, [a]))
+    assert outcome.contacts[0] == d
+    assert outcome.hops == 4  # a at hop 1, b at 2, c at 3, d at 4
+
+
+def test_a_lookup_with_no_contacts_ends_empty() -> None:
+    net = FakeNetwork([], {})
+    outcome = result_of(run(net, b"\x00" * 20, []))
+    assert outcome.contacts == [] and outcome.hops == 0 and outcome.messages == 0

@@ -1,0 +1,169 @@
+"""The Kademlia overlay on the virtual network: joins, RPCs, FIND_VALUE, hand-over, refresh."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from zope.interface.verify import verifyObject
+
+from dhtkit import wire
+from dhtkit.contact import Contact
+from dhtkit.identity import Identity
+from dhtkit.kademlia import KademliaOverlay
+from dhtkit.keyspace import distance, from_int, key_for
+from dhtkit.overlay import IRoutingOverlay, IValueFinder, JoinFailed
+from dhtkit.rpc import RemoteError
+from dhtkit.sim.gossip import PORT
+from dhtkit.sim.overlays import OverlayNetwork
+
+
+def network(count: int, seed: int = 1, **options: object) -> OverlayNetwork:
+    net = OverlayNetwork("kademlia", seed=seed, overlay_options=dict(options))
+    net.grow(count, batch=10)
+    return net
+
+
+def closest_ids(net: OverlayNetwork, key: bytes, count: int) -> list[bytes]:
+    ids = [n.node_id for n in net.live()]
+    return sorted(ids, key=lambda i: distance(i, key))[:count]
+
+
+def test_provides_the_overlay_interfaces() -> None:
+    net = network(1)
+    overlay = net.nodes[0].overlay
+    assert isinstance(overlay, KademliaOverlay)
+    assert verifyObject(IRoutingOverlay, overlay)
+    assert verifyObject(IValueFinder, overlay)
+
+
+def test_a_first_node_joins_alone_and_a_dead_bootstrap_fails_the_join() -> None:
+    net = network(1)
+    lonely = net.add_node()
+    with pytest.raises(JoinFailed):
+        net.wait(lonely.overlay.join([("10.99.0.1", PORT)]))
+
+
+def test_lookups_find_the_k_closest_nodes_of_the_network() -> None:
+    net = network(40, k=8)
+    rng = random.Random(2)
+    for _ in range(20):
+        key = from_int(rng.getrandbits(160))
+        asker = rng.choice(net.nodes)
+        found = net.wait(asker.overlay.lookup(key, 8))
+        assert [c.node_id for c in found.contacts] == closest_ids(net, key, 8)
+        assert found.hops >= 1
+
+
+def test_every_node_knows_its_neighbours_after_joining() -> None:
+    net = network(40, k=8)
+    for n in net.nodes:
+        table = {c.node_id for c in n.overlay.contacts()}
+        nearest = closest_ids(net, n.node_id, 4)[1:]  # [0] is the node itself
+        assert set(nearest) <= table
+
+
+def test_find_node_refuses_a_malformed_target() -> None:
+    net = network(3)
+    a, b = net.nodes[:2]
+    contact = b.rpc.contact
+    assert contact is not None
+    for bad in (b"short", "text", None, [1, 2]):
+        with pytest.raises(RemoteError) as e:
+            net.wait(a.rpc.call_contact(contact, "find_node", bad))
+        assert e.value.code == "malformed"
+        with pytest.raises(RemoteError):
+            net.wait(a.rpc.call_contact(contact, "find_value", bad))
+
+
+def test_find_value_answers_with_the_record_or_with_contacts() -> None:
+    net = network(10)
+    writer, other = net.nodes[0], net.nodes[1]
+    key = net.wait(writer.node.put_immutable(b"hello")) and key_for(b"hello")
+    holder = next(n for n in net.nodes if n.node.store.get(key) is not None and n is not other)
+    contact = holder.rpc.contact
+    assert contact is not None
+    kind, answer = net.wait(other.rpc.call_contact(contact, "find_value", key))
+    assert kind == "value" and isinstance(answer, list)
+    kind, answer = net.wait(other.rpc.call_contact(contact, "find_value", b"\x01" * 20))
+    assert kind == "nodes"
+    assert all(isinstance(c, Contact) for c in wire.decode_contacts(answer))
+
+
+def test_a_contact_named_in_a_reply_enters_the_table_only_once_it_answers() -> None:
+    net = network(5)
+    liar = net.nodes[1]
+    forged = Contact.from_key(Identity(b"\x07" * 32).public_key, ("10.99.9.9", PORT))
+    liar.rpc.register("find_node", lambda sender, args: [wire.encode_contact(forged)])
+    newcomer = net.add_node()
+    net.wait(newcomer.overlay.join([(liar.host, PORT)]))
+    ids = {c.node_id for c in newcomer.overlay.contacts()}
+    assert forged.node_id not in ids
+    assert liar.node_id in ids
+
+
+def test_get_of_an_immutable_value_stops_at_a_holder_and_caches_a_copy_on_the_path() -> None:
+    net = network(60, k=4)
+    net.wait(net.nodes[0].node.put_immutable(b"popular"))
+    key = key_for(b"popular")
+    holders = {n.node_id for n in net.nodes if n.node.store.get(key) is not None}
+    readers = [n for n in net.nodes if n.node_id not in holders]
+    for reader in readers:
+        assert net.wait(reader.node.get(key)) == b"popular"
+    net.advance(1.0)
+    sent = sum(n.node.counters["cached_copies_sent"] for n in readers)
+    cached = [n for n in net.nodes if (e := n.node.store.get(key)) is not None and e.cached]
+    # Readers whose first contacts held the value had nowhere to cache it.
+    assert 0 < len(cached) <= sent < len(readers)
+    assert not holders & {n.node_id for n in cached}
+
+
+def test_get_of_a_mutable_value_finds_the_newest_version() -> None:
+    net = network(30, k=5)
+    owner = Identity(b"\x05" * 32)
+    a, b = net.nodes[0], net.nodes[1]
+    net.wait(a.node.put_signed(b"one", identity=owner))
+    net.wait(b.node.put_signed(b"two", identity=owner))
+    found = net.wait(net.nodes[2].node.get_signed(owner.public_key))
+    assert found is not None and (found.seq, found.value) == (2, b"two")
+
+
+def test_a_joining_node_receives_the_keys_it_is_now_responsible_for() -> None:
+    net = network(40, k=4)
+    rng = random.Random(3)
+    keys = [from_int(rng.getrandbits(160)) for _ in range(60)]
+    for i, key in enumerate(keys):
+        net.wait(rng.choice(net.nodes).node.put(key, b"v%d" % i))
+    newcomer = net.add_node()
+    net.wait(newcomer.overlay.join([(net.nodes[0].host, PORT)]))
+    net.advance(5.0)
+    held = {e.key for e in newcomer.node.store.records()}
+    responsible = {k for k in keys if newcomer.node_id in closest_ids(net, k, 4)}
+    assert responsible, "the seed gives the newcomer some keys to hold"
+    assert responsible <= held
+    assert len(held) < len(keys) / 2  # only its share moved, not everything
+
+
+def test_untouched_buckets_are_refreshed() -> None:
+    net = network(20, refresh_every=600.0)
+    before = sum(n.overlay.stats()["refreshes"] for n in net.nodes)
+    net.advance(1200.0)
+    after = sum(n.overlay.stats()["refreshes"] for n in net.nodes)
+    assert after > before
+
+
+def test_nodes_that_stop_answering_are_dropped_from_the_tables() -> None:
+    net = network(30, k=8, max_failures=1)
+    dead = {n.node_id for n in net.remove(0.2)}
+
+    def dead_references() -> int:
+        return sum(len(dead & {c.node_id for c in n.overlay.contacts()}) for n in net.live())
+
+    before = dead_references()
+    rng = random.Random(4)
+    for _ in range(30):
+        net.wait(rng.choice(net.live()).overlay.lookup(from_int(rng.getrandbits(160)), 8))
+    net.advance(10.0)  # the calls the lookups stopped waiting for time out
+    assert dead_references() < before
+    dropped = sum(n.overlay.stats()["dropped_failures"] for n in net.live())
+    assert dropped > 0
