@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 from dhtkit.gossip import theory
 from dhtkit.gossip.config import MODELS, MODES, VARIANTS, GossipConfig
 from dhtkit.gossip.plot import PlotUnavailable, plot_susceptible, require_matplotlib
-from dhtkit.sim import memory
+from dhtkit.sim import memory, overlays
 from dhtkit.sim.gossip import MAX_CONCURRENT, simulate, summarize
 
 EXIT_USAGE = 2
@@ -194,6 +194,98 @@ def _print_gossip_summary(config: GossipConfig, result: dict[str, Any], plot: st
         print("  plot written to {}".format(plot))
 
 
+# -- dhtkit sim kademlia | chord --------------------------------------------------
+
+
+def _fraction(most: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("{!r} is not a number".format(text)) from None
+        if not (math.isfinite(value) and 0 <= value <= most):
+            raise argparse.ArgumentTypeError("{} is not between 0 and {}".format(text, most))
+        return value
+
+    return parse
+
+
+def add_sim_overlay(sims: Any, kind: str) -> None:
+    """``dhtkit sim kademlia|chord``: lookups and reads on the virtual network."""
+    parser = sims.add_parser(
+        kind,
+        help="{} lookups on the virtual network".format(kind.capitalize()),
+        description="Build a {} network of N nodes of the real protocol on the virtual "
+        "network, put values, optionally remove a fraction of the nodes at once, then look "
+        "keys up and read the values back from random nodes.".format(kind.capitalize()),
+    )
+    parser.add_argument("--nodes", type=_at_least(2), default=1000, metavar="N")
+    parser.add_argument(
+        "--lookups", type=_at_least(1), default=200, metavar="L", help="values put and read"
+    )
+    parser.add_argument("--seed", type=int, default=1, metavar="S")
+    parser.add_argument(
+        "--churn", type=_fraction(0.9), default=0.0, metavar="F", help="fraction removed"
+    )
+    parser.add_argument(
+        "--loss", type=_fraction(0.5), default=0.0, metavar="P", help="datagram loss"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(run=run_sim_overlay, overlay=kind)
+
+
+def run_sim_overlay(args: argparse.Namespace) -> int:
+    """Run ``dhtkit sim kademlia`` or ``dhtkit sim chord``."""
+    try:
+        memory.check_fits(
+            args.nodes, memory.OVERLAY_BYTES_PER_NODE[args.overlay], memory.available_memory()
+        )
+    except ValueError as e:
+        raise UsageError("--nodes: {}".format(e)) from None
+    result = overlays.simulate(
+        args.overlay,
+        args.nodes,
+        args.lookups,
+        seed=args.seed,
+        churn=args.churn,
+        loss=args.loss,
+    )
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    hops = result["hops"]
+    print(
+        "{} nodes of {}, {} lookups{}{}".format(
+            result["nodes"],
+            result["overlay"].capitalize(),
+            result["lookups"],
+            ", {:.0%} removed".format(args.churn) if args.churn else "",
+            ", {:.0%} loss".format(args.loss) if args.loss else "",
+        )
+    )
+    print(
+        "  reads found {:.1%} of the values; lookups named the true owner {:.1%}".format(
+            result["success_rate"], result["correct_rate"]
+        )
+    )
+    print(
+        "  hops: mean {:.2f}, p50 {:g}, p95 {:g}, max {}; theory: {} = {:.2f}".format(
+            hops["mean"],
+            hops["p50"],
+            hops["p95"],
+            hops["max"],
+            result["theory"]["label"],
+            result["theory"]["hops"],
+        )
+    )
+    print(
+        "  {:.1f} messages per lookup; built in {:.1f} s, {:.1f} s in all".format(
+            result["messages_per_lookup"], result["build_s"], result["wall_s"]
+        )
+    )
+    return 0
+
+
 # -- the command ------------------------------------------------------------------
 
 
@@ -206,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sims = sim.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
     add_sim_gossip(sims)
+    for kind in overlays.OVERLAYS:
+        add_sim_overlay(sims, kind)
     return parser
 
 

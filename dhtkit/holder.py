@@ -59,7 +59,7 @@ class Holder:
         self.replicate_every = replicate_every
         self.max_clock_skew = max_clock_skew
         rpc.register("store", self.answer_store)
-        rpc.register("get", self.answer_get)
+        rpc.register("get", self.answer_get, idempotent=True)
 
     def accept(
         self,

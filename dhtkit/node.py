@@ -341,6 +341,12 @@ class DHTNode:
         except ValueError as e:
             return defer.fail(e)
         if self._finder is not None:
+            local = self.holder.live(key)
+            if stop_at_immutable and local is not None and local.record.kind == "immutable":
+                # Its key is its hash: no other version exists to look for.
+                self.counters["gets"] += 1
+                self.counters["gets_answered_locally"] += 1
+                return defer.succeed(local.record)
             return defer.Deferred.fromCoroutine(
                 self._find_value(self._finder, key, stop_at_immutable)
             )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import attrs
+from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUDP
 
@@ -84,3 +85,38 @@ def default_reactor() -> Any:
     from twisted.internet import reactor
 
     return reactor
+
+
+class NodeService(Service):
+    """What every node service shares: its identity, RPC layer and address.
+
+    Subclasses set :attr:`protocol`, :attr:`data_dir`, and ``_socket`` (from
+    :func:`open_node`) while they run.
+    """
+
+    #: The protocol's name, as ``--protocol`` and ``/v1/status`` spell it.
+    protocol = ""
+    data_dir: str | os.PathLike[str]
+    _socket: NodeSocket | None = None
+
+    def _node_socket(self) -> NodeSocket:
+        if self._socket is None:
+            raise RuntimeError("the {} service is not running".format(self.protocol))
+        return self._socket
+
+    @property
+    def identity(self) -> Identity:
+        """The node's identity: loaded from (or created in) the data directory."""
+        if self._socket is None:
+            return load_identity(self.data_dir)
+        return self._socket.identity
+
+    @property
+    def rpc(self) -> RPCProtocol:
+        """The node's RPC layer (once started)."""
+        return self._node_socket().rpc
+
+    @property
+    def address(self) -> Address:
+        """Where the node listens (once started)."""
+        return self._node_socket().address

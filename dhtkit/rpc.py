@@ -238,6 +238,7 @@ class RPCProtocol(DatagramProtocol):
         self.handshake_limiter = RateLimiter(handshake_rate, handshake_rate, max_sources=1)
         self._rng = rng if rng is not None else random.Random(os.urandom(16))
         self._handlers: dict[str, Handler] = {"ping": _answer_ping}
+        self._idempotent: set[str] = {"ping"}
         self._listeners: list[Listener] = []
         self._pending: dict[int, _Pending] = {}
         self._sessions: OrderedDict[bytes, _Session] = OrderedDict()
@@ -255,18 +256,26 @@ class RPCProtocol(DatagramProtocol):
 
     # -- registry ------------------------------------------------------------
 
-    def register(self, method: str, handler: Handler) -> None:
+    def register(self, method: str, handler: Handler, *, idempotent: bool = False) -> None:
         """Answer queries for ``method`` with ``handler(sender, args)``.
 
         The handler returns the result, a Deferred or a coroutine of it, or
         raises :class:`RemoteError` to send a typed error. Any other exception
         is logged and answered with the error code ``internal``.
+
+        A retried query runs the handler at most once, its first reply being
+        sent again, unless the method is ``idempotent`` (a read, which may
+        as well run again).
         """
         if len(method) > wire.MAX_METHOD_LENGTH:
             raise ValueError(
                 "method names are at most {} characters".format(wire.MAX_METHOD_LENGTH)
             )
         self._handlers[method] = handler
+        if idempotent:
+            self._idempotent.add(method)
+        else:
+            self._idempotent.discard(method)
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(contact)`` for the sender of every verified message."""
@@ -466,18 +475,21 @@ class RPCProtocol(DatagramProtocol):
 
     def _handle_query(self, message: wire.Message, sender: Contact, key: bytes, now: float) -> None:
         # A retry of a query we saw (its reply was lost, or is late) gets the
-        # same reply again instead of a second run of the handler.
-        answer_key = (message.sender_key, message.txid)
-        known = self._answers.get(answer_key)
-        if known is not None and known[0] > now:
-            self.counters["duplicate_queries"] += 1
-            if known[1] is not None:
-                self._write(known[1], sender.address)
-            return
-        self._answers[answer_key] = (now + self.answer_ttl, None)
-        self._answers.move_to_end(answer_key)
-        if len(self._answers) > self.max_answers:
-            self._answers.popitem(last=False)
+        # same reply again instead of a second run of the handler. A read
+        # (an idempotent method) is simply run again: cheaper than keeping
+        # every reply, which a busy node would hold by the thousand.
+        if message.method not in self._idempotent:
+            answer_key = (message.sender_key, message.txid)
+            known = self._answers.get(answer_key)
+            if known is not None and known[0] > now:
+                self.counters["duplicate_queries"] += 1
+                if known[1] is not None:
+                    self._write(known[1], sender.address)
+                return
+            self._answers[answer_key] = (now + self.answer_ttl, None)
+            self._answers.move_to_end(answer_key)
+            if len(self._answers) > self.max_answers:
+                self._answers.popitem(last=False)
         handler = self._handlers.get(message.method)
         if handler is None:
             self._reply_error(message, sender, key, RemoteError("unknown_method", message.method))

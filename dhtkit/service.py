@@ -11,23 +11,29 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dhtkit.chord import ChordOverlay
 from dhtkit.contact import Address, Contact, normalize_address
 from dhtkit.contactfile import CONTACTS_FILE, ContactFileError, read_contacts, save_contacts
 from dhtkit.gossip.service import GossipService, Peers
-from dhtkit.identity import Identity
 from dhtkit.kademlia import KademliaOverlay
 from dhtkit.node import DHTNode
-from dhtkit.nodesocket import IDENTITY_FILE, NodeSocket, default_reactor, load_identity, open_node
+from dhtkit.nodesocket import (
+    IDENTITY_FILE,
+    NodeService,
+    NodeSocket,
+    default_reactor,
+    load_identity,
+    open_node,
+)
 from dhtkit.overlay import IRoutingOverlay, JoinFailed
 from dhtkit.rpc import RPCProtocol
 from dhtkit.storage import IValueStore, SQLiteStore
@@ -49,7 +55,7 @@ __all__ = [
 STORE_FILE = "dhtkit.sqlite"
 
 
-class OverlayService(Service):
+class OverlayService(NodeService):
     """A DHT node as a Twisted service; subclasses choose the overlay.
 
     :param port: the UDP port (0: any free one; see :attr:`address`).
@@ -69,8 +75,9 @@ class OverlayService(Service):
     :param overlay_options: keyword arguments for the overlay.
     """
 
-    #: The overlay's name, as ``--protocol`` and ``/v1/status`` spell it.
-    protocol: ClassVar[str] = ""
+    data_dir: Path
+    #: Builds the overlay: ``factory(rpc, clock=, rng=, **overlay_options)``.
+    overlay_factory: ClassVar[Callable[..., IRoutingOverlay]]
 
     _log = Logger()
 
@@ -113,8 +120,8 @@ class OverlayService(Service):
         self._started_at = 0.0
 
     def make_overlay(self, rpc: RPCProtocol, clock: IReactorTime) -> IRoutingOverlay:
-        """The overlay this service runs (subclasses build theirs)."""
-        raise NotImplementedError
+        """The overlay this service runs."""
+        return type(self).overlay_factory(rpc, clock=clock, rng=self.rng, **self.overlay_options)
 
     # -- starting and stopping ----------------------------------------------------
 
@@ -255,31 +262,9 @@ class OverlayService(Service):
             raise RuntimeError("the {} service is not running".format(self.protocol))
         return self._overlay
 
-    def _sock(self) -> NodeSocket:
-        if self._socket is None:
-            raise RuntimeError("the {} service is not running".format(self.protocol))
-        return self._socket
-
-    @property
-    def identity(self) -> Identity:
-        """The node's identity (loaded when the service starts)."""
-        if self._socket is None:
-            return load_identity(self.data_dir)
-        return self._socket.identity
-
-    @property
-    def rpc(self) -> RPCProtocol:
-        """The node's RPC layer (once started)."""
-        return self._sock().rpc
-
-    @property
-    def address(self) -> Address:
-        """Where the node listens (once started)."""
-        return self._sock().address
-
     def status(self) -> dict[str, Any]:
         """What ``/v1/status`` reports."""
-        sock = self._sock()
+        sock = self._node_socket()
         reactor = self.reactor if self.reactor is not None else default_reactor()
         return {
             "node_id": sock.identity.node_id.hex(),
@@ -301,6 +286,7 @@ class KademliaService(OverlayService):
     """
 
     protocol = "kademlia"
+    overlay_factory = KademliaOverlay
 
     def __init__(
         self,
@@ -314,9 +300,6 @@ class KademliaService(OverlayService):
     ) -> None:
         super().__init__(port, interface, data_dir, bootstrap, k=k, alpha=alpha, **options)
 
-    def make_overlay(self, rpc: RPCProtocol, clock: IReactorTime) -> IRoutingOverlay:
-        return KademliaOverlay(rpc, clock=clock, rng=self.rng, **self.overlay_options)
-
 
 class ChordService(OverlayService):
     """A Chord node as a Twisted service.
@@ -327,6 +310,7 @@ class ChordService(OverlayService):
     """
 
     protocol = "chord"
+    overlay_factory = ChordOverlay
 
     def __init__(
         self,
@@ -338,8 +322,3 @@ class ChordService(OverlayService):
         **options: Any,
     ) -> None:
         super().__init__(port, interface, data_dir, bootstrap, successors=successors, **options)
-
-    def make_overlay(self, rpc: RPCProtocol, clock: IReactorTime) -> IRoutingOverlay:
-        from dhtkit.chord import ChordOverlay  # TEMP until chord lands
-
-        return ChordOverlay(rpc, clock=clock, rng=self.rng, **self.overlay_options)

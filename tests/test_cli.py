@@ -119,6 +119,12 @@ def test_plot_without_matplotlib_is_a_clear_error(
         (["sim", "gossip", "--concurrent", "9"], "--concurrent"),
         (["sim", "gossip", "--seed", "x"], "--seed"),
         (["sim", "gossip", "--frobnicate"], "--frobnicate"),
+        (["sim", "kademlia", "--nodes", "1"], "--nodes"),
+        (["sim", "chord", "--lookups", "0"], "--lookups"),
+        (["sim", "kademlia", "--churn", "0.95"], "--churn"),
+        (["sim", "chord", "--churn", "some"], "--churn"),
+        (["sim", "kademlia", "--loss", "-0.1"], "--loss"),
+        (["sim", "chord", "--loss", "inf"], "--loss"),
     ],
 )
 def test_bad_arguments_are_one_line_and_status_2(
@@ -154,3 +160,36 @@ def test_a_simulation_too_large_for_memory_is_refused_before_it_starts(
     assert "2.0 GiB is available" in err
     # a size that fits runs
     assert run(capsys, "sim", "gossip", "--nodes", "20", "--seed", "1")[0] == 0
+
+
+@pytest.mark.parametrize("overlay", ["kademlia", "chord"])
+def test_sim_overlay_prints_json_with_the_contracted_fields(
+    capsys: pytest.CaptureFixture[str], overlay: str
+) -> None:
+    argv = ["sim", overlay, "--nodes", "40", "--lookups", "15", "--seed", "3", "--json"]
+    status, out, _ = run(capsys, *argv)
+    assert status == 0
+    result = json.loads(out)
+    assert {"overlay", "nodes", "lookups", "success_rate", "hops", "messages_per_lookup"} <= set(
+        result
+    )
+    assert "wall_s" in result
+    assert (result["overlay"], result["nodes"], result["lookups"]) == (overlay, 40, 15)
+    assert set(result["hops"]) == {"mean", "p50", "p95", "max"}
+    assert result["success_rate"] == 1.0 and result["correct_rate"] == 1.0
+    assert 1 <= result["hops"]["mean"] <= result["hops"]["max"] <= 40
+    assert result["messages_per_lookup"] >= result["hops"]["mean"]
+    # The same seed gives the same figures (apart from the wall clock).
+    again = json.loads(run(capsys, *argv)[1])
+    assert {k: v for k, v in again.items() if not k.endswith("_s")} == {
+        k: v for k, v in result.items() if not k.endswith("_s")
+    }
+
+
+def test_sim_overlay_summary_and_churn(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(
+        capsys, "sim", "kademlia", "--nodes", "40", "--lookups", "10", "--churn", "0.2"
+    )
+    assert status == 0
+    assert out.startswith("40 nodes of Kademlia, 10 lookups, 20% removed")
+    assert "hops: mean" in out and "theory: bound log2 N = 5.32" in out

@@ -50,3 +50,17 @@ def test_values_example_refuses_bad_arguments(args: list[str]) -> None:
     result = run_example("values.py", *args)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("protocol", ["kademlia", "chord"])
+def test_dht_network_example_joins_stores_reads_and_rejoins_after_a_restart(
+    protocol: str,
+) -> None:
+    result = run_example("dht_network.py", "--nodes", "8", "--protocol", protocol)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "8 {} nodes joined".format(protocol.capitalize()) in out
+    assert "node 7 reads b'hello'" in out
+    assert "reads signed seq 2: b'version two'" in out
+    assert "restarted and rejoined through" in out
+    assert out.rstrip().endswith("it reads b'hello'")

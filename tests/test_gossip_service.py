@@ -127,10 +127,18 @@ def test_peers_may_be_a_sampler_or_an_overlays_contacts(tmp_path: Path) -> None:
 def test_a_service_not_started_says_so(tmp_path: Path) -> None:
     service = GossipService(0, data_dir=tmp_path)
     with pytest.raises(RuntimeError, match="not"):
-        service.identity  # noqa: B018
+        service.rpc  # noqa: B018
+    with pytest.raises(RuntimeError, match="not"):
+        service.address  # noqa: B018
     with pytest.raises(RuntimeError, match="not"):
         service.gossip  # noqa: B018
     assert service.stopService().called
+
+
+def test_the_identity_is_known_before_the_service_starts(tmp_path: Path) -> None:
+    # As DESIGN has it: the node's identity, from its data directory.
+    service = GossipService(0, data_dir=tmp_path)
+    assert service.identity.public_key == load_identity(tmp_path).public_key
 
 
 @pytest.mark.parametrize("peer", [("localhost", 4000), ("10.77.0.1", 0), ("10.77.0.1",), "x"])

@@ -167,3 +167,13 @@ def test_nodes_that_stop_answering_are_dropped_from_the_tables() -> None:
     assert dead_references() < before
     dropped = sum(n.overlay.stats()["dropped_failures"] for n in net.live())
     assert dropped > 0
+
+
+def test_a_node_holding_an_immutable_value_reads_it_without_traffic() -> None:
+    net = network(10, k=3)
+    net.wait(net.nodes[0].node.put_immutable(b"mine"))
+    holder = next(n for n in net.nodes if n.node.store.get(key_for(b"mine")) is not None)
+    sent = holder.rpc.stats()["queries_sent"]
+    assert net.wait(holder.node.get(key_for(b"mine"))) == b"mine"
+    assert holder.rpc.stats()["queries_sent"] == sent
+    assert holder.node.stats()["gets_answered_locally"] == 1

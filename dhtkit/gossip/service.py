@@ -7,7 +7,6 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -17,14 +16,12 @@ from dhtkit.gossip.protocol import GossipProtocol
 from dhtkit.gossip.sampler import IPeerSampler, OverlayPeers, StaticPeers
 from dhtkit.gossip.state import Subscription, UpdateCallback
 from dhtkit.gossip.update import Update
-from dhtkit.identity import Identity
-from dhtkit.nodesocket import NodeSocket, default_reactor, open_node
-from dhtkit.rpc import RPCProtocol
+from dhtkit.nodesocket import NodeService, NodeSocket, default_reactor, open_node
 
 Peers = Sequence[Address] | IPeerSampler | Callable[[], Iterable[Contact]]
 
 
-class GossipService(Service):
+class GossipService(NodeService):
     """A gossip node as a Twisted service.
 
     :param port: the UDP port (0: any free one; see :attr:`address`).
@@ -43,6 +40,7 @@ class GossipService(Service):
     :class:`GossipProtocol`) and :attr:`address`.
     """
 
+    protocol = "gossip"
     _log = Logger()
 
     def __init__(
@@ -112,26 +110,6 @@ class GossipService(Service):
         if self._gossip is None:
             raise RuntimeError("the gossip service has not been started")
         return self._gossip
-
-    @property
-    def identity(self) -> Identity:
-        """The node's identity (once started)."""
-        return self._node().identity
-
-    @property
-    def rpc(self) -> RPCProtocol:
-        """The node's RPC layer (once started)."""
-        return self._node().rpc
-
-    @property
-    def address(self) -> Address:
-        """Where the node listens (once started)."""
-        return self._node().address
-
-    def _node(self) -> NodeSocket:
-        if self._socket is None:
-            raise RuntimeError("the gossip service is not running")
-        return self._socket
 
     def publish(self, topic: str, data: bytes, ttl: float | None = None) -> defer.Deferred[Update]:
         """Sign and spread an update; fires with it (or fails, e.g. too large)."""

@@ -98,8 +98,8 @@ class KademliaOverlay:
     # -- life cycle ----------------------------------------------------------------
 
     def start(self) -> None:
-        self.rpc.register("find_node", self._answer_find_node)
-        self.rpc.register("find_value", self._answer_find_value)
+        self.rpc.register("find_node", self._answer_find_node, idempotent=True)
+        self.rpc.register("find_value", self._answer_find_value, idempotent=True)
         if not self._started:
             self._started = True
             self.rpc.add_listener(self._heard_from)

@@ -121,6 +121,12 @@ class RoutingTable:
             return True
         # The relaxed rule (section 4.2): keep every contact of the subtree
         # around our id that holds our k closest, wherever the buckets cut it.
+        # Buckets are prefix subtrees, so every contact of a bucket nearer to
+        # us is nearer than any id of this one: with k of those, it cannot be.
+        floor = bucket.min_distance(self._own)
+        nearer = sum(len(b.contacts) for b in self._buckets if b.min_distance(self._own) < floor)
+        if nearer >= self.k:
+            return False
         own = self.node_id
         nearest = self.closest(own, self.k)
         return len(nearest) < self.k or distance(node_id, own) < distance(nearest[-1].node_id, own)

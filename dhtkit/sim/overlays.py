@@ -19,6 +19,7 @@ returns the value that was put.
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 import time
@@ -30,6 +31,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
+from dhtkit.chord import ChordOverlay
 from dhtkit.identity import Identity
 from dhtkit.kademlia import KademliaOverlay
 from dhtkit.keyspace import distance, from_int, ring_distance
@@ -55,6 +57,8 @@ class OverlayKind:
     settle: float
     #: The node truly responsible for a key, among the given ids.
     owner: Callable[[bytes, list[bytes]], bytes]
+    #: What the published analysis says of the hops at N nodes: (label, value).
+    theory: Callable[[int], tuple[str, float]]
 
 
 def _closest_by_xor(key: bytes, ids: list[bytes]) -> bytes:
@@ -65,15 +69,20 @@ def _successor(key: bytes, ids: list[bytes]) -> bytes:
     return min(ids, key=lambda node_id: ring_distance(key, node_id))
 
 
-def _chord(*a: Any, **kw: Any) -> IRoutingOverlay:
-    from dhtkit.chord import ChordOverlay  # TEMP until chord lands
+def _kademlia_theory(nodes: int) -> tuple[str, float]:
+    # Maymounkov and Mazieres: a lookup contacts at most ceil(log2 N) + c nodes
+    # in sequence; k-buckets make the mean much lower.
+    return ("bound log2 N", math.log2(nodes))
 
-    return ChordOverlay(*a, **kw)  # type: ignore[no-any-return]
+
+def _chord_theory(nodes: int) -> tuple[str, float]:
+    # Stoica et al.: the mean path length is 1/2 log2 N.
+    return ("1/2 log2 N", math.log2(nodes) / 2)
 
 
 OVERLAYS: dict[str, OverlayKind] = {
-    "kademlia": OverlayKind("kademlia", KademliaOverlay, 60.0, _closest_by_xor),
-    "chord": OverlayKind("chord", lambda *a, **kw: _chord(*a, **kw), 300.0, _successor),
+    "kademlia": OverlayKind("kademlia", KademliaOverlay, 60.0, _closest_by_xor, _kademlia_theory),
+    "chord": OverlayKind("chord", ChordOverlay, 300.0, _successor, _chord_theory),
 }
 
 
@@ -262,6 +271,7 @@ def simulate(
             "p95": _percentile(hops, 0.95) if hops else 0.0,
             "max": max(hops, default=0),
         },
+        "theory": dict(zip(("label", "hops"), net.kind.theory(nodes), strict=True)),
         "messages_per_lookup": statistics.fmean(messages) if messages else 0.0,
         "datagrams": net.network.counters.get("sent", 0),
         "build_s": built - started,

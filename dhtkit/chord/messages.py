@@ -1,0 +1,142 @@
+"""Chord's four RPCs on the wire: their arguments, their answers, their checks.
+
+==============  ==========================  ===========================================
+method          arguments                   answer
+==============  ==========================  ===========================================
+chord_find      ``[key, count]``            ``["done", contacts]``: ``successor(key)``
+                                            and the nodes after it, or
+                                            ``["next", contacts]``: nodes nearer before
+                                            ``key`` to ask next, nearest first
+chord_state     the sender's predecessors   ``[predecessors, successors]``
+chord_notify    the sender's predecessors   whether the sender is now our predecessor
+chord_leave     ``[predecessors,            ``null``
+                successors]``
+==============  ==========================  ===========================================
+
+Predecessor lists run backwards from the nearest, successor lists forwards.
+A node's stabilize query and notify carry its own predecessors to its
+successor, which so learns the nodes behind its predecessor at no extra
+cost (who holds a key behind us depends on them).
+
+Contacts travel as :func:`dhtkit.wire.encode_contact` byte strings. A list
+holds at most :data:`MAX_CONTACTS` (:data:`MAX_SUCCESSORS` and
+:data:`MAX_PREDECESSORS` in a node's state), so that every message fits in
+one datagram even with IPv6 addresses and a signature (see the tests). The
+decoders check everything and raise :class:`MalformedPayload`, which a
+handler turns into ``RemoteError("malformed", ...)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from dhtkit import wire
+from dhtkit.contact import Contact
+from dhtkit.keyspace import ID_BYTES
+
+FIND = "chord_find"
+STATE = "chord_state"
+NOTIFY = "chord_notify"
+LEAVE = "chord_leave"
+
+#: The longest contact list in any message.
+MAX_CONTACTS = 20
+#: The longest successor list a node keeps and sends.
+MAX_SUCCESSORS = 16
+#: The longest predecessor list a node keeps and sends.
+MAX_PREDECESSORS = 4
+#: How many nodes a ``next`` answer offers: the best one and fallbacks.
+NEXT_CANDIDATES = 4
+
+DONE, NEXT = "done", "next"
+
+
+class MalformedPayload(ValueError):
+    """Arguments or an answer that do not follow this module's formats."""
+
+
+@attrs.frozen
+class FindAnswer:
+    """An answer to ``chord_find``: final (``done``) or a step closer."""
+
+    done: bool
+    contacts: list[Contact]
+
+
+@attrs.frozen
+class State:
+    """A node's neighbours, as ``chord_state`` reports them."""
+
+    predecessors: list[Contact]
+    successors: list[Contact]
+
+    @property
+    def predecessor(self) -> Contact | None:
+        """The nearest predecessor, if any."""
+        return self.predecessors[0] if self.predecessors else None
+
+
+def _contacts(value: Any, limit: int = MAX_CONTACTS) -> list[Contact]:
+    try:
+        return wire.decode_contacts(value, limit=limit)
+    except wire.WireError as e:
+        raise MalformedPayload(str(e)) from None
+
+
+def find_args(key: bytes, count: int) -> list[Any]:
+    """The arguments of ``chord_find``."""
+    return [key, count]
+
+
+def parse_find_args(args: Any) -> tuple[bytes, int]:
+    """``(key, count)`` from ``chord_find`` arguments."""
+    if type(args) is not list or len(args) != 2:
+        raise MalformedPayload("chord_find takes [key, count]")
+    key, count = args
+    if type(key) is not bytes or len(key) != ID_BYTES:
+        raise MalformedPayload("the key is {} bytes".format(ID_BYTES))
+    if type(count) is not int or not 1 <= count <= MAX_CONTACTS:
+        raise MalformedPayload("count is between 1 and {}".format(MAX_CONTACTS))
+    return key, count
+
+
+def find_answer(answer: FindAnswer) -> list[Any]:
+    """The wire form of a ``chord_find`` answer."""
+    return [DONE if answer.done else NEXT, wire.encode_contacts(answer.contacts[:MAX_CONTACTS])]
+
+
+def parse_find_answer(value: Any) -> FindAnswer:
+    """A ``chord_find`` answer from the wire."""
+    if type(value) is not list or len(value) != 2 or value[0] not in (DONE, NEXT):
+        raise MalformedPayload('a chord_find answer is ["done" or "next", contacts]')
+    contacts = _contacts(value[1])
+    if value[0] == DONE and not contacts:
+        raise MalformedPayload("a final chord_find answer names the successor")
+    return FindAnswer(value[0] == DONE, contacts)
+
+
+def state_answer(state: State) -> list[Any]:
+    """The wire form of a ``chord_state`` answer (and of ``chord_leave`` arguments)."""
+    return [
+        wire.encode_contacts(state.predecessors[:MAX_PREDECESSORS]),
+        wire.encode_contacts(state.successors[:MAX_SUCCESSORS]),
+    ]
+
+
+def parse_state(value: Any) -> State:
+    """A ``chord_state`` answer, or ``chord_leave`` arguments, from the wire."""
+    if type(value) is not list or len(value) != 2:
+        raise MalformedPayload("a node's state is [predecessors, successors]")
+    return State(_contacts(value[0], MAX_PREDECESSORS), _contacts(value[1], MAX_SUCCESSORS))
+
+
+def predecessors_args(predecessors: list[Contact]) -> list[bytes]:
+    """The arguments of ``chord_state`` and ``chord_notify``: our predecessors."""
+    return wire.encode_contacts(predecessors[:MAX_PREDECESSORS])
+
+
+def parse_predecessors(args: Any) -> list[Contact]:
+    """The sender's predecessors from ``chord_state`` or ``chord_notify`` arguments."""
+    return _contacts(args, MAX_PREDECESSORS)

@@ -1,0 +1,121 @@
+"""A node's place on the ring: found by a join, found again, and checked.
+
+A node finds its successor by looking its own id up through a node it
+knows, and takes the node found once that node answered ``chord_state``
+(a join, or a rejoin after every successor failed). The same lookup, now
+and then through a different finger, checks the successor: it can come
+back with a node between us and our successor that no neighbour named.
+Joins answered from stale pointers can leave two rings interleaved, each
+consistent in itself (the "loopy" states of Liben-Nowell, Balakrishnan
+and Karger, 2002); stabilization alone never merges them, the check does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+
+from dhtkit.chord.lookup import LookupFailed, SuccessorSearch
+from dhtkit.chord.messages import (
+    MAX_CONTACTS,
+    NOTIFY,
+    STATE,
+    MalformedPayload,
+    State,
+    parse_state,
+    predecessors_args,
+)
+from dhtkit.chord.protocol import ignore_rpc_errors
+from dhtkit.chord.state import RingState
+from dhtkit.contact import Contact
+from dhtkit.keyspace import in_interval
+from dhtkit.rpc import RPCError, RPCStopped, RPCTimeout
+
+Call = Callable[[Contact, str, Any], "defer.Deferred[Any]"]
+Search = Callable[[bytes, int, list[Contact]], SuccessorSearch]
+
+
+class Placement:
+    """Finding and checking the successor of one node.
+
+    :param call: sends a query to a contact (with the overlay's timeouts).
+    :param search: a lookup of a key starting from the given contacts.
+    """
+
+    def __init__(self, state: RingState, call: Call, search: Search) -> None:
+        self.state = state
+        self._call = call
+        self._search = search
+        self._checks = 0
+
+    async def state_of(self, contact: Contact) -> State | None:
+        """``contact``'s predecessors and successors, or None if it did not
+        answer (or answered nonsense). Our predecessors go along: the node
+        asked may be our successor."""
+        args = predecessors_args(self.state.predecessors)
+        try:
+            return parse_state(await self._call(contact, STATE, args))
+        except RPCStopped:
+            raise
+        except RPCTimeout:
+            return None
+        except (RPCError, MalformedPayload):
+            self.state.counters["bad_answers"] += 1
+            return None
+
+    def find_place(self, through: list[Contact]) -> defer.Deferred[bool]:
+        """Look our own id up through each of ``through`` in turn until one
+        finds our successor, and make it ours; fires with whether one did."""
+        return defer.Deferred.fromCoroutine(self._find_place(through))
+
+    async def _find_place(self, through: list[Contact]) -> bool:
+        own_id = self.state.own_id
+        for contact in through:
+            found = await self._look_up_own_id(contact)
+            # The first that answers becomes our successor: a dead node
+            # still listed somewhere is passed over.
+            for candidate in found:
+                if candidate.node_id != own_id and await self.adopt(candidate):
+                    return True
+        return False
+
+    async def _look_up_own_id(self, through: Contact) -> list[Contact]:
+        try:
+            found = await self._search(self.state.own_id, MAX_CONTACTS, [through]).run()
+        except LookupFailed:
+            return []
+        return found.contacts
+
+    async def adopt(self, candidate: Contact) -> bool:
+        """Make ``candidate`` our successor once it answered ``chord_state``,
+        and notify it; whether it answered."""
+        answer = await self.state_of(candidate)
+        if answer is None:
+            return False
+        self.state.replace_successors(candidate, answer.successors)
+        self.state.fingers.offer(candidate)
+        behind = predecessors_args(self.state.predecessors)
+        self._call(candidate, NOTIFY, behind).addErrback(ignore_rpc_errors)
+        return True
+
+    async def check_successor(self) -> None:
+        """Look our own id up through the next finger in turn; a node found
+        between us and our successor becomes our successor (once it answered)."""
+        state = self.state
+        first = state.successors.first
+        fingers = state.fingers.contacts()
+        if first is None or not fingers:
+            return
+        self._checks += 1
+        state.counters["successor_checks"] += 1
+        found = await self._look_up_own_id(fingers[self._checks % len(fingers)])
+        nearer = next((c for c in found if c.node_id != state.own_id), None)
+        if (
+            nearer is not None
+            and state.successors.first is first
+            and in_interval(nearer.node_id, state.own_id, first.node_id)
+            and await self.adopt(nearer)
+        ):
+            state.counters["successor_checks_corrected"] += 1

@@ -1,0 +1,264 @@
+"""ChordOverlay on a small virtual network: join, lookup, failures, leave, rejoin."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from zope.interface.verify import verifyObject
+
+from dhtkit import wire
+from dhtkit.chord import ChordOverlay, FingerTable, LookupFailed
+from dhtkit.contact import Contact
+from dhtkit.identity import Identity
+from dhtkit.keyspace import ID_BITS, ring_distance
+from dhtkit.overlay import IRoutingOverlay, JoinFailed, Lookup
+from dhtkit.rpc import RemoteError, RPCProtocol
+from tests.chordnet import ChordNet, Peer
+
+
+def ring_of(count: int, seed: int = 1, settle: float = 10.0, **options: Any) -> ChordNet:
+    net = ChordNet(seed=seed, **options)
+    net.grow(count)
+    net.run(settle)
+    return net
+
+
+def assert_lookups_right(net: ChordNet, tries: int = 40, count: int = 3) -> list[Lookup]:
+    rng = random.Random(7)
+    found = []
+    for _ in range(tries):
+        key = rng.randbytes(20)
+        lookup = net.wait(rng.choice(net.alive()).overlay.lookup(key, count))
+        assert [c.node_id for c in lookup.contacts] == net.responsible(key, count)
+        found.append(lookup)
+    return found
+
+
+def test_provides_the_routing_overlay_interface() -> None:
+    net = ChordNet()
+    assert verifyObject(IRoutingOverlay, net.add().overlay)
+
+
+def test_refuses_a_replication_factor_beyond_the_successor_list() -> None:
+    rpc = RPCProtocol(Identity(b"\x01" * 32), ChordNet().clock)
+    with pytest.raises(ValueError):
+        ChordOverlay(rpc, successors=4, k=5)
+    with pytest.raises(ValueError):
+        ChordOverlay(rpc, successors=21)
+    assert ChordOverlay(rpc, successors=2).k == 2
+    assert ChordOverlay(rpc).k == 4
+
+
+def test_the_first_node_forms_a_ring_of_one() -> None:
+    net = ChordNet()
+    first = net.add()
+    assert net.wait(first.overlay.join([])) == 0
+    lookup = net.wait(first.overlay.lookup(b"\x42" * 20, 3))
+    assert lookup == Lookup(b"\x42" * 20, [first.contact], 0, 0)
+
+
+def test_two_nodes_link_up_both_ways() -> None:
+    net = ChordNet()
+    a, b = net.add(), net.add()
+    net.wait(net.join(a, None))
+    assert net.wait(net.join(b, a)) >= 1
+    net.run(5)
+    assert net.wrong_links() == []
+    assert_lookups_right(net, count=2)
+
+
+def test_join_fails_when_no_one_answers() -> None:
+    net = ChordNet()
+    lonely = net.add()
+    with pytest.raises(JoinFailed):
+        net.wait(lonely.overlay.join([("10.77.9.9", 4000)]))
+    gone = Contact.from_key(b"\x05" * 32, ("10.77.9.8", 4000))
+    with pytest.raises(JoinFailed):
+        net.wait(lonely.overlay.join([], [gone]))
+
+
+def test_join_falls_back_to_the_next_bootstrap_node() -> None:
+    net = ring_of(5)
+    newcomer = net.add()
+    bootstrap = [("10.77.9.9", 4000), net.joined[2].contact.address]
+    assert net.wait(newcomer.overlay.join(bootstrap)) > 0
+    net.joined.append(newcomer)
+    net.run(5)
+    assert net.wrong_links() == []
+
+
+def test_nodes_joining_at_once_through_one_node_form_a_correct_ring() -> None:
+    net = ChordNet(seed=3)
+    first = net.add()
+    net.wait(net.join(first, None))
+    joins = [net.join(net.add(), first) for _ in range(30)]
+    for d in joins:
+        net.wait(d)
+    net.run(15)
+    assert net.wrong_links() == []
+    lookups = assert_lookups_right(net)
+    assert any(lookup.hops > 0 for lookup in lookups)
+    stats = first.overlay.stats()
+    assert stats["stabilize_rounds"] > 0 and stats["lookups"] > 0
+
+
+def test_a_dead_finger_is_passed_over_and_the_lookup_still_succeeds() -> None:
+    net = ring_of(40, seed=4)
+    asker = net.joined[0]
+    key = asker.overlay.state.fingers.contacts()[-1].node_id  # a far finger's id...
+    key = bytes(a ^ b for a, b in zip(key, b"\x00" * 19 + b"\x01", strict=True))  # ...just off it
+    first_hop = asker.overlay.state.candidates(key, 1)[0]
+    dead = next(p for p in net.joined if p.node_id == first_hop.node_id)
+    net.take_down([dead])
+    lookup = net.wait(asker.overlay.lookup(key, 2))
+    assert lookup.timeouts >= 1
+    assert [c.node_id for c in lookup.contacts[:1]] == net.responsible(key, 1)
+    assert dead.node_id not in asker.overlay.state.fingers
+    stats = asker.overlay.stats()
+    assert stats["timeouts"] >= 1 and stats["hops_total"] >= lookup.hops
+
+
+def test_the_next_successor_takes_over_when_successors_fail() -> None:
+    net = ring_of(12, seed=5)
+    ring = net.ring()
+    net.take_down(ring[3:5])  # two in a row
+    net.run(20)
+    assert net.wrong_links() == []
+    assert_lookups_right(net)
+
+
+def test_a_node_whose_whole_successor_list_failed_finds_its_place_again() -> None:
+    net = ring_of(12, seed=6, successors=2, k=2)
+    ring = net.ring()
+    net.take_down(ring[1:3])
+    net.run(20)
+    assert net.wrong_links() == []
+    assert ring[0].overlay.stats()["rejoins"] >= 1
+
+
+def test_two_interleaved_rings_merge_into_one() -> None:
+    # Joins answered from stale pointers can leave every node pointing two
+    # ahead: two rings, each consistent, which stabilize alone keeps apart.
+    net = ring_of(16, seed=11)
+    ring = net.ring()
+    for i, peer in enumerate(ring):
+        state = peer.overlay.state
+        state.replace_successors(ring[(i + 2) % 16].contact, [ring[(i + 4) % 16].contact])
+        state.set_predecessor(ring[i - 2].contact)
+        # and no finger tells of the node in the gap
+        state.fingers.remove(ring[(i + 1) % 16].node_id)
+    assert len(net.wrong_links()) == 32
+    net.run(20)
+    assert net.wrong_links() == []
+    checks = sum(p.overlay.stats()["successor_checks_corrected"] for p in ring)
+    assert checks > 0
+
+
+def test_a_node_that_just_joined_has_its_fingers_at_once() -> None:
+    net = ring_of(40, seed=12, fix_fingers_every=1000.0)  # no periodic round
+    newcomer = net.add()
+    net.wait(net.join(newcomer, net.joined[3]))
+    net.joined.append(newcomer)
+    net.run(3)
+    others = {p.node_id for p in net.joined} - {newcomer.node_id}
+    fingers = newcomer.overlay.state.fingers
+    for index in range(1, ID_BITS + 1):
+        start = FingerTable.start(newcomer.node_id, index)
+        expected = min(others, key=lambda node_id: ring_distance(start, node_id))
+        found = fingers.finger(index)
+        assert found is not None and found.node_id == expected
+
+
+def test_a_leaving_node_links_its_neighbours_at_once() -> None:
+    net = ring_of(10, seed=7)
+    for peer in net.joined:
+        peer.overlay.maintenance.stop()  # no round may do the work
+    ring = net.ring()
+    pred, leaver, succ = ring[3], ring[4], ring[5]
+    net.wait(leaver.overlay.leave())
+    net.down.add(leaver.host)
+    net.run(0.5)
+    assert pred.overlay.state.successors.first == succ.contact
+    assert succ.overlay.state.predecessor == pred.contact
+    assert leaver.node_id not in pred.overlay.state.successors
+
+
+def test_a_restarted_node_rejoins_through_the_contacts_it_saved() -> None:
+    net = ring_of(10, seed=8)
+    old = net.joined[4]
+    saved = old.overlay.contacts()
+    assert len(saved) >= 10 - 1
+    identity = old.rpc.identity
+    old.overlay.stop()
+    old.rpc.transport.stopListening()  # type: ignore[union-attr]
+    net.joined.remove(old)
+    reactor = net.network.reactor_for(old.host)
+    rpc = RPCProtocol(identity, reactor, timeout=1.0, rng=random.Random(99))
+    reactor.listenUDP(4000, rpc)
+    again = Peer(old.host, rpc, ChordOverlay(rpc, clock=reactor, rng=random.Random(1)))
+    again.overlay.start()
+    assert net.wait(again.overlay.join([], saved)) > 0
+    net.joined.append(again)
+    net.run(10)
+    assert net.wrong_links() == []
+
+
+def listening(net: ChordNet, host: str, identity: Identity) -> RPCProtocol:
+    reactor = net.network.reactor_for(host)
+    rpc = RPCProtocol(identity, reactor, timeout=1.0, rng=random.Random(host))
+    reactor.listenUDP(4000, rpc)
+    return rpc
+
+
+def identity_near(origin: bytes, below: int, above: int = 0) -> Identity:
+    """The first of a fixed series of identities at a clockwise distance
+    from ``origin`` in ``[2**above, 2**below)``."""
+    for n in range(1, 100_000):
+        identity = Identity(n.to_bytes(32, "big"))
+        if 2**above <= ring_distance(origin, identity.node_id) < 2**below:
+            return identity
+    raise AssertionError("no such identity")
+
+
+def test_a_contact_named_in_an_answer_is_no_finger_until_it_answered() -> None:
+    net = ChordNet(seed=9)
+    victim = net.add()
+    net.wait(net.join(victim, None))
+    victim.overlay.maintenance.stop()  # its rounds would drop the hostile node
+    # The victim, a hostile node after it, and a contact the hostile node
+    # names: a real key at an address where no one listens (yet).
+    hostile = listening(net, "10.77.8.1", identity_near(victim.node_id, below=155))
+    assert hostile.contact is not None
+    far = ring_distance(victim.node_id, hostile.contact.node_id).bit_length() + 1
+    fake_identity = identity_near(victim.node_id, below=160, above=far)
+    fake = Contact.from_key(fake_identity.public_key, ("10.77.8.2", 4000))
+    victim.overlay.state.replace_successors(hostile.contact, [])
+
+    # A lookup: "ask the fake next".
+    hostile.register("chord_find", lambda sender, args: ["next", [wire.encode_contact(fake)]])
+    with pytest.raises(LookupFailed):
+        net.wait(victim.overlay.lookup(bytes(b ^ 0xFF for b in victim.node_id), 1))
+    assert fake.node_id not in victim.overlay.state.fingers
+    assert hostile.contact.node_id in victim.overlay.state.fingers  # it did answer
+
+    # fix_fingers: "the fake is the finger you look for".
+    hostile.register("chord_find", lambda sender, args: ["done", [wire.encode_contact(fake)]])
+    for _ in range(160):  # every finger index in turn
+        net.wait(victim.overlay.rounds.fix_fingers())
+    assert fake.node_id not in victim.overlay.state.fingers
+    listening(net, "10.77.8.2", fake_identity)  # now it exists, and answers pings
+    for _ in range(160):
+        net.wait(victim.overlay.rounds.fix_fingers())
+    assert fake.node_id in victim.overlay.state.fingers
+
+
+def test_malformed_queries_from_the_network_get_a_malformed_error() -> None:
+    net = ring_of(2, seed=10)
+    a, b = net.joined
+    with pytest.raises(RemoteError) as caught:
+        net.wait(a.rpc.call_contact(b.contact, "chord_find", [b"short", 1]))
+    assert caught.value.code == "malformed"
+    net.run(5)
+    assert net.wrong_links() == []

@@ -1,0 +1,203 @@
+"""KademliaService and ChordService: real sockets, restarts, bad input, retries."""
+
+from __future__ import annotations
+
+import random
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor, task
+
+import dhtkit
+from dhtkit.contactfile import CONTACTS_FILE, read_contacts
+from dhtkit.keyspace import key_for
+from dhtkit.service import STORE_FILE, ChordService, KademliaService, OverlayService
+from dhtkit.sim.clock import HeapClock
+from dhtkit.sim.network import VirtualNetwork
+from dhtkit.storage import StorageError
+
+FAST_RPC = {"timeout": 0.5}
+#: Chord's maintenance rounds, quick enough for a test to wait for them.
+FAST_OVERLAY: dict[type, dict[str, float]] = {
+    ChordService: {"stabilize_every": 0.1, "fix_fingers_every": 0.1}
+}
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+async def start_many(
+    cls: type[OverlayService], tmp_path: Path, count: int, interface: str = "127.0.0.1"
+) -> list[OverlayService]:
+    services: list[OverlayService] = []
+    for n in range(count):
+        bootstrap = [services[0].address] if services else []
+        svc = cls(
+            0,
+            interface,
+            tmp_path / "node{}".format(n),
+            bootstrap,
+            rpc_options=FAST_RPC,
+            rng=random.Random(n),
+            **FAST_OVERLAY.get(cls, {}),
+        )
+        svc.startService()
+        services.append(svc)
+        await svc.when_joined()
+    return services
+
+
+async def settled(svc: OverlayService, key: bytes) -> None:
+    """Wait until ``svc`` finds all the nodes that should hold ``key``.
+
+    A Chord node learns its successor list in the stabilization rounds that
+    follow its join; Kademlia's join fills its table at once.
+    """
+    for _ in range(100):
+        if len(await svc.overlay.find_responsible(key, svc.overlay.k)) >= svc.overlay.k:
+            return
+        await task.deferLater(reactor, 0.1, lambda: None)
+    raise AssertionError("the overlay did not settle")
+
+
+async def stop_all(services: list[OverlayService]) -> None:
+    await defer.gatherResults([s.stopService() for s in services if s.running])
+
+
+def test_services_are_exported() -> None:
+    assert dhtkit.KademliaService is KademliaService
+    assert dhtkit.ChordService is ChordService
+
+
+def test_a_bad_bootstrap_address_fails_before_anything_listens(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not an IP address"):
+        KademliaService(0, data_dir=tmp_path, bootstrap=[("not a host", 4000)])
+    with pytest.raises(ValueError):
+        ChordService(0, data_dir=tmp_path, bootstrap=[("127.0.0.1", 70000)])
+
+
+@pytest.mark.parametrize("cls", [KademliaService, ChordService])
+@pytest_twisted.ensureDeferred
+async def test_twenty_services_on_loopback_put_and_get(
+    cls: type[OverlayService], tmp_path: Path
+) -> None:
+    services = await start_many(cls, tmp_path, 20)
+    try:
+        key = key_for("twenty")
+        await settled(services[3], key)
+        assert await services[3].node.put(key, b"on real sockets") >= 2
+        for svc in services[::4]:
+            assert await svc.node.get(key) == b"on real sockets"
+        await services[7].node.put_signed(b"v1", salt=b"s")
+        await services[7].node.put_signed(b"v2", salt=b"s")
+        found = await services[15].node.get_signed(services[7].identity.public_key, b"s")
+        assert found is not None and (found.seq, found.value) == (2, b"v2")
+        status = services[0].status()
+        assert status["protocol"] == cls.protocol
+        assert status["node_id"] == services[0].identity.node_id.hex()
+        assert status["contacts"] >= 1
+    finally:
+        await stop_all(services)
+
+
+@pytest.mark.parametrize("cls", [KademliaService, ChordService])
+@pytest_twisted.ensureDeferred
+async def test_a_restarted_node_rejoins_through_its_saved_contacts(
+    cls: type[OverlayService], tmp_path: Path
+) -> None:
+    services = await start_many(cls, tmp_path, 5)
+    restarted: OverlayService | None = None
+    try:
+        key = key_for("kept")
+        await services[4].node.put(key, b"across a restart")
+        await services[4].stopService()
+        saved = read_contacts(tmp_path / "node4" / CONTACTS_FILE)
+        assert saved and all(c.node_id != services[4].identity.node_id for c in saved)
+        # No bootstrap list this time: only what it saved.
+        restarted = cls(0, "127.0.0.1", tmp_path / "node4", rpc_options=FAST_RPC)
+        restarted.startService()
+        assert await restarted.when_joined() >= 1
+        assert restarted.identity.node_id == services[4].identity.node_id
+        assert restarted.node.store.get(key) is not None  # the SQLite file kept it
+        assert await restarted.node.get(key) == b"across a restart"
+    finally:
+        await stop_all(services + ([restarted] if restarted else []))
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback")
+@pytest_twisted.ensureDeferred
+async def test_kademlia_works_over_ipv6(tmp_path: Path) -> None:
+    services = await start_many(KademliaService, tmp_path, 3, interface="::1")
+    try:
+        assert services[1].address[0] == "::1"
+        key = key_for("six")
+        assert await services[1].node.put(key, b"over IPv6") >= 2
+        assert await services[2].node.get(key) == b"over IPv6"
+    finally:
+        await stop_all(services)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_damaged_contact_file_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    services = await start_many(KademliaService, tmp_path, 2)
+    (tmp_path / "late").mkdir()
+    (tmp_path / "late" / CONTACTS_FILE).write_bytes(b"\xff garbage")
+    late = KademliaService(
+        0, "127.0.0.1", tmp_path / "late", [services[0].address], rpc_options=FAST_RPC
+    )
+    try:
+        late.startService()
+        assert await late.when_joined() >= 1
+    finally:
+        await stop_all([*services, late])
+    assert read_contacts(tmp_path / "late" / CONTACTS_FILE)  # replaced by a good list
+
+
+def test_a_damaged_store_stops_the_start_with_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / STORE_FILE).write_bytes(b"this is not SQLite at all" * 100)
+    svc = KademliaService(0, data_dir=tmp_path, reactor=reactor)
+    with pytest.raises(StorageError, match=STORE_FILE):
+        svc.startService()
+    assert not svc.running
+    assert (tmp_path / STORE_FILE).read_bytes() == b"this is not SQLite at all" * 100
+
+
+def virtual(tmp_path: Path, **kw: Any) -> tuple[HeapClock, VirtualNetwork, Any]:
+    clock = HeapClock(now=1_800_000_000.0)
+    net = VirtualNetwork(clock, seed=1)
+    return clock, net, net.reactor_for("10.77.0.1")
+
+
+def test_a_join_nobody_answers_is_tried_again_until_someone_does(tmp_path: Path) -> None:
+    clock, net, node_reactor = virtual(tmp_path)
+    svc = KademliaService(
+        4000,
+        "10.77.0.1",
+        tmp_path / "a",
+        [("10.77.0.2", 4000)],
+        reactor=node_reactor,
+        rpc_options={"timeout": 1.0},
+        rejoin_after=10.0,
+    )
+    svc.startService()
+    joined: list[int] = []
+    svc.when_joined().addCallback(joined.append)
+    clock.run_until(clock.seconds() + 30)
+    assert not joined
+    # The bootstrap node comes up late; the retries find it.
+    other = KademliaService(4000, "10.77.0.2", tmp_path / "b", reactor=net.reactor_for("10.77.0.2"))
+    other.startService()
+    clock.run_until(clock.seconds() + 120)
+    assert joined == [1]
+    for s in (svc, other):
+        s.stopService()
+    clock.run_until(clock.seconds() + 1)
