@@ -44,7 +44,7 @@ def ring(_rings: dict[str, Ring]) -> Ring:
         net = ChordNet(seed=11, values=True)
         # Each batch as large as the ring it joins, through random members.
         net.grow(NODES, settle=3.0)
-        net.run(8)
+        net.run(4)
         built = _rings["ring"] = Ring(net)
     return built
 
@@ -91,7 +91,7 @@ def test_with_a_fifth_of_the_nodes_gone_at_once_99_percent_of_values_are_found(
     net = ring.net
     ring.damaged = True
     rng = random.Random(13)
-    values = {rng.randbytes(20): rng.randbytes(40) for _ in range(500)}
+    values = {rng.randbytes(20): rng.randbytes(40) for _ in range(1000)}
     writers = [rng.choice(net.joined) for _ in values]
     stored = gather(
         net,

@@ -193,3 +193,16 @@ def test_sim_overlay_summary_and_churn(capsys: pytest.CaptureFixture[str]) -> No
     assert status == 0
     assert out.startswith("40 nodes of Kademlia, 10 lookups, 20% removed")
     assert "hops: mean" in out and "theory: bound log2 N = 5.32" in out
+
+
+@pytest.mark.parametrize("overlay", ["kademlia", "chord"])
+def test_sim_overlay_with_datagram_loss_completes(
+    capsys: pytest.CaptureFixture[str], overlay: str
+) -> None:
+    # Joins whose pings are lost are tried again through another node.
+    argv = ["sim", overlay, "--nodes", "60", "--lookups", "10", "--loss", "0.1", "--json"]
+    status, out, _ = run(capsys, *argv)
+    assert status == 0
+    result = json.loads(out)
+    assert result["loss"] == 0.1
+    assert result["success_rate"] >= 0.9

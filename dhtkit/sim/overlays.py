@@ -36,7 +36,7 @@ from dhtkit.identity import Identity
 from dhtkit.kademlia import KademliaOverlay
 from dhtkit.keyspace import distance, from_int, ring_distance
 from dhtkit.node import DHTNode
-from dhtkit.overlay import IRoutingOverlay
+from dhtkit.overlay import IRoutingOverlay, JoinFailed
 from dhtkit.rpc import RPCProtocol
 from dhtkit.sim.clock import HeapClock
 from dhtkit.sim.gossip import PORT, host_address
@@ -82,7 +82,7 @@ def _chord_theory(nodes: int) -> tuple[str, float]:
 
 OVERLAYS: dict[str, OverlayKind] = {
     "kademlia": OverlayKind("kademlia", KademliaOverlay, 60.0, _closest_by_xor, _kademlia_theory),
-    "chord": OverlayKind("chord", ChordOverlay, 300.0, _successor, _chord_theory),
+    "chord": OverlayKind("chord", ChordOverlay, 60.0, _successor, _chord_theory),
 }
 
 
@@ -186,9 +186,23 @@ class OverlayNetwork:
             joined = [n for n in self.nodes if n.up]
             newcomers = [self.add_node() for _ in range(min(batch, count))]
             count -= len(newcomers)
-            joins = [n.overlay.join([(self.rng.choice(joined).host, PORT)]) for n in newcomers]
+            joins = [self._join(n, joined, attempts=5) for n in newcomers]
             self.wait(defer.gatherResults(joins, consumeErrors=True))
         self.advance(self.kind.settle)
+
+    def _join(self, node: SimNode, joined: list[SimNode], attempts: int) -> defer.Deferred[int]:
+        # With datagram loss a join can fail (a ping and its retry both
+        # lost): try again through another node, as an operator would.
+        d = node.overlay.join([(self.rng.choice(joined).host, PORT)])
+        if attempts > 1:
+
+            def again(failure: Failure) -> defer.Deferred[int] | Failure:
+                if not isinstance(failure.value, JoinFailed):
+                    return failure
+                return self._join(node, joined, attempts - 1)
+
+            d.addErrback(again)
+        return d
 
     def remove(self, fraction: float) -> list[SimNode]:
         """Take ``fraction`` of the live nodes off the network at once (no goodbye)."""
