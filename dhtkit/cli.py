@@ -49,14 +49,24 @@ def _at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
-def _k_value(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("{!r} is not a number".format(text)) from None
-    if not (math.isfinite(value) and value >= 1):
-        raise argparse.ArgumentTypeError("k must be at least 1, not {}".format(text))
-    return value
+def _number(low: float, high: float = math.inf) -> Callable[[str], float]:
+    """A parser of finite numbers from ``low`` to ``high``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("{!r} is not a number".format(text)) from None
+        if not (math.isfinite(value) and low <= value <= high):
+            bounds = (
+                "at least {:g}".format(low)
+                if high == math.inf
+                else "between {:g} and {:g}".format(low, high)
+            )
+            raise argparse.ArgumentTypeError("{} is not {}".format(text, bounds))
+        return value
+
+    return parse
 
 
 # -- dhtkit sim gossip ----------------------------------------------------------
@@ -77,7 +87,7 @@ def add_sim_gossip(sims: Any) -> None:
         "--variant", choices=VARIANTS, default="coin", help="SIR loss rule (default: coin)"
     )
     parser.add_argument("--nodes", type=_at_least(2), default=1000, metavar="N")
-    parser.add_argument("--k", type=_k_value, default=2.0, metavar="K", help="SIR: 1/k, or k")
+    parser.add_argument("--k", type=_number(1), default=2.0, metavar="K", help="SIR: 1/k, or k")
     parser.add_argument("--seed", type=int, default=1, metavar="S")
     parser.add_argument("--runs", type=_at_least(1), default=1, metavar="R", help="rumours")
     parser.add_argument(
@@ -197,19 +207,6 @@ def _print_gossip_summary(config: GossipConfig, result: dict[str, Any], plot: st
 # -- dhtkit sim kademlia | chord --------------------------------------------------
 
 
-def _fraction(most: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError("{!r} is not a number".format(text)) from None
-        if not (math.isfinite(value) and 0 <= value <= most):
-            raise argparse.ArgumentTypeError("{} is not between 0 and {}".format(text, most))
-        return value
-
-    return parse
-
-
 def add_sim_overlay(sims: Any, kind: str) -> None:
     """``dhtkit sim kademlia|chord``: lookups and reads on the virtual network."""
     parser = sims.add_parser(
@@ -225,10 +222,10 @@ def add_sim_overlay(sims: Any, kind: str) -> None:
     )
     parser.add_argument("--seed", type=int, default=1, metavar="S")
     parser.add_argument(
-        "--churn", type=_fraction(0.9), default=0.0, metavar="F", help="fraction removed"
+        "--churn", type=_number(0, 0.9), default=0.0, metavar="F", help="fraction removed"
     )
     parser.add_argument(
-        "--loss", type=_fraction(0.5), default=0.0, metavar="P", help="datagram loss"
+        "--loss", type=_number(0, 0.5), default=0.0, metavar="P", help="datagram loss"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run_sim_overlay, overlay=kind)
