@@ -144,6 +144,7 @@ class DHTNode:
             self._finder.serve_values(self.holder.answer)
         if self._routing is not None:
             self._routing.add_neighbour_listener(self._hand_over)
+        self._running = False
 
     @property
     def identity(self) -> Identity:
@@ -151,10 +152,12 @@ class DHTNode:
 
     def start(self) -> None:
         """Start the expire / replicate / republish schedule."""
+        self._running = True
         self.scheduler.start()
 
     def stop(self) -> None:
-        """Stop the schedule (the store stays open; its owner closes it)."""
+        """Stop the schedule and the hand-overs (the store stays open; its owner closes it)."""
+        self._running = False
         self.scheduler.stop()
 
     # -- the public API --------------------------------------------------------
@@ -456,7 +459,7 @@ class DHTNode:
         join): only the keys it now shares with us move, the paper's O(K/N).
         """
         routing = self._routing
-        if routing is None or self._is_self(contact):
+        if routing is None or not self._running or self._is_self(contact):
             return
         entries = [
             entry

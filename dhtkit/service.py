@@ -166,11 +166,19 @@ class OverlayService(NodeService):
         if self._overlay is not None:
             self._overlay.stop()
             self._save()
-        if self._store is not None:
-            self._store.close()
-        self._node = self._overlay = self._store = None
+        self._node = self._overlay = None
         sock, self._socket = self._socket, None
-        return sock.close() if sock is not None else defer.succeed(None)
+        store, self._store = self._store, None
+        closing = sock.close() if sock is not None else defer.succeed(None)
+
+        def close_store(result: object) -> object:
+            # Only once the port is closed: a datagram still being handled
+            # may read the store until then.
+            if store is not None:
+                store.close()
+            return result
+
+        return closing.addBoth(close_store)
 
     def leave(self) -> defer.Deferred[None]:
         """Hand this node's records over, tell the neighbours, and stop."""

@@ -177,3 +177,18 @@ def test_a_node_holding_an_immutable_value_reads_it_without_traffic() -> None:
     assert net.wait(holder.node.get(key_for(b"mine"))) == b"mine"
     assert holder.rpc.stats()["queries_sent"] == sent
     assert holder.node.stats()["gets_answered_locally"] == 1
+
+
+def test_a_stopped_node_hands_nothing_over() -> None:
+    # Its store may be closed already: a service closes it once its port is.
+    net = network(12, k=4)
+    rng = random.Random(5)
+    for i in range(30):
+        net.wait(rng.choice(net.nodes).node.put(from_int(rng.getrandbits(160)), b"v%d" % i))
+    for n in net.nodes:
+        n.node.stop()
+    newcomer = net.add_node()
+    net.wait(newcomer.overlay.join([(net.nodes[0].host, PORT)]))
+    net.advance(5.0)
+    assert sum(n.node.counters["handed_over"] for n in net.nodes) == 0
+    assert len(newcomer.node.store) == 0
