@@ -1,32 +1,40 @@
 """The ``dhtkit`` command.
 
 One function adds each subcommand's parser (``add_...``) and one runs it
-(``run_...``, taking the parsed arguments and returning the exit status), so
-a new subcommand is two functions and a line in :func:`build_parser`. Bad
-arguments give one line on stderr and exit status 2, never a traceback.
+(``run_...``, taking the parsed arguments, and the reactor if it sets
+``uses_reactor``, and returning the exit status or a Deferred of it).
+``keygen`` is here; the clients of a running node's HTTP API (``put``,
+``get``, ``status``...) are in :mod:`dhtkit.apicli`, ``sim`` in
+:mod:`dhtkit.simcli` and ``demo`` in :mod:`dhtkit.demo`. Every error is one
+line on stderr: exit status 2 for bad arguments, 1 for anything else, and
+never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from dhtkit.gossip import theory
-from dhtkit.gossip.config import MODELS, MODES, VARIANTS, GossipConfig
-from dhtkit.gossip.plot import PlotUnavailable, plot_susceptible, require_matplotlib
-from dhtkit.sim import memory, overlays
-from dhtkit.sim.gossip import MAX_CONCURRENT, simulate, summarize
+from twisted.internet import defer
+from twisted.python.failure import Failure
 
+from dhtkit.client import ApiError
+from dhtkit.identity import Identity
+
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
 class UsageError(Exception):
     """Arguments that do not make sense: reported in one line, exit status 2."""
+
+
+class CommandFailed(Exception):
+    """A command that could not do its work: reported in one line, exit status 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,7 +44,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _at_least(low: int) -> Callable[[str], int]:
+def at_least(low: int) -> Callable[[str], int]:
+    """A parser of whole numbers from ``low`` up."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -49,7 +59,20 @@ def _at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
-def _number(low: float, high: float = math.inf) -> Callable[[str], float]:
+def at_most(low: int, high: int) -> Callable[[str], int]:
+    """A parser of whole numbers from ``low`` to ``high``."""
+    parse_low = at_least(low)
+
+    def parse(text: str) -> int:
+        value = parse_low(text)
+        if value > high:
+            raise argparse.ArgumentTypeError("{} is above the maximum of {}".format(value, high))
+        return value
+
+    return parse
+
+
+def number(low: float, high: float = math.inf) -> Callable[[str], float]:
     """A parser of finite numbers from ``low`` to ``high``."""
 
     def parse(text: str) -> float:
@@ -69,217 +92,43 @@ def _number(low: float, high: float = math.inf) -> Callable[[str], float]:
     return parse
 
 
-# -- dhtkit sim gossip ----------------------------------------------------------
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace, newlines included, as one space."""
+    return " ".join(text.split())
 
 
-def add_sim_gossip(sims: Any) -> None:
-    """``dhtkit sim gossip``: rumours on the virtual network against the theory."""
-    parser = sims.add_parser(
-        "gossip",
-        help="SI / SIR gossip in synchronous rounds",
-        description="Spread one update through N nodes of the real gossip protocol on the "
-        "virtual network, in synchronous rounds, and report the susceptible fraction per "
-        "round beside the theory.",
+# -- dhtkit keygen -----------------------------------------------------------------
+
+
+def add_keygen(commands: Any) -> None:
+    """``dhtkit keygen PATH``: a new node identity in a key file."""
+    parser = commands.add_parser(
+        "keygen",
+        help="write a new node identity (Ed25519 key) to a file",
+        description="Write a new Ed25519 identity to PATH (mode 0600) and print its node id "
+        "and public key. A node uses the identity.key of its data directory.",
     )
-    parser.add_argument("--model", choices=MODELS, default="si", help="default: si")
-    parser.add_argument("--mode", choices=MODES, default="pushpull", help="default: pushpull")
-    parser.add_argument(
-        "--variant", choices=VARIANTS, default="coin", help="SIR loss rule (default: coin)"
-    )
-    parser.add_argument("--nodes", type=_at_least(2), default=1000, metavar="N")
-    parser.add_argument("--k", type=_number(1), default=2.0, metavar="K", help="SIR: 1/k, or k")
-    parser.add_argument("--seed", type=int, default=1, metavar="S")
-    parser.add_argument("--runs", type=_at_least(1), default=1, metavar="R", help="rumours")
-    parser.add_argument(
-        "--concurrent",
-        type=_at_least(1),
-        default=1,
-        metavar="C",
-        help="rumours spread together, at most {} (default 1)".format(MAX_CONCURRENT),
-    )
-    parser.add_argument("--max-rounds", type=_at_least(1), default=None, metavar="ROUNDS")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--plot", metavar="PNG", help="draw the curves (needs matplotlib)")
-    parser.set_defaults(run=run_sim_gossip)
+    parser.add_argument("path", metavar="PATH", help="the key file to write")
+    parser.add_argument("--force", action="store_true", help="replace an existing file")
+    parser.set_defaults(run=run_keygen)
 
 
-def run_sim_gossip(args: argparse.Namespace) -> int:
-    """Run ``dhtkit sim gossip``."""
+def run_keygen(args: argparse.Namespace) -> int:
+    """Run ``dhtkit keygen``."""
+    path = Path(args.path)
+    if path.is_dir():
+        raise CommandFailed("{} is a directory; give the path of the key file".format(path))
+    if path.exists() and not args.force:
+        raise CommandFailed("{} exists; give --force to replace it".format(path))
+    if not path.parent.is_dir():
+        raise CommandFailed("no directory {} to write the key in".format(path.parent))
+    identity = Identity.generate()
     try:
-        config = GossipConfig(model=args.model, mode=args.mode, variant=args.variant, k=args.k)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if args.plot:
-        try:
-            require_matplotlib()
-        except PlotUnavailable as e:
-            raise UsageError("--plot: {}".format(e)) from None
-        # Found out now, not after a long simulation.
-        if not Path(args.plot).resolve().parent.is_dir():
-            raise UsageError("--plot: no directory to write {} in".format(args.plot))
-    try:
-        memory.check_fits(args.nodes, memory.GOSSIP_BYTES_PER_NODE, memory.available_memory())
-    except ValueError as e:
-        raise UsageError("--nodes: {}".format(e)) from None
-    if args.concurrent > min(MAX_CONCURRENT, args.nodes):
-        raise UsageError(
-            "--concurrent: at most {} rumours spread together".format(
-                min(MAX_CONCURRENT, args.nodes)
-            )
-        )
-    runs = simulate(
-        config,
-        args.nodes,
-        seed=args.seed,
-        runs=args.runs,
-        concurrent=args.concurrent,
-        max_rounds=args.max_rounds,
-    )
-    result = summarize(runs)
-    curve, label = theory.susceptible_curve(
-        config.model,
-        config.mode,
-        args.nodes,
-        len(result["susceptible"]) - 1,
-        config.k,
-        config.variant,
-    )
-    result["theory"] = {"label": label, "susceptible": curve}
-    if config.model == "sir":
-        result["theory"]["residue"] = theory.sir_residue(config.k, config.feedback)
-        result["theory"]["residue_from_messages"] = theory.residue_from_traffic(
-            result["messages_per_node"]
-        )
-    else:
-        result["theory"]["rounds_push"] = theory.rounds_push(args.nodes)
-        result["theory"]["rounds_pushpull"] = theory.rounds_pushpull(args.nodes)
-    if args.plot:
-        plot_susceptible(
-            args.plot,
-            result["susceptible"],
-            curve,
-            title=_title(config, args.nodes, args.runs),
-            theory_label=label,
-            nodes=args.nodes,
-        )
-    if args.json:
-        print(json.dumps(result))
-    else:
-        _print_gossip_summary(config, result, args.plot)
-    return 0
-
-
-def _title(config: GossipConfig, nodes: int, runs: int) -> str:
-    what = "{} {}".format(config.model.upper(), config.mode)
-    if config.model == "sir":
-        what += " {} k={:g}".format(config.variant, config.k)
-    return "{}, {} nodes, mean of {} run{}".format(what, nodes, runs, "" if runs == 1 else "s")
-
-
-def _print_gossip_summary(config: GossipConfig, result: dict[str, Any], plot: str | None) -> None:
-    print(_title(config, result["nodes"], result["runs"]))
-    status = "" if result["complete"] else " (stopped at the round limit)"
-    if config.model == "si":
-        print("  every node reached after {:.1f} rounds{}".format(result["rounds"], status))
-        print(
-            "  theory: log2 N + ln N = {:.1f} (push), log3 N = {:.1f} (push-pull)".format(
-                result["theory"]["rounds_push"], result["theory"]["rounds_pushpull"]
-            )
-        )
-    else:
-        print("  the rumour died out after {:.1f} rounds{}".format(result["rounds"], status))
-        print(
-            "  residue {:.4f}; ODE root {:.4f}; e^-m {:.4f}".format(
-                result["residue"],
-                result["theory"]["residue"],
-                result["theory"]["residue_from_messages"],
-            )
-        )
-    print(
-        "  {:.2f} update messages and {:.2f} exchanges per node; {:.1f} s".format(
-            result["messages_per_node"], result["exchanges_per_node"], result["wall_s"]
-        )
-    )
-    if plot:
-        print("  plot written to {}".format(plot))
-
-
-# -- dhtkit sim kademlia | chord --------------------------------------------------
-
-
-def add_sim_overlay(sims: Any, kind: str) -> None:
-    """``dhtkit sim kademlia|chord``: lookups and reads on the virtual network."""
-    parser = sims.add_parser(
-        kind,
-        help="{} lookups on the virtual network".format(kind.capitalize()),
-        description="Build a {} network of N nodes of the real protocol on the virtual "
-        "network, put values, optionally remove a fraction of the nodes at once, then look "
-        "keys up and read the values back from random nodes.".format(kind.capitalize()),
-    )
-    parser.add_argument("--nodes", type=_at_least(2), default=1000, metavar="N")
-    parser.add_argument(
-        "--lookups", type=_at_least(1), default=200, metavar="L", help="values put and read"
-    )
-    parser.add_argument("--seed", type=int, default=1, metavar="S")
-    parser.add_argument(
-        "--churn", type=_number(0, 0.9), default=0.0, metavar="F", help="fraction removed"
-    )
-    parser.add_argument(
-        "--loss", type=_number(0, 0.5), default=0.0, metavar="P", help="datagram loss"
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(run=run_sim_overlay, overlay=kind)
-
-
-def run_sim_overlay(args: argparse.Namespace) -> int:
-    """Run ``dhtkit sim kademlia`` or ``dhtkit sim chord``."""
-    try:
-        memory.check_fits(
-            args.nodes, memory.OVERLAY_BYTES_PER_NODE[args.overlay], memory.available_memory()
-        )
-    except ValueError as e:
-        raise UsageError("--nodes: {}".format(e)) from None
-    result = overlays.simulate(
-        args.overlay,
-        args.nodes,
-        args.lookups,
-        seed=args.seed,
-        churn=args.churn,
-        loss=args.loss,
-    )
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    hops = result["hops"]
-    print(
-        "{} nodes of {}, {} lookups{}{}".format(
-            result["nodes"],
-            result["overlay"].capitalize(),
-            result["lookups"],
-            ", {:.0%} removed".format(args.churn) if args.churn else "",
-            ", {:.0%} loss".format(args.loss) if args.loss else "",
-        )
-    )
-    print(
-        "  reads found {:.1%} of the values; lookups named the true owner {:.1%}".format(
-            result["success_rate"], result["correct_rate"]
-        )
-    )
-    print(
-        "  hops: mean {:.2f}, p50 {:g}, p95 {:g}, max {}; theory: {} = {:.2f}".format(
-            hops["mean"],
-            hops["p50"],
-            hops["p95"],
-            hops["max"],
-            result["theory"]["label"],
-            result["theory"]["hops"],
-        )
-    )
-    print(
-        "  {:.1f} messages per lookup; built in {:.1f} s, {:.1f} s in all".format(
-            result["messages_per_lookup"], result["build_s"], result["wall_s"]
-        )
-    )
+        identity.save(path)
+    except OSError as e:
+        raise CommandFailed("cannot write {}: {}".format(path, e.strerror or e)) from None
+    print("node_id {}".format(identity.node_id.hex()))
+    print("public_key {}".format(identity.public_key.hex()))
     return 0
 
 
@@ -288,31 +137,124 @@ def run_sim_overlay(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand."""
-    parser = _Parser(prog="dhtkit", description="Distributed hash tables and gossip for Twisted.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    sim = commands.add_parser(
-        "sim", help="run a protocol on the virtual network", description="Simulations."
+    # Imported here: those modules import this one's parsers and errors.
+    from dhtkit import __version__
+    from dhtkit.apicli import add_api_options, add_commands
+    from dhtkit.demo import add_demo
+    from dhtkit.simcli import add_sim
+
+    parser = _Parser(
+        prog="dhtkit",
+        description="Distributed hash tables and gossip for Twisted: talk to a running "
+        "node (started with `twistd -n dhtkit`), make keys, run a local demo network, "
+        "or simulate thousands of nodes.",
     )
-    sims = sim.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
-    add_sim_gossip(sims)
-    for kind in overlays.OVERLAYS:
-        add_sim_overlay(sims, kind)
+    parser.add_argument("--version", action="version", version="dhtkit " + __version__)
+    add_api_options(parser, default=None)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_commands(commands)
+    add_keygen(commands)
+    add_demo(commands)
+    add_sim(commands)
     return parser
+
+
+def _report(e: BaseException | None) -> int:
+    """Say in one line on stderr why the command failed; its exit status."""
+    status = EXIT_FAILURE
+    if isinstance(e, UsageError):
+        message, status = str(e), EXIT_USAGE
+    elif isinstance(e, ApiError):
+        message = e.message
+    elif isinstance(e, CommandFailed):
+        message = str(e)
+    elif isinstance(e, KeyboardInterrupt):
+        message = "interrupted"
+    elif isinstance(e, BrokenPipeError):
+        message = "the output was closed before everything was written"
+    else:
+        message = "internal error, please report it: {}: {}".format(type(e).__name__, e)
+    print("dhtkit: error: {}".format(one_line(message)), file=sys.stderr)
+    return status
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace | int:
+    try:
+        return build_parser().parse_args(argv)
+    except UsageError as e:
+        return _report(e)
+    except SystemExit as e:  # --help and --version exit from inside argparse
+        return e.code if isinstance(e.code, int) else 0
+
+
+def _start(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
+    if getattr(args, "uses_reactor", False):
+        return defer.maybeDeferred(args.run, args, reactor)
+    return defer.maybeDeferred(args.run, args)
+
+
+def _status(outcome: int | Failure) -> int:
+    return _report(outcome.value) if isinstance(outcome, Failure) else outcome
+
+
+def execute(argv: Sequence[str], reactor: Any) -> defer.Deferred[int]:
+    """Parse and run ``argv`` on ``reactor``, which is already running.
+
+    Fires with the exit status, never fails: errors are reported on stderr.
+    """
+    args = _parse(argv)
+    if isinstance(args, int):
+        return defer.succeed(args)
+    return _start(args, reactor).addBoth(_status)
+
+
+def _react(args: argparse.Namespace) -> int:
+    # Like twisted.internet.task.react, but returns the status instead of
+    # exiting, so that main() stays callable (and testable) as a function.
+    from twisted.internet import reactor
+    from twisted.internet.error import ReactorNotRunning
+
+    outcome: list[int | Failure] = []
+    interrupted: list[bool] = []
+
+    def shutting_down() -> None:
+        # Not our own stop: Ctrl-C or a signal. The connections it closes
+        # fail the command, but that is not what went wrong.
+        if not outcome:
+            interrupted.append(True)
+
+    def finish(result: int | Failure) -> None:
+        if interrupted:
+            return
+        outcome.append(result)
+        try:
+            reactor.stop()
+        except ReactorNotRunning:
+            pass
+
+    reactor.addSystemEventTrigger("before", "shutdown", shutting_down)
+    reactor.callWhenRunning(lambda: _start(args, reactor).addBoth(finish))
+    reactor.run()
+    if not outcome:
+        return _report(KeyboardInterrupt())
+    return _status(outcome[0])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (``sys.argv[1:]`` by default); the exit status."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        status: int = args.run(args)
-    except UsageError as e:
-        print("dhtkit: error: {}".format(e), file=sys.stderr)
-        return EXIT_USAGE
-    except SystemExit as e:  # --help and --version exit from inside argparse
-        return e.code if isinstance(e.code, int) else 0
-    return status
+    args = _parse(argv)
+    if isinstance(args, int):
+        return args
+    if getattr(args, "uses_reactor", False):
+        return _react(args)
+    outcome: list[int | Failure] = []
+    _start(args, None).addBoth(outcome.append)  # fires at once: no reactor
+    return _status(outcome[0])
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Through the imported module, not this __main__ copy: the subcommand
+    # modules raise the errors of dhtkit.cli, and main() must catch those.
+    from dhtkit import cli
+
+    sys.exit(cli.main())

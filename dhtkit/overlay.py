@@ -53,6 +53,10 @@ class Lookup:
 class IRoutingOverlay(IOverlay):
     """An overlay that builds, keeps and saves routing state of its own."""
 
+    hop_histogram = Attribute(
+        "A :class:`dhtkit.metrics.Histogram` of the hops of each lookup (as in :class:`Lookup`)."
+    )
+
     def start() -> None:
         """Register the overlay's RPCs and start its maintenance timers."""
 

@@ -179,7 +179,8 @@ class RPCProtocol(DatagramProtocol):
     :param reactor: the clock for timeouts (and the time in sequence numbers).
     :param timeout: seconds to wait for a reply, per attempt.
     :param retries: how many times a call is resent before :class:`RPCTimeout`.
-    :param rate: datagrams per second accepted from one source host.
+    :param rate: datagrams per second accepted from one source host (from
+        one port, for loopback sources: each is a node of this machine).
     :param burst: how many a source may send at once above ``rate``.
     :param max_sessions: peers whose session keys and replay windows are kept.
     :param max_clock_skew: how far (seconds) the first datagram of a peer we
@@ -403,7 +404,10 @@ class RPCProtocol(DatagramProtocol):
         counters["received"] += 1
         host = addr[0]
         now = self.reactor.seconds()
-        if not self.limiter.allow(host, now):
+        # One budget per host: an attacker's ports are free. Loopback is
+        # the exception: the nodes of one machine differ only by port.
+        source = "{}:{}".format(host, addr[1]) if host.startswith(_LOOPBACK) else host
+        if not self.limiter.allow(source, now):
             counters["dropped_rate_limited"] += 1
             return
         try:
@@ -609,6 +613,10 @@ class RPCProtocol(DatagramProtocol):
         out["sessions"] = len(self._sessions)
         out["pending_calls"] = len(self._pending)
         return out
+
+
+#: Loopback sources, which the rate limit tells apart by port.
+_LOOPBACK = ("127.", "::1", "::ffff:127.")
 
 
 def _answer_ping(sender: Contact, args: Any) -> bytes:

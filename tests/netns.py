@@ -62,7 +62,9 @@ class Host:
         """Start a process inside this host's namespace."""
         return subprocess.Popen(["ip", "netns", "exec", self.name, *argv], text=True, **kw)
 
-    def run(self, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, argv: list[str], timeout: float = 60, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
         """Run a process inside this host's namespace to completion."""
         return subprocess.run(
             ["ip", "netns", "exec", self.name, *argv],
@@ -70,6 +72,7 @@ class Host:
             text=True,
             timeout=timeout,
             check=False,
+            **kw,
         )
 
     def cut(self) -> None:

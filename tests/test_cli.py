@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+import dhtkit
 from dhtkit import cli
-from dhtkit.sim import memory
+from dhtkit.sim import memory, overlays
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -206,3 +207,33 @@ def test_sim_overlay_with_datagram_loss_completes(
     result = json.loads(out)
     assert result["loss"] == 0.1
     assert result["success_rate"] >= 0.9
+
+
+def test_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "--version")
+    assert status == 0 and out == "dhtkit {}\n".format(dhtkit.__version__)
+
+
+def test_an_unexpected_exception_is_one_line_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the simulator broke\non two lines")
+
+    monkeypatch.setattr(overlays, "simulate", broken)
+    status, out, err = run(capsys, "sim", "kademlia", "--nodes", "10")
+    assert status == 1 and out == ""
+    assert err == (
+        "dhtkit: error: internal error, please report it: RuntimeError: the simulator broke "
+        "on two lines\n"
+    )
+
+
+def test_ctrl_c_during_a_simulation_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(overlays, "simulate", interrupted)
+    assert run(capsys, "sim", "chord", "--nodes", "10") == (1, "", "dhtkit: error: interrupted\n")

@@ -2,9 +2,12 @@
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from tests.daemons import Daemon, free_udp_port_with_tcp_after
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,3 +67,29 @@ def test_dht_network_example_joins_stores_reads_and_rejoins_after_a_restart(
     assert "reads signed seq 2: b'version two'" in out
     assert "restarted and rejoined through" in out
     assert out.rstrip().endswith("it reads b'hello'")
+
+
+def wait_for_line(daemon: Daemon, text: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in daemon.output():
+        assert daemon.process is not None
+        if daemon.process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError("{!r} never logged:\n{}".format(text, daemon.output()))
+        time.sleep(0.05)
+
+
+def test_the_tac_example_embeds_a_node_and_keeps_its_note_across_restarts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DHTKIT_PORT", str(free_udp_port_with_tcp_after()))
+    monkeypatch.setenv("DHTKIT_DATA_DIR", str(tmp_path / "data"))
+    daemon = Daemon(tmp_path, ["-y", str(ROOT / "examples" / "notebook.tac")])
+    try:
+        daemon.start()
+        wait_for_line(daemon, "has started 1 times")
+        assert daemon.stop() == 0
+        daemon.start()
+        wait_for_line(daemon, "has started 2 times")
+    finally:
+        assert daemon.stop() == 0
+    assert "Traceback" not in daemon.output()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.internet.error import CannotListenError
 from zope.interface.verify import verifyObject
 
@@ -146,3 +146,37 @@ def test_a_bad_peer_address_is_refused_before_anything_listens(tmp_path: Path, p
     with pytest.raises(ValueError, match=r"address|pair"):
         GossipService(0, data_dir=tmp_path / "data", peers=[peer])
     assert not (tmp_path / "data").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_gossip_rides_on_a_dht_node_and_leaves_its_socket_open(tmp_path: Path) -> None:
+    from dhtkit.service import KademliaService
+
+    nodes = []
+    for n in range(3):
+        bootstrap = [nodes[0].address] if nodes else []
+        node = KademliaService(0, data_dir=tmp_path / "n{}".format(n), bootstrap=bootstrap)
+        node.startService()
+        await node.when_joined()
+        nodes.append(node)
+    riders = [GossipService.riding_on(node, node.overlay.contacts, config=FAST) for node in nodes]
+    received: list[Update] = []
+    try:
+        for rider in riders:
+            rider.startService()
+        assert all(r.rpc is n.rpc for r, n in zip(riders, nodes, strict=True))
+        riders[2].subscribe("news", received.append)
+        published = await riders[0].publish("news", b"hello")
+        for _ in range(200):
+            if received:
+                break
+            await task.deferLater(reactor, 0.02, lambda: None)
+        assert [u.update_id for u in received] == [published.update_id]
+        assert received[0].origin == nodes[0].identity.public_key
+    finally:
+        for rider in riders:
+            await rider.stopService()
+    # The node still answers on its port after the rider stopped.
+    assert (await nodes[1].rpc.ping(nodes[0].address)).node_id == nodes[0].identity.node_id
+    for node in nodes:
+        await node.stopService()

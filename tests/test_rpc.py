@@ -504,6 +504,18 @@ def test_the_rate_limit_drops_a_flood_and_recovers() -> None:
     assert pair.b.stats()["queries_received"] == 10
 
 
+def test_the_rate_limit_counts_per_host_but_per_port_on_loopback() -> None:
+    pair = Pair(rate=10, burst=5)
+    for source in (("10.0.0.9", 1), ("10.0.0.9", 2)):
+        for _ in range(8):
+            pair.b.datagramReceived(b"garbage", source)
+    assert pair.b.stats()["dropped_rate_limited"] == 11  # one budget of 5 for the host
+    for source in (("127.0.0.1", 1), ("127.0.0.1", 2), ("::1", 1)):
+        for _ in range(8):
+            pair.b.datagramReceived(b"garbage", source)
+    assert pair.b.stats()["dropped_rate_limited"] == 11 + 3 * 3  # a budget per local port
+
+
 def test_stopping_fails_pending_calls() -> None:
     pair = Pair()
     d = pair.a.call_contact(pair.b_contact, "ping")

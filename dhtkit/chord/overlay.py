@@ -44,6 +44,7 @@ from dhtkit.chord.rounds import Rounds
 from dhtkit.chord.state import RingState
 from dhtkit.contact import Address, Contact
 from dhtkit.keyspace import check_id
+from dhtkit.metrics import Histogram
 from dhtkit.overlay import IRoutingOverlay, JoinFailed, Lookup
 from dhtkit.rpc import RPCProtocol
 
@@ -111,6 +112,7 @@ class ChordOverlay:
         self.timeout = timeout
         self.retries = retries
         self.counters: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
+        self.hop_histogram = Histogram()
         # k - 1 predecessors tell exactly who else holds the keys we hold.
         predecessors = max(1, min(k - 1, messages.MAX_PREDECESSORS))
         self.state = RingState(self.node_id, successors, self.counters, predecessors)
@@ -224,12 +226,14 @@ class ChordOverlay:
         self.counters["lookups"] += 1
         answer = self.state.answer_find(me, key, count)
         if answer.done:
+            self.hop_histogram.observe(0)  # answered from our own state
             return defer.succeed(Lookup(key, answer.contacts, 0, 0))
         search = self._search(key, count, self.state.candidates(key, messages.MAX_CONTACTS))
         return search.run().addBoth(self._count_lookup, search)
 
     def _count_lookup(self, result: Any, search: SuccessorSearch) -> Any:
         self.counters["hops_total"] += search.hops
+        self.hop_histogram.observe(search.hops)
         self.counters["messages_total"] += search.messages
         self.counters["timeouts"] += search.timeouts
         self.counters["bad_answers"] += search.bad_answers

@@ -68,11 +68,37 @@ class GossipService(NodeService):
         self.rng = rng
         self._socket: NodeSocket | None = None
         self._gossip: GossipProtocol | None = None
+        # Set by riding_on(): the node service whose socket and contacts we use.
+        self._host: NodeService | None = None
+
+    @classmethod
+    def riding_on(
+        cls,
+        host: NodeService,
+        contacts: Callable[[], Iterable[Contact]],
+        *,
+        config: GossipConfig | None = None,
+        rng: random.Random | None = None,
+    ) -> GossipService:
+        """Gossip over another running service's socket, with its contacts as partners.
+
+        ``host`` must start before this service (e.g. earlier in the same
+        ``MultiService``); the updates travel on its port, signed with its
+        identity, and ``contacts()`` (say, an overlay's) is asked for
+        partners each round. The daemon's ``--gossip`` is this.
+        """
+        service = cls(0, data_dir=host.data_dir, peers=contacts, config=config, rng=rng)
+        service._host = host
+        return service
 
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         """Load the identity, listen, and start the rounds."""
         reactor = self.reactor if self.reactor is not None else default_reactor()
-        node = open_node(reactor, self.data_dir, self.port, self.interface, **self.rpc_options)
+        if self._host is not None:
+            node = self._host._node_socket()
+            reactor = node.rpc.reactor
+        else:
+            node = open_node(reactor, self.data_dir, self.port, self.interface, **self.rpc_options)
         self._socket = node
         peers = self.peers
         sampler: IPeerSampler
@@ -98,7 +124,7 @@ class GossipService(NodeService):
         if self._gossip is not None:
             self._gossip.stop()
         node, self._socket = self._socket, None
-        if node is None:
+        if node is None or self._host is not None:  # a host's socket is the host's to close
             return defer.succeed(None)
         return node.close()
 

@@ -25,6 +25,7 @@ from dhtkit.contact import Address, Contact
 from dhtkit.kademlia.lookup import Answer, IterativeLookup, LookupOutcome
 from dhtkit.kademlia.table import RoutingTable
 from dhtkit.keyspace import check_id, distance
+from dhtkit.metrics import Histogram
 from dhtkit.overlay import (
     IRoutingOverlay,
     IValueFinder,
@@ -94,6 +95,7 @@ class KademliaOverlay:
         self.counters: dict[str, int] = dict.fromkeys(
             ("lookups", "lookup_hops", "lookup_messages", "lookup_timeouts", "refreshes"), 0
         )
+        self.hop_histogram = Histogram()
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -211,6 +213,7 @@ class KademliaOverlay:
     def _count(self, outcome: LookupOutcome) -> LookupOutcome:
         self.counters["lookups"] += 1
         self.counters["lookup_hops"] += outcome.hops
+        self.hop_histogram.observe(outcome.hops)
         self.counters["lookup_messages"] += outcome.messages
         self.counters["lookup_timeouts"] += outcome.timeouts
         return outcome

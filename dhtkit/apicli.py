@@ -1,0 +1,271 @@
+"""``dhtkit put``, ``get``, ``put-signed``, ``get-signed``, ``status``, ``contacts``.
+
+Each is a client of a running node's HTTP API (:mod:`dhtkit.client`). The
+node is found through its data directory: the daemon writes its API's URL
+to ``api.url`` there, and its bearer token to ``api.token`` when it listens
+beyond loopback. ``--api URL`` reaches a node whose directory is elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer
+
+from dhtkit.cli import CommandFailed, at_least
+from dhtkit.client import ApiClient, ApiError, check_api_url
+from dhtkit.datadir import API_FILE, TOKEN_FILE, default_data_dir, read_api_url, read_token
+
+_PUBLIC_KEY = re.compile("[0-9a-fA-F]{64}")
+
+
+def _api_url(text: str) -> str:
+    try:
+        return check_api_url(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _public_key_hex(text: str) -> str:
+    if not _PUBLIC_KEY.fullmatch(text):
+        raise argparse.ArgumentTypeError("{!r} is not a public key of 64 hex digits".format(text))
+    return text.lower()
+
+
+def add_api_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """``--api`` and ``--data-dir``, before the subcommand or (default SUPPRESS) after it."""
+    parser.add_argument(
+        "--api",
+        type=_api_url,
+        default=default,
+        metavar="URL",
+        help="the node's HTTP API, e.g. http://127.0.0.1:4001 (default: the api.url "
+        "its daemon wrote in the data directory)",
+    )
+    parser.add_argument(
+        "-d",
+        "--data-dir",
+        default=default,
+        metavar="DIR",
+        help="the node's data directory, where api.url and api.token are read "
+        "(default: {}); the token is sent only to the URL recorded there, or when "
+        "--data-dir is given".format(default_data_dir()),
+    )
+
+
+def add_commands(commands: Any) -> None:
+    """Add the client subcommands of the HTTP API."""
+
+    def add(name: str, run: Any, summary: str, json_option: bool = True) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = commands.add_parser(
+            name, help=summary, description=summary
+        )
+        add_api_options(parser, default=argparse.SUPPRESS)
+        if json_option:
+            parser.add_argument("--json", action="store_true", help="print the reply's JSON")
+        parser.set_defaults(run=run, uses_reactor=True)
+        return parser
+
+    put = add("put", run_put, "store VALUE under the key of NAME, last writer wins")
+    put.add_argument("name", metavar="NAME", help="a name, or a key of 40 hex digits")
+    put.add_argument("value", metavar="VALUE", help="the value; - reads it from stdin")
+    get = add("get", run_get, "print the value stored under NAME (raw bytes)", False)
+    get.add_argument("name", metavar="NAME", help="a name, or a key of 40 hex digits")
+    signed = add("put-signed", run_put_signed, "store VALUE signed with the node's key, under SALT")
+    signed.add_argument("salt", metavar="SALT", help="names the value among the key's (<= 64 B)")
+    signed.add_argument("value", metavar="VALUE", help="the value; - reads it from stdin")
+    signed.add_argument("--seq", type=at_least(0), metavar="N", help="the sequence number")
+    signed.add_argument(
+        "--cas", type=at_least(0), metavar="N", help="store only where the present seq is N"
+    )
+    get_signed = add(
+        "get-signed", run_get_signed, "print the newest signed value of a key and salt", False
+    )
+    get_signed.add_argument(
+        "public_key",
+        type=_public_key_hex,
+        metavar="PUBLIC_KEY_HEX",
+        help="the signer's public key, 64 hex digits (put-signed and keygen print it)",
+    )
+    get_signed.add_argument("salt", metavar="SALT", help="the salt the value was put under")
+    add("status", run_status, "show the node's id, protocol, address, contacts and values")
+    add("contacts", run_contacts, "list the node's routing contacts: node id and address")
+
+
+def client_for(args: argparse.Namespace, reactor: Any) -> tuple[ApiClient, Path | None]:
+    """The client of the node that ``--api`` and ``--data-dir`` name, and the token file it uses.
+
+    :raises CommandFailed: no URL is known, or the data directory cannot be read.
+    """
+    data_dir = Path(args.data_dir) if args.data_dir is not None else default_data_dir()
+    try:
+        recorded = read_api_url(data_dir)
+        if recorded is not None:
+            recorded = check_api_url(recorded)
+    except OSError as e:
+        raise CommandFailed("cannot read {}: {}".format(e.filename, e.strerror or e)) from None
+    except ValueError as e:
+        if args.api is None:
+            raise CommandFailed("{} holds a bad URL: {}".format(data_dir / API_FILE, e)) from None
+        recorded = None
+    url = args.api if args.api is not None else recorded
+    if url is None:
+        start = "twistd -n dhtkit" + (
+            "" if args.data_dir is None else " --data-dir {}".format(args.data_dir)
+        )
+        raise CommandFailed(
+            "no running node found in {}: start one with `{}`, or give --api URL".format(
+                data_dir, start
+            )
+        )
+    token, token_file = None, None
+    # The token is a secret of the node of this directory: it is not sent
+    # to whatever other URL --api names.
+    if args.api is None or args.data_dir is not None or args.api == recorded:
+        try:
+            token = read_token(data_dir)
+        except OSError as e:
+            raise CommandFailed("cannot read {}: {}".format(e.filename, e.strerror or e)) from None
+        token_file = data_dir / TOKEN_FILE if token is not None else None
+    return ApiClient(url, reactor=reactor, token=token), token_file
+
+
+async def _call(args: argparse.Namespace, reactor: Any, method: str, *call: Any) -> Any:
+    client, token_file = client_for(args, reactor)
+    try:
+        return await getattr(client, method)(*call)
+    except ApiError as e:
+        if e.status != 401:
+            raise
+        if token_file is not None:
+            hint = "the token sent was the one in {}".format(token_file)
+        else:
+            hint = "no token was sent: give the --data-dir whose api.token the node uses"
+        raise ApiError("{} ({})".format(e.message.rstrip("."), hint), 401) from None
+
+
+def _value(text: str) -> bytes:
+    if text == "-":
+        return sys.stdin.buffer.read()
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _print_fields(reply: dict[str, Any], names: tuple[str, ...]) -> None:
+    for name in names:
+        print("{} {}".format(name, reply.get(name, "?")))
+
+
+def run_put(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
+    """Run ``dhtkit put NAME VALUE``."""
+
+    async def put() -> int:
+        reply = await _call(args, reactor, "put", args.name, _value(args.value))
+        if args.json:
+            print(json.dumps(reply))
+        else:
+            _print_fields(reply, ("key", "replicas"))
+        return 0
+
+    return defer.Deferred.fromCoroutine(put())
+
+
+def _write_value(value: bytes) -> None:
+    sys.stdout.flush()
+    sys.stdout.buffer.write(value)
+    sys.stdout.buffer.flush()
+
+
+def run_get(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
+    """Run ``dhtkit get NAME``: the raw value on stdout."""
+
+    async def get() -> int:
+        value = await _call(args, reactor, "get", args.name)
+        if value is None:
+            print("dhtkit: no value is stored under {}".format(args.name), file=sys.stderr)
+            return 1
+        _write_value(value)
+        return 0
+
+    return defer.Deferred.fromCoroutine(get())
+
+
+def run_put_signed(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
+    """Run ``dhtkit put-signed SALT VALUE [--seq N] [--cas N]``."""
+
+    async def put_signed() -> int:
+        value = _value(args.value)
+        reply = await _call(args, reactor, "put_signed", args.salt, value, args.seq, args.cas)
+        if args.json:
+            print(json.dumps(reply))
+        else:
+            _print_fields(reply, ("key", "public_key", "salt", "seq", "replicas"))
+        return 0
+
+    return defer.Deferred.fromCoroutine(put_signed())
+
+
+def run_get_signed(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
+    """Run ``dhtkit get-signed PUBLIC_KEY_HEX SALT``: the raw value on stdout."""
+
+    async def get_signed() -> int:
+        found = await _call(args, reactor, "get_signed", args.public_key, args.salt)
+        if found is None:
+            print(
+                "dhtkit: no value is signed by {} under the salt {!r}".format(
+                    args.public_key, args.salt
+                ),
+                file=sys.stderr,
+            )
+            return 1
+        _write_value(found.value)
+        return 0
+
+    return defer.Deferred.fromCoroutine(get_signed())
+
+
+def _uptime(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "?"
+    minutes, s = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    clock = "{:02d}:{:02d}:{:02d}".format(hours, minutes, s)
+    return "{}d {}".format(days, clock) if days else clock
+
+
+def run_status(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
+    """Run ``dhtkit status``."""
+
+    async def status() -> int:
+        reply = await _call(args, reactor, "status")
+        if args.json:
+            print(json.dumps(reply))
+            return 0
+        _print_fields(reply, ("node_id", "protocol", "address", "contacts", "values"))
+        print("uptime {}".format(_uptime(reply.get("uptime_s"))))
+        print("version {}".format(reply.get("version", "?")))
+        return 0
+
+    return defer.Deferred.fromCoroutine(status())
+
+
+def run_contacts(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
+    """Run ``dhtkit contacts``: one line per contact, node id then address."""
+
+    async def contacts() -> int:
+        found = await _call(args, reactor, "contacts")
+        if args.json:
+            print(json.dumps({"contacts": found}))
+            return 0
+        for contact in found:
+            print("{} {}".format(contact.get("node_id", "?"), contact.get("address", "?")))
+        if not found:
+            print("the node has no contacts yet", file=sys.stderr)
+        return 0
+
+    return defer.Deferred.fromCoroutine(contacts())

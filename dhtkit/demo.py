@@ -1,0 +1,209 @@
+"""``dhtkit demo``: a small network of real nodes in one process, and values through it.
+
+The nodes are the services a daemon runs (:class:`~dhtkit.KademliaService`,
+:class:`~dhtkit.ChordService`) on UDP ports of 127.0.0.1, with data
+directories in a temporary directory that is removed at the end. The first
+node starts alone, the others join through it; once every node agrees on
+who holds each key, one node puts the values and the others get them back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, TextIO
+
+from twisted.internet import defer, task
+
+from dhtkit.cli import CommandFailed, at_most
+from dhtkit.keyspace import key_for
+from dhtkit.service import ChordService, KademliaService, OverlayService
+
+PROTOCOLS: dict[str, type[OverlayService]] = {"kademlia": KademliaService, "chord": ChordService}
+#: Chord's maintenance rounds, fast enough for a ring of a few nodes to settle in a second.
+_CHORD_OPTIONS: dict[str, Any] = {"stabilize_every": 0.1, "fix_fingers_every": 0.1}
+#: Seconds a join, or the agreement of every node on the holders, may take.
+JOIN_TIMEOUT = 10.0
+SETTLE_TIMEOUT = 15.0
+
+
+def add_demo(commands: Any) -> None:
+    """``dhtkit demo``: start, join, put, get and stop a local network."""
+    parser = commands.add_parser(
+        "demo",
+        help="run a small network of real nodes on 127.0.0.1 and pass values through it",
+        description="Start N nodes of the real protocol on 127.0.0.1 in this process, join "
+        "them, put values on one node, get them back on the others, and stop. Exit status 1 "
+        "if a value was not found.",
+    )
+    parser.add_argument("--nodes", type=at_most(2, 64), default=16, metavar="N")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="kademlia")
+    parser.add_argument("--values", type=at_most(1, 50), default=5, metavar="V")
+    parser.set_defaults(run=run_demo, uses_reactor=True)
+
+
+class ProgressBar:
+    """``label [#####-----] done/total``: rewritten in place on a terminal, a line per step
+    elsewhere."""
+
+    def __init__(self, stream: TextIO, label: str, total: int, width: int = 20) -> None:
+        self.stream = stream
+        self.label = label
+        self.total = total
+        self.width = width
+        self.in_place = stream.isatty()
+
+    def show(self, done: int) -> None:
+        """Draw the bar at ``done`` of ``total`` steps."""
+        filled = self.width * done // self.total
+        text = "{:<8} [{}{}] {}/{}".format(
+            self.label, "#" * filled, "-" * (self.width - filled), done, self.total
+        )
+        if self.in_place:
+            self.stream.write("\r" + text + ("\n" if done >= self.total else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def run_demo(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
+    """Run ``dhtkit demo``; fires with 0 if every value was found, else 1."""
+    services: list[OverlayService] = []
+    scratch = tempfile.TemporaryDirectory(prefix="dhtkit-demo-")
+
+    def stop_all() -> defer.Deferred[Any]:
+        def remove(result: object) -> object:
+            scratch.cleanup()
+            return result
+
+        stopping = [s.stopService() for s in services if s.running]
+        return defer.gatherResults(stopping).addBoth(remove)
+
+    # Ctrl-C stops the reactor: the nodes close their ports and stores first.
+    trigger = reactor.addSystemEventTrigger("before", "shutdown", stop_all)
+
+    def finished(result: Any) -> defer.Deferred[Any]:
+        reactor.removeSystemEventTrigger(trigger)
+        return stop_all().addCallback(lambda _: result)
+
+    demo = _demo(args, reactor, Path(scratch.name), services, sys.stdout)
+    return defer.Deferred.fromCoroutine(demo).addBoth(finished)
+
+
+async def _demo(
+    args: argparse.Namespace,
+    reactor: Any,
+    scratch: Path,
+    services: list[OverlayService],
+    out: TextIO,
+) -> int:
+    cls = PROTOCOLS[args.protocol]
+    options: dict[str, Any] = _CHORD_OPTIONS if cls is ChordService else {}
+    began = reactor.seconds()
+    joining = ProgressBar(out, "joining", args.nodes)
+    for n in range(args.nodes):
+        bootstrap = [services[0].address] if services else []
+        svc = cls(
+            0,
+            "127.0.0.1",
+            scratch / "node{}".format(n),
+            bootstrap,
+            reactor=reactor,
+            rpc_options={"timeout": 0.5},
+            **options,
+        )
+        svc.startService()
+        services.append(svc)
+        try:
+            await svc.when_joined().addTimeout(JOIN_TIMEOUT, reactor)
+        except defer.TimeoutError:
+            message = "node {} did not join within {:g} s".format(n, JOIN_TIMEOUT)
+            raise CommandFailed(message) from None
+        joining.show(n + 1)
+    print(
+        "{} {} nodes joined on 127.0.0.1 in {:.2f} s".format(
+            args.nodes, args.protocol.capitalize(), reactor.seconds() - began
+        ),
+        file=out,
+    )
+    names = ["demo-{}".format(i) for i in range(1, args.values + 1)]
+    keys = [key_for(name) for name in names]
+    began = reactor.seconds()
+    await _settle(services, keys, reactor)
+    print(
+        "every node agrees on the holders after {:.2f} s".format(reactor.seconds() - began),
+        file=out,
+    )
+    writer = services[0].node
+    putting = ProgressBar(out, "putting", len(names))
+    replicas = []
+    for i, (name, key) in enumerate(zip(names, keys, strict=True)):
+        replicas.append(await writer.put(key, "value of {}".format(name).encode()))
+        putting.show(i + 1)
+    print(
+        "{} values put on node 0, stored on {} to {} nodes each".format(
+            len(names), min(replicas), max(replicas)
+        ),
+        file=out,
+    )
+    found = 0
+    for i, (name, key) in enumerate(zip(names, keys, strict=True)):
+        n = 1 + i % (len(services) - 1)
+        reader = services[n]
+        start = reactor.seconds()
+        value = await reader.node.get(key)
+        took = reactor.seconds() - start
+        lookup = await reader.overlay.lookup(key, reader.overlay.k)
+        if value == "value of {}".format(name).encode():
+            found += 1
+            what = "found {!r}".format(value.decode())
+        else:
+            what = "NOT FOUND" if value is None else "WRONG VALUE {!r}".format(value)
+        print(
+            "  {} on node {}: {} in {:.1f} ms (a lookup: {} hop{}, {} message{})".format(
+                name,
+                n,
+                what,
+                took * 1000,
+                lookup.hops,
+                "" if lookup.hops == 1 else "s",
+                lookup.messages,
+                "" if lookup.messages == 1 else "s",
+            ),
+            file=out,
+        )
+    print("{} of {} values found; stopping the nodes".format(found, len(names)), file=out)
+    return 0 if found == len(names) else 1
+
+
+async def _settle(services: list[OverlayService], keys: list[bytes], reactor: Any) -> None:
+    """Wait until every node names the same holders for every key.
+
+    Kademlia's join fills the tables at once; a Chord ring settles over the
+    stabilization rounds after the joins.
+    """
+    deadline = reactor.seconds() + SETTLE_TIMEOUT
+    while True:
+        asked = [
+            svc.overlay.find_responsible(key, svc.overlay.k) for key in keys for svc in services
+        ]
+        answers = await defer.DeferredList(asked, consumeErrors=True)
+        agree = True
+        for i in range(len(keys)):
+            per_node = answers[i * len(services) : (i + 1) * len(services)]
+            holders = {
+                frozenset(c.node_id for c in found) if ok else None for ok, found in per_node
+            }
+            agree = agree and len(holders) == 1 and None not in holders
+        if agree:
+            return
+        if reactor.seconds() > deadline:
+            raise CommandFailed(
+                "the nodes did not agree on the holders within {:g} s".format(SETTLE_TIMEOUT)
+            )
+        await task.deferLater(reactor, 0.1, lambda: None)
+
+
+__all__ = ["PROTOCOLS", "ProgressBar", "add_demo", "run_demo"]

@@ -1,0 +1,231 @@
+"""Prometheus metrics: a histogram, and a node's counters as exposition text.
+
+The overlays keep a :class:`Histogram` of their lookups' hop counts;
+:func:`render` turns that, and every counter the RPC layer, the overlay,
+the value layer and (when given) the gossip protocol keep, into the text
+exposition format 0.0.4 that ``GET /metrics`` serves. Counters are read at
+scrape time: nothing here runs between scrapes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+import dhtkit
+
+if TYPE_CHECKING:
+    from dhtkit.service import OverlayService
+
+#: The ``Content-Type`` of the text exposition format.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: Upper bounds of the lookup hop buckets: one per hop where lookups
+#: usually end (log2 of the network size), coarser beyond.
+HOP_BOUNDS: tuple[float, ...] = (0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 16)
+
+#: Values in the components' ``stats()`` that are levels, not event counts.
+GAUGES = frozenset(
+    {
+        # rpc
+        "sessions", "pending_calls",
+        # overlays
+        "contacts", "buckets", "replacements", "pinging",
+        "fingers", "successors", "has_predecessor",
+        # gossip
+        "updates", "spreading", "removed",
+    }
+)  # fmt: skip
+
+
+#: Value-layer counters reported from the start, so that a rate over them
+#: has a first sample of 0 (the node counts each only once it happens).
+VALUE_COUNTERS = ("puts", "gets", "read_repairs", "store_received", "get_received")
+
+
+def _bounds(value: Iterable[float]) -> tuple[float, ...]:
+    bounds = tuple(float(b) for b in value)
+    if not all(math.isfinite(b) for b in bounds):
+        raise ValueError("histogram bounds are finite (+Inf is always added)")
+    if any(a >= b for a, b in itertools.pairwise(bounds)):
+        raise ValueError("histogram bounds are strictly increasing")
+    return bounds
+
+
+@attrs.define
+class Histogram:
+    """Observations counted in buckets with fixed upper bounds, as Prometheus does.
+
+    A value falls in the first bucket whose bound it does not exceed; values
+    above every bound fall in the implicit ``+Inf`` bucket.
+    """
+
+    bounds: tuple[float, ...] = attrs.field(default=HOP_BOUNDS, converter=_bounds)
+    sum: float = 0.0
+    count: int = 0
+    _counts: list[int] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._counts = [0] * (len(self.bounds) + 1)
+
+    def observe(self, value: float) -> None:
+        """Count one observation.
+
+        :raises ValueError: ``value`` is NaN (it belongs in no bucket).
+        """
+        if math.isnan(value):
+            raise ValueError("cannot observe NaN")
+        self._counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def buckets(self) -> list[tuple[float, int]]:
+        """``(upper bound, observations at or below it)`` for each bucket, ``+Inf`` last."""
+        out: list[tuple[float, int]] = []
+        total = 0
+        for bound, n in zip((*self.bounds, math.inf), self._counts, strict=True):
+            total += n
+            out.append((bound, total))
+        return out
+
+
+def format_value(value: float) -> str:
+    """A sample value or bound as Prometheus writes it (``+Inf``, ``NaN``, ``3``, ``0.5``)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if float(value).is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(float(value))
+
+
+def escape_label(value: str) -> str:
+    """A label value escaped for the text format (backslash, quote, newline)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+_INVALID = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def metric_name(*parts: str) -> str:
+    """Join ``parts`` with ``_`` and replace what a metric name cannot hold."""
+    name = _INVALID.sub("_", "_".join(parts))
+    return "_" + name if name[:1].isdigit() else name
+
+
+class Exposition:
+    """Metric families collected in order, written as exposition text.
+
+    Each family gets its ``# HELP`` and ``# TYPE`` lines before its samples.
+    A family added twice under one name keeps its first version: the names
+    of counters come from ``stats()`` keys, and two keys may sanitize alike.
+    """
+
+    def __init__(self) -> None:
+        self._families: dict[str, list[str]] = {}
+
+    def _family(self, name: str, kind: str, help_text: str) -> list[str] | None:
+        if name in self._families:
+            return None
+        lines = [
+            "# HELP {} {}".format(name, _escape_help(help_text)),
+            "# TYPE {} {}".format(name, kind),
+        ]
+        self._families[name] = lines
+        return lines
+
+    def sample(
+        self,
+        name: str,
+        kind: str,
+        help_text: str,
+        value: float,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        """Add a family of kind ``counter`` or ``gauge`` with one sample."""
+        lines = self._family(name, kind, help_text)
+        if lines is not None:
+            lines.append("{}{} {}".format(name, _labels(labels or {}), format_value(value)))
+
+    def histogram(self, name: str, help_text: str, histogram: Histogram) -> None:
+        """Add ``histogram`` as ``name_bucket`` / ``name_sum`` / ``name_count``."""
+        lines = self._family(name, "histogram", help_text)
+        if lines is None:
+            return
+        for bound, count in histogram.buckets():
+            lines.append('{}_bucket{{le="{}"}} {}'.format(name, format_value(bound), count))
+        lines.append("{}_sum {}".format(name, format_value(histogram.sum)))
+        lines.append("{}_count {}".format(name, histogram.count))
+
+    def stats(self, prefix: str, source: str, stats: Mapping[str, int]) -> None:
+        """Add each entry of a ``stats()`` dict: a gauge if it is a level, else a counter."""
+        for key in sorted(stats):
+            if key in GAUGES:
+                name = metric_name(prefix, key)
+                self.sample(name, "gauge", "{} {} (now)".format(source, key), stats[key])
+            else:
+                name = metric_name(prefix, key, "total")
+                self.sample(name, "counter", "{} {} (since start)".format(source, key), stats[key])
+
+    def text(self) -> str:
+        """The exposition text, ending in a newline."""
+        return "".join(line + "\n" for lines in self._families.values() for line in lines)
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    if not labels:
+        return ""
+    inner = ",".join('{}="{}"'.format(k, escape_label(v)) for k, v in labels.items())
+    return "{" + inner + "}"
+
+
+def render(service: OverlayService, gossip: Any = None) -> str:
+    """The metrics of a running node service (and its gossip protocol) as exposition text.
+
+    :param gossip: a :class:`~dhtkit.gossip.protocol.GossipProtocol` (or
+        anything with ``stats()``) whose counters are added as ``dhtkit_gossip_*``.
+    """
+    status = service.status()
+    overlay = service.overlay
+    node = service.node
+    out = Exposition()
+    info = {
+        "node_id": str(status["node_id"]),
+        "protocol": str(status["protocol"]),
+        "version": dhtkit.__version__,
+    }
+    out.sample("dhtkit_node_info", "gauge", "The node's id, overlay and version.", 1, info)
+    out.sample(
+        "dhtkit_uptime_seconds", "gauge", "Seconds since the node started.", status["uptime_s"]
+    )
+    out.sample(
+        "dhtkit_routing_contacts",
+        "gauge",
+        "Contacts in the overlay's routing state.",
+        len(overlay.contacts()),
+    )
+    records, size = node.store.usage()
+    out.sample("dhtkit_store_records", "gauge", "Records in the local store.", records)
+    out.sample("dhtkit_store_bytes", "gauge", "Bytes of records in the local store.", size)
+    out.histogram("dhtkit_lookup_hops", "Hops per overlay lookup.", overlay.hop_histogram)
+    out.stats("dhtkit_rpc", "RPC layer:", service.rpc.stats())
+    out.stats("dhtkit_overlay", "Overlay:", overlay.stats())
+    values = dict.fromkeys(VALUE_COUNTERS, 0)
+    values.update(node.stats())
+    # The store's size is reported above, as gauges.
+    del values["records"], values["record_bytes"]
+    out.stats("dhtkit_values", "Value layer:", values)
+    if gossip is not None:
+        out.stats("dhtkit_gossip", "Gossip:", gossip.stats())
+    return out.text()

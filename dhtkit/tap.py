@@ -1,0 +1,265 @@
+"""``twistd dhtkit``: the daemon's options and its service tree.
+
+``twistd -n dhtkit --port 4000`` runs one node: on a first start it creates
+the data directory, the node's key and its SQLite store, and a second start
+reuses them. The node's HTTP API listens on 127.0.0.1 at the UDP port + 1
+unless ``--http`` says otherwise.
+
+Every option is checked in :meth:`Options.postOptions`, before anything is
+created on disk; a bad one is a :class:`~twisted.python.usage.UsageError`
+whose message says what is wrong.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import IService, MultiService
+from twisted.internet import endpoints
+from twisted.python import usage
+from twisted.web.server import Site
+
+from dhtkit.contact import Address, normalize_address
+from dhtkit.daemon import DataDirLock, HttpApiService
+from dhtkit.datadir import default_data_dir, load_or_create_token
+from dhtkit.gossip.service import GossipService
+from dhtkit.service import ChordService, KademliaService, OverlayService
+
+#: ``--protocol`` values this version runs, and their services.
+PROTOCOLS: dict[str, type[OverlayService]] = {"kademlia": KademliaService, "chord": ChordService}
+#: The overlay parameters, and the protocols that use them.
+OVERLAY_PARAMETERS = {"k": ("kademlia",), "alpha": ("kademlia",), "successors": ("chord",)}
+
+
+def parse_address(text: str) -> Address:
+    """``HOST:PORT`` (IPv6 as ``[::1]:4000``) as a ``(host, port)`` pair.
+
+    :raises usage.UsageError: it is not an IP address and a port.
+    """
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise usage.UsageError(
+            "--bootstrap {}: write an IPv6 address in brackets, as [::1]:4000".format(text)
+        )
+    if not sep or not host or not port.isdigit():
+        raise usage.UsageError("--bootstrap {}: give HOST:PORT, as 10.0.0.1:4000".format(text))
+    try:
+        return normalize_address((host, int(port)))
+    except ValueError:
+        raise usage.UsageError(
+            "--bootstrap {}: the host must be an IP address (names are not resolved) and "
+            "the port 1-65535".format(text)
+        ) from None
+
+
+def _whole_number(name: str, text: Any, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise usage.UsageError("--{} {}: not a whole number".format(name, text)) from None
+    if not low <= value <= high:
+        raise usage.UsageError("--{} {}: must be from {} to {}".format(name, text, low, high))
+    return value
+
+
+def _split_endpoint(description: str) -> tuple[str, dict[str, str]]:
+    # The kind and keyword arguments of an endpoint description; a
+    # backslash escapes a colon (as in tcp6:4001:interface=\:\:1).
+    parts, current, escaped = [], "", False
+    for char in description:
+        if escaped:
+            current, escaped = current + char, False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    keywords = dict(part.split("=", 1) for part in parts[1:] if "=" in part)
+    return parts[0], keywords
+
+
+def needs_token(description: str) -> bool:
+    """Whether an HTTP endpoint can be reached from other machines.
+
+    Loopback TCP and UNIX sockets cannot; every other endpoint asks for the
+    bearer token in the data directory.
+    """
+    kind, keywords = _split_endpoint(description)
+    if kind == "unix":
+        return False
+    if kind not in ("tcp", "tcp6", "ssl"):
+        return True
+    interface = keywords.get("interface", "::" if kind == "tcp6" else "0.0.0.0")  # noqa: S104
+    try:
+        return not ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        return True
+
+
+class Options(usage.Options):
+    """``twistd dhtkit`` options."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Run a dhtkit node: a Kademlia or Chord DHT node on UDP, with its key, its records "
+        "and its contacts in a data directory, and its HTTP API (used by the dhtkit "
+        "command) on 127.0.0.1 at the UDP port + 1."
+    )
+    optFlags = [  # noqa: N815 (Twisted's name)
+        ["gossip", "g", "also spread gossip updates, with the overlay's contacts as partners"],
+    ]
+    optParameters = [  # noqa: N815 (Twisted's name)
+        ["port", "p", "4000", "the node's UDP port (0: any free port)"],
+        ["interface", "i", "127.0.0.1", "the IP address to listen on (0.0.0.0 or :: for all)"],
+        ["protocol", None, "kademlia", "the overlay: kademlia or chord"],
+        ["data-dir", "d", None, "the node's directory [default: {}]".format(default_data_dir())],
+        [
+            "http",
+            None,
+            None,
+            "the HTTP API's Twisted endpoint description, or none "
+            "[default: tcp:<port + 1>:interface=127.0.0.1]",
+        ],
+        ["k", None, None, "Kademlia: bucket size [default: 20]"],
+        ["alpha", "a", None, "Kademlia: queries in flight per lookup [default: 3]"],
+        ["successors", None, None, "Chord: length of the successor list [default: 16]"],
+        [
+            "replication",
+            "r",
+            None,
+            "nodes each value is stored on [default: k for Kademlia, 4 for Chord]",
+        ],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self["bootstrap"] = []
+
+    def opt_bootstrap(self, value: str) -> None:
+        """a node to join through, HOST:PORT (IPv6 as [::1]:4000); repeatable"""
+        self["bootstrap"].append(parse_address(value))
+
+    opt_b = opt_bootstrap
+
+    def postOptions(self) -> None:  # noqa: N802 (Twisted's name)
+        """Check every option; nothing is created until they all make sense."""
+        self["port"] = _whole_number("port", self["port"], 0, 65535)
+        try:
+            self["interface"] = str(ipaddress.ip_address(self["interface"]))
+        except ValueError:
+            raise usage.UsageError(
+                "--interface {}: not an IP address".format(self["interface"])
+            ) from None
+        protocol = self["protocol"]
+        if protocol not in PROTOCOLS:
+            raise usage.UsageError(
+                "--protocol {}: this version of dhtkit runs {}".format(
+                    protocol, " or ".join(PROTOCOLS)
+                )
+            )
+        for name, protocols in OVERLAY_PARAMETERS.items():
+            if self[name] is not None and protocol not in protocols:
+                raise usage.UsageError(
+                    "--{} is a {} parameter; --protocol {} does not use it".format(
+                        name, " and ".join(p.capitalize() for p in protocols), protocol
+                    )
+                )
+        self._check_overlay(protocol)
+        data_dir = Path(self["data-dir"]) if self["data-dir"] else default_data_dir()
+        if data_dir.exists() and not data_dir.is_dir():
+            raise usage.UsageError("--data-dir {}: not a directory".format(data_dir))
+        self["data-dir"] = data_dir
+        self["http"] = self._check_http(self["http"])
+
+    def _check_overlay(self, protocol: str) -> None:
+        if protocol == "kademlia":
+            self["k"] = k = _whole_number("k", self["k"] or 20, 1, 64)
+            self["alpha"] = _whole_number("alpha", self["alpha"] or 3, 1, 16)
+            self["replication"] = _whole_number("replication", self["replication"] or k, 1, k)
+        else:
+            self["successors"] = r = _whole_number("successors", self["successors"] or 16, 1, 16)
+            self["replication"] = _whole_number(
+                "replication", self["replication"] or min(4, r), 1, r
+            )
+
+    def _check_http(self, description: str | None) -> str | None:
+        if description is None:
+            if self["port"] == 0:
+                return "tcp:0:interface=127.0.0.1"
+            if self["port"] == 65535:
+                raise usage.UsageError(
+                    "--port 65535 leaves no port + 1 for the HTTP API: give --http"
+                )
+            return "tcp:{}:interface=127.0.0.1".format(self["port"] + 1)
+        if description.lower() == "none":
+            return None
+        try:
+            # Parsed only: nothing listens until the service starts.
+            endpoints.serverFromString(object(), description)  # type: ignore[no-untyped-call]
+        except (ValueError, TypeError, KeyError, IndexError) as e:
+            raise usage.UsageError(
+                "--http {}: not a Twisted endpoint description ({})".format(description, e)
+            ) from None
+        return description
+
+
+def overlay_service(config: Options, reactor: Any = None) -> OverlayService:
+    """The node's service, as the options describe it."""
+    data_dir, protocol = config["data-dir"], config["protocol"]
+    common: dict[str, Any] = {
+        "reactor": reactor,
+        "bootstrap": config["bootstrap"],
+    }
+    if protocol == "kademlia":
+        return KademliaService(
+            config["port"],
+            config["interface"],
+            data_dir,
+            k=config["k"],
+            alpha=config["alpha"],
+            node_options={"replication": config["replication"]},
+            **common,
+        )
+    return ChordService(
+        config["port"],
+        config["interface"],
+        data_dir,
+        successors=config["successors"],
+        k=config["replication"],
+        **common,
+    )
+
+
+def makeService(config: Options, reactor: Any = None) -> MultiService:  # noqa: N802 (Twisted's name)
+    """The daemon: the data directory's lock, the node, its gossip and its HTTP API."""
+    if reactor is None:
+        from twisted.internet import reactor
+    top = MultiService()  # type: ignore[no-untyped-call]
+    DataDirLock(config["data-dir"]).setServiceParent(top)  # type: ignore[no-untyped-call]
+    node = overlay_service(config, reactor)
+    node.setServiceParent(top)  # type: ignore[no-untyped-call]
+    gossip = None
+    if config["gossip"]:
+        gossip = GossipService.riding_on(node, lambda: node.overlay.contacts())
+        gossip.setServiceParent(top)  # type: ignore[no-untyped-call]
+    description = config["http"]
+    if description is not None:
+        from dhtkit.web import make_site
+
+        protected = needs_token(description)
+
+        def site() -> Site:
+            # Called at start, once the data directory exists and is ours.
+            token = load_or_create_token(config["data-dir"]) if protected else None
+            return make_site(node, token=token, gossip=gossip)
+
+        endpoint = endpoints.serverFromString(reactor, description)  # type: ignore[no-untyped-call]
+        IService(HttpApiService(endpoint, site, config["data-dir"])).setServiceParent(top)  # type: ignore[no-untyped-call]
+    return top

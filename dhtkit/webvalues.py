@@ -1,0 +1,216 @@
+"""The HTTP API's value endpoints, and what any endpoint answers.
+
+``PUT``/``GET /v1/values/{key}`` and ``PUT /v1/signed/{salt}`` /
+``GET /v1/signed/{public_key}/{salt}`` over the node's
+:class:`~dhtkit.node.DHTNode`. Bad input is answered with a 4xx
+:class:`ApiError` before any traffic; the network's own failures (no
+contacts, too few replicas, lookups that found no way) with 503, so that a
+client can tell "fix your request" from "try again later".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from dhtkit.chord import LookupFailed
+from dhtkit.keyspace import key_for
+from dhtkit.node import PutFailed
+from dhtkit.rpc import RPCError
+from dhtkit.service import OverlayService
+from dhtkit.values import (
+    MAX_SALT_SIZE,
+    MAX_SEQ,
+    CASMismatch,
+    ValueRefused,
+    ValueTooLarge,
+    signed_key,
+)
+
+_HEX_ID = re.compile(r"[0-9a-fA-F]{40}")
+_HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+@attrs.frozen
+class Reply:
+    """An endpoint's answer: status, body, content type and extra headers."""
+
+    code: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+
+
+class ApiError(Exception):
+    """An answer with an error status and a sentence for the user."""
+
+    def __init__(self, code: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+@attrs.frozen
+class Call:
+    """One request as an endpoint sees it.
+
+    :ivar params: the path segments the route captured, percent-decoded.
+    :ivar query: the URL's query arguments (never the body's).
+    :ivar body: the request body, or None when it was longer than the API keeps.
+    :ivar length: the body's length as the ``Content-Length`` header declared it.
+    """
+
+    service: OverlayService
+    gossip: Any
+    params: Sequence[bytes]
+    query: Mapping[str, Sequence[str]]
+    body: bytes | None
+    length: int | None = None
+
+
+def text(segment: bytes, what: str) -> str:
+    """``segment`` decoded as UTF-8; 400 if it is not."""
+    try:
+        return segment.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "the {} is not valid UTF-8".format(what)) from None
+
+
+def key_from(segment: bytes) -> tuple[bytes, str]:
+    """The id a ``{key}`` segment names, and the segment as the user wrote it."""
+    name = text(segment, "key")
+    if not name:
+        raise ApiError(400, "the key is empty: give a name or 40 hex digits")
+    if _HEX_ID.fullmatch(name):
+        return bytes.fromhex(name), name
+    return key_for(name), name
+
+
+def salt_from(segment: bytes) -> tuple[bytes, str]:
+    """A ``{salt}`` segment as bytes and text; 400 beyond 64 bytes."""
+    salt = text(segment, "salt")
+    raw = salt.encode("utf-8")
+    if len(raw) > MAX_SALT_SIZE:
+        raise ApiError(400, "the salt is {} bytes; at most {}".format(len(raw), MAX_SALT_SIZE))
+    return raw, salt
+
+
+def sequence_from(query: Mapping[str, Sequence[str]], name: str) -> int | None:
+    """The query argument ``name`` as a sequence number, or None when absent."""
+    given = query.get(name)
+    if not given:
+        return None
+    if len(given) != 1 or not _DIGITS.fullmatch(given[0]) or int(given[0]) > MAX_SEQ:
+        raise ApiError(400, "{} must be one integer from 0 to {}".format(name, MAX_SEQ))
+    return int(given[0])
+
+
+def value_from(call: Call) -> bytes:
+    """The body as a value; 413 when it is longer than the node accepts."""
+    limit = call.service.node.max_value_size
+    too_long = call.length is not None and call.length > limit
+    if too_long or call.body is None or len(call.body) > limit:
+        raise ApiError(413, "the value is larger than the {} bytes a node accepts".format(limit))
+    return call.body
+
+
+def json_reply(obj: Any, code: int = 200) -> Reply:
+    """``obj`` as a JSON reply."""
+    return Reply(code, json.dumps(obj).encode("utf-8") + b"\n")
+
+
+def _needs_contacts(call: Call) -> None:
+    if not call.service.overlay.contacts():
+        raise ApiError(
+            503,
+            "the node has no contacts yet: it has not joined a network "
+            "(check its bootstrap addresses)",
+        )
+
+
+def network_error(error: BaseException) -> ApiError | None:
+    """The answer to a failure of the value layer, or None if it is unexpected."""
+    if isinstance(error, CASMismatch):
+        return ApiError(409, "compare-and-swap failed: {}".format(error))
+    if isinstance(error, ValueTooLarge):
+        return ApiError(413, str(error))
+    if isinstance(error, ValueRefused):
+        return ApiError(409, "the nodes refused the value: {}".format(error))
+    if isinstance(error, PutFailed):
+        return ApiError(503, str(error))
+    if isinstance(error, RPCError):
+        return ApiError(503, "the network did not answer in time: {}".format(error))
+    if isinstance(error, LookupFailed):
+        return ApiError(503, "no way to the nodes responsible was found: {}".format(error))
+    return None
+
+
+async def put_value(call: Call) -> Reply:
+    """``PUT /v1/values/{key}``: store the body, last writer wins."""
+    key, _ = key_from(call.params[0])
+    value = value_from(call)
+    _needs_contacts(call)
+    replicas = await call.service.node.put(key, value)
+    return json_reply({"key": key.hex(), "replicas": replicas})
+
+
+async def get_value(call: Call) -> Reply:
+    """``GET /v1/values/{key}``: the newest value, raw."""
+    key, name = key_from(call.params[0])
+    _needs_contacts(call)
+    value = await call.service.node.get(key)
+    if value is None:
+        raise ApiError(404, "no value is stored under {}".format(name))
+    return Reply(200, value, "application/octet-stream")
+
+
+async def put_signed(call: Call) -> Reply:
+    """``PUT /v1/signed/{salt}``: a new version of the node's own mutable value."""
+    salt, salt_text = salt_from(call.params[0])
+    seq = sequence_from(call.query, "seq")
+    cas = sequence_from(call.query, "cas")
+    value = value_from(call)
+    _needs_contacts(call)
+    node = call.service.node
+    public_key = call.service.identity.public_key
+    if seq is None:
+        # Chosen here, not by the node, so that the reply can say which
+        # version was stored.
+        if cas is not None:
+            seq = cas + 1
+        else:
+            current = await node.get_signed(public_key, salt)
+            seq = 1 if current is None else current.seq + 1
+        if seq > MAX_SEQ:
+            raise ApiError(409, "the sequence number cannot go beyond {}".format(MAX_SEQ))
+    replicas = await node.put_signed(value, salt, seq=seq, expected_seq=cas)
+    return json_reply(
+        {
+            "key": signed_key(public_key, salt).hex(),
+            "public_key": public_key.hex(),
+            "salt": salt_text,
+            "seq": seq,
+            "replicas": replicas,
+        }
+    )
+
+
+async def get_signed(call: Call) -> Reply:
+    """``GET /v1/signed/{public_key}/{salt}``: the newest version, raw, with its seq."""
+    hex_key = call.params[0].decode("ascii", "replace")
+    if not _HEX_KEY.fullmatch(hex_key):
+        raise ApiError(400, "the public key must be 64 hex digits")
+    salt, _ = salt_from(call.params[1])
+    _needs_contacts(call)
+    found = await call.service.node.get_signed(bytes.fromhex(hex_key), salt)
+    if found is None:
+        raise ApiError(
+            404, "no value is stored under public key {} and this salt".format(hex_key.lower())
+        )
+    return Reply(200, found.value, "application/octet-stream", {"Dhtkit-Seq": str(found.seq)})

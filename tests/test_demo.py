@@ -1,0 +1,125 @@
+"""dhtkit demo: a local network of real nodes, started, used and stopped in one command."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+
+from dhtkit import cli, demo
+from dhtkit.demo import ProgressBar
+from dhtkit.node import DHTNode
+from dhtkit.service import KademliaService
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("protocol", ["kademlia", "chord"])
+@pytest_twisted.ensureDeferred
+async def test_the_demo_finds_every_value_on_other_nodes(
+    protocol: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["demo", "--nodes", "6", "--protocol", protocol, "--values", "4"]
+    assert await cli.execute(argv, reactor) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert "joining  [####################] 6/6" in out
+    assert "6 {} nodes joined".format(protocol.capitalize()) in out
+    for n in range(1, 5):
+        assert "  demo-{} on node {}: found 'value of demo-{}'".format(n, n, n) in out
+    assert "4 of 4 values found" in out
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_demo_stops_its_nodes_and_removes_their_directories(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[KademliaService] = []
+
+    class Recorded(KademliaService):
+        def startService(self) -> None:
+            started.append(self)
+            super().startService()
+
+    monkeypatch.setitem(demo.PROTOCOLS, "kademlia", Recorded)
+    assert await cli.execute(["demo", "--nodes", "3", "--values", "1"], reactor) == 0
+    assert "1 of 1 values found" in capsys.readouterr().out
+    assert len(started) == 3
+    assert not any(svc.running for svc in started)
+    assert not any(svc.data_dir.exists() for svc in started)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_value_not_found_makes_the_demo_fail(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(DHTNode, "get", lambda self, key: defer.succeed(None))
+    assert await cli.execute(["demo", "--nodes", "3", "--values", "2"], reactor) == 1
+    out = capsys.readouterr().out
+    assert "demo-1 on node 1: NOT FOUND" in out and "0 of 2 values found" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "mentions"),
+    [
+        (["demo", "--nodes", "1"], "--nodes"),
+        (["demo", "--nodes", "65"], "maximum of 64"),
+        (["demo", "--values", "0"], "--values"),
+        (["demo", "--protocol", "pastry"], "--protocol"),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_bad_demo_arguments_are_usage_errors(
+    argv: list[str], mentions: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await cli.execute(argv, reactor) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dhtkit: error: ") and mentions in err
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_is_rewritten_in_place_on_a_terminal() -> None:
+    stream = Terminal()
+    bar = ProgressBar(stream, "joining", 4, width=8)
+    for done in range(1, 5):
+        bar.show(done)
+    assert stream.getvalue() == (
+        "\rjoining  [##------] 1/4\rjoining  [####----] 2/4"
+        "\rjoining  [######--] 3/4\rjoining  [########] 4/4\n"
+    )
+
+
+def test_the_progress_bar_prints_lines_elsewhere() -> None:
+    stream = io.StringIO()
+    bar = ProgressBar(stream, "putting", 3, width=6)
+    for done in range(1, 4):
+        bar.show(done)
+    assert stream.getvalue().splitlines() == [
+        "putting  [##----] 1/3",
+        "putting  [####--] 2/3",
+        "putting  [######] 3/3",
+    ]
+
+
+def test_the_demo_runs_as_a_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "dhtkit.cli", "demo", "--nodes", "4"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "5 of 5 values found" in done.stdout

@@ -1,0 +1,257 @@
+"""twistd dhtkit: the options, the service tree, the plugin, and a daemon in this process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.application.service import IServiceMaker, MultiService
+from twisted.internet import defer, reactor
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import Factory
+from twisted.plugin import getPlugins
+from twisted.python import usage
+
+from dhtkit.daemon import DaemonError, DataDirLock, HttpApiService
+from dhtkit.datadir import API_FILE, LOCK_FILE, TOKEN_FILE, read_api_url
+from dhtkit.gossip.service import GossipService
+from dhtkit.service import ChordService, KademliaService
+from dhtkit.tap import Options, makeService, needs_token, parse_address
+
+
+def parse(*argv: str) -> Options:
+    options = Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+def refused(*argv: str) -> str:
+    with pytest.raises(usage.UsageError) as caught:
+        parse(*argv)
+    return str(caught.value)
+
+
+# -- options ------------------------------------------------------------------------
+
+
+def test_defaults_name_a_kademlia_node_on_port_4000_with_its_api_on_4001(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DHTKIT_DATA_DIR", str(tmp_path / "home"))
+    options = parse()
+    assert options["port"] == 4000
+    assert options["interface"] == "127.0.0.1"
+    assert options["protocol"] == "kademlia"
+    assert options["data-dir"] == tmp_path / "home"
+    assert options["http"] == "tcp:4001:interface=127.0.0.1"
+    assert (options["k"], options["alpha"], options["replication"]) == (20, 3, 20)
+    assert options["bootstrap"] == []
+    assert not options["gossip"]
+
+
+def test_parsing_creates_nothing_on_disk(tmp_path: Path) -> None:
+    parse("--data-dir", str(tmp_path / "node"), "--http", "tcp:0:interface=0.0.0.0")
+    assert "bad" in refused("--data-dir", str(tmp_path / "other"), "--port", "bad")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bootstrap_is_repeatable_and_takes_ipv6_in_brackets(tmp_path: Path) -> None:
+    options = parse("-d", str(tmp_path), "--bootstrap", "10.0.0.1:4000", "-b", "[::1]:4002")
+    assert options["bootstrap"] == [("10.0.0.1", 4000), ("::1", 4002)]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("10.0.0.1", "HOST:PORT"),
+        ("10.0.0.1:", "HOST:PORT"),
+        (":4000", "HOST:PORT"),
+        ("::1:4000", "brackets"),
+        ("example.org:4000", "IP address"),
+        ("10.0.0.1:70000", "1-65535"),
+        ("10.0.0.1:0", "1-65535"),
+    ],
+)
+def test_a_bad_bootstrap_address_says_what_to_write(text: str, says: str) -> None:
+    with pytest.raises(usage.UsageError, match=says):
+        parse_address(text)
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--port", "65536"], "--port 65536: must be from 0 to 65535"),
+        (["--port", "four"], "--port four: not a whole number"),
+        (["--interface", "localhost"], "--interface localhost: not an IP address"),
+        (["--protocol", "pastry"], "--protocol pastry: this version of dhtkit runs"),
+        (["--protocol", "chord", "--alpha", "3"], "--alpha is a Kademlia parameter"),
+        (["--successors", "8"], "--successors is a Chord parameter"),
+        (["--k", "0"], "--k 0: must be from 1"),
+        (["--k", "8", "--replication", "9"], "--replication 9: must be from 1 to 8"),
+        (["--protocol", "chord", "--successors", "17"], "--successors 17"),
+        (["--protocol", "chord", "--successors", "4", "-r", "5"], "--replication 5"),
+        (["--http", "carrier-pigeon:1"], "--http carrier-pigeon:1: not a Twisted endpoint"),
+        (["--http", "tcp:4001:colour=blue"], "not a Twisted endpoint"),
+        (["--port", "65535"], "no port + 1 for the HTTP API"),
+    ],
+)
+def test_a_bad_option_is_a_usage_error_that_says_why(
+    tmp_path: Path, argv: list[str], says: str
+) -> None:
+    assert says in refused("--data-dir", str(tmp_path / "d"), *argv)
+
+
+def test_a_data_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    assert "not a directory" in refused("--data-dir", str(tmp_path / "file"))
+
+
+def test_http_none_disables_the_api_and_port_0_picks_any_port(tmp_path: Path) -> None:
+    assert parse("-d", str(tmp_path), "--http", "none")["http"] is None
+    assert parse("-d", str(tmp_path), "--port", "0")["http"] == "tcp:0:interface=127.0.0.1"
+    assert parse("-d", str(tmp_path), "-p", "5000")["http"] == "tcp:5001:interface=127.0.0.1"
+
+
+def test_chord_options(tmp_path: Path) -> None:
+    options = parse("-d", str(tmp_path), "--protocol", "chord", "--successors", "8")
+    assert (options["successors"], options["replication"]) == (8, 4)
+
+
+@pytest.mark.parametrize(
+    ("description", "protected"),
+    [
+        ("tcp:4001:interface=127.0.0.1", False),
+        ("tcp:4001:interface=127.0.0.2", False),
+        ("tcp6:4001:interface=\\:\\:1", False),
+        ("unix:/run/dhtkit.sock", False),
+        ("tcp:4001", True),
+        ("tcp:4001:interface=0.0.0.0", True),
+        ("tcp:4001:interface=10.77.0.1", True),
+        ("tcp6:4001", True),
+        ("ssl:4001:privateKey=key.pem", True),
+    ],
+)
+def test_an_api_reachable_from_other_machines_needs_a_token(
+    description: str, protected: bool
+) -> None:
+    assert needs_token(description) is protected
+
+
+# -- the service tree ---------------------------------------------------------------
+
+
+def test_the_service_tree_is_lock_node_gossip_api(tmp_path: Path) -> None:
+    top = makeService(parse("-d", str(tmp_path / "d"), "--gossip", "-b", "127.0.0.1:4000"))
+    assert isinstance(top, MultiService)
+    kinds = [type(s) for s in top]
+    assert kinds == [DataDirLock, KademliaService, GossipService, HttpApiService]
+    node = list(top)[1]
+    assert isinstance(node, KademliaService)
+    assert node.bootstrap == [("127.0.0.1", 4000)]
+    assert node.overlay_options == {"k": 20, "alpha": 3}
+    assert not (tmp_path / "d").exists()
+
+
+def test_chord_without_api(tmp_path: Path) -> None:
+    top = makeService(parse("-d", str(tmp_path), "--protocol", "chord", "--http", "none"))
+    assert [type(s) for s in top] == [DataDirLock, ChordService]
+    node = list(top)[1]
+    assert isinstance(node, ChordService)
+    assert node.overlay_options == {"successors": 16, "k": 4}
+
+
+def test_the_plugin_is_found_by_twisted() -> None:
+    makers = [p for p in getPlugins(IServiceMaker) if p.tapname == "dhtkit"]
+    assert len(makers) == 1
+    assert makers[0].options is Options
+    assert makers[0].makeService is makeService
+
+
+# -- a daemon in this process ---------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_daemon_records_its_api_url_and_holds_its_directory(tmp_path: Path) -> None:
+    import treq
+
+    data_dir = tmp_path / "node"
+    top = makeService(parse("-d", str(data_dir), "-p", "0"), reactor)
+    top.startService()
+    try:
+        url = read_api_url(data_dir)
+        assert url is not None and url.startswith("http://127.0.0.1:")
+        response = await treq.get(url + "/v1/status")
+        assert response.code == 200
+        status = await response.json()
+        assert status["protocol"] == "kademlia"
+        assert status["node_id"] == list(top)[1].identity.node_id.hex()
+        assert (data_dir / LOCK_FILE).is_symlink()
+        assert not (data_dir / TOKEN_FILE).exists()  # loopback: no token
+        second = makeService(parse("-d", str(data_dir), "-p", "0"), reactor)
+        with pytest.raises(DaemonError, match=r"holds .* for another dhtkit daemon"):
+            second.startService()
+    finally:
+        await top.stopService()
+    assert not (data_dir / API_FILE).exists()
+    assert not os.path.lexists(data_dir / LOCK_FILE)
+    # A second start reuses the key and the store.
+    again = makeService(parse("-d", str(data_dir), "-p", "0"), reactor)
+    again.startService()
+    try:
+        assert list(again)[1].identity.node_id.hex() == status["node_id"]
+    finally:
+        await again.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_api_on_every_interface_asks_for_the_token(tmp_path: Path) -> None:
+    import treq
+
+    data_dir = tmp_path / "node"
+    top = makeService(parse("-d", str(data_dir), "-p", "0", "--http", "tcp:0"), reactor)
+    top.startService()
+    try:
+        token = (data_dir / TOKEN_FILE).read_text().strip()
+        assert (data_dir / TOKEN_FILE).stat().st_mode & 0o777 == 0o600
+        url = read_api_url(data_dir)
+        assert url is not None
+        bare = await treq.get(url + "/v1/status")
+        assert bare.code == 401
+        await bare.content()
+        with_token = await treq.get(
+            url + "/v1/status", headers={"Authorization": "Bearer " + token}
+        )
+        assert with_token.code == 200
+        await with_token.content()
+    finally:
+        await top.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_taken_http_port_stops_the_start(tmp_path: Path) -> None:
+    blocker = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
+    endpoint = "tcp:{}:interface=127.0.0.1".format(blocker.getHost().port)
+    top = makeService(parse("-d", str(tmp_path), "-p", "0", "--http", endpoint), reactor)
+    try:
+        with pytest.raises(CannotListenError):
+            top.startService()
+    finally:
+        await blocker.stopListening()
+        for child in reversed(list(top)):
+            if child.running:
+                await defer.maybeDeferred(child.stopService)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_url_left_by_a_killed_daemon_is_forgotten_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    tmp_path.joinpath(API_FILE).write_text("http://127.0.0.1:9/\n")
+    top = makeService(parse("-d", str(tmp_path), "-p", "0", "--http", "none"), reactor)
+    top.startService()
+    try:
+        assert read_api_url(tmp_path) is None
+    finally:
+        await top.stopService()

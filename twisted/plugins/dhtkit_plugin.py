@@ -1,0 +1,7 @@
+"""The ``twistd dhtkit`` plugin: its options and service live in :mod:`dhtkit.tap`."""
+
+from twisted.application.service import ServiceMaker
+
+dhtkit = ServiceMaker(
+    "dhtkit", "dhtkit.tap", "a dhtkit DHT node (Kademlia or Chord) with its HTTP API", "dhtkit"
+)
