@@ -208,11 +208,18 @@ class OverlayService(NodeService):
 
     def _joined_with(self, contacts: int) -> None:
         self._joined = True
-        self._log.info(
-            "joined the {protocol} network: {contacts} contacts",
-            protocol=self.protocol,
-            contacts=contacts,
-        )
+        if contacts:
+            self._log.info(
+                "joined the {protocol} network: {contacts} contacts",
+                protocol=self.protocol,
+                contacts=contacts,
+            )
+        else:
+            self._log.info(
+                "no bootstrap node and no saved contacts: this node starts a {protocol} "
+                "network of its own, for others to join through it",
+                protocol=self.protocol,
+            )
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.callback(contacts)

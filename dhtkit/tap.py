@@ -212,28 +212,22 @@ class Options(usage.Options):
 
 def overlay_service(config: Options, reactor: Any = None) -> OverlayService:
     """The node's service, as the options describe it."""
-    data_dir, protocol = config["data-dir"], config["protocol"]
-    common: dict[str, Any] = {
-        "reactor": reactor,
-        "bootstrap": config["bootstrap"],
-    }
-    if protocol == "kademlia":
-        return KademliaService(
-            config["port"],
-            config["interface"],
-            data_dir,
-            k=config["k"],
-            alpha=config["alpha"],
-            node_options={"replication": config["replication"]},
-            **common,
-        )
-    return ChordService(
+    options: dict[str, Any]
+    if config["protocol"] == "kademlia":
+        options = {
+            "k": config["k"],
+            "alpha": config["alpha"],
+            "node_options": {"replication": config["replication"]},
+        }
+    else:  # Chord keeps a key on its successor and the next k - 1 nodes.
+        options = {"successors": config["successors"], "k": config["replication"]}
+    return PROTOCOLS[config["protocol"]](
         config["port"],
         config["interface"],
-        data_dir,
-        successors=config["successors"],
-        k=config["replication"],
-        **common,
+        config["data-dir"],
+        config["bootstrap"],
+        reactor=reactor,
+        **options,
     )
 
 

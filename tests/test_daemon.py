@@ -115,8 +115,12 @@ def test_a_bad_option_stops_twistd_with_a_sentence_and_creates_nothing(tmp_path:
     daemon = Daemon(tmp_path / "w", ["dhtkit", "--data-dir", str(tmp_path / "d"), "--port", "x"])
     daemon.start()
     assert daemon.process is not None
-    assert daemon.process.wait(60) != 0
+    status = daemon.process.wait(60)
+    # Older twistd (Twisted 22.10, our floor) exits 0 after printing a usage
+    # error; newer ones exit 1. Either way it stops with our sentence.
+    assert status in (0, 1)
     assert "--port x: not a whole number" in daemon.output()
+    assert "Traceback" not in daemon.output()
     assert not (tmp_path / "d").exists()
 
 
