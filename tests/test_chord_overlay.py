@@ -13,8 +13,10 @@ from dhtkit.chord import ChordOverlay, FingerTable, LookupFailed
 from dhtkit.contact import Contact
 from dhtkit.identity import Identity
 from dhtkit.keyspace import ID_BITS, ring_distance
+from dhtkit.node import DHTNode
 from dhtkit.overlay import IRoutingOverlay, JoinFailed, Lookup
 from dhtkit.rpc import RemoteError, RPCProtocol
+from dhtkit.storage import MemoryStore
 from tests.chordnet import ChordNet, Peer
 
 
@@ -178,7 +180,7 @@ def test_a_leaving_node_links_its_neighbours_at_once() -> None:
     ring = net.ring()
     pred, leaver, succ = ring[3], ring[4], ring[5]
     net.wait(leaver.overlay.leave())
-    net.down.add(leaver.host)
+    leaver.up = False
     net.run(0.5)
     assert pred.overlay.state.successors.first == succ.contact
     assert succ.overlay.state.predecessor == pred.contact
@@ -191,13 +193,15 @@ def test_a_restarted_node_rejoins_through_the_contacts_it_saved() -> None:
     saved = old.overlay.contacts()
     assert len(saved) >= 10 - 1
     identity = old.rpc.identity
+    old.node.stop()
     old.overlay.stop()
     old.rpc.transport.stopListening()  # type: ignore[union-attr]
     net.joined.remove(old)
     reactor = net.network.reactor_for(old.host)
     rpc = RPCProtocol(identity, reactor, timeout=1.0, rng=random.Random(99))
     reactor.listenUDP(4000, rpc)
-    again = Peer(old.host, rpc, ChordOverlay(rpc, clock=reactor, rng=random.Random(1)))
+    overlay = ChordOverlay(rpc, clock=reactor, rng=random.Random(1))
+    again = Peer(old.host, rpc, overlay, DHTNode(rpc, overlay, MemoryStore(), clock=reactor))
     again.overlay.start()
     assert net.wait(again.overlay.join([], saved)) > 0
     net.joined.append(again)

@@ -32,6 +32,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from dhtkit.chord import ChordOverlay
+from dhtkit.contact import Contact
 from dhtkit.identity import Identity
 from dhtkit.kademlia import KademliaOverlay
 from dhtkit.keyspace import distance, from_int, ring_distance
@@ -99,6 +100,13 @@ class SimNode:
     @property
     def node_id(self) -> bytes:
         return self.rpc.identity.node_id
+
+    @property
+    def contact(self) -> Contact:
+        """How other nodes reach this one (it listens from the start)."""
+        contact = self.rpc.contact
+        assert contact is not None
+        return contact
 
 
 class OverlayNetwork:
