@@ -244,7 +244,7 @@ class RoutingTable:
         while order and len(found) < count:
             bucket = self._buckets[heapq.heappop(order)[1]]
             members = [c for c in bucket.contacts.values() if c.node_id not in exclude]
-            members.sort(key=lambda c: to_int(c.node_id) ^ value)
+            members.sort(key=lambda c: int.from_bytes(c.node_id, "big") ^ value)
             found.extend(members)
         return found[:count]
 
@@ -284,10 +284,18 @@ class RoutingTable:
         counted whether or not the table holds it.
         """
         check_id(node_id)
-        own = distance(node_id, key)
-        nearest = self.closest(key, count, exclude={node_id})
-        ahead = sum(distance(c.node_id, key) < own for c in nearest)
-        ahead += node_id != self.node_id and distance(self.node_id, key) < own
+        target = to_int(check_id(key))
+        own = to_int(node_id) ^ target
+        ahead = int(node_id != self.node_id and self._own ^ target < own)
+        # Counting, not sorting: this runs for every newcomer we hear from.
+        for bucket in self._buckets:
+            if bucket.min_distance(target) >= own:
+                continue  # nobody in it is closer
+            for other in bucket.contacts:
+                if other != node_id and int.from_bytes(other, "big") ^ target < own:
+                    ahead += 1
+                    if ahead >= count:
+                        return False
         return ahead < count
 
     def stats(self) -> dict[str, int]:
