@@ -135,7 +135,8 @@ def client_for(args: argparse.Namespace, reactor: Any) -> tuple[ApiClient, Path 
     return ApiClient(url, reactor=reactor, token=token), token_file
 
 
-async def _call(args: argparse.Namespace, reactor: Any, method: str, *call: Any) -> Any:
+async def call_api(args: argparse.Namespace, reactor: Any, method: str, *call: Any) -> Any:
+    """``ApiClient.method(*call)`` on the node ``args`` name; a 401 says which token was sent."""
     client, token_file = client_for(args, reactor)
     try:
         return await getattr(client, method)(*call)
@@ -149,13 +150,15 @@ async def _call(args: argparse.Namespace, reactor: Any, method: str, *call: Any)
         raise ApiError("{} ({})".format(e.message.rstrip("."), hint), 401) from None
 
 
-def _value(text: str) -> bytes:
+def read_value(text: str) -> bytes:
+    """A VALUE argument as bytes; ``-`` reads standard input."""
     if text == "-":
         return sys.stdin.buffer.read()
     return text.encode("utf-8", "surrogateescape")
 
 
-def _print_fields(reply: dict[str, Any], names: tuple[str, ...]) -> None:
+def print_fields(reply: dict[str, Any], names: tuple[str, ...]) -> None:
+    """One ``name value`` line per field of a JSON reply."""
     for name in names:
         print("{} {}".format(name, reply.get(name, "?")))
 
@@ -164,11 +167,11 @@ def run_put(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
     """Run ``dhtkit put NAME VALUE``."""
 
     async def put() -> int:
-        reply = await _call(args, reactor, "put", args.name, _value(args.value))
+        reply = await call_api(args, reactor, "put", args.name, read_value(args.value))
         if args.json:
             print(json.dumps(reply))
         else:
-            _print_fields(reply, ("key", "replicas"))
+            print_fields(reply, ("key", "replicas"))
         return 0
 
     return defer.Deferred.fromCoroutine(put())
@@ -184,7 +187,7 @@ def run_get(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
     """Run ``dhtkit get NAME``: the raw value on stdout."""
 
     async def get() -> int:
-        value = await _call(args, reactor, "get", args.name)
+        value = await call_api(args, reactor, "get", args.name)
         if value is None:
             print("dhtkit: no value is stored under {}".format(args.name), file=sys.stderr)
             return 1
@@ -198,12 +201,12 @@ def run_put_signed(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int
     """Run ``dhtkit put-signed SALT VALUE [--seq N] [--cas N]``."""
 
     async def put_signed() -> int:
-        value = _value(args.value)
-        reply = await _call(args, reactor, "put_signed", args.salt, value, args.seq, args.cas)
+        value = read_value(args.value)
+        reply = await call_api(args, reactor, "put_signed", args.salt, value, args.seq, args.cas)
         if args.json:
             print(json.dumps(reply))
         else:
-            _print_fields(reply, ("key", "public_key", "salt", "seq", "replicas"))
+            print_fields(reply, ("key", "public_key", "salt", "seq", "replicas"))
         return 0
 
     return defer.Deferred.fromCoroutine(put_signed())
@@ -213,7 +216,7 @@ def run_get_signed(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int
     """Run ``dhtkit get-signed PUBLIC_KEY_HEX SALT``: the raw value on stdout."""
 
     async def get_signed() -> int:
-        found = await _call(args, reactor, "get_signed", args.public_key, args.salt)
+        found = await call_api(args, reactor, "get_signed", args.public_key, args.salt)
         if found is None:
             print(
                 "dhtkit: no value is signed by {} under the salt {!r}".format(
@@ -242,11 +245,11 @@ def run_status(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
     """Run ``dhtkit status``."""
 
     async def status() -> int:
-        reply = await _call(args, reactor, "status")
+        reply = await call_api(args, reactor, "status")
         if args.json:
             print(json.dumps(reply))
             return 0
-        _print_fields(reply, ("node_id", "protocol", "address", "contacts", "values"))
+        print_fields(reply, ("node_id", "protocol", "address", "contacts", "values"))
         print("uptime {}".format(_uptime(reply.get("uptime_s"))))
         print("version {}".format(reply.get("version", "?")))
         return 0
@@ -258,7 +261,7 @@ def run_contacts(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
     """Run ``dhtkit contacts``: one line per contact, node id then address."""
 
     async def contacts() -> int:
-        found = await _call(args, reactor, "contacts")
+        found = await call_api(args, reactor, "contacts")
         if args.json:
             print(json.dumps({"contacts": found}))
             return 0

@@ -4,10 +4,10 @@ One function adds each subcommand's parser (``add_...``) and one runs it
 (``run_...``, taking the parsed arguments, and the reactor if it sets
 ``uses_reactor``, and returning the exit status or a Deferred of it).
 ``keygen`` is here; the clients of a running node's HTTP API (``put``,
-``get``, ``status``...) are in :mod:`dhtkit.apicli`, ``sim`` in
-:mod:`dhtkit.simcli` and ``demo`` in :mod:`dhtkit.demo`. Every error is one
-line on stderr: exit status 2 for bad arguments, 1 for anything else, and
-never a traceback.
+``get``, ``status``, ``publish``...) are in :mod:`dhtkit.apicli` and
+:mod:`dhtkit.gossipcli`, ``sim`` in :mod:`dhtkit.simcli` and ``demo`` in
+:mod:`dhtkit.demo`. Every error is one line on stderr: exit status 2 for
+bad arguments, 1 for anything else, and never a traceback.
 """
 
 from __future__ import annotations
@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     from dhtkit import __version__
     from dhtkit.apicli import add_api_options, add_commands
     from dhtkit.demo import add_demo
+    from dhtkit.gossipcli import add_gossip_commands
     from dhtkit.simcli import add_sim
 
     parser = _Parser(
@@ -153,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_api_options(parser, default=None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_commands(commands)
+    add_gossip_commands(commands)
     add_keygen(commands)
     add_demo(commands)
     add_sim(commands)

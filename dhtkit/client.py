@@ -169,6 +169,42 @@ class ApiClient:
         path = "/v1/signed/{}/{}".format(_segment(public_key_hex), _segment(salt))
         return self._send("GET", path).addCallback(value)
 
+    def publish(
+        self, topic: str | bytes, data: bytes, ttl: float | None = None
+    ) -> defer.Deferred[dict[str, Any]]:
+        """``POST /v1/gossip/{topic}``: sign and spread an update (the daemon runs ``--gossip``).
+
+        Fires with ``{"update_id", "topic", "origin", "seq", "expires"}``.
+
+        :param ttl: seconds until the update expires (default: the node's).
+        """
+        query = "" if ttl is None else "?" + urlencode({"ttl": repr(float(ttl))})
+        path = "/v1/gossip/" + _segment(topic) + query
+        return self._send("POST", path, data).addCallback(self._object)
+
+    def updates(self, topic: str | bytes) -> defer.Deferred[list[dict[str, Any]]]:
+        """``GET /v1/gossip/{topic}``: the live updates the node holds, newest first.
+
+        Each is a dict ``{"update_id", "topic", "origin", "seq", "expires",
+        "data"}`` as the API sends it (``data`` in base64).
+        """
+
+        def listed(reply: _Reply) -> list[dict[str, Any]]:
+            updates = self._object(reply).get("updates")
+            if not isinstance(updates, list) or not all(isinstance(u, dict) for u in updates):
+                raise self._unexpected(reply, "an update list")
+            return updates
+
+        return self._send("GET", "/v1/gossip/" + _segment(topic)).addCallback(listed)
+
+    def unpublish(self, topic: str | bytes, update_id_hex: str) -> defer.Deferred[dict[str, Any]]:
+        """``DELETE /v1/gossip/{topic}/{update_id_hex}``: delete an update this node published.
+
+        Fires with ``{"update_id": <the death certificate's id>, "deletes": <the update's>}``.
+        """
+        path = "/v1/gossip/{}/{}".format(_segment(topic), _segment(update_id_hex))
+        return self._send("DELETE", path).addCallback(self._object)
+
     # -- one exchange ----------------------------------------------------------
 
     def _send(self, method: str, path: str, body: bytes | None = None) -> defer.Deferred[_Reply]:

@@ -23,6 +23,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from dhtkit import __version__, metrics
 from dhtkit.service import OverlayService
+from dhtkit.webgossip import delete_update, list_updates, publish_update
 from dhtkit.webvalues import (
     ApiError,
     Call,
@@ -90,6 +91,8 @@ ROUTES: Sequence[tuple[tuple[bytes | None, ...], dict[bytes, Endpoint]]] = (
     ((b"v1", b"signed", None), {b"PUT": put_signed}),
     ((b"v1", b"signed", None, None), {b"GET": get_signed}),
     ((b"v1", b"contacts"), {b"GET": contacts}),
+    ((b"v1", b"gossip", None), {b"GET": list_updates, b"POST": publish_update}),
+    ((b"v1", b"gossip", None, None), {b"DELETE": delete_update}),
     ((b"metrics",), {b"GET": prometheus}),
 )
 
@@ -168,7 +171,9 @@ class ApiResource(resource.Resource):
     :param service: an :class:`~dhtkit.service.OverlayService` (started).
     :param token: when given, every request must send
         ``Authorization: Bearer <token>``.
-    :param gossip: a gossip protocol whose counters ``/metrics`` adds.
+    :param gossip: the node's :class:`~dhtkit.gossip.service.GossipService`
+        (or a bare gossip protocol): ``/v1/gossip`` serves it and ``/metrics``
+        adds its counters.
     """
 
     isLeaf = True  # noqa: N815 (Twisted's name)
@@ -218,7 +223,7 @@ class ApiResource(resource.Resource):
             if not self.service.running:
                 raise ApiError(503, "the node is not running")
             query = parse_qs(request.uri.partition(b"?")[2].decode("ascii", "replace"), True)
-            body = _body(request) if method == b"PUT" else b""
+            body = _body(request) if method in (b"PUT", b"POST") else b""
             call = Call(self.service, self.gossip, params, query, body, _declared_length(request))
             return await endpoint(call)
         except ApiError as e:

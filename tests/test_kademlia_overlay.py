@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from twisted.internet import task
+from twisted.internet.testing import FakeDatagramTransport
 from zope.interface.verify import verifyObject
 
 from dhtkit import wire
@@ -13,7 +15,7 @@ from dhtkit.identity import Identity
 from dhtkit.kademlia import KademliaOverlay
 from dhtkit.keyspace import distance, from_int, key_for
 from dhtkit.overlay import IRoutingOverlay, IValueFinder, JoinFailed
-from dhtkit.rpc import RemoteError
+from dhtkit.rpc import RemoteError, RPCProtocol
 from dhtkit.sim.gossip import PORT
 from dhtkit.sim.overlays import OverlayNetwork
 
@@ -192,3 +194,28 @@ def test_a_stopped_node_hands_nothing_over() -> None:
     net.advance(5.0)
     assert sum(n.node.counters["handed_over"] for n in net.nodes) == 0
     assert len(newcomer.node.store) == 0
+
+
+def test_a_replacement_promoted_among_our_closest_gets_our_keys() -> None:
+    clock = task.Clock()
+    rpc = RPCProtocol(Identity(b"\7" * 32), clock)
+    rpc.makeConnection(FakeDatagramTransport())
+    overlay = KademliaOverlay(rpc, clock=clock, k=2, max_failures=1)
+    heard: list[Contact] = []
+    overlay.add_neighbour_listener(heard.append)
+    # Real keys (the table pings a full bucket's head), sorted by the half
+    # of the id space they fall in: ours, or the far one.
+    contacts = [
+        Contact.from_key(Identity(bytes([n]) * 32).public_key, ("10.0.0.1", 4000 + n))
+        for n in range(8, 40)
+    ]
+    top = overlay.node_id[0] & 0x80
+    near = [c for c in contacts if c.node_id[0] & 0x80 == top][:2]
+    far = [c for c in contacts if c.node_id[0] & 0x80 != top][:3]
+    for contact in near + far:
+        overlay.table.add_contact(contact)
+    assert overlay.table.stats()["replacements"] == 1  # far[2] waits: its bucket is full
+    for contact in near:
+        overlay.table.remove_contact(contact.node_id)
+    overlay.table.record_failure(far[1].node_id)  # dropped: far[2] takes its place
+    assert heard == [far[2]]  # now one of our 2 closest: it is handed our keys

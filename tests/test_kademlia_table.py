@@ -266,6 +266,18 @@ def test_the_replacement_cache_is_bounded_and_the_newest_replace_first() -> None
     assert table.stats()["dropped_failures"] == 2 and table.stats()["replacements"] == 0
 
 
+def test_every_promoted_replacement_is_announced() -> None:
+    promoted: list[Contact] = []
+    table, pinger, _ = far_full_table(replacements=2, max_failures=1, on_promoted=promoted.append)
+    for i in (3, 4):
+        table.add_contact(node(TOP + i))
+    assert promoted == []  # waiting as replacements is not being in the table
+    pinger.calls[0][1].errback(RPCTimeout("no answer"))  # the head is evicted
+    table.record_failure(from_int(TOP + 2))  # and the other one dropped
+    assert ids_of(promoted) == [TOP + 4, TOP + 3]
+    assert all(c.node_id in table for c in promoted)
+
+
 def test_a_contact_is_dropped_after_max_failures_in_a_row() -> None:
     table, _, _ = make_table(k=3, max_failures=3)
     a = from_int(5)

@@ -87,6 +87,7 @@ class KademliaOverlay:
             k=k,
             max_failures=max_failures,
             rng=self.rng,
+            on_promoted=self._offer_neighbour,
         )
         self._values: ValueSource = lambda key: None
         self._neighbour_listeners: list[Callable[[Contact], None]] = []
@@ -283,11 +284,15 @@ class KademliaOverlay:
             return
         new = contact.node_id not in self.table
         self.table.add_contact(contact)
-        if new and contact.node_id in self.table and self._neighbour_listeners:
-            # A newcomer among the nodes closest to us shares our keys.
-            if self.table.is_close(contact.node_id, self.node_id, self.k):
-                for listener in list(self._neighbour_listeners):
-                    listener(contact)
+        if new and contact.node_id in self.table:
+            self._offer_neighbour(contact)
+
+    def _offer_neighbour(self, contact: Contact) -> None:
+        # A contact new to the table (arrived, or promoted from a bucket's
+        # replacements) that is among the nodes closest to us shares our keys.
+        if self._neighbour_listeners and self.table.is_close(contact.node_id, self.node_id, self.k):
+            for listener in list(self._neighbour_listeners):
+                listener(contact)
 
     def _schedule_refresh(self) -> None:
         # Checked a few times per period, with jitter, so nodes started

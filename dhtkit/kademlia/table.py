@@ -59,6 +59,9 @@ class RoutingTable:
     :param max_failures: failed RPCs in a row after which a contact is dropped.
     :param replacements: the size of each bucket's replacement cache (``k``
         by default).
+    :param on_promoted: called with each replacement that takes a place in
+        a bucket (after a drop, an eviction or a split), as a new contact
+        arriving is seen by whoever offers it.
     """
 
     _log = Logger()
@@ -73,6 +76,7 @@ class RoutingTable:
         max_failures: int = 3,
         replacements: int | None = None,
         rng: random.Random | None = None,
+        on_promoted: Callable[[Contact], None] | None = None,
     ) -> None:
         if k < 1 or max_failures < 1 or (replacements is not None and replacements < 0):
             raise ValueError("k and max_failures must be positive, replacements not negative")
@@ -88,6 +92,7 @@ class RoutingTable:
         self._los = [0]  # the buckets' lower bounds, for bisect
         self._failures: dict[bytes, int] = {}
         self._counters = dict.fromkeys(COUNTERS, 0)
+        self._on_promoted = on_promoted
 
     def _bucket(self, node_id: bytes) -> KBucket:
         return self._buckets[bisect_right(self._los, to_int(check_id(node_id))) - 1]
@@ -148,6 +153,8 @@ class RoutingTable:
                 return
             bucket.seen(contact)
             self._counters["promoted"] += 1
+            if self._on_promoted is not None:
+                self._on_promoted(contact)
 
     def _ping_head(self, bucket: KBucket) -> None:
         head = bucket.head()
