@@ -9,7 +9,6 @@ the data directory for the ``dhtkit`` command.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -87,14 +86,6 @@ def url_of(port: IListeningPort) -> str | None:
         address = "::1" if host.host == "::" else host.host
         return "http://[{}]:{}".format(address, host.port)
     return None
-
-
-def is_loopback(port: IListeningPort) -> bool:
-    """Whether only this machine can reach ``port`` (loopback TCP or a UNIX socket)."""
-    host = port.getHost()
-    if isinstance(host, (IPv4Address, IPv6Address)):
-        return ipaddress.ip_address(host.host.split("%")[0]).is_loopback
-    return True
 
 
 class HttpApiService(Service):

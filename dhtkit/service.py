@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -71,6 +71,10 @@ class OverlayService(NodeService):
     :param save_every: seconds between saves of the routing contacts.
     :param rejoin_after: seconds before a failed join is tried again (it
         doubles up to ten times as long while no one answers).
+    :param watch_every: seconds between checks that the node still has
+        contacts; one that lost them all (cut off the network, or every
+        neighbour gone) joins again through its bootstrap addresses and the
+        contacts it knew last.
     :param rng: randomness of the overlay's timers (seeded in tests).
     :param overlay_options: keyword arguments for the overlay.
     """
@@ -94,6 +98,7 @@ class OverlayService(NodeService):
         node_options: Mapping[str, Any] | None = None,
         save_every: float = 300.0,
         rejoin_after: float = 30.0,
+        watch_every: float = 10.0,
         rng: random.Random | None = None,
         **overlay_options: Any,
     ) -> None:
@@ -107,6 +112,7 @@ class OverlayService(NodeService):
         self.node_options = dict(node_options or {})
         self.save_every = save_every
         self.rejoin_after = rejoin_after
+        self.watch_every = watch_every
         self.rng = rng if rng is not None else random.Random()
         self.overlay_options = overlay_options
         self._given_store = store
@@ -114,7 +120,10 @@ class OverlayService(NodeService):
         self._store: IValueStore | None = None
         self._overlay: IRoutingOverlay | None = None
         self._node: DHTNode | None = None
-        self._timer: IDelayedCall | None = None
+        self._timer: IDelayedCall | None = None  # the next join attempt
+        self._joining = False
+        self._loops: list[task.LoopingCall] = []  # saving and watching, once joined
+        self._last_contacts: list[Contact] = []
         self._joined = False
         self._waiting: list[defer.Deferred[int]] = []
         self._started_at = 0.0
@@ -161,6 +170,9 @@ class OverlayService(NodeService):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        for loop in self._loops:
+            loop.stop()
+        self._loops = []
         if self._node is not None:
             self._node.stop()
         if self._overlay is not None:
@@ -203,12 +215,17 @@ class OverlayService(NodeService):
         overlay = self._overlay
         if overlay is None:
             return
-        joining = overlay.join(self.bootstrap, self._saved())
+        self._timer, self._joining = None, True
+        known = {c.node_id: c for c in self._saved() + self._last_contacts}
+        joining = overlay.join(self.bootstrap, list(known.values()))
         joining.addCallbacks(self._joined_with, self._join_failed, errbackArgs=(retry_after,))
 
     def _joined_with(self, contacts: int) -> None:
-        self._joined = True
-        if contacts:
+        self._joining = False
+        rejoined, self._joined = self._joined, True
+        if rejoined:
+            self._log.info("back in the {protocol} network", protocol=self.protocol)
+        elif contacts:
             self._log.info(
                 "joined the {protocol} network: {contacts} contacts",
                 protocol=self.protocol,
@@ -223,9 +240,31 @@ class OverlayService(NodeService):
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.callback(contacts)
-        self._schedule(self.save_every, self._save_and_reschedule)
+        if not self._loops:
+            self._loops = [self._every(self.save_every, self._save)]
+            self._loops.append(self._every(self.watch_every, self._watch))
+
+    def _every(self, seconds: float, f: Callable[[], None]) -> task.LoopingCall:
+        loop = task.LoopingCall(f)
+        loop.clock = self.reactor if self.reactor is not None else default_reactor()
+        loop.start(seconds, now=False)
+        return loop
+
+    def _watch(self) -> None:
+        if self._overlay is None or self._joining or self._timer is not None:
+            return  # stopped, or a join is under way or due
+        contacts = self._overlay.contacts()
+        if contacts:
+            self._last_contacts = contacts[:64]
+        elif self.bootstrap or self._last_contacts:
+            self._log.warn(
+                "this node lost every contact: joining the {protocol} network again",
+                protocol=self.protocol,
+            )
+            self._join(self.rejoin_after)
 
     def _join_failed(self, failure: Failure, retry_after: float) -> None:
+        self._joining = False
         if self._overlay is None:
             return
         if not isinstance(failure.value, JoinFailed):
@@ -241,15 +280,14 @@ class OverlayService(NodeService):
         reactor = self.reactor if self.reactor is not None else default_reactor()
         self._timer = reactor.callLater(delay, f, *args)
 
-    def _save_and_reschedule(self) -> None:
-        self._save()
-        self._schedule(self.save_every, self._save_and_reschedule)
-
     def _save(self) -> None:
         if self._overlay is None:
             return
+        contacts = self._overlay.contacts()
+        if not contacts and self._last_contacts:
+            return  # cut off for now: the last list is the better hint for a restart
         try:
-            save_contacts(self.data_dir / CONTACTS_FILE, self._overlay.contacts())
+            save_contacts(self.data_dir / CONTACTS_FILE, contacts)
         except OSError as e:
             self._log.warn("cannot save the contacts: {error}", error=str(e))
 

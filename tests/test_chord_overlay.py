@@ -12,7 +12,7 @@ from dhtkit import wire
 from dhtkit.chord import ChordOverlay, FingerTable, LookupFailed
 from dhtkit.contact import Contact
 from dhtkit.identity import Identity
-from dhtkit.keyspace import ID_BITS, ring_distance
+from dhtkit.keyspace import ID_BITS, from_int, ring_distance, to_int
 from dhtkit.node import DHTNode
 from dhtkit.overlay import IRoutingOverlay, JoinFailed, Lookup
 from dhtkit.rpc import RemoteError, RPCProtocol
@@ -266,3 +266,17 @@ def test_malformed_queries_from_the_network_get_a_malformed_error() -> None:
     assert caught.value.code == "malformed"
     net.run(5)
     assert net.wrong_links() == []
+
+
+def test_when_no_node_before_the_key_answers_our_own_successor_list_finds_it() -> None:
+    net = ring_of(3, seed=5)
+    for peer in net.joined:
+        peer.overlay.maintenance.stop()  # no round may repair anything meanwhile
+    asker, dead, after = net.ring()
+    assert asker.overlay.state.successors.ids()[:2] == [dead.node_id, after.node_id]
+    net.take_down([dead])
+    # The key's successor is `after`; the only node before the key is `dead`.
+    key = from_int(to_int(dead.node_id) + 1)
+    found = net.wait(asker.overlay.lookup(key, 1))
+    assert [c.node_id for c in found.contacts] == [after.node_id]
+    assert found.timeouts == 1

@@ -68,13 +68,26 @@ def test_the_largest_messages_fit_in_one_datagram() -> None:
 
 def test_answers_survive_the_wire() -> None:
     found = [real_contact(n) for n in (1, 2, 3)]
+    sender = real_contact(9)
     for done in (True, False):
-        answer = messages.parse_find_answer(messages.find_answer(FindAnswer(done, found)))
+        answer = messages.parse_find_answer(messages.find_answer(FindAnswer(done, found)), sender)
         assert answer == FindAnswer(done, found)
     state = State([real_contact(4), real_contact(5)], found)
-    assert messages.parse_state(messages.state_answer(state)) == state
-    assert messages.parse_state(messages.state_answer(State([], []))) == State([], [])
-    assert messages.parse_predecessors(messages.predecessors_args(found)) == found
+    assert messages.parse_state(messages.state_answer(state), sender) == state
+    assert messages.parse_state(messages.state_answer(State([], [])), sender) == State([], [])
+    assert messages.parse_predecessors(messages.predecessors_args(found), sender) == found
+
+
+def test_a_node_naming_itself_is_reached_where_its_answer_came_from() -> None:
+    # Listening on every interface, a node's socket calls it 0.0.0.0.
+    itself = real_contact(9, host="0.0.0.0")
+    seen = real_contact(9, host="10.77.0.9")
+    others = [real_contact(1), real_contact(2)]
+    answer = messages.parse_find_answer(messages.find_answer(FindAnswer(True, [itself])), seen)
+    assert answer.contacts == [seen]
+    state = messages.parse_state(messages.state_answer(State([itself], [*others, itself])), seen)
+    assert state == State([seen], [*others, seen])
+    assert messages.parse_predecessors(messages.predecessors_args([itself]), seen) == [seen]
     assert messages.parse_find_args(messages.find_args(b"k" * 20, 3)) == (b"k" * 20, 3)
 
 
@@ -92,7 +105,7 @@ def test_answers_survive_the_wire() -> None:
 )
 def test_refuses_malformed_find_answers(answer: Any) -> None:
     with pytest.raises(MalformedPayload):
-        messages.parse_find_answer(answer)
+        messages.parse_find_answer(answer, real_contact(9))
 
 
 # -- the handlers ----------------------------------------------------------------------------
@@ -168,7 +181,7 @@ def real_state(own: int, successors: list[int], predecessor: int) -> RingState:
 
 def test_state_reports_predecessor_and_successors() -> None:
     state = real_state(5, [6, 7], predecessor=4)
-    answer = messages.parse_state(responder(state).answer_state(REAL[9], []))
+    answer = messages.parse_state(responder(state).answer_state(REAL[9], []), REAL[5])
     assert answer == State([REAL[4]], [REAL[6], REAL[7]])
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
+from twisted.python.failure import Failure
 
 import dhtkit
 from dhtkit.contactfile import CONTACTS_FILE, read_contacts
@@ -201,3 +202,52 @@ def test_a_join_nobody_answers_is_tried_again_until_someone_does(tmp_path: Path)
     for s in (svc, other):
         s.stopService()
     clock.run_until(clock.seconds() + 1)
+
+
+def test_a_node_cut_off_until_it_knows_nobody_joins_again_once_it_can(tmp_path: Path) -> None:
+    clock, net, _ = virtual(tmp_path)
+    hosts = ["10.77.0.1", "10.77.0.2", "10.77.0.3"]
+    services = [
+        ChordService(
+            4000,
+            host,
+            tmp_path / host,
+            [] if i == 0 else [(hosts[0], 4000)],
+            reactor=net.reactor_for(host),
+            rpc_options={"timeout": 1.0},
+            rng=random.Random(i),
+            stabilize_every=1.0,
+            fix_fingers_every=1.0,
+        )
+        for i, host in enumerate(hosts)
+    ]
+    for svc in services:
+        svc.startService()
+        clock.run_until(clock.seconds() + 5)
+    clock.run_until(clock.seconds() + 30)
+    cut = services[1]
+    assert len(cut.overlay.contacts()) == 2
+    net.partition([hosts[1]], [hosts[0], hosts[2]])
+    clock.run_until(clock.seconds() + 60)
+    assert cut.overlay.contacts() == []  # every neighbour timed out and was forgotten
+    net.heal()
+    clock.run_until(clock.seconds() + 60)
+    # Through the contacts it knew last (its bootstrap node too), it is back on the ring.
+    assert {c.node_id for c in cut.overlay.contacts()} == {
+        s.identity.node_id for s in (services[0], services[2])
+    }
+    key = services[2].identity.node_id
+    found = [clock_wait(clock, s.overlay.lookup(key, 1)) for s in services]
+    assert len({tuple(c.node_id for c in f.contacts) for f in found}) == 1
+    for svc in services:
+        svc.stopService()
+    clock.run_until(clock.seconds() + 1)
+
+
+def clock_wait(clock: HeapClock, d: defer.Deferred[Any]) -> Any:
+    results: list[Any] = []
+    d.addBoth(results.append)
+    while not results and clock.step():
+        pass
+    assert results and not isinstance(results[0], Failure), results
+    return results[0]

@@ -50,12 +50,15 @@ class SuccessorSearch:
         resort, below); fails like ``ask``.
     :param answered: called with each node that answered (it proved its id).
     :param failed: called with each node that timed out or refused.
+    :param own_successors: the asking node's successor list, in ring order
+        from it (for the last resort when no node before the key answers).
 
     The last resort. When the node just before the key has failed, every
     live node before the key points at it, and none other is left to ask.
     The nearest node that answered still lists the nodes after the failed
     one: its successor list, less the nodes that timed out here, gives the
-    key's successor.
+    key's successor. When no node before the key answered, the asking node
+    is the nearest one, and its own successor list serves the same way.
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class SuccessorSearch:
         successors_of: Callable[[Contact], defer.Deferred[list[Contact]]] | None = None,
         answered: Callable[[Contact], None] = lambda contact: None,
         failed: Callable[[Contact], None] = lambda contact: None,
+        own_successors: Iterable[Contact] = (),
     ) -> None:
         self.key = key
         self.count = count
@@ -77,6 +81,7 @@ class SuccessorSearch:
         self._successors_of = successors_of
         self._answered = answered
         self._failed = failed
+        self._own_successors = list(own_successors)
         # Whom to ask, in order: the latest answer's nodes, then earlier ones'.
         self._pool: list[Contact] = []
         self._asked: set[bytes] = {own_id}
@@ -147,21 +152,26 @@ class SuccessorSearch:
             self._add(answer.contacts, distance)
 
     async def _last_resort(self) -> Lookup:
-        nearest = self._nearest
-        if nearest is not None and self._successors_of is not None and self._dead:
-            self.messages += 1
-            try:
-                listed = await self._successors_of(nearest)
-            except (RPCTimeout, RemoteError, MalformedPayload):
-                listed = []
-            # The list runs in ring order from ``nearest``: the key's
+        if self._dead:
+            nearest = self._nearest
+            if nearest is None:  # we are the nearest node before the key that answers
+                origin, listed = self.own_id, self._own_successors
+            elif self._successors_of is not None:
+                origin = nearest.node_id
+                self.messages += 1
+                try:
+                    listed = await self._successors_of(nearest)
+                except (RPCTimeout, RemoteError, MalformedPayload):
+                    listed = []
+            else:
+                origin, listed = nearest.node_id, []
+            # The list runs in ring order from ``origin``: the key's
             # successor is the first live node at or after the key.
-            reach = ring_distance(nearest.node_id, self.key)
+            reach = ring_distance(origin, self.key)
             after = [
                 c
                 for c in listed
-                if c.node_id not in self._dead
-                and ring_distance(nearest.node_id, c.node_id) >= reach
+                if c.node_id not in self._dead and ring_distance(origin, c.node_id) >= reach
             ]
             if after:
                 return self._result(after)

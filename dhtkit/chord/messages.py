@@ -78,11 +78,15 @@ class State:
         return self.predecessors[0] if self.predecessors else None
 
 
-def _contacts(value: Any, limit: int = MAX_CONTACTS) -> list[Contact]:
+def _contacts(value: Any, sender: Contact, limit: int = MAX_CONTACTS) -> list[Contact]:
     try:
-        return wire.decode_contacts(value, limit=limit)
+        contacts = wire.decode_contacts(value, limit=limit)
     except wire.WireError as e:
         raise MalformedPayload(str(e)) from None
+    # A node names itself by the address its socket reports, which is
+    # 0.0.0.0 or :: when it listens on every interface; where its messages
+    # came from is how it is reached.
+    return [sender if c.node_id == sender.node_id else c for c in contacts]
 
 
 def find_args(key: bytes, count: int) -> list[Any]:
@@ -107,11 +111,11 @@ def find_answer(answer: FindAnswer) -> list[Any]:
     return [DONE if answer.done else NEXT, wire.encode_contacts(answer.contacts[:MAX_CONTACTS])]
 
 
-def parse_find_answer(value: Any) -> FindAnswer:
-    """A ``chord_find`` answer from the wire."""
+def parse_find_answer(value: Any, sender: Contact) -> FindAnswer:
+    """A ``chord_find`` answer from the wire, as ``sender`` gave it."""
     if type(value) is not list or len(value) != 2 or value[0] not in (DONE, NEXT):
         raise MalformedPayload('a chord_find answer is ["done" or "next", contacts]')
-    contacts = _contacts(value[1])
+    contacts = _contacts(value[1], sender)
     if value[0] == DONE and not contacts:
         raise MalformedPayload("a final chord_find answer names the successor")
     return FindAnswer(value[0] == DONE, contacts)
@@ -125,11 +129,13 @@ def state_answer(state: State) -> list[Any]:
     ]
 
 
-def parse_state(value: Any) -> State:
-    """A ``chord_state`` answer, or ``chord_leave`` arguments, from the wire."""
+def parse_state(value: Any, sender: Contact) -> State:
+    """A ``chord_state`` answer, or ``chord_leave`` arguments, as ``sender`` gave them."""
     if type(value) is not list or len(value) != 2:
         raise MalformedPayload("a node's state is [predecessors, successors]")
-    return State(_contacts(value[0], MAX_PREDECESSORS), _contacts(value[1], MAX_SUCCESSORS))
+    return State(
+        _contacts(value[0], sender, MAX_PREDECESSORS), _contacts(value[1], sender, MAX_SUCCESSORS)
+    )
 
 
 def predecessors_args(predecessors: list[Contact]) -> list[bytes]:
@@ -137,6 +143,6 @@ def predecessors_args(predecessors: list[Contact]) -> list[bytes]:
     return wire.encode_contacts(predecessors[:MAX_PREDECESSORS])
 
 
-def parse_predecessors(args: Any) -> list[Contact]:
+def parse_predecessors(args: Any, sender: Contact) -> list[Contact]:
     """The sender's predecessors from ``chord_state`` or ``chord_notify`` arguments."""
-    return _contacts(args, MAX_PREDECESSORS)
+    return _contacts(args, sender, MAX_PREDECESSORS)

@@ -228,7 +228,12 @@ class ChordOverlay:
         if answer.done:
             self.hop_histogram.observe(0)  # answered from our own state
             return defer.succeed(Lookup(key, answer.contacts, 0, 0))
-        search = self._search(key, count, self.state.candidates(key, messages.MAX_CONTACTS))
+        search = self._search(
+            key,
+            count,
+            self.state.candidates(key, messages.MAX_CONTACTS),
+            own_successors=self.state.successors.contacts(),
+        )
         return search.run().addBoth(self._count_lookup, search)
 
     def _count_lookup(self, result: Any, search: SuccessorSearch) -> Any:
@@ -242,21 +247,28 @@ class ChordOverlay:
         self.counters["lookups_failed"] += 1
         return result
 
-    def _search(self, key: bytes, count: int, start: list[Contact]) -> SuccessorSearch:
+    def _search(
+        self,
+        key: bytes,
+        count: int,
+        start: list[Contact],
+        own_successors: list[Contact] | None = None,
+    ) -> SuccessorSearch:
         def ask(contact: Contact) -> defer.Deferred[messages.FindAnswer]:
             call = self._call(contact, FIND, messages.find_args(key, count))
-            return call.addCallback(messages.parse_find_answer)
+            return call.addCallback(messages.parse_find_answer, contact)
 
         def successors_of(contact: Contact) -> defer.Deferred[list[Contact]]:
             behind = messages.predecessors_args(self.state.predecessors)
             call = self._call(contact, STATE, behind)
-            return call.addCallback(lambda answer: messages.parse_state(answer).successors)
+            return call.addCallback(lambda answer: messages.parse_state(answer, contact).successors)
 
         return SuccessorSearch(
             key, count, self.node_id, start, ask,
             successors_of=successors_of,
             answered=self._answered,
             failed=self._lost_finger,
+            own_successors=own_successors or (),
         )  # fmt: skip
 
     def find_responsible(self, key: bytes, count: int) -> defer.Deferred[list[Contact]]:

@@ -56,7 +56,7 @@ class Placement:
         asked may be our successor."""
         args = predecessors_args(self.state.predecessors)
         try:
-            return parse_state(await self._call(contact, STATE, args))
+            return parse_state(await self._call(contact, STATE, args), contact)
         except RPCStopped:
             raise
         except RPCTimeout:

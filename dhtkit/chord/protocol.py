@@ -85,7 +85,7 @@ class ChordResponder:
         A stabilize query from our predecessor carries its predecessors.
         """
         try:
-            behind = messages.parse_predecessors(args)
+            behind = messages.parse_predecessors(args, sender)
         except MalformedPayload as e:
             raise malformed(e) from None
         state = self.state
@@ -95,7 +95,7 @@ class ChordResponder:
     def answer_notify(self, sender: Contact, args: Any) -> bool:
         """``chord_notify``: the sender thinks it is our predecessor."""
         try:
-            behind = messages.parse_predecessors(args)
+            behind = messages.parse_predecessors(args, sender)
         except MalformedPayload as e:
             raise malformed(e) from None
         state = self.state
@@ -109,7 +109,7 @@ class ChordResponder:
     def answer_leave(self, sender: Contact, args: Any) -> None:
         """``chord_leave``: the sender leaves; its neighbours close the gap."""
         try:
-            told = messages.parse_state(args)
+            told = messages.parse_state(args, sender)
         except MalformedPayload as e:
             raise malformed(e) from None
         self.state.counters["leaves_received"] += 1
