@@ -20,8 +20,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dhtkit.bootstrap import check_bootstrap, resolve
 from dhtkit.chord import ChordOverlay
-from dhtkit.contact import Address, Contact, normalize_address
+from dhtkit.contact import Address, Contact
 from dhtkit.contactfile import CONTACTS_FILE, ContactFileError, read_contacts, save_contacts
 from dhtkit.gossip.service import GossipService, Peers
 from dhtkit.kademlia import KademliaOverlay
@@ -62,7 +63,8 @@ class OverlayService(NodeService):
     :param interface: the address to listen on (IPv4 or IPv6).
     :param data_dir: holds ``identity.key``, ``dhtkit.sqlite`` and the saved
         contacts; created on first start.
-    :param bootstrap: ``(host, port)`` addresses of nodes to join through.
+    :param bootstrap: ``(host, port)`` addresses of nodes to join through;
+        a host may be a name, resolved at each join (see :mod:`dhtkit.bootstrap`).
     :param reactor: the reactor (the global one by default).
     :param store: the record store (by default SQLite in ``data_dir``); the
         service closes it when it stops.
@@ -106,7 +108,7 @@ class OverlayService(NodeService):
         self.interface = interface
         self.data_dir = Path(data_dir)
         # Checked here, so that a bad address fails before anything listens.
-        self.bootstrap = [normalize_address(address) for address in bootstrap]
+        self.bootstrap = [check_bootstrap(address) for address in bootstrap]
         self.reactor = reactor
         self.rpc_options = dict(rpc_options or {})
         self.node_options = dict(node_options or {})
@@ -140,7 +142,7 @@ class OverlayService(NodeService):
         :raises StorageError: the store in the data directory is damaged.
         :raises CannotListenError: the port is taken.
         """
-        reactor = self.reactor if self.reactor is not None else default_reactor()
+        reactor = self._reactor()
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         store = self._given_store or SQLiteStore(self.data_dir / STORE_FILE)
         try:
@@ -216,8 +218,17 @@ class OverlayService(NodeService):
         if overlay is None:
             return
         self._timer, self._joining = None, True
-        known = {c.node_id: c for c in self._saved() + self._last_contacts}
-        joining = overlay.join(self.bootstrap, list(known.values()))
+        known = list({c.node_id: c for c in self._saved() + self._last_contacts}.values())
+
+        def join(addresses: list[Address]) -> defer.Deferred[int]:
+            if self._overlay is not overlay:
+                raise JoinFailed("the service stopped")
+            if self.bootstrap and not addresses and not known:
+                # Joining through nobody would start a network of our own.
+                raise JoinFailed("none of the bootstrap hosts could be resolved")
+            return overlay.join(addresses, known)
+
+        joining = resolve(self._reactor(), self.bootstrap).addCallback(join)
         joining.addCallbacks(self._joined_with, self._join_failed, errbackArgs=(retry_after,))
 
     def _joined_with(self, contacts: int) -> None:
@@ -246,7 +257,7 @@ class OverlayService(NodeService):
 
     def _every(self, seconds: float, f: Callable[[], None]) -> task.LoopingCall:
         loop = task.LoopingCall(f)
-        loop.clock = self.reactor if self.reactor is not None else default_reactor()
+        loop.clock = self._reactor()
         loop.start(seconds, now=False)
         return loop
 
@@ -276,9 +287,11 @@ class OverlayService(NodeService):
         later = min(retry_after * 2, self.rejoin_after * 10)
         self._schedule(retry_after, self._join, later)
 
+    def _reactor(self) -> Any:
+        return self.reactor if self.reactor is not None else default_reactor()
+
     def _schedule(self, delay: float, f: Any, *args: Any) -> None:
-        reactor = self.reactor if self.reactor is not None else default_reactor()
-        self._timer = reactor.callLater(delay, f, *args)
+        self._timer = self._reactor().callLater(delay, f, *args)
 
     def _save(self) -> None:
         if self._overlay is None:
@@ -318,7 +331,7 @@ class OverlayService(NodeService):
     def status(self) -> dict[str, Any]:
         """What ``/v1/status`` reports."""
         sock = self._node_socket()
-        reactor = self.reactor if self.reactor is not None else default_reactor()
+        reactor = self._reactor()
         return {
             "node_id": sock.identity.node_id.hex(),
             "protocol": self.protocol,

@@ -21,7 +21,8 @@ from twisted.internet import endpoints
 from twisted.python import usage
 from twisted.web.server import Site
 
-from dhtkit.contact import Address, normalize_address
+from dhtkit.bootstrap import parse_bootstrap
+from dhtkit.contact import Address
 from dhtkit.daemon import DataDirLock, HttpApiService
 from dhtkit.datadir import default_data_dir, load_or_create_token
 from dhtkit.gossip.service import GossipService
@@ -34,26 +35,14 @@ OVERLAY_PARAMETERS = {"k": ("kademlia",), "alpha": ("kademlia",), "successors": 
 
 
 def parse_address(text: str) -> Address:
-    """``HOST:PORT`` (IPv6 as ``[::1]:4000``) as a ``(host, port)`` pair.
+    """``HOST:PORT`` (a host name, an IP address, IPv6 as ``[::1]:4000``) as a pair.
 
-    :raises usage.UsageError: it is not an IP address and a port.
+    :raises usage.UsageError: with what to write instead.
     """
-    host, sep, port = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise usage.UsageError(
-            "--bootstrap {}: write an IPv6 address in brackets, as [::1]:4000".format(text)
-        )
-    if not sep or not host or not port.isdigit():
-        raise usage.UsageError("--bootstrap {}: give HOST:PORT, as 10.0.0.1:4000".format(text))
     try:
-        return normalize_address((host, int(port)))
-    except ValueError:
-        raise usage.UsageError(
-            "--bootstrap {}: the host must be an IP address (names are not resolved) and "
-            "the port 1-65535".format(text)
-        ) from None
+        return parse_bootstrap(text)
+    except ValueError as e:
+        raise usage.UsageError("--bootstrap {}: {}".format(text, e)) from None
 
 
 def _whole_number(name: str, text: Any, low: int, high: int) -> int:
@@ -143,7 +132,7 @@ class Options(usage.Options):
         self["bootstrap"] = []
 
     def opt_bootstrap(self, value: str) -> None:
-        """a node to join through, HOST:PORT (IPv6 as [::1]:4000); repeatable"""
+        """a node to join through, HOST:PORT (a name or an IP; IPv6 as [::1]:4000); repeatable"""
         self["bootstrap"].append(parse_address(value))
 
     opt_b = opt_bootstrap

@@ -57,9 +57,12 @@ def test_parsing_creates_nothing_on_disk(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_bootstrap_is_repeatable_and_takes_ipv6_in_brackets(tmp_path: Path) -> None:
-    options = parse("-d", str(tmp_path), "--bootstrap", "10.0.0.1:4000", "-b", "[::1]:4002")
-    assert options["bootstrap"] == [("10.0.0.1", 4000), ("::1", 4002)]
+def test_bootstrap_is_repeatable_and_takes_ipv6_in_brackets_and_names(tmp_path: Path) -> None:
+    options = parse(
+        "-d", str(tmp_path), "--bootstrap", "10.0.0.1:4000", "-b", "[::1]:4002",
+        "-b", "Router.Example.org.:4000",
+    )  # fmt: skip
+    assert options["bootstrap"] == [("10.0.0.1", 4000), ("::1", 4002), ("router.example.org", 4000)]
 
 
 @pytest.mark.parametrize(
@@ -69,9 +72,11 @@ def test_bootstrap_is_repeatable_and_takes_ipv6_in_brackets(tmp_path: Path) -> N
         ("10.0.0.1:", "HOST:PORT"),
         (":4000", "HOST:PORT"),
         ("::1:4000", "brackets"),
-        ("example.org:4000", "IP address"),
+        ("bad_name!:4000", "an IP address or a host name"),
+        ("-dash.example.org:4000", "an IP address or a host name"),
         ("10.0.0.1:70000", "1-65535"),
         ("10.0.0.1:0", "1-65535"),
+        ("example.org:0", "1-65535"),
     ],
 )
 def test_a_bad_bootstrap_address_says_what_to_write(text: str, says: str) -> None:
