@@ -19,6 +19,7 @@ from dhtkit.service import STORE_FILE, ChordService, KademliaService, OverlaySer
 from dhtkit.sim.clock import HeapClock
 from dhtkit.sim.network import VirtualNetwork
 from dhtkit.storage import StorageError
+from dhtkit.values import signed_key
 
 FAST_RPC = {"timeout": 0.5}
 #: Chord's maintenance rounds, quick enough for a test to wait for them.
@@ -37,7 +38,11 @@ def has_ipv6_loopback() -> bool:
 
 
 async def start_many(
-    cls: type[OverlayService], tmp_path: Path, count: int, interface: str = "127.0.0.1"
+    cls: type[OverlayService],
+    tmp_path: Path,
+    count: int,
+    interface: str = "127.0.0.1",
+    rpc_options: dict[str, float] = FAST_RPC,
 ) -> list[OverlayService]:
     services: list[OverlayService] = []
     for n in range(count):
@@ -47,7 +52,7 @@ async def start_many(
             interface,
             tmp_path / "node{}".format(n),
             bootstrap,
-            rpc_options=FAST_RPC,
+            rpc_options=rpc_options,
             rng=random.Random(n),
             **FAST_OVERLAY.get(cls, {}),
         )
@@ -68,6 +73,18 @@ async def settled(svc: OverlayService, key: bytes) -> None:
             return
         await task.deferLater(reactor, 0.1, lambda: None)
     raise AssertionError("the overlay did not settle")
+
+
+async def agreed(services: list[OverlayService], key: bytes) -> None:
+    """Wait until every service names the same nodes as responsible for ``key``."""
+    for _ in range(100):
+        found = await defer.gatherResults(
+            [s.overlay.find_responsible(key, s.overlay.k) for s in services]
+        )
+        if len({frozenset(c.node_id for c in f) for f in found}) == 1:
+            return
+        await task.deferLater(reactor, 0.1, lambda: None)
+    raise AssertionError("the services never agreed on who holds the key")
 
 
 async def stop_all(services: list[OverlayService]) -> None:
@@ -91,13 +108,17 @@ def test_a_bad_bootstrap_address_fails_before_anything_listens(tmp_path: Path) -
 async def test_twenty_services_on_loopback_put_and_get(
     cls: type[OverlayService], tmp_path: Path
 ) -> None:
-    services = await start_many(cls, tmp_path, 20)
+    # The RPC layer's default timeout: a reply slowed by a loaded machine
+    # must not count as a failure here, where no node fails.
+    services = await start_many(cls, tmp_path, 20, rpc_options={"timeout": 2.0})
     try:
         key = key_for("twenty")
         await settled(services[3], key)
         assert await services[3].node.put(key, b"on real sockets") >= 2
         for svc in services[::4]:
             assert await svc.node.get(key) == b"on real sockets"
+        # Read-your-writes holds once the ring has settled around the key.
+        await agreed(services, signed_key(services[7].identity.public_key, b"s"))
         await services[7].node.put_signed(b"v1", salt=b"s")
         await services[7].node.put_signed(b"v2", salt=b"s")
         found = await services[15].node.get_signed(services[7].identity.public_key, b"s")
