@@ -17,7 +17,7 @@ from twisted.logger import Logger
 
 from dhtkit.chord.fingers import FingerTable, finger_range
 from dhtkit.chord.messages import NEXT_CANDIDATES, FindAnswer
-from dhtkit.chord.successors import SuccessorList, may_hold
+from dhtkit.chord.successors import SuccessorList, may_hold, within
 from dhtkit.contact import Contact
 from dhtkit.keyspace import ID_BITS, check_id, in_interval, ring_distance
 
@@ -119,12 +119,7 @@ class RingState:
         if pred is None or pred.node_id != sender.node_id or not reported:
             return
         span = ring_distance(self.own_id, sender.node_id)
-        behind: dict[bytes, tuple[int, Contact]] = {}
-        for contact in reported:
-            back = ring_distance(contact.node_id, sender.node_id)
-            if 0 < back < span:
-                behind[contact.node_id] = (back, contact)
-        ordered = [c for _, c in sorted(behind.values(), key=lambda item: item[0])]
+        ordered = within(reported, lambda node_id: ring_distance(node_id, sender.node_id), span)
         self._predecessors = [pred, *ordered][: self.predecessor_list_size]
 
     def consider_predecessor(self, contact: Contact) -> bool:

@@ -13,7 +13,7 @@ the ``k - 1`` nodes after it.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 
 from dhtkit.contact import Contact
 from dhtkit.keyspace import check_id, in_interval, ring_distance
@@ -67,12 +67,8 @@ class SuccessorList:
         if successor.node_id == self.own_id:
             raise ValueError("a node is not its own successor")
         span = ring_distance(successor.node_id, self.own_id)
-        after: dict[bytes, tuple[int, Contact]] = {}
-        for contact in reported:
-            offset = ring_distance(successor.node_id, contact.node_id)
-            if 0 < offset < span:
-                after[contact.node_id] = (offset, contact)
-        ordered = [successor] + [c for _, c in sorted(after.values(), key=_offset_of)]
+        after = within(reported, lambda node_id: ring_distance(successor.node_id, node_id), span)
+        ordered = [successor, *after]
         ordered = ordered[: self.size]
         before = set(self.ids())
         self._contacts = ordered
@@ -95,6 +91,18 @@ class SuccessorList:
         # The list is in ring order, so those nodes are a prefix of it.
         inside = [c for c in self._contacts if in_interval(c.node_id, self.own_id, key)]
         return [c for c in reversed(inside) if c.node_id not in skip][:count]
+
+
+def within(contacts: Iterable[Contact], offset: Callable[[bytes], int], span: int) -> list[Contact]:
+    """The distinct ``contacts`` whose ``offset(node_id)`` lies strictly
+    between 0 and ``span``, in order of that offset (the nodes of an arc of
+    the ring, from one end)."""
+    found: dict[bytes, tuple[int, Contact]] = {}
+    for contact in contacts:
+        distance = offset(contact.node_id)
+        if 0 < distance < span:
+            found[contact.node_id] = (distance, contact)
+    return [c for _, c in sorted(found.values(), key=_offset_of)]
 
 
 def _offset_of(item: tuple[int, Contact]) -> int:
