@@ -215,13 +215,23 @@ class DHTNode:
     ) -> int:
         check_value(value, self.max_value_size)  # before any traffic
         if seq is None:
-            if expected_seq is not None:
-                seq = expected_seq + 1
-            else:
-                current = await self.get_signed(identity.public_key, salt)
-                seq = 1 if current is None else current.seq + 1
+            seq = await self.next_seq(identity.public_key, salt, expected_seq)
         record = SignedValue.create(identity, value, seq, salt)
         return await self._publish(record, expected_seq)
+
+    def next_seq(
+        self, public_key: bytes, salt: bytes = b"", expected_seq: int | None = None
+    ) -> defer.Deferred[int]:
+        """The sequence number :meth:`put_signed` gives a new version without ``seq``.
+
+        One more than ``expected_seq`` for a compare-and-swap; else one more
+        than the newest version found in the network (1 if there is none).
+        """
+        if expected_seq is not None:
+            return defer.succeed(expected_seq + 1)
+        return self.get_signed(public_key, salt).addCallback(
+            lambda current: 1 if current is None else current.seq + 1
+        )
 
     def get_signed(
         self, public_key: bytes, salt: bytes = b""

@@ -180,13 +180,8 @@ async def put_signed(call: Call) -> Reply:
     node = call.service.node
     public_key = call.service.identity.public_key
     if seq is None:
-        # Chosen here, not by the node, so that the reply can say which
-        # version was stored.
-        if cas is not None:
-            seq = cas + 1
-        else:
-            current = await node.get_signed(public_key, salt)
-            seq = 1 if current is None else current.seq + 1
+        # Asked for here, so that the reply can say which version was stored.
+        seq = await node.next_seq(public_key, salt, cas)
         if seq > MAX_SEQ:
             raise ApiError(409, "the sequence number cannot go beyond {}".format(MAX_SEQ))
     replicas = await node.put_signed(value, salt, seq=seq, expected_seq=cas)
