@@ -29,14 +29,11 @@ from dhtkit import wire
 from dhtkit.contact import Address, Contact, normalize_address
 from dhtkit.identity import Identity
 from dhtkit.ratelimit import RateLimiter
+from dhtkit.routability import ReturnRoutability
+from dhtkit.sessions import Session, SessionTable
 
 Handler = Callable[[Contact, Any], Any]
 Listener = Callable[[Contact], None]
-
-#: The width of one generation of the replay window, in the sender's
-#: microseconds: a datagram delayed or reordered by more than one or two
-#: generations is refused as a replay.
-REPLAY_GENERATION_US = 2_000_000
 
 
 class RPCError(Exception):
@@ -65,54 +62,6 @@ class RemoteError(RPCError):
 
     def __str__(self) -> str:
         return "{}: {}".format(self.code, self.message) if self.message else self.code
-
-
-class _ReplayWindow:
-    """Which sequence numbers of one sender were already accepted.
-
-    Two generations of accepted numbers are kept; a number older than both is
-    refused, so memory is bounded by what the sender sends in a few seconds.
-    """
-
-    __slots__ = ("current", "generation", "previous")
-
-    def __init__(self) -> None:
-        self.generation = -2
-        self.current: set[int] = set()
-        self.previous: set[int] = set()
-
-    @property
-    def empty(self) -> bool:
-        """Whether no number was ever accepted."""
-        return self.generation == -2
-
-    def accept(self, seq: int) -> bool:
-        """Record ``seq``; False if it is a repeat or too old to tell."""
-        generation = seq // REPLAY_GENERATION_US
-        if generation > self.generation:
-            if generation == self.generation + 1:
-                self.previous = self.current
-            else:
-                self.previous = set()
-            self.current = set()
-            self.generation = generation
-        elif generation < self.generation - 1:
-            return False
-        seen = self.current if generation == self.generation else self.previous
-        if seq in seen:
-            return False
-        seen.add(seq)
-        return True
-
-
-class _Session:
-    """What we remember of a peer whose messages verified."""
-
-    __slots__ = ("key", "window")
-
-    def __init__(self, key: bytes) -> None:
-        self.key = key
-        self.window = _ReplayWindow()
 
 
 class _Pending:
@@ -169,7 +118,17 @@ _COUNTERS = (
     "dropped_self",
     "dropped_handshake_limited",
     "dropped_unexpected_reply",
+    "dropped_unproven",
+    "probes_sent",
+    "probes_refused",
+    "answers_held",
+    "answers_released",
+    "handler_errors",
+    "listener_errors",
 )
+
+#: Handler failures logged in full per method and minute; the rest are counted.
+_FAILURES_LOGGED_PER_MINUTE = 5
 
 
 class RPCProtocol(DatagramProtocol):
@@ -231,20 +190,29 @@ class RPCProtocol(DatagramProtocol):
         # (sender key, txid) -> (expiry, the reply datagram, or None while the
         # handler is still working)
         self._answers: OrderedDict[tuple[bytes, int], tuple[float, bytes | None]] = OrderedDict()
-        self.max_clock_skew_us = int(max_clock_skew * 1_000_000)
         self.limiter = RateLimiter(rate, burst)
-        # Public-key work (a signature to check, a session key to derive) costs
-        # tens of microseconds; spoofed sources could dodge the per-host
-        # buckets, so it has one bucket of its own for everyone.
-        self.handshake_limiter = RateLimiter(handshake_rate, handshake_rate, max_sources=1)
+        self.sessions = SessionTable(
+            identity,
+            max_sessions=max_sessions,
+            max_clock_skew=max_clock_skew,
+            handshake_rate=handshake_rate,
+        )
         self._rng = rng if rng is not None else random.Random(os.urandom(16))
         self._handlers: dict[str, Handler] = {"ping": _answer_ping}
         self._idempotent: set[str] = {"ping"}
         self._listeners: list[Listener] = []
         self._pending: dict[int, _Pending] = {}
-        self._sessions: OrderedDict[bytes, _Session] = OrderedDict()
+        # (peer key, or None for a signed call, address) -> our calls waiting
+        # for a reply from there: a reply will prove the address, so a query
+        # from there needs no probe meanwhile.
+        self._awaiting: dict[tuple[bytes | None, Address], int] = {}
+        # (peer key, address) of the unproven queriers we did not probe for
+        # that reason: probed after all if no reply proved them.
+        self._unprobed: dict[Address, set[bytes]] = {}
         self._seq = 0
         self.counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+        self.routability = ReturnRoutability(self._probe, self._write, self.counters)
+        self._failure_log = RateLimiter(_FAILURES_LOGGED_PER_MINUTE / 60, 5, max_sources=64)
 
     def startProtocol(self) -> None:  # noqa: N802 (Twisted's name)
         """Enlarge the socket's receive buffer, where there is a socket."""
@@ -338,7 +306,7 @@ class RPCProtocol(DatagramProtocol):
             txid = self._rng.getrandbits(32)
 
         def cancel(_: defer.Deferred[Any]) -> None:
-            pending = self._pending.pop(txid, None)
+            pending = self._pop_pending(txid)
             if pending is not None and pending.timer is not None and pending.timer.active():
                 pending.timer.cancel()
 
@@ -353,12 +321,41 @@ class RPCProtocol(DatagramProtocol):
             self.timeout if timeout is None else timeout,
         )
         self._pending[txid] = pending
+        pair = (key, address)
+        self._awaiting[pair] = self._awaiting.get(pair, 0) + 1
         try:
             self._send_query(txid, pending)
         except wire.WireError as e:
-            del self._pending[txid]
+            self._pop_pending(txid)
             return defer.fail(e)
         return d
+
+    def _pop_pending(self, txid: int) -> _Pending | None:
+        pending = self._pending.pop(txid, None)
+        if pending is not None:
+            pair = (pending.peer_key, pending.address)
+            left = self._awaiting[pair] - 1
+            if left:
+                self._awaiting[pair] = left
+            else:
+                del self._awaiting[pair]
+                if pending.address in self._unprobed:
+                    self._probe_unproven(pending.address)
+        return pending
+
+    def _probe_unproven(self, address: Address) -> None:
+        # Our calls there ended without proving the queriers (cancelled, or
+        # timed out): probe them now, unless a call there still waits.
+        keys = self._unprobed[address]
+        for peer_key in list(keys):
+            if (peer_key, address) in self._awaiting or (None, address) in self._awaiting:
+                continue
+            keys.discard(peer_key)
+            session = self.sessions.get(peer_key)
+            if session is None or not session.is_proven(address):
+                self.routability.check(peer_key, address)
+        if not keys:
+            del self._unprobed[address]
 
     def call_contact(
         self, contact: Contact, method: str, args: Any = None, **kw: Any
@@ -370,6 +367,10 @@ class RPCProtocol(DatagramProtocol):
         """Ping an address; fire with the (verified) contact that answered."""
         return self._call(address, "ping", None, key, None, None).addCallback(itemgetter(0))
 
+    def _probe(self, peer_key: bytes, address: Address) -> defer.Deferred[Any]:
+        # The return-routability probe: one small ping, never retried.
+        return self._call(address, "ping", None, peer_key, None, 0)
+
     def _send_query(self, txid: int, pending: _Pending) -> None:
         body = wire.encode_body(
             wire.QUERY, txid, pending.method, pending.args, self.identity, self._next_seq()
@@ -377,7 +378,7 @@ class RPCProtocol(DatagramProtocol):
         if pending.peer_key is None:
             auth = wire.sign(body, self.identity)
         else:
-            auth = wire.mac(body, self._session_key(pending.peer_key))
+            auth = wire.mac(body, self.sessions.key_for(pending.peer_key))
         self._write(wire.seal(body, auth, self.max_datagram), pending.address)
         self.counters["queries_sent"] += 1
         pending.timer = self.reactor.callLater(pending.timeout, self._timed_out, txid)
@@ -391,7 +392,7 @@ class RPCProtocol(DatagramProtocol):
             self.counters["retries"] += 1
             self._send_query(txid, pending)
             return
-        del self._pending[txid]
+        self._pop_pending(txid)
         self.counters["timeouts"] += 1
         pending.deferred.errback(
             RPCTimeout("{} to {}:{} timed out".format(pending.method, *pending.address))
@@ -412,47 +413,42 @@ class RPCProtocol(DatagramProtocol):
             return
         try:
             message = wire.decode(data, self.max_datagram)
-            if message.sender_key == self.identity.public_key:
-                counters["dropped_self"] += 1
-                return
-            session = self._sessions.get(message.sender_key)
-            if session is None or session.window.empty:
-                # Nothing remembers what this peer sent before (we never heard
-                # from it, or forgot it): only a fresh datagram may open the
-                # window, or any old one could be replayed once.
-                skew = message.seq - int(now * 1_000_000)
-                if not -self.max_clock_skew_us <= skew <= self.max_clock_skew_us:
-                    counters["dropped_stale"] += 1
-                    return
-            if (session is None or message.signed) and not self.handshake_limiter.allow("", now):
-                counters["dropped_handshake_limited"] += 1
-                return
-            if session is None:
-                key = wire.session_key(self.identity, message.sender_key)
-                wire.verify(message, key)
-                session = self._new_session(message.sender_key, key)
-            else:
-                wire.verify(message, session.key)
-                self._sessions.move_to_end(message.sender_key)
-            if not session.window.accept(message.seq):
-                counters["dropped_replay"] += 1
-                return
+            session = self.sessions.admit(message, now)
         except wire.WireError as e:
             counters["dropped_" + e.cause] += 1
             return
         sender = Contact(message.sender_id, message.sender_key, (host, addr[1]))
+        if message.kind != wire.QUERY:
+            self._handle_reply(message, sender, session)
+            return
+        counters["queries_received"] += 1
+        # The routing state hears of a sender only at an address that proved
+        # it receives there; anyone can put any source address on a query.
+        if session.is_proven(sender.address):
+            self._offer(sender)
+        elif not self._awaits(sender):
+            self.routability.check(sender.public_key, sender.address)
+        elif len(self._unprobed) < len(self._awaiting):
+            self._unprobed.setdefault(sender.address, set()).add(sender.public_key)
+        self._handle_query(message, sender, session.key, now, len(data))
+
+    def _awaits(self, sender: Contact) -> bool:
+        # Whether a call of ours waits for a reply that would prove the sender.
+        awaiting = self._awaiting
+        return (sender.public_key, sender.address) in awaiting or (
+            None,
+            sender.address,
+        ) in awaiting
+
+    def _offer(self, sender: Contact) -> None:
         for listener in self._listeners:
             try:
                 listener(sender)
             except Exception:
-                self._log.failure("listener {listener!r} failed", listener=listener)
-        if message.kind == wire.QUERY:
-            counters["queries_received"] += 1
-            self._handle_query(message, sender, session.key, now)
-        else:
-            self._handle_reply(message, sender)
+                self.counters["listener_errors"] += 1
+                self._log_failure("listener", "listener {listener!r} failed", listener=listener)
 
-    def _handle_reply(self, message: wire.Message, sender: Contact) -> None:
+    def _handle_reply(self, message: wire.Message, sender: Contact, session: Session) -> None:
         pending = self._pending.get(message.txid)
         # With the peer's key known, its MAC proves the reply whatever address
         # it came from (multi-homed hosts); without it, the address must match.
@@ -463,9 +459,14 @@ class RPCProtocol(DatagramProtocol):
         ):
             self.counters["dropped_unexpected_reply"] += 1
             return
-        del self._pending[message.txid]
+        # Only a receiver at the address we wrote to knew the transaction id.
+        session.prove(pending.address)
+        self.routability.proven(sender.public_key, pending.address)
+        self._pop_pending(message.txid)
         if pending.timer is not None and pending.timer.active():
             pending.timer.cancel()
+        if session.is_proven(sender.address):
+            self._offer(sender)
         if message.kind == wire.RESPONSE:
             self.counters["replies_received"] += 1
             pending.deferred.callback((sender, message.payload))
@@ -473,22 +474,25 @@ class RPCProtocol(DatagramProtocol):
         self.counters["errors_received"] += 1
         payload = message.payload
         if type(payload) is list and len(payload) == 2 and all(type(p) is str for p in payload):
-            pending.deferred.errback(RemoteError(payload[0], payload[1]))
+            pending.deferred.errback(RemoteError(payload[0][:64], payload[1][:400]))
         else:
             pending.deferred.errback(RemoteError("malformed_error", repr(payload)[:200]))
 
-    def _handle_query(self, message: wire.Message, sender: Contact, key: bytes, now: float) -> None:
+    def _handle_query(
+        self, message: wire.Message, sender: Contact, key: bytes, now: float, size: int
+    ) -> None:
         # A retry of a query we saw (its reply was lost, or is late) gets the
         # same reply again instead of a second run of the handler. A read
         # (an idempotent method) is simply run again: cheaper than keeping
         # every reply, which a busy node would hold by the thousand.
+        query = _Query(message, sender, key, size)
         if message.method not in self._idempotent:
             answer_key = (message.sender_key, message.txid)
             known = self._answers.get(answer_key)
             if known is not None and known[0] > now:
                 self.counters["duplicate_queries"] += 1
                 if known[1] is not None:
-                    self._write(known[1], sender.address)
+                    self._send(query, known[1])
                 return
             self._answers[answer_key] = (now + self.answer_ttl, None)
             self._answers.move_to_end(answer_key)
@@ -496,69 +500,93 @@ class RPCProtocol(DatagramProtocol):
                 self._answers.popitem(last=False)
         handler = self._handlers.get(message.method)
         if handler is None:
-            self._reply_error(message, sender, key, RemoteError("unknown_method", message.method))
+            self._reply_error(query, RemoteError("unknown_method", message.method[:64]))
             return
         try:
             result = handler(sender, message.payload)
         except RemoteError as e:
-            self._reply_error(message, sender, key, e)
+            self._reply_error(query, e)
             return
         except Exception:
-            self._log.failure("handler for {method} failed", method=message.method)
-            self._reply_error(message, sender, key, RemoteError("internal", "internal error"))
+            self._handler_failed(query, None)  # the failure being handled
             return
         if isinstance(result, Coroutine):
             result = defer.Deferred.fromCoroutine(result)
         if isinstance(result, defer.Deferred):
             result.addCallbacks(
-                lambda value: self._reply(message, sender, key, value),
-                lambda failure: self._reply_failure(message, sender, key, failure),
+                lambda value: self._reply(query, value),
+                lambda failure: self._reply_failure(query, failure),
             )
         else:
-            self._reply(message, sender, key, result)
+            self._reply(query, result)
 
-    def _reply(self, message: wire.Message, sender: Contact, key: bytes, value: Any) -> None:
+    def _reply(self, query: _Query, value: Any) -> None:
         try:
             body = wire.encode_body(
-                wire.RESPONSE, message.txid, "", value, self.identity, self._next_seq()
+                wire.RESPONSE, query.message.txid, "", value, self.identity, self._next_seq()
             )
-            data = wire.seal(body, wire.mac(body, key), self.max_datagram)
+            data = wire.seal(body, wire.mac(body, query.key), self.max_datagram)
         except wire.WireError as e:
             self._log.error(
-                "reply to {method} cannot be sent: {error}", method=message.method, error=str(e)
+                "reply to {method} cannot be sent: {error}",
+                method=query.message.method,
+                error=str(e),
             )
-            self._reply_error(message, sender, key, RemoteError("internal", "reply too large"))
+            self._reply_error(query, RemoteError("internal", "reply too large"))
             return
-        self._send_answer(message, sender, data)
+        self._send_answer(query, data)
 
-    def _reply_failure(
-        self, message: wire.Message, sender: Contact, key: bytes, failure: Failure
-    ) -> None:
+    def _reply_failure(self, query: _Query, failure: Failure) -> None:
         if isinstance(failure.value, RemoteError):
-            self._reply_error(message, sender, key, failure.value)
+            self._reply_error(query, failure.value)
             return
-        self._log.failure("handler for {method} failed", failure, method=message.method)
-        self._reply_error(message, sender, key, RemoteError("internal", "internal error"))
+        self._handler_failed(query, failure)
 
-    def _reply_error(
-        self, message: wire.Message, sender: Contact, key: bytes, error: RemoteError
+    def _handler_failed(self, query: _Query, failure: Failure | None) -> None:
+        # A bug of ours that a peer's input reached: logged in full, but only
+        # a few times a minute, so that a peer cannot flood the log with it.
+        self.counters["handler_errors"] += 1
+        self._log_failure(
+            query.message.method,
+            "handler for {method} failed",
+            failure,
+            method=query.message.method,
+        )
+        self._reply_error(query, RemoteError("internal", "internal error"))
+
+    def _log_failure(
+        self, topic: str, format: str, failure: Failure | None = None, **fields: Any
     ) -> None:
+        if self._failure_log.allow(topic, self.reactor.seconds()):
+            self._log.failure(format, failure, **fields)
+
+    def _reply_error(self, query: _Query, error: RemoteError) -> None:
         body = wire.encode_body(
             wire.ERROR,
-            message.txid,
+            query.message.txid,
             "",
             [error.code[:64], error.message[:400]],
             self.identity,
             self._next_seq(),
         )
         self.counters["errors_sent"] += 1
-        self._send_answer(message, sender, wire.seal(body, wire.mac(body, key), self.max_datagram))
+        self._send_answer(query, wire.seal(body, wire.mac(body, query.key), self.max_datagram))
 
-    def _send_answer(self, message: wire.Message, sender: Contact, data: bytes) -> None:
-        answer_key = (message.sender_key, message.txid)
+    def _send_answer(self, query: _Query, data: bytes) -> None:
+        answer_key = (query.message.sender_key, query.message.txid)
         if answer_key in self._answers:
             self._answers[answer_key] = (self._answers[answer_key][0], data)
-        self._write(data, sender.address)
+        self._send(query, data)
+
+    def _send(self, query: _Query, data: bytes) -> None:
+        sender = query.sender
+        self.routability.send(
+            self.sessions.get(sender.public_key),
+            sender.public_key,
+            sender.address,
+            data,
+            query.size,
+        )
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -568,18 +596,6 @@ class RPCProtocol(DatagramProtocol):
         now = int(self.reactor.seconds() * 1_000_000)
         self._seq = now if now > self._seq else self._seq + 1
         return self._seq
-
-    def _session_key(self, peer_key: bytes) -> bytes:
-        session = self._sessions.get(peer_key)
-        if session is not None:
-            return session.key
-        return self._new_session(peer_key, wire.session_key(self.identity, peer_key)).key
-
-    def _new_session(self, peer_key: bytes, key: bytes) -> _Session:
-        session = self._sessions[peer_key] = _Session(key)
-        if len(self._sessions) > self.max_sessions:
-            self._sessions.popitem(last=False)
-        return session
 
     def _write(self, data: bytes, address: Address) -> None:
         if self.transport is None:  # stopped while a handler was still working
@@ -601,6 +617,8 @@ class RPCProtocol(DatagramProtocol):
     def stopProtocol(self) -> None:  # noqa: N802 (Twisted's name)
         """Fail every waiting call with :class:`RPCStopped`."""
         pending, self._pending = self._pending, {}
+        self._awaiting.clear()
+        self._unprobed.clear()
         for call in pending.values():
             if call.timer is not None and call.timer.active():
                 call.timer.cancel()
@@ -610,9 +628,21 @@ class RPCProtocol(DatagramProtocol):
         """A copy of the counters, plus sessions and calls in flight."""
         out = dict(self.counters)
         out["dropped"] = sum(v for k, v in self.counters.items() if k.startswith("dropped_"))
-        out["sessions"] = len(self._sessions)
+        out["sessions"] = len(self.sessions)
         out["pending_calls"] = len(self._pending)
         return out
+
+
+class _Query:
+    """A query being answered: what the answer needs to find its way back."""
+
+    __slots__ = ("key", "message", "sender", "size")
+
+    def __init__(self, message: wire.Message, sender: Contact, key: bytes, size: int) -> None:
+        self.message = message
+        self.sender = sender
+        self.key = key
+        self.size = size
 
 
 #: Loopback sources, which the rate limit tells apart by port.

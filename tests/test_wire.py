@@ -189,6 +189,29 @@ def test_tagged_payloads_are_refused(payload: Any) -> None:
         wire.decode(wire.seal(body, wire.sign(body, ALICE)))
 
 
+@pytest.mark.parametrize(
+    "number",
+    [2**64, -(2**64) - 1, 10**400, -(10**400)],
+    ids=["2**64", "-2**64-1", "10**400", "-10**400"],
+)
+def test_integers_beyond_64_bits_are_refused_at_decoding(number: int) -> None:
+    # They travel as tagged bignums; a ttl or seq of 10**400 broke reads once.
+    with pytest.raises(wire.MalformedMessage):
+        wire.decode(datagram(wire.QUERY, [b"k", number]))
+
+
+def test_a_tag_is_refused_before_its_value_is_built() -> None:
+    # A regular expression (tag 35) that does not compile: a decoder that
+    # builds it fails with re.error inside cbor2; refusing the tag first
+    # means the pattern is never looked at, so the refusal names the tag.
+    body = cbor2.dumps(
+        [1, 0, 1, "ping", cbor2.CBORTag(35, "(" * 500), ALICE.public_key, ALICE.node_id, 1]
+    )
+    with pytest.raises(wire.MalformedMessage) as refused:
+        wire.decode(wire.seal(body, wire.sign(body, ALICE)))
+    assert "tag" in str(refused.value)
+
+
 def test_cyclic_payloads_from_shared_references_are_refused() -> None:
     # tag 28 marks a shareable value, tag 29 refers back to it: [[...]]
     cyclic = bytes([0xD8, 0x1C, 0x81, 0xD8, 0x1D, 0x00])

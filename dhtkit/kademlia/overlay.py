@@ -139,6 +139,10 @@ class KademliaOverlay:
         await self.lookup(self.node_id, self.k)
         for target in self.table.refresh_ids_after_join():
             await self.lookup(target, self.k)
+        # Once more for our neighbours: a node learns of a querier only when
+        # its address has answered a probe, so neighbours joining at the same
+        # moment as we did may have been missing from the first answers.
+        await self.lookup(self.node_id, self.k)
         return len(self.table)
 
     # -- what the value layer asks ------------------------------------------------------

@@ -1,0 +1,119 @@
+"""Return routability: an address gets little until it proves it receives.
+
+Sessions are per key, and a UDP source address is free to forge: a peer
+holding a session with us could send a small query with a victim's address
+as its source and have us send the victim a reply many times larger. So an
+answer larger than :data:`AMPLIFICATION` times its query goes only to an
+address that proved it receives datagrams for that key: one that answered a
+query we sent it (only a receiver there could know its transaction id). For
+any other address the answer is held, a small ping is sent there instead
+(the probe), and the held answers follow when its reply proves the address;
+if none comes, they are dropped and counted.
+
+A victim of such a forgery thus receives one ping per forged query: no more
+than the attacker sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+
+from dhtkit.contact import Address
+from dhtkit.sessions import Session
+
+#: What an unproven address may receive, as a multiple of what it sent.
+AMPLIFICATION = 3
+
+Probe = Callable[[bytes, Address], "defer.Deferred[Any]"]
+Write = Callable[[bytes, Address], None]
+
+
+class ReturnRoutability:
+    """Holds answers for unproven addresses and probes them.
+
+    :param probe: ``probe(peer_key, address)`` sends a ping to ``address``
+        MAC'd for ``peer_key``; its reply proves the address (the RPC layer
+        then calls :meth:`proven`).
+    :param write: sends a datagram.
+    :param counters: where ``probes_sent``, ``probes_refused``,
+        ``answers_held``, ``answers_released`` and ``dropped_unproven`` go.
+    :param max_probes: probes in flight at once, all peers together.
+    :param max_held: answers held per probe.
+    """
+
+    def __init__(
+        self,
+        probe: Probe,
+        write: Write,
+        counters: dict[str, int],
+        *,
+        max_probes: int = 256,
+        max_held: int = 4,
+    ) -> None:
+        self._probe = probe
+        self._write = write
+        self.counters = counters
+        self.max_probes = max_probes
+        self.max_held = max_held
+        # (peer key, address) -> the answers waiting for its proof
+        self._probes: dict[tuple[bytes, Address], list[bytes]] = {}
+
+    def send(
+        self,
+        session: Session | None,
+        peer_key: bytes,
+        address: Address,
+        data: bytes,
+        received: int,
+    ) -> None:
+        """Send an answer to a query of ``received`` bytes, or hold it."""
+        if len(data) <= AMPLIFICATION * received or (
+            session is not None and session.is_proven(address)
+        ):
+            self._write(data, address)
+            return
+        held = self.check(peer_key, address)
+        if held is None or len(held) >= self.max_held:
+            self.counters["dropped_unproven"] += 1
+            return
+        held.append(data)
+        self.counters["answers_held"] += 1
+
+    def check(self, peer_key: bytes, address: Address) -> list[bytes] | None:
+        """Probe ``address`` unless a probe is under way; the answers held
+        for it, or None when no probe can be sent now."""
+        pair = (peer_key, address)
+        held = self._probes.get(pair)
+        if held is not None:
+            return held
+        if len(self._probes) >= self.max_probes:
+            self.counters["probes_refused"] += 1
+            return None
+        held = self._probes[pair] = []
+        self.counters["probes_sent"] += 1
+        self._probe(peer_key, address).addBoth(self._finished, pair)
+        return held
+
+    def probing(self, peer_key: bytes, address: Address) -> bool:
+        """Whether a probe of ``address`` for ``peer_key`` is under way."""
+        return (peer_key, address) in self._probes
+
+    def proven(self, peer_key: bytes, address: Address) -> None:
+        """``address`` proved it receives for ``peer_key``: release its answers."""
+        held = self._probes.pop((peer_key, address), None)
+        if held:
+            self.counters["answers_released"] += len(held)
+            for data in held:
+                self._write(data, address)
+
+    def _finished(self, _: object, pair: tuple[bytes, Address]) -> None:
+        # The probe's reply, when it came, already released the answers.
+        held = self._probes.pop(pair, None)
+        if held:
+            self.counters["dropped_unproven"] += len(held)
+
+    def __len__(self) -> int:
+        return len(self._probes)

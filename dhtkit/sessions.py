@@ -1,0 +1,220 @@
+"""Admission: which authenticated datagrams a node accepts, and from whom.
+
+A datagram that :func:`wire.decode` parsed still has to pass here before any
+handler sees it: it must not come from ourselves, its first datagram must be
+fresh (close to our clock), its authenticator must verify under the session
+key we share with its sender (or its signature, for a first contact), and its
+sequence number must not have been accepted before.
+
+:meth:`SessionTable.admit` is the one door: it returns the sender's
+:class:`Session` or raises a :class:`Dropped` whose ``cause`` names the
+counter. Everything kept per peer has a constant bound: a session is its key,
+a :class:`ReplayWindow` of at most :data:`REPLAY_WINDOW` numbers, and at most
+:data:`MAX_PROVEN` addresses; at most ``max_sessions`` sessions are kept, and
+as many tombstones of evicted ones (a key and one number each).
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left
+from collections import OrderedDict
+
+from dhtkit import wire
+from dhtkit.contact import Address
+from dhtkit.identity import Identity
+from dhtkit.ratelimit import RateLimiter
+
+#: How many of one sender's datagrams may arrive out of order: a number more
+#: than this many places behind the newest accepted one is refused.
+REPLAY_WINDOW = 64
+
+#: Addresses remembered per peer as proven to receive there.
+MAX_PROVEN = 4
+
+
+class Dropped(wire.WireError):
+    """A well-formed datagram that admission refuses."""
+
+
+class FromSelf(Dropped):
+    """Our own datagram, reflected back to us."""
+
+    cause = "self"
+
+
+class Stale(Dropped):
+    """The first datagram of a peer we remember nothing of is not fresh."""
+
+    cause = "stale"
+
+
+class Replayed(Dropped):
+    """A sequence number accepted before, or too old to tell."""
+
+    cause = "replay"
+
+
+class HandshakeLimited(Dropped):
+    """Public-key work is over its budget for now."""
+
+    cause = "handshake_limited"
+
+
+class ReplayWindow:
+    """Which of one sender's sequence numbers were accepted.
+
+    The newest :data:`REPLAY_WINDOW` accepted numbers are kept sorted; every
+    number at or below ``floor`` (the newest one forgotten) is refused. The
+    sender's numbers only grow (they are its clock in microseconds), so only
+    reordering within the window is lost, and memory is constant whatever the
+    sender sends.
+    """
+
+    __slots__ = ("floor", "recent")
+
+    def __init__(self, floor: int = -1) -> None:
+        self.floor = floor
+        self.recent = array("Q")
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing was accepted (or is remembered) yet."""
+        return self.floor < 0 and not self.recent
+
+    @property
+    def highest(self) -> int:
+        """The newest number accepted, or ``floor``."""
+        return self.recent[-1] if self.recent else self.floor
+
+    def accept(self, seq: int) -> bool:
+        """Record ``seq``; False if it is a repeat or too old to tell."""
+        recent = self.recent
+        if seq > (recent[-1] if recent else self.floor):
+            recent.append(seq)
+        else:
+            if seq <= self.floor:
+                return False
+            i = bisect_left(recent, seq)
+            if i < len(recent) and recent[i] == seq:
+                return False
+            recent.insert(i, seq)
+        if len(recent) > REPLAY_WINDOW:
+            self.floor = recent.pop(0)
+        return True
+
+
+class Session:
+    """What we remember of a peer: the key we share, what it sent, where it is."""
+
+    __slots__ = ("key", "proven", "window")
+
+    def __init__(self, key: bytes, floor: int = -1) -> None:
+        self.key = key
+        self.window = ReplayWindow(floor)
+        self.proven: list[Address] = []
+
+    def is_proven(self, address: Address) -> bool:
+        """Whether ``address`` proved that this peer receives there."""
+        return address in self.proven
+
+    def prove(self, address: Address) -> None:
+        """Remember that this peer received what we sent to ``address``."""
+        if address in self.proven:
+            return
+        self.proven.append(address)
+        if len(self.proven) > MAX_PROVEN:
+            del self.proven[0]
+
+
+class SessionTable:
+    """The sessions of one node, and the rules that admit a datagram.
+
+    :param identity: ours, for the key agreement.
+    :param max_sessions: sessions kept; the least recently used is evicted,
+        leaving a tombstone with its newest sequence number.
+    :param max_clock_skew: seconds the first datagram of a peer we remember
+        nothing of may be from our clock.
+    :param handshake_rate: signatures checked plus session keys derived per
+        second, all peers together.
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        max_sessions: int = 10_000,
+        max_clock_skew: float = 600.0,
+        handshake_rate: float = 2000.0,
+    ) -> None:
+        self.identity = identity
+        self.max_sessions = max_sessions
+        self.max_clock_skew_us = int(max_clock_skew * 1_000_000)
+        # Public-key work (a signature to check, a session key to derive) costs
+        # tens of microseconds; spoofed sources could dodge per-host buckets,
+        # so it has one bucket for everyone.
+        self.handshake_limiter = RateLimiter(handshake_rate, handshake_rate, max_sources=1)
+        self._sessions: OrderedDict[bytes, Session] = OrderedDict()
+        # Evicted peers' newest sequence numbers: a datagram captured before
+        # an eviction cannot be replayed after it.
+        self._tombstones: OrderedDict[bytes, int] = OrderedDict()
+        # Every sequence number at or below this one belonged to a peer whose
+        # tombstone was forgotten too: refused from anyone we do not remember.
+        self.floor = -1
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, peer_key: bytes) -> Session | None:
+        """The session of ``peer_key``, if one is kept."""
+        return self._sessions.get(peer_key)
+
+    def key_for(self, peer_key: bytes) -> bytes:
+        """The session key for a datagram to ``peer_key`` (derived once)."""
+        session = self._sessions.get(peer_key)
+        if session is None:
+            session = self._open(peer_key, wire.session_key(self.identity, peer_key))
+        return session.key
+
+    def admit(self, message: wire.Message, now: float) -> Session:
+        """The sender's session, once ``message`` passed every check.
+
+        :raises wire.WireError: a :class:`Dropped` or the authenticator's
+            :class:`wire.BadAuthenticator`; ``cause`` names the counter.
+        """
+        peer_key = message.sender_key
+        if peer_key == self.identity.public_key:
+            raise FromSelf("our own datagram")
+        session = self._sessions.get(peer_key)
+        if session is None or session.window.empty:
+            # Nothing tells what this peer sent before: only a fresh datagram
+            # may open the window, or an old one could be replayed once.
+            skew = message.seq - int(now * 1_000_000)
+            if not -self.max_clock_skew_us <= skew <= self.max_clock_skew_us:
+                raise Stale("the first datagram of a peer is not fresh")
+            floor = self._tombstones.get(peer_key, self.floor)
+            if message.seq <= floor:
+                raise Stale("older than what this peer sent before its session was evicted")
+        if (session is None or message.signed) and not self.handshake_limiter.allow("", now):
+            raise HandshakeLimited("public-key work is over budget")
+        if session is None:
+            key = wire.session_key(self.identity, peer_key)
+            wire.verify(message, key)
+            session = self._open(peer_key, key)
+        else:
+            wire.verify(message, session.key)
+            self._sessions.move_to_end(peer_key)
+        if not session.window.accept(message.seq):
+            raise Replayed("sequence number seen before or too old")
+        return session
+
+    def _open(self, peer_key: bytes, key: bytes) -> Session:
+        floor = self._tombstones.pop(peer_key, self.floor)
+        session = self._sessions[peer_key] = Session(key, floor)
+        if len(self._sessions) > self.max_sessions:
+            old_key, old = self._sessions.popitem(last=False)
+            self._tombstones[old_key] = old.window.highest
+            if len(self._tombstones) > self.max_sessions:
+                _, highest = self._tombstones.popitem(last=False)
+                self.floor = max(self.floor, highest)
+        return session

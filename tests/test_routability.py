@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+from typing import Any
+
+from dhtkit import wire
+from dhtkit.contact import Contact
+from dhtkit.routability import AMPLIFICATION
+from tests.test_rpc import A_ADDR, B_ADDR, Pair, answers, result_of
+
+VICTIM = ("10.9.9.9", 53)
+BIG = b"x" * 1000
+
+
+def big_answer(sender: Contact, args: Any) -> bytes:
+    return BIG
+
+
+def sent_to(pair_side: Any, address: Any) -> list[bytes]:
+    return [data for data, addr in Pair.take(pair_side) if addr == address]
+
+
+def test_a_forged_source_gets_one_small_probe_not_the_answer() -> None:
+    # A holds a session with B and sends a small query with a victim's
+    # address as its source: the victim must not receive the large answer.
+    pair = Pair()
+    pair.b.register("big", big_answer, idempotent=True)
+    pair.a.ping(B_ADDR)
+    pair.exchange()
+    probes_before = pair.b.stats()["probes_sent"]
+    pair.a.call_contact(pair.b_contact, "big")
+    ((query, _),) = pair.take(pair.a)
+    pair.b.datagramReceived(query, VICTIM)
+    to_victim = sent_to(pair.b, VICTIM)
+    assert sum(map(len, to_victim)) <= AMPLIFICATION * len(query) < len(BIG)
+    ((probe,),) = [to_victim]
+    assert wire.decode(probe).kind == wire.QUERY
+    assert wire.decode(probe).method == "ping"
+    stats = pair.b.stats()
+    assert stats["answers_held"] == 1 and stats["probes_sent"] - probes_before == 1
+    # The victim never answers: the held answer is dropped and counted.
+    pair.clock.advance(pair.b.timeout)
+    assert pair.b.stats()["dropped_unproven"] == 1
+    assert sent_to(pair.b, VICTIM) == []
+
+
+def test_the_real_asker_proves_its_address_and_gets_its_answer() -> None:
+    pair = Pair()
+    pair.b.register("big", big_answer, idempotent=True)
+    d = pair.a.call_contact(pair.b_contact, "big")
+    pair.a_to_b()
+    sent = pair.b_to_a()  # only B's probe: A's address is not proven yet
+    assert answers(sent) == []
+    pair.a_to_b()  # A answers the probe
+    pair.b_to_a()  # and B releases the answer
+    assert result_of(d) == BIG
+    assert pair.b.stats()["answers_released"] == 1
+    # From then on A's address is known: the next answer goes at once.
+    d2 = pair.a.call_contact(pair.b_contact, "big")
+    pair.a_to_b()
+    assert len(answers(pair.b_to_a())) == 1
+    assert result_of(d2) == BIG
+
+
+def test_small_answers_go_at_once_to_an_unproven_address() -> None:
+    pair = Pair()
+    d = pair.a.ping(B_ADDR)
+    (query,) = pair.a_to_b()
+    (reply,) = answers([data for data, _ in pair.take(pair.b)])
+    assert len(reply) <= AMPLIFICATION * len(query)
+    pair.a.datagramReceived(reply, B_ADDR)
+    assert result_of(d) == pair.b_contact
+
+
+def test_listeners_hear_of_a_querier_only_once_its_address_is_proven() -> None:
+    # A signed first-contact ping with a forged source once made a node hand
+    # its records over to that address.
+    pair = Pair()
+    heard: list[Contact] = []
+    pair.b.add_listener(heard.append)
+    pair.a.ping(B_ADDR)
+    (query,) = [data for data, _ in pair.take(pair.a)]
+    pair.b.datagramReceived(query, VICTIM)
+    assert heard == []
+    pair.clock.advance(pair.b.timeout)  # the victim ignores the probe
+    assert heard == []
+    # the small ping answer and the probe: a few times the query, no more
+    assert sum(map(len, sent_to(pair.b, VICTIM))) <= AMPLIFICATION * len(query)
+    # The same from the real address: heard once A answers the probe.
+    pair.a.ping(B_ADDR)
+    pair.exchange()
+    assert heard == [Contact.from_key(pair.a.identity.public_key, A_ADDR)]
+
+
+def test_no_probe_while_our_own_call_to_that_peer_is_waiting() -> None:
+    pair = Pair()
+    pair.a.call_contact(pair.b_contact, "ping")
+    pair.b.call_contact(Contact.from_key(pair.a.identity.public_key, A_ADDR), "ping")
+    pair.exchange()
+    assert pair.a.stats()["probes_sent"] == 0
+    assert pair.b.stats()["probes_sent"] == 0
+
+
+def test_probes_and_held_answers_are_bounded() -> None:
+    pair = Pair()
+    pair.b.register("big", big_answer, idempotent=True)
+    pair.b.routability.max_probes = 2
+    pair.b.routability.max_held = 1
+    pair.a.ping(B_ADDR)
+    pair.exchange()
+    probes_before = pair.b.stats()["probes_sent"]
+    for n in range(5):
+        pair.a.call_contact(pair.b_contact, "big")
+        ((query, _),) = pair.take(pair.a)
+        pair.b.datagramReceived(query, ("10.9.9.{}".format(n % 3), 53))
+    stats = pair.b.stats()
+    assert len(pair.b.routability) == 2
+    assert stats["probes_sent"] - probes_before == 2
+    assert stats["answers_held"] == 2
+    assert stats["dropped_unproven"] == 3
