@@ -45,6 +45,7 @@ from dhtkit.values import (
     ValueTooLarge,
     admit,
     check_record,
+    check_ttl,
     check_value,
     from_wire,
     newest,
@@ -53,6 +54,9 @@ from dhtkit.values import (
     to_wire,
 )
 from dhtkit.wire import MessageTooLarge
+
+MAX_CLOCK_SKEW = 5.0
+"""Seconds a plain value's write time may lead a replica's clock, by default."""
 
 
 class PutFailed(Exception):
@@ -85,9 +89,14 @@ class DHTNode:
     :param expire_after: seconds a stored record lives unless republished.
     :param replicate_every: seconds between a holder's replications.
     :param republish_every: seconds between the publisher's republishes.
-    :param max_clock_skew: how far ahead of our clock a plain value's write
-        time may be; later ones are refused, or they would win against
-        every honest write until then.
+    :param max_clock_skew: how far (seconds) ahead of our clock a plain
+        value's write time may be; later ones are refused, or they would win
+        against every honest write until then. Plain values are ordered by
+        their writer's clock (not by each replica's time of arrival, which
+        would let replicas disagree on the newest write for ever), so this
+        bound is what a write from the future can gain: a few seconds by
+        default. Nodes whose clocks differ by more need NTP, or a larger
+        bound.
     """
 
     _log = Logger()
@@ -105,7 +114,7 @@ class DHTNode:
         expire_after: float = EXPIRE_AFTER,
         replicate_every: float = REPLICATE_EVERY,
         republish_every: float = REPUBLISH_EVERY,
-        max_clock_skew: float = 600.0,
+        max_clock_skew: float = MAX_CLOCK_SKEW,
     ) -> None:
         self.rpc = rpc
         self.overlay = overlay
@@ -171,7 +180,7 @@ class DHTNode:
         return self._publish(record, None)
 
     def put_immutable(self, value: bytes) -> defer.Deferred[int]:
-        """Store ``value`` under its own hash, ``key_for(value)``."""
+        """Store ``value`` under its own hash, :func:`~dhtkit.values.immutable_key`."""
         return self._publish(ImmutableValue(value), None)
 
     def get(self, key: bytes) -> defer.Deferred[bytes | None]:
@@ -379,9 +388,9 @@ class DHTNode:
             if not ok:
                 continue
             answered.append(contact)
-            record = self._valid_answer(key, answer)
-            if record is not None:
-                found.append((contact, record, min(float(answer[1]), self.expire_after)))
+            valid = self._valid_answer(key, answer)
+            if valid is not None:
+                found.append((contact, *valid))
         return self._settle(key, contacts, found, answered)
 
     async def _find_value(
@@ -389,23 +398,23 @@ class DHTNode:
     ) -> Record | None:
         # Kademlia's FIND_VALUE: the lookup itself collects the answers.
         self.counters["gets"] += 1
-        checked: dict[bytes, Record | None] = {}
+        checked: dict[bytes, tuple[Record, float] | None] = {}
 
-        def check(contact: Contact, answer: Any) -> Record | None:
+        def check(contact: Contact, answer: Any) -> tuple[Record, float] | None:
             if contact.node_id not in checked:
                 checked[contact.node_id] = self._valid_answer(key, answer)
             return checked[contact.node_id]
 
         def enough(contact: Contact, answer: Any) -> bool:
-            record = check(contact, answer)
-            return stop_at_immutable and isinstance(record, ImmutableValue)
+            valid = check(contact, answer)
+            return stop_at_immutable and valid is not None and isinstance(valid[0], ImmutableValue)
 
         result = await finder.find_value(key, self.replication, enough)
         found: list[tuple[Contact | None, Record, float]] = []
         for contact, answer in result.answers:
-            record = check(contact, answer)
-            if record is not None:
-                found.append((contact, record, min(float(answer[1]), self.expire_after)))
+            valid = check(contact, answer)
+            if valid is not None:
+                found.append((contact, *valid))
         if not result.stopped_early:
             answered = [c for c in result.lookup.contacts if not self._is_self(c)]
             return self._settle(key, result.lookup.contacts, found, answered)
@@ -445,20 +454,25 @@ class DHTNode:
         # Not awaited: the reader has its answer already.
         self._send_in_background("read repair of", stale, record, ttl)
 
-    def _valid_answer(self, key: bytes, answer: Any) -> Record | None:
+    def _valid_answer(self, key: bytes, answer: Any) -> tuple[Record, float] | None:
+        """The record of a peer's answer for ``key`` and the ttl to give it.
+
+        A bad answer (its shape, a number out of range, a record that fails
+        its checks or belongs elsewhere) is counted in ``bad_answers`` and
+        left out: the others still make the read.
+        """
         if answer is None:
             return None
         try:
             if not (isinstance(answer, list) and len(answer) == 2):
                 raise ValueRefused("a get answer is [record, ttl]")
-            if type(answer[1]) not in (int, float) or not answer[1] > 0:
-                raise ValueRefused("the ttl must be a positive number")
+            ttl = check_ttl(answer[1])
             record = from_wire(answer[0])
             check_record(record, key, self.max_value_size)
         except ValueRefused:
             self.counters["bad_answers"] += 1
             return None
-        return record
+        return record, min(ttl, self.expire_after)
 
     # -- keys changing hands ---------------------------------------------------------
 

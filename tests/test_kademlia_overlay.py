@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -18,6 +19,7 @@ from dhtkit.overlay import IRoutingOverlay, IValueFinder, JoinFailed
 from dhtkit.rpc import RemoteError, RPCProtocol
 from dhtkit.sim.gossip import PORT
 from dhtkit.sim.overlays import OverlayNetwork
+from dhtkit.values import immutable_key, to_wire
 
 
 def network(count: int, seed: int = 1, **options: object) -> OverlayNetwork:
@@ -81,7 +83,7 @@ def test_find_node_refuses_a_malformed_target() -> None:
 def test_find_value_answers_with_the_record_or_with_contacts() -> None:
     net = network(10)
     writer, other = net.nodes[0], net.nodes[1]
-    key = net.wait(writer.node.put_immutable(b"hello")) and key_for(b"hello")
+    key = net.wait(writer.node.put_immutable(b"hello")) and immutable_key(b"hello")
     holder = next(n for n in net.nodes if n.node.store.get(key) is not None and n is not other)
     contact = holder.rpc.contact
     assert contact is not None
@@ -107,7 +109,7 @@ def test_a_contact_named_in_a_reply_enters_the_table_only_once_it_answers() -> N
 def test_get_of_an_immutable_value_stops_at_a_holder_and_caches_a_copy_on_the_path() -> None:
     net = network(60, k=4)
     net.wait(net.nodes[0].node.put_immutable(b"popular"))
-    key = key_for(b"popular")
+    key = immutable_key(b"popular")
     holders = {n.node_id for n in net.nodes if n.node.store.get(key) is not None}
     readers = [n for n in net.nodes if n.node_id not in holders]
     for reader in readers:
@@ -118,6 +120,39 @@ def test_get_of_an_immutable_value_stops_at_a_holder_and_caches_a_copy_on_the_pa
     # Readers whose first contacts held the value had nowhere to cache it.
     assert 0 < len(cached) <= sent < len(readers)
     assert not holders & {n.node_id for n in cached}
+
+
+@pytest.mark.parametrize(
+    "ttl", [10**400, math.inf, math.nan, "60"], ids=["bignum", "inf", "nan", "text"]
+)
+def test_a_lying_ttl_in_a_find_value_answer_is_dropped_and_counted(ttl: object) -> None:
+    net = network(12, k=4)
+    key = key_for("k")
+    net.wait(net.nodes[0].node.put(key, b"true"))
+    holders = [n for n in net.nodes if n.node.store.get(key) is not None]
+    liar = holders[0]
+    record = to_wire(liar.node.store.get(key).record)
+    liar.rpc.register("find_value", lambda sender, args: ["value", [record, ttl]])
+    readers = [n for n in net.nodes if n not in holders]
+    for reader in readers:
+        assert net.wait(reader.node.get(key)) == b"true"
+    assert sum(r.node.stats().get("bad_answers", 0) for r in readers) >= 1
+
+
+def test_a_malformed_find_node_answer_is_dropped_counted_and_the_lookup_goes_on() -> None:
+    net = network(20, k=4)
+    liar = net.nodes[3]
+    liar.rpc.register("find_node", lambda sender, args: [b"junk", 10**400])
+    for asker in net.nodes:
+        if asker is liar:
+            continue
+        key = from_int(random.Random(asker.host).getrandbits(160))
+        found = net.wait(asker.overlay.lookup(key, 4))
+        assert [c.node_id for c in found.contacts] == [
+            i for i in closest_ids(net, key, 5) if i != liar.node_id
+        ][:4]
+    bad = sum(n.overlay.stats().get("lookup_bad_answers", 0) for n in net.nodes)
+    assert bad >= 1
 
 
 def test_get_of_a_mutable_value_finds_the_newest_version() -> None:
@@ -174,9 +209,9 @@ def test_nodes_that_stop_answering_are_dropped_from_the_tables() -> None:
 def test_a_node_holding_an_immutable_value_reads_it_without_traffic() -> None:
     net = network(10, k=3)
     net.wait(net.nodes[0].node.put_immutable(b"mine"))
-    holder = next(n for n in net.nodes if n.node.store.get(key_for(b"mine")) is not None)
+    holder = next(n for n in net.nodes if n.node.store.get(immutable_key(b"mine")) is not None)
     sent = holder.rpc.stats()["queries_sent"]
-    assert net.wait(holder.node.get(key_for(b"mine"))) == b"mine"
+    assert net.wait(holder.node.get(immutable_key(b"mine"))) == b"mine"
     assert holder.rpc.stats()["queries_sent"] == sent
     assert holder.node.stats()["gets_answered_locally"] == 1
 

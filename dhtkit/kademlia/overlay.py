@@ -94,7 +94,15 @@ class KademliaOverlay:
         self._timer: IDelayedCall | None = None
         self._started = False
         self.counters: dict[str, int] = dict.fromkeys(
-            ("lookups", "lookup_hops", "lookup_messages", "lookup_timeouts", "refreshes"), 0
+            (
+                "lookups",
+                "lookup_hops",
+                "lookup_messages",
+                "lookup_timeouts",
+                "lookup_bad_answers",
+                "refreshes",
+            ),
+            0,
         )
         self.hop_histogram = Histogram()
 
@@ -217,6 +225,7 @@ class KademliaOverlay:
         self.hop_histogram.observe(outcome.hops)
         self.counters["lookup_messages"] += outcome.messages
         self.counters["lookup_timeouts"] += outcome.timeouts
+        self.counters["lookup_bad_answers"] += outcome.bad_answers
         return outcome
 
     def _as_lookup(self, outcome: LookupOutcome, key: bytes, count: int) -> Lookup:
