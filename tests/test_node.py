@@ -58,6 +58,18 @@ def test_an_immutable_value_lives_under_its_hash() -> None:
     assert net.wait(net.nodes[2].get(immutable_key(b"content"))) == b"content"
 
 
+def test_an_immutable_value_cannot_take_over_a_name() -> None:
+    net = Cluster(5)
+    name = "alice's page"
+    net.wait(net.nodes[0].put(key_for(name), b"honest"))
+    attacker = net.client()
+    net.wait(attacker.put_immutable(name.encode()))  # stored under its own key
+    assert net.wait(net.nodes[2].get(key_for(name))) == b"honest"
+    net.wait(net.nodes[0].put(key_for(name), b"honest, later"))
+    assert net.wait(net.nodes[3].get(key_for(name))) == b"honest, later"
+    assert net.wait(net.nodes[3].get(immutable_key(name.encode()))) == name.encode()
+
+
 def test_a_missing_key_reads_as_none() -> None:
     net = Cluster(3)
     assert net.wait(net.nodes[1].get(key_for("nothing"))) is None
