@@ -7,9 +7,13 @@ keeps its own copies in an :class:`~dhtkit.storage.IValueStore`, and lets
 one :class:`~dhtkit.republish.Scheduler` expire, replicate and republish
 them.
 
-A put succeeds when enough of the responsible nodes acknowledge it (by
-default a majority of those the overlay found); when they refuse, the
-caller gets the same typed refusal a local store would raise. A get asks
+A put succeeds when enough of the responsible nodes acknowledge it: by
+default a majority of a full replica set, ``replication`` nodes or as many
+as the network is known to hold, not merely of the nodes a lookup happened
+to find (a lookup whose seeds were dead finds only ourselves). Otherwise
+it fails with :class:`PutFailed`, so ``put`` firing with a count always
+means a majority holds the value; when the nodes refuse, the caller gets
+the same typed refusal a local store would raise. A get asks
 every responsible node, checks what comes back, returns the newest valid
 version, and stores that version on the replicas that answered with an
 older one or none (read repair).
@@ -60,17 +64,31 @@ MAX_CLOCK_SKEW = 5.0
 
 
 class PutFailed(Exception):
-    """Too few responsible nodes acknowledged a put (and none refused it)."""
+    """Too few responsible nodes acknowledged a put (and none refused it).
 
-    def __init__(self, stored: int, required: int, reached: int) -> None:
+    :ivar stored: acknowledgments, our own copy included.
+    :ivar required: acknowledgments needed.
+    :ivar reached: responsible nodes the lookup found.
+    :ivar replica_set: how many nodes should hold the key.
+    """
+
+    def __init__(
+        self, stored: int, required: int, reached: int, replica_set: int | None = None
+    ) -> None:
         super().__init__(
-            "the value reached {} of the {} nodes responsible for it; {} needed".format(
-                stored, reached, required
+            "the value reached {} of the {} nodes found responsible for it{}; {} needed".format(
+                stored,
+                reached,
+                ""
+                if replica_set is None or replica_set == reached
+                else " (a full replica set is {})".format(replica_set),
+                required,
             )
         )
         self.stored = stored
         self.required = required
         self.reached = reached
+        self.replica_set = replica_set if replica_set is not None else reached
 
 
 class DHTNode:
@@ -84,7 +102,7 @@ class DHTNode:
     :param replication: nodes each value is stored on (default: the
         overlay's ``k``).
     :param quorum: acknowledgments that make a put succeed (default: a
-        majority of the responsible nodes found).
+        majority of a full replica set, see :meth:`replica_set`).
     :param max_value_size: the largest value accepted, in bytes.
     :param expire_after: seconds a stored record lives unless republished.
     :param replicate_every: seconds between a holder's replications.
@@ -292,14 +310,15 @@ class DHTNode:
                     "expected seq {}, but seq {} is stored".format(expected_seq, held.seq)
                 )
             admit(held, record)
-        contacts = await self.overlay.find_responsible(record.key, self.replication)
+        contacts, replica_set = await self.replica_set(record.key)
         stored, refusals = await self._store_on(contacts, record, self.expire_after, expected_seq)
-        required = self.quorum if self.quorum is not None else len(contacts) // 2 + 1
+        required = self.quorum if self.quorum is not None else replica_set // 2 + 1
         if stored < required or not contacts:
             if refusals:
                 reason, _ = Counter(type(r) for r in refusals).most_common(1)[0]
                 raise next(r for r in refusals if type(r) is reason)
-            raise PutFailed(stored, required, len(contacts))
+            self.counters["puts_failed"] += 1
+            raise PutFailed(stored, required, len(contacts), replica_set)
         now = self.clock.seconds()
         self.store.put(
             StoredRecord(
@@ -314,6 +333,29 @@ class DHTNode:
         self.scheduler.poke()
         self.counters["puts"] += 1
         return stored
+
+    async def replica_set(self, key: bytes) -> tuple[list[Contact], int]:
+        """The nodes found responsible for ``key``, and how many there should be.
+
+        Over a routing overlay, a full replica set is ``replication`` nodes,
+        or fewer when the network is known to be smaller: the nodes found
+        plus those that failed on the way, or our contacts and ourselves,
+        whichever is more. When the lookup reached no node but ourselves it
+        is at least two (with ``replication`` above one): a copy held by us
+        alone is not replicated. Over a static overlay the nodes found are
+        all there are.
+        """
+        routing = self._routing
+        if routing is None:
+            contacts = await self.overlay.find_responsible(key, self.replication)
+            return contacts, len(contacts)
+        found = await routing.lookup(key, self.replication)
+        contacts = list(found.contacts)
+        known = max(len(contacts) + found.timeouts, len(routing.contacts()) + 1)
+        expected = min(self.replication, known)
+        if not any(not self._is_self(c) for c in contacts):
+            expected = max(expected, min(2, self.replication))
+        return contacts, expected
 
     async def _store_on(
         self,

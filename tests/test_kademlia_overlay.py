@@ -14,6 +14,7 @@ from dhtkit import wire
 from dhtkit.contact import Contact
 from dhtkit.identity import Identity
 from dhtkit.kademlia import KademliaOverlay
+from dhtkit.node import PutFailed
 from dhtkit.keyspace import distance, from_int, key_for
 from dhtkit.overlay import IRoutingOverlay, IValueFinder, JoinFailed
 from dhtkit.rpc import RemoteError, RPCProtocol
@@ -153,6 +154,52 @@ def test_a_malformed_find_node_answer_is_dropped_counted_and_the_lookup_goes_on(
         ][:4]
     bad = sum(n.overlay.stats().get("lookup_bad_answers", 0) for n in net.nodes)
     assert bad >= 1
+
+
+def _set_down(net: OverlayNetwork, contacts: list[Contact]) -> None:
+    hosts = {n.node_id: n for n in net.nodes}
+    for contact in contacts:
+        net.network.set_down(hosts[contact.node_id].host)
+        hosts[contact.node_id].up = False
+
+
+def test_a_put_falls_back_beyond_its_dead_seeds() -> None:
+    net = network(40, k=4)
+    writer = net.nodes[5]
+    key = key_for("dead seeds")
+    seeds = writer.overlay.table.closest(key, 4)
+    assert len(writer.overlay.contacts()) > len(seeds)
+    _set_down(net, seeds)
+    assert net.wait(writer.node.put(key, b"v")) == 4
+    holders = {n.node_id for n in net.live() if n.node.store.get(key) is not None}
+    assert holders == set(closest_ids(net, key, 4))
+    assert net.wait(net.live()[0].node.get(key)) == b"v"
+
+
+def test_a_put_that_reaches_no_other_node_fails() -> None:
+    net = network(40, k=4)
+    loner = net.nodes[9]
+    _set_down(net, loner.overlay.contacts())
+    with pytest.raises(PutFailed, match=r"reached 1 of the 1 .* full replica set is 4\); 3 needed"):
+        net.wait(loner.node.put(key_for("alone"), b"v"))
+    assert loner.node.stats()["puts_failed"] == 1
+
+
+def test_a_put_needs_a_majority_of_a_full_replica_set_not_of_the_nodes_found() -> None:
+    net = network(40, k=4)
+    writer = net.nodes[5]
+    key = key_for("few found")
+    # Every node but two of the writer's contacts is down: the lookup finds
+    # those two and the writer, three of the four a replica set should hold.
+    alive = writer.overlay.contacts()[:2]
+    _set_down(net, [c for c in writer.overlay.contacts() if c not in alive])
+    for node in net.nodes:
+        if node is not writer and node.contact not in alive:
+            net.network.set_down(node.host)
+    assert net.wait(writer.node.put(key, b"v")) == 3
+    net.network.set_down(alive[0].address[0])
+    with pytest.raises(PutFailed, match=r"reached 2 of the .* 3 needed"):
+        net.wait(writer.node.put(key_for("fewer"), b"v"))
 
 
 def test_get_of_a_mutable_value_finds_the_newest_version() -> None:
