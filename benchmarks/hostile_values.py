@@ -73,7 +73,7 @@ def malformed_store() -> dict[str, Any]:
     good = SignedValue.create(Identity(b"\x03" * 32), b"v", 1)
     wire = to_wire(good)
     bad_salt = [*wire[:2], 7, *wire[3:]]
-    bad_seq = [*to_wire(PlainValue(key_for("k"), b"v", 1))[:3], 2 ** 64 - 1]
+    bad_seq = [*to_wire(PlainValue(key_for("k"), b"v", 1))[:3], 2**64 - 1]
     calls = [
         [bad_salt, 60, None, False],
         [wire, 10**400, None, False],

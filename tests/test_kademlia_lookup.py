@@ -255,7 +255,7 @@ def test_a_malformed_answer_is_counted_apart_from_timeouts() -> None:
     )  # fmt: skip
     outcome = result_of(lookup.run())
     assert (outcome.bad_answers, outcome.timeouts) == (1, 0)
-    assert outcome.contacts == closest[1:] + [true_closest_n(net, target, K + 1)[-1]]
+    assert outcome.contacts == [*closest[1:], true_closest_n(net, target, K + 1)[-1]]
 
 
 def true_closest_n(net: FakeNetwork, target: bytes, count: int) -> list[Contact]:

@@ -14,8 +14,8 @@ from dhtkit import wire
 from dhtkit.contact import Contact
 from dhtkit.identity import Identity
 from dhtkit.kademlia import KademliaOverlay
-from dhtkit.node import PutFailed
 from dhtkit.keyspace import distance, from_int, key_for
+from dhtkit.node import PutFailed
 from dhtkit.overlay import IRoutingOverlay, IValueFinder, JoinFailed
 from dhtkit.rpc import RemoteError, RPCProtocol
 from dhtkit.sim.gossip import PORT
