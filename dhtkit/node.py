@@ -30,6 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dhtkit.contact import Contact
+from dhtkit.handover import PER_PEER_RATE, RATE, HandOverQueue
 from dhtkit.holder import Holder
 from dhtkit.identity import Identity
 from dhtkit.keyspace import check_id
@@ -115,6 +116,9 @@ class DHTNode:
         bound is what a write from the future can gain: a few seconds by
         default. Nodes whose clocks differ by more need NTP, or a larger
         bound.
+    :param hand_over_rate: records a second handed over to new neighbours,
+        all together; :param hand_over_peer_rate: to one of them (see
+        :mod:`dhtkit.handover`).
     """
 
     _log = Logger()
@@ -133,6 +137,8 @@ class DHTNode:
         replicate_every: float = REPLICATE_EVERY,
         republish_every: float = REPUBLISH_EVERY,
         max_clock_skew: float = MAX_CLOCK_SKEW,
+        hand_over_rate: float = RATE,
+        hand_over_peer_rate: float = PER_PEER_RATE,
     ) -> None:
         self.rpc = rpc
         self.overlay = overlay
@@ -152,7 +158,9 @@ class DHTNode:
             replicate_every=replicate_every,
             republish_every=republish_every,
         )
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter(
+            dict.fromkeys(("handed_over", "hand_over_deferred", "hand_over_dropped"), 0)
+        )
         self.holder = Holder(
             rpc,
             store,
@@ -163,6 +171,13 @@ class DHTNode:
             expire_after=expire_after,
             replicate_every=replicate_every,
             max_clock_skew=max_clock_skew,
+        )
+        self.hand_overs = HandOverQueue(
+            self.clock,
+            self._hand_over_one,
+            self.counters,
+            rate=hand_over_rate,
+            per_peer_rate=hand_over_peer_rate,
         )
         # What the overlay can do beyond find_responsible.
         self._finder = cast(IValueFinder, overlay) if IValueFinder.providedBy(overlay) else None
@@ -186,6 +201,7 @@ class DHTNode:
         """Stop the schedule and the hand-overs (the store stays open; its owner closes it)."""
         self._running = False
         self.scheduler.stop()
+        self.hand_overs.stop()
 
     # -- the public API --------------------------------------------------------
 
@@ -523,22 +539,47 @@ class DHTNode:
 
         The overlay calls this when a node appears among our neighbours (a
         join): only the keys it now shares with us move, the paper's O(K/N).
+        They go through :attr:`hand_overs`, paced per peer and in all, so
+        that a neighbour (perhaps a spoofed one) cannot make us send a
+        burst of our whole store to one address.
         """
         routing = self._routing
         if routing is None or not self._running or self._is_self(contact):
             return
-        entries = [
-            entry
+        keys = [
+            entry.key
             for entry in self.store.records()
             if not entry.cached
             and self.holder.remaining(entry) > 0
             and routing.holds(contact.node_id, entry.key, self.replication)
         ]
-        self.counters["handed_over"] += len(entries)
-        for entry in entries:
-            self._send_in_background(
-                "handing over", [contact], entry.record, self.holder.remaining(entry)
+        self.hand_overs.offer(contact, keys)
+
+    def _hand_over_one(self, contact: Contact, key: bytes) -> defer.Deferred[bool]:
+        """Send our copy of ``key`` to ``contact``, as it is now (if still live).
+
+        Fires True when the contact answered, with an acknowledgment or a
+        refusal: either proves it receives at its address.
+        """
+        entry = self.holder.live(key)
+        if entry is None or entry.cached or not self._running:
+            return defer.succeed(True)
+        self.counters["handed_over"] += 1
+
+        def answered(result: tuple[int, list[ValueRefused]]) -> bool:
+            return result[0] > 0 or bool(result[1])
+
+        def failed(failure: Failure) -> bool:
+            self._log.failure("handing over {key} failed", failure, key=key.hex())
+            return False
+
+        return (
+            defer.Deferred.fromCoroutine(
+                self._store_on([contact], entry.record, self.holder.remaining(entry))
             )
+            .addCallback(answered)
+            .addErrback(failed)
+        )
 
     def _send_in_background(
         self, why: str, contacts: list[Contact], record: Record, ttl: float, cached: bool = False

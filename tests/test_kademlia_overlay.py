@@ -7,6 +7,7 @@ import random
 
 import pytest
 from twisted.internet import task
+from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import FakeDatagramTransport
 from zope.interface.verify import verifyObject
 
@@ -301,3 +302,35 @@ def test_a_replacement_promoted_among_our_closest_gets_our_keys() -> None:
         overlay.table.remove_contact(contact.node_id)
     overlay.table.record_failure(far[1].node_id)  # dropped: far[2] takes its place
     assert heard == [far[2]]  # now one of our 2 closest: it is handed our keys
+
+
+class _Sink(DatagramProtocol):
+    """An address that receives but is no dhtkit node: it never answers."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    def datagramReceived(self, datagram: bytes, addr: object) -> None:
+        self.received += len(datagram)
+
+
+def test_a_spoofed_neighbour_gets_a_window_of_records_not_the_whole_store() -> None:
+    net = network(6, k=4)
+    x = net.nodes[0]
+    rng = random.Random(4)
+    for n in range(300):
+        net.wait(x.node.put(key_for("r{}".format(n)), rng.randbytes(800)))
+    held = sum(1 for e in x.node.store.records() if not e.cached)
+    assert held > 200
+    sink = _Sink()
+    net.network.reactor_for("10.99.0.1").listenUDP(PORT, sink)
+    # An id next to ours, at an address that is not the sender's: the RPC
+    # layer offers such a sender to the routing table, which makes it a neighbour.
+    near = bytes(x.node_id[:-1]) + bytes([x.node_id[-1] ^ 1])
+    spoofed = Contact(near, Identity(b"\x09" * 32).public_key, ("10.99.0.1", PORT))
+    x.overlay._heard_from(spoofed)
+    net.advance(120.0)
+    stats = x.node.stats()
+    assert stats["handed_over"] == 8  # one window, unanswered
+    assert stats["hand_over_dropped"] > 100  # the rest of what it would hold
+    assert sink.received < 8 * 1000 * 3  # each store sent once and retried
