@@ -103,7 +103,7 @@ def test_a_peer_that_does_not_answer_gets_a_window_and_no_more() -> None:
 
 
 def test_a_peer_that_answers_keeps_receiving_within_its_window() -> None:
-    clock, peers, queue, _ = make(window=2, per_peer_rate=1000, per_peer_burst=1000)
+    _clock, peers, queue, _ = make(window=2, per_peer_rate=1000, per_peer_burst=1000)
     peers.hold = True
     a = peer(1)
     queue.offer(a, keys(6))
@@ -121,7 +121,7 @@ def test_a_peer_that_answers_keeps_receiving_within_its_window() -> None:
 def test_the_queue_is_bounded_and_what_overflows_is_counted(
     options: dict[str, float], offered: int, kept: int
 ) -> None:
-    clock, peers, queue, counters = make(per_peer_burst=1, **options)
+    _clock, _peers, queue, counters = make(per_peer_burst=1, **options)
     queue.offer(peer(1), keys(offered))
     assert len(queue) == kept - 1  # one went at once
     assert counters["hand_over_dropped"] == offered - kept
@@ -151,7 +151,7 @@ def test_a_key_still_waiting_is_not_queued_twice() -> None:
 
 
 def test_a_spent_budget_is_not_renewed_by_a_new_offer() -> None:
-    clock, peers, queue, _ = make(per_peer_rate=10, per_peer_burst=10)
+    _clock, peers, queue, _ = make(per_peer_rate=10, per_peer_burst=10)
     a = peer(1)
     queue.offer(a, keys(10, tag=1))
     queue.offer(a, keys(10, tag=2))  # a neighbour seen again at once
@@ -159,7 +159,7 @@ def test_a_spent_budget_is_not_renewed_by_a_new_offer() -> None:
 
 
 def test_stop_forgets_the_queue_and_the_timer() -> None:
-    clock, peers, queue, _ = make(per_peer_burst=1)
+    clock, _peers, queue, _ = make(per_peer_burst=1)
     queue.offer(peer(1), keys(100))
     assert clock.getDelayedCalls()
     queue.stop()
