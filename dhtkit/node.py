@@ -187,6 +187,7 @@ class DHTNode:
         if self._routing is not None:
             self._routing.add_neighbour_listener(self._hand_over)
         self._running = False
+        self._peak_seen = (1, self.clock.seconds())
 
     @property
     def identity(self) -> Identity:
@@ -355,11 +356,12 @@ class DHTNode:
 
         Over a routing overlay, a full replica set is ``replication`` nodes,
         or fewer when the network is known to be smaller: the nodes found
-        plus those that failed on the way, or our contacts and ourselves,
-        whichever is more. When the lookup reached no node but ourselves it
-        is at least two (with ``replication`` above one): a copy held by us
-        alone is not replicated. Over a static overlay the nodes found are
-        all there are.
+        plus those that failed on the way, or the largest number of nodes
+        (our contacts and ourselves) seen within the last
+        ``replicate_every`` seconds, whichever is more. So a node whose
+        contacts all died cannot count its own copy as a majority, while a
+        node that started a network of its own and is still alone can.
+        Over a static overlay the nodes found are all there are.
         """
         routing = self._routing
         if routing is None:
@@ -367,11 +369,20 @@ class DHTNode:
             return contacts, len(contacts)
         found = await routing.lookup(key, self.replication)
         contacts = list(found.contacts)
-        known = max(len(contacts) + found.timeouts, len(routing.contacts()) + 1)
-        expected = min(self.replication, known)
-        if not any(not self._is_self(c) for c in contacts):
-            expected = max(expected, min(2, self.replication))
-        return contacts, expected
+        known = max(len(contacts) + found.timeouts, self._network_seen())
+        return contacts, min(self.replication, known)
+
+    def _network_seen(self) -> int:
+        """The most nodes (our contacts and ourselves) seen lately."""
+        routing = self._routing
+        if routing is None:
+            return 1
+        now = self.clock.seconds()
+        size = len(routing.contacts()) + 1
+        peak, when = self._peak_seen
+        if size >= peak or now - when > self.replicate_every:
+            self._peak_seen = (size, now)
+        return self._peak_seen[0]
 
     async def _store_on(
         self,
@@ -546,6 +557,7 @@ class DHTNode:
         routing = self._routing
         if routing is None or not self._running or self._is_self(contact):
             return
+        self._network_seen()  # the table has grown: a put will need more replicas
         keys = [
             entry.key
             for entry in self.store.records()
