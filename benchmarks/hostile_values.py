@@ -200,6 +200,9 @@ def hand_over() -> dict[str, Any]:
         def holds(self, node_id: bytes, key: bytes, count: int) -> bool:
             return True
 
+        def contacts(self) -> list[Contact]:
+            return []
+
     rng = random.Random(5)
     for n in range(2000):
         record = PlainValue(key_for("r{}".format(n)), rng.randbytes(900), 1)
