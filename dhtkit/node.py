@@ -103,7 +103,7 @@ class DHTNode:
     :param replication: nodes each value is stored on (default: the
         overlay's ``k``).
     :param quorum: acknowledgments that make a put succeed (default: a
-        majority of a full replica set, see :meth:`replica_set`).
+        majority of a full replica set, as the module says).
     :param max_value_size: the largest value accepted, in bytes.
     :param expire_after: seconds a stored record lives unless republished.
     :param replicate_every: seconds between a holder's replications.
@@ -327,7 +327,7 @@ class DHTNode:
                     "expected seq {}, but seq {} is stored".format(expected_seq, held.seq)
                 )
             admit(held, record)
-        contacts, replica_set = await self.replica_set(record.key)
+        contacts, replica_set = await self._replica_set(record.key)
         stored, refusals = await self._store_on(contacts, record, self.expire_after, expected_seq)
         required = self.quorum if self.quorum is not None else replica_set // 2 + 1
         if stored < required or not contacts:
@@ -351,7 +351,7 @@ class DHTNode:
         self.counters["puts"] += 1
         return stored
 
-    async def replica_set(self, key: bytes) -> tuple[list[Contact], int]:
+    async def _replica_set(self, key: bytes) -> tuple[list[Contact], int]:
         """The nodes found responsible for ``key``, and how many there should be.
 
         Over a routing overlay, a full replica set is ``replication`` nodes,
