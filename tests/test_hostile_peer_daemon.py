@@ -28,7 +28,7 @@ from dhtkit.node import DHTNode
 from dhtkit.rpc import RemoteError, RPCProtocol
 from dhtkit.storage import MemoryStore
 from dhtkit.values import PlainValue, SignedValue, to_wire
-from tests.daemons import DHTKIT, Daemon, child_env, free_udp_port_with_tcp_after
+from tests.daemons import DHTKIT, Daemon, child_env, dhtkit_command, free_udp_port_with_tcp_after
 
 
 @pytest.fixture
@@ -110,3 +110,47 @@ async def test_a_lying_peer_neither_breaks_reads_nor_fills_the_log(daemon: Daemo
     assert daemon.stop() == 0
     log = daemon.output()
     assert "Traceback" not in log and "critical" not in log.lower(), log
+
+
+def test_a_put_that_reaches_no_other_daemon_is_an_error_not_one_replica(tmp_path: Path) -> None:
+    ports: list[int] = []
+    while len(ports) < 2:
+        port = free_udp_port_with_tcp_after()
+        if all(abs(port - p) > 1 for p in ports):
+            ports.append(port)
+    a = Daemon(tmp_path / "a", ["dhtkit", "--port", str(ports[0]), "--data-dir", "data"])
+    b = Daemon(
+        tmp_path / "b",
+        [
+            "dhtkit",
+            "--port",
+            str(ports[1]),
+            "--data-dir",
+            "data",
+            "--bootstrap",
+            "127.0.0.1:{}".format(ports[0]),
+        ],
+    )
+    try:
+        for d in (a, b):
+            d.start()
+            d.wait_for(d.workdir / "data" / API_FILE)
+        data_a = str(a.workdir / "data")
+        deadline = time.monotonic() + 30
+        while (
+            b'"contacts": 1' not in dhtkit_command("--data-dir", data_a, "status", "--json").stdout
+        ):
+            assert time.monotonic() < deadline, a.output()
+            time.sleep(0.2)
+        put = dhtkit_command("--data-dir", data_a, "put", "before", "ok")
+        assert put.returncode == 0, put.stderr.decode()
+        assert b.stop() == 0
+        # a's only other node is gone: its own copy is no majority.
+        put = dhtkit_command("--data-dir", data_a, "put", "greeting", "hello")
+        assert put.returncode == 1, put.stdout.decode()
+        assert b"reached 1 of" in put.stderr and b"needed" in put.stderr
+        assert b"Traceback" not in put.stderr
+    finally:
+        b.stop()
+        assert a.stop() == 0
+    assert "Traceback" not in a.output(), a.output()
