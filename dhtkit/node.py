@@ -39,6 +39,7 @@ from dhtkit.republish import EXPIRE_AFTER, REPLICATE_EVERY, REPUBLISH_EVERY, Sch
 from dhtkit.rpc import RemoteError, RPCError, RPCProtocol
 from dhtkit.storage.interface import SELF, IValueStore, StoredRecord
 from dhtkit.values import (
+    MAX_TTL,
     MAX_VALUE_SIZE,
     REFUSALS,
     CASMismatch,
@@ -393,7 +394,8 @@ class DHTNode:
         cached: bool = False,
     ) -> tuple[int, list[ValueRefused]]:
         """Store ``record`` on ``contacts``: (acknowledgments, refusals)."""
-        args = [to_wire(record), ttl, expected_seq, cached]
+        # Peers refuse a ttl beyond MAX_TTL, whatever our own expire_after.
+        args = [to_wire(record), min(ttl, MAX_TTL), expected_seq, cached]
         calls: list[defer.Deferred[Any]] = []
         for contact in contacts:
             if self._is_self(contact):
