@@ -110,6 +110,19 @@ class HandOverQueue:
         """Keys waiting."""
         return self._queued
 
+    def has_room_for(self, contact: Contact) -> bool:
+        """Whether an offer to ``contact`` could queue anything now.
+
+        Checked before the store is scanned for its keys, so that a stream
+        of new neighbours costs no scan once the queue is full.
+        """
+        peer = self._peers.get(contact.node_id)
+        if peer is not None:
+            return len(peer.keys) < self.max_per_peer and self._queued < self.max_queued
+        if len(self._peers) >= self.max_peers:
+            self._forget_idle(self.clock.seconds())
+        return len(self._peers) < self.max_peers and self._queued < self.max_queued
+
     def offer(self, contact: Contact, keys: Iterable[bytes]) -> None:
         """Hand the records of ``keys`` over to ``contact``, now or later."""
         now = self.clock.seconds()

@@ -160,7 +160,10 @@ class DHTNode:
             republish_every=republish_every,
         )
         self.counters: Counter[str] = Counter(
-            dict.fromkeys(("handed_over", "hand_over_deferred", "hand_over_dropped"), 0)
+            dict.fromkeys(
+                ("handed_over", "hand_over_deferred", "hand_over_dropped", "hand_over_skipped"),
+                0,
+            )
         )
         self.holder = Holder(
             rpc,
@@ -560,6 +563,9 @@ class DHTNode:
         if routing is None or not self._running or self._is_self(contact):
             return
         self._network_seen()  # the table has grown: a put will need more replicas
+        if not self.hand_overs.has_room_for(contact):
+            self.counters["hand_over_skipped"] += 1  # no scan of the store either
+            return
         keys = [
             entry.key
             for entry in self.store.records()

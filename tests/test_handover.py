@@ -140,6 +140,18 @@ def test_the_peers_remembered_are_bounded() -> None:
     assert peers.to(peer(4)) == 1
 
 
+def test_whether_an_offer_has_room_is_known_before_the_keys_are_gathered() -> None:
+    _clock, _peers, queue, _ = make(max_peers=2, max_per_peer=10, per_peer_burst=1)
+    assert queue.has_room_for(peer(1))
+    queue.offer(peer(1), keys(10))  # one goes at once, nine wait
+    assert len(queue) == 9 and queue.has_room_for(peer(1))
+    queue.offer(peer(1), keys(1, tag=9))
+    assert not queue.has_room_for(peer(1))  # its queue is full
+    queue.offer(peer(2), keys(1))
+    assert queue.has_room_for(peer(2))
+    assert not queue.has_room_for(peer(3))  # no room for another peer
+
+
 def test_a_key_still_waiting_is_not_queued_twice() -> None:
     clock, peers, queue, _ = make(per_peer_burst=1)
     a = peer(1)
