@@ -1,8 +1,17 @@
 """This node as a holder of records: it answers ``store`` and ``get``.
 
 Whatever a peer sends is checked in full (shape, size, signature, key, the
-write time of a plain value) before the store's own rules decide; every
-refusal goes back to the sender with its reason code and is counted here.
+write time of a plain value, and every number: ttl, seq, expected seq)
+before the store's own rules decide; every refusal goes back to the sender
+as a :class:`~dhtkit.rpc.RemoteError` with its reason code and is counted
+here (``store_refused_<reason>``, ``get_refused_malformed``). A peer's bad
+input is never logged: it cannot fill the log.
+
+Plain values are ordered by their writer's clock, so a replica refuses a
+write time more than ``max_clock_skew`` seconds ahead of its own clock
+(:class:`~dhtkit.values.WriteTimeAhead`): a write from the future would
+otherwise win against every honest write until its time came, and a
+publisher could renew it for ever.
 """
 
 from __future__ import annotations
@@ -18,12 +27,13 @@ from dhtkit.republish import Scheduler
 from dhtkit.rpc import RemoteError, RPCProtocol
 from dhtkit.storage.interface import SELF, IValueStore, StoredRecord
 from dhtkit.values import (
-    MalformedRecord,
     PlainValue,
     Record,
     SignedValue,
     ValueRefused,
-    check_record,
+    WriteTimeAhead,
+    check_expected_seq,
+    check_ttl,
     from_wire,
     to_wire,
 )
@@ -94,19 +104,24 @@ class Holder:
         try:
             if not (isinstance(args, list) and len(args) == 4):
                 raise ValueError("store takes [record, ttl, expected seq, cached]")
-            wire_record, ttl, expected_seq, cached = args
-            if type(ttl) not in (int, float) or not ttl > 0:
-                raise ValueError("the ttl must be a positive number of seconds")
-            if expected_seq is not None and type(expected_seq) is not int:
-                raise ValueError("the expected seq must be an integer or null")
+            wire_record, wire_ttl, wire_expected_seq, cached = args
+            ttl = check_ttl(wire_ttl)
+            expected_seq = check_expected_seq(wire_expected_seq)
             if type(cached) is not bool:
                 raise ValueError("cached must be a boolean")
             record = from_wire(wire_record)
-            check_record(record, record.key, self.max_value_size)
+            # Every field is checked before the key is computed from them;
+            # a record is stored under its own key, so nothing more to match.
+            record.check(self.max_value_size)
             if isinstance(record, PlainValue) and record.seq > self._latest_write_time():
-                # A write time far ahead would pin the value against every later write.
-                raise MalformedRecord("the write time is in the future")
-            return self.accept(sender, record, float(ttl), expected_seq, cached)
+                # A write time ahead would pin the value against every later write.
+                raise WriteTimeAhead(
+                    "the write time is {:.1f} s ahead of this node's clock; at most {} s"
+                    " is accepted".format(
+                        record.seq / 1_000_000 - self.clock.seconds(), self.max_clock_skew
+                    )
+                )
+            return self.accept(sender, record, ttl, expected_seq, cached)
         except ValueRefused as e:
             self.counters["store_refused_" + e.reason] += 1
             raise RemoteError(e.reason, str(e)) from None
@@ -120,12 +135,11 @@ class Holder:
 
     def answer_get(self, sender: Contact, args: Any) -> list[Any] | None:
         self.counters["get_received"] += 1
-        if not isinstance(args, bytes):
-            raise RemoteError("malformed", "get takes a key")
         try:
             check_id(args)
         except ValueError as e:
-            raise RemoteError("malformed", str(e)) from None
+            self.counters["get_refused_malformed"] += 1
+            raise RemoteError("malformed", "get takes a key: {}".format(e)) from None
         return self.answer(args)
 
     def answer(self, key: bytes) -> list[Any] | None:

@@ -16,12 +16,35 @@ DIGITS = ID_BITS // DIGIT_BITS
 
 
 def key_for(name: str | bytes) -> bytes:
-    """The key of a name: BLAKE2b-160 of its bytes (UTF-8 for text)."""
+    """The key of a name: BLAKE2b-160 of its bytes (UTF-8 for text).
+
+    This is the public name-to-key rule (``/v1/values/{name}``, ``dhtkit put
+    NAME``) and stays unpersonalised. Keys derived from anything else, such
+    as an immutable value's content or a signed value's public key and salt,
+    use :func:`domain_key` with their own domain, so that no name can be
+    made to collide with them, nor they with a name.
+    """
     if isinstance(name, str):
         name = name.encode("utf-8")
     elif not isinstance(name, bytes):
         raise TypeError("a name is str or bytes, not {}".format(type(name).__name__))
     return hashlib.blake2b(name, digest_size=ID_BYTES).digest()
+
+
+#: BLAKE2b personalisations (at most 16 bytes each) of the derived keys.
+IMMUTABLE_DOMAIN = b"dhtkit:immut:v1"
+SIGNED_DOMAIN = b"dhtkit:signed:v1"
+
+
+def domain_key(domain: bytes, data: bytes) -> bytes:
+    """BLAKE2b-160 of ``data`` personalised with ``domain``.
+
+    Two domains never share a key unless BLAKE2b collides, and no domain
+    shares one with :func:`key_for` (which uses no personalisation).
+    """
+    if not isinstance(data, bytes):
+        raise TypeError("key material is bytes, not {}".format(type(data).__name__))
+    return hashlib.blake2b(data, digest_size=ID_BYTES, person=domain).digest()
 
 
 def check_id(value: bytes) -> bytes:

@@ -7,9 +7,13 @@ keeps its own copies in an :class:`~dhtkit.storage.IValueStore`, and lets
 one :class:`~dhtkit.republish.Scheduler` expire, replicate and republish
 them.
 
-A put succeeds when enough of the responsible nodes acknowledge it (by
-default a majority of those the overlay found); when they refuse, the
-caller gets the same typed refusal a local store would raise. A get asks
+A put succeeds when enough of the responsible nodes acknowledge it: by
+default a majority of a full replica set, ``replication`` nodes or as many
+as the network is known to hold, not merely of the nodes a lookup happened
+to find (a lookup whose seeds were dead finds only ourselves). Otherwise
+it fails with :class:`PutFailed`, so ``put`` firing with a count always
+means a majority holds the value; when the nodes refuse, the caller gets
+the same typed refusal a local store would raise. A get asks
 every responsible node, checks what comes back, returns the newest valid
 version, and stores that version on the replicas that answered with an
 older one or none (read repair).
@@ -26,6 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dhtkit.contact import Contact
+from dhtkit.handover import PER_PEER_RATE, RATE, HandOverQueue
 from dhtkit.holder import Holder
 from dhtkit.identity import Identity
 from dhtkit.keyspace import check_id
@@ -34,6 +39,7 @@ from dhtkit.republish import EXPIRE_AFTER, REPLICATE_EVERY, REPUBLISH_EVERY, Sch
 from dhtkit.rpc import RemoteError, RPCError, RPCProtocol
 from dhtkit.storage.interface import SELF, IValueStore, StoredRecord
 from dhtkit.values import (
+    MAX_TTL,
     MAX_VALUE_SIZE,
     REFUSALS,
     CASMismatch,
@@ -45,6 +51,7 @@ from dhtkit.values import (
     ValueTooLarge,
     admit,
     check_record,
+    check_ttl,
     check_value,
     from_wire,
     newest,
@@ -54,19 +61,36 @@ from dhtkit.values import (
 )
 from dhtkit.wire import MessageTooLarge
 
+MAX_CLOCK_SKEW = 5.0
+"""Seconds a plain value's write time may lead a replica's clock, by default."""
+
 
 class PutFailed(Exception):
-    """Too few responsible nodes acknowledged a put (and none refused it)."""
+    """Too few responsible nodes acknowledged a put (and none refused it).
 
-    def __init__(self, stored: int, required: int, reached: int) -> None:
+    :ivar stored: acknowledgments, our own copy included.
+    :ivar required: acknowledgments needed.
+    :ivar reached: responsible nodes the lookup found.
+    :ivar replica_set: how many nodes should hold the key.
+    """
+
+    def __init__(
+        self, stored: int, required: int, reached: int, replica_set: int | None = None
+    ) -> None:
         super().__init__(
-            "the value reached {} of the {} nodes responsible for it; {} needed".format(
-                stored, reached, required
+            "the value reached {} of the {} nodes found responsible for it{}; {} needed".format(
+                stored,
+                reached,
+                ""
+                if replica_set is None or replica_set == reached
+                else " (a full replica set is {})".format(replica_set),
+                required,
             )
         )
         self.stored = stored
         self.required = required
         self.reached = reached
+        self.replica_set = replica_set if replica_set is not None else reached
 
 
 class DHTNode:
@@ -80,14 +104,22 @@ class DHTNode:
     :param replication: nodes each value is stored on (default: the
         overlay's ``k``).
     :param quorum: acknowledgments that make a put succeed (default: a
-        majority of the responsible nodes found).
+        majority of a full replica set, as the module says).
     :param max_value_size: the largest value accepted, in bytes.
     :param expire_after: seconds a stored record lives unless republished.
     :param replicate_every: seconds between a holder's replications.
     :param republish_every: seconds between the publisher's republishes.
-    :param max_clock_skew: how far ahead of our clock a plain value's write
-        time may be; later ones are refused, or they would win against
-        every honest write until then.
+    :param max_clock_skew: how far (seconds) ahead of our clock a plain
+        value's write time may be; later ones are refused, or they would win
+        against every honest write until then. Plain values are ordered by
+        their writer's clock (not by each replica's time of arrival, which
+        would let replicas disagree on the newest write for ever), so this
+        bound is what a write from the future can gain: a few seconds by
+        default. Nodes whose clocks differ by more need NTP, or a larger
+        bound.
+    :param hand_over_rate: records a second handed over to new neighbours,
+        all together; :param hand_over_peer_rate: to one of them (see
+        :mod:`dhtkit.handover`).
     """
 
     _log = Logger()
@@ -105,7 +137,9 @@ class DHTNode:
         expire_after: float = EXPIRE_AFTER,
         replicate_every: float = REPLICATE_EVERY,
         republish_every: float = REPUBLISH_EVERY,
-        max_clock_skew: float = 600.0,
+        max_clock_skew: float = MAX_CLOCK_SKEW,
+        hand_over_rate: float = RATE,
+        hand_over_peer_rate: float = PER_PEER_RATE,
     ) -> None:
         self.rpc = rpc
         self.overlay = overlay
@@ -125,7 +159,12 @@ class DHTNode:
             replicate_every=replicate_every,
             republish_every=republish_every,
         )
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter(
+            dict.fromkeys(
+                ("handed_over", "hand_over_deferred", "hand_over_dropped", "hand_over_skipped"),
+                0,
+            )
+        )
         self.holder = Holder(
             rpc,
             store,
@@ -137,6 +176,13 @@ class DHTNode:
             replicate_every=replicate_every,
             max_clock_skew=max_clock_skew,
         )
+        self.hand_overs = HandOverQueue(
+            self.clock,
+            self._hand_over_one,
+            self.counters,
+            rate=hand_over_rate,
+            per_peer_rate=hand_over_peer_rate,
+        )
         # What the overlay can do beyond find_responsible.
         self._finder = cast(IValueFinder, overlay) if IValueFinder.providedBy(overlay) else None
         self._routing = overlay if IRoutingOverlay.providedBy(overlay) else None
@@ -145,6 +191,7 @@ class DHTNode:
         if self._routing is not None:
             self._routing.add_neighbour_listener(self._hand_over)
         self._running = False
+        self._peak_seen = (1, self.clock.seconds())
 
     @property
     def identity(self) -> Identity:
@@ -159,6 +206,7 @@ class DHTNode:
         """Stop the schedule and the hand-overs (the store stays open; its owner closes it)."""
         self._running = False
         self.scheduler.stop()
+        self.hand_overs.stop()
 
     # -- the public API --------------------------------------------------------
 
@@ -171,7 +219,7 @@ class DHTNode:
         return self._publish(record, None)
 
     def put_immutable(self, value: bytes) -> defer.Deferred[int]:
-        """Store ``value`` under its own hash, ``key_for(value)``."""
+        """Store ``value`` under its own hash, :func:`~dhtkit.values.immutable_key`."""
         return self._publish(ImmutableValue(value), None)
 
     def get(self, key: bytes) -> defer.Deferred[bytes | None]:
@@ -283,14 +331,15 @@ class DHTNode:
                     "expected seq {}, but seq {} is stored".format(expected_seq, held.seq)
                 )
             admit(held, record)
-        contacts = await self.overlay.find_responsible(record.key, self.replication)
+        contacts, replica_set = await self._replica_set(record.key)
         stored, refusals = await self._store_on(contacts, record, self.expire_after, expected_seq)
-        required = self.quorum if self.quorum is not None else len(contacts) // 2 + 1
+        required = self.quorum if self.quorum is not None else replica_set // 2 + 1
         if stored < required or not contacts:
             if refusals:
                 reason, _ = Counter(type(r) for r in refusals).most_common(1)[0]
                 raise next(r for r in refusals if type(r) is reason)
-            raise PutFailed(stored, required, len(contacts))
+            self.counters["puts_failed"] += 1
+            raise PutFailed(stored, required, len(contacts), replica_set)
         now = self.clock.seconds()
         self.store.put(
             StoredRecord(
@@ -306,6 +355,39 @@ class DHTNode:
         self.counters["puts"] += 1
         return stored
 
+    async def _replica_set(self, key: bytes) -> tuple[list[Contact], int]:
+        """The nodes found responsible for ``key``, and how many there should be.
+
+        Over a routing overlay, a full replica set is ``replication`` nodes,
+        or fewer when the network is known to be smaller: the nodes found
+        plus those that failed on the way, or the largest number of nodes
+        (our contacts and ourselves) seen within the last
+        ``replicate_every`` seconds, whichever is more. So a node whose
+        contacts all died cannot count its own copy as a majority, while a
+        node that started a network of its own and is still alone can.
+        Over a static overlay the nodes found are all there are.
+        """
+        routing = self._routing
+        if routing is None:
+            contacts = await self.overlay.find_responsible(key, self.replication)
+            return contacts, len(contacts)
+        found = await routing.lookup(key, self.replication)
+        contacts = list(found.contacts)
+        known = max(len(contacts) + found.timeouts, self._network_seen())
+        return contacts, min(self.replication, known)
+
+    def _network_seen(self) -> int:
+        """The most nodes (our contacts and ourselves) seen lately."""
+        routing = self._routing
+        if routing is None:
+            return 1
+        now = self.clock.seconds()
+        size = len(routing.contacts()) + 1
+        peak, when = self._peak_seen
+        if size >= peak or now - when > self.replicate_every:
+            self._peak_seen = (size, now)
+        return self._peak_seen[0]
+
     async def _store_on(
         self,
         contacts: list[Contact],
@@ -315,7 +397,8 @@ class DHTNode:
         cached: bool = False,
     ) -> tuple[int, list[ValueRefused]]:
         """Store ``record`` on ``contacts``: (acknowledgments, refusals)."""
-        args = [to_wire(record), ttl, expected_seq, cached]
+        # Peers refuse a ttl beyond MAX_TTL, whatever our own expire_after.
+        args = [to_wire(record), min(ttl, MAX_TTL), expected_seq, cached]
         calls: list[defer.Deferred[Any]] = []
         for contact in contacts:
             if self._is_self(contact):
@@ -379,9 +462,9 @@ class DHTNode:
             if not ok:
                 continue
             answered.append(contact)
-            record = self._valid_answer(key, answer)
-            if record is not None:
-                found.append((contact, record, min(float(answer[1]), self.expire_after)))
+            valid = self._valid_answer(key, answer)
+            if valid is not None:
+                found.append((contact, *valid))
         return self._settle(key, contacts, found, answered)
 
     async def _find_value(
@@ -389,23 +472,23 @@ class DHTNode:
     ) -> Record | None:
         # Kademlia's FIND_VALUE: the lookup itself collects the answers.
         self.counters["gets"] += 1
-        checked: dict[bytes, Record | None] = {}
+        checked: dict[bytes, tuple[Record, float] | None] = {}
 
-        def check(contact: Contact, answer: Any) -> Record | None:
+        def check(contact: Contact, answer: Any) -> tuple[Record, float] | None:
             if contact.node_id not in checked:
                 checked[contact.node_id] = self._valid_answer(key, answer)
             return checked[contact.node_id]
 
         def enough(contact: Contact, answer: Any) -> bool:
-            record = check(contact, answer)
-            return stop_at_immutable and isinstance(record, ImmutableValue)
+            valid = check(contact, answer)
+            return stop_at_immutable and valid is not None and isinstance(valid[0], ImmutableValue)
 
         result = await finder.find_value(key, self.replication, enough)
         found: list[tuple[Contact | None, Record, float]] = []
         for contact, answer in result.answers:
-            record = check(contact, answer)
-            if record is not None:
-                found.append((contact, record, min(float(answer[1]), self.expire_after)))
+            valid = check(contact, answer)
+            if valid is not None:
+                found.append((contact, *valid))
         if not result.stopped_early:
             answered = [c for c in result.lookup.contacts if not self._is_self(c)]
             return self._settle(key, result.lookup.contacts, found, answered)
@@ -445,20 +528,25 @@ class DHTNode:
         # Not awaited: the reader has its answer already.
         self._send_in_background("read repair of", stale, record, ttl)
 
-    def _valid_answer(self, key: bytes, answer: Any) -> Record | None:
+    def _valid_answer(self, key: bytes, answer: Any) -> tuple[Record, float] | None:
+        """The record of a peer's answer for ``key`` and the ttl to give it.
+
+        A bad answer (its shape, a number out of range, a record that fails
+        its checks or belongs elsewhere) is counted in ``bad_answers`` and
+        left out: the others still make the read.
+        """
         if answer is None:
             return None
         try:
             if not (isinstance(answer, list) and len(answer) == 2):
                 raise ValueRefused("a get answer is [record, ttl]")
-            if type(answer[1]) not in (int, float) or not answer[1] > 0:
-                raise ValueRefused("the ttl must be a positive number")
+            ttl = check_ttl(answer[1])
             record = from_wire(answer[0])
             check_record(record, key, self.max_value_size)
         except ValueRefused:
             self.counters["bad_answers"] += 1
             return None
-        return record
+        return record, min(ttl, self.expire_after)
 
     # -- keys changing hands ---------------------------------------------------------
 
@@ -467,22 +555,51 @@ class DHTNode:
 
         The overlay calls this when a node appears among our neighbours (a
         join): only the keys it now shares with us move, the paper's O(K/N).
+        They go through :attr:`hand_overs`, paced per peer and in all, so
+        that a neighbour (perhaps a spoofed one) cannot make us send a
+        burst of our whole store to one address.
         """
         routing = self._routing
         if routing is None or not self._running or self._is_self(contact):
             return
-        entries = [
-            entry
+        self._network_seen()  # the table has grown: a put will need more replicas
+        if not self.hand_overs.has_room_for(contact):
+            self.counters["hand_over_skipped"] += 1  # no scan of the store either
+            return
+        keys = [
+            entry.key
             for entry in self.store.records()
             if not entry.cached
             and self.holder.remaining(entry) > 0
             and routing.holds(contact.node_id, entry.key, self.replication)
         ]
-        self.counters["handed_over"] += len(entries)
-        for entry in entries:
-            self._send_in_background(
-                "handing over", [contact], entry.record, self.holder.remaining(entry)
+        self.hand_overs.offer(contact, keys)
+
+    def _hand_over_one(self, contact: Contact, key: bytes) -> defer.Deferred[bool]:
+        """Send our copy of ``key`` to ``contact``, as it is now (if still live).
+
+        Fires True when the contact answered, with an acknowledgment or a
+        refusal: either proves it receives at its address.
+        """
+        entry = self.holder.live(key)
+        if entry is None or entry.cached or not self._running:
+            return defer.succeed(True)
+        self.counters["handed_over"] += 1
+
+        def answered(result: tuple[int, list[ValueRefused]]) -> bool:
+            return result[0] > 0 or bool(result[1])
+
+        def failed(failure: Failure) -> bool:
+            self._log.failure("handing over {key} failed", failure, key=key.hex())
+            return False
+
+        return (
+            defer.Deferred.fromCoroutine(
+                self._store_on([contact], entry.record, self.holder.remaining(entry))
             )
+            .addCallback(answered)
+            .addErrback(failed)
+        )
 
     def _send_in_background(
         self, why: str, contacts: list[Contact], record: Record, ttl: float, cached: bool = False

@@ -2,12 +2,14 @@
 
 Three kinds of record share one key space:
 
-* :class:`ImmutableValue` — the key is BLAKE2b-160 of the value, so anyone
-  can check that a value belongs to its key;
+* :class:`ImmutableValue` — the key is BLAKE2b-160 of the value, personalised
+  with its own domain (:func:`immutable_key`), so anyone can check that a
+  value belongs to its key;
 * :class:`PlainValue` — the classic Kademlia ``set``: any key, any value, the
   latest write (by the writer's timestamp) wins;
 * :class:`SignedValue` — mutable values with the semantics of BitTorrent's
-  BEP 44: the key is BLAKE2b-160 of (public key + salt), every version carries
+  BEP 44: the key is BLAKE2b-160 of (public key + salt) in the signed
+  domain (:func:`signed_key`), every version carries
   a sequence number and an Ed25519 signature over (salt, seq, value), and a
   store keeps the highest valid sequence number.
 
@@ -15,6 +17,16 @@ Three kinds of record share one key space:
 a key that may already hold one. Each reason to refuse is its own exception
 type with a stable ``reason`` code, which travels over the wire so that the
 caller of a remote put sees the same type as a local one.
+
+Keys are separated by domain: a name's key is :func:`~dhtkit.keyspace.key_for`
+(unpersonalised BLAKE2b-160), while immutable and signed keys are BLAKE2b-160
+personalised with their own domain. So no immutable value can take the key
+of a name, nor of a signed value, and no name can take theirs.
+
+Numbers that come off the wire (seq, ttl, expected seq) are checked by
+:func:`check_ttl`, :func:`check_expected_seq` and the records' own checks
+before anything uses them: a number is of the right type, finite and in
+range, or the record or answer is malformed.
 """
 
 from __future__ import annotations
@@ -27,12 +39,14 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 from dhtkit.identity import PUBLIC_KEY_BYTES, Identity
-from dhtkit.keyspace import ID_BYTES, key_for
+from dhtkit.keyspace import ID_BYTES, IMMUTABLE_DOMAIN, SIGNED_DOMAIN, domain_key
 
 MAX_VALUE_SIZE = 1000
 MAX_SALT_SIZE = 64
 MAX_SEQ = 2**63 - 1
 SIGNATURE_BYTES = 64
+MAX_TTL = 10 * 365 * 24 * 3600
+"""The longest lifetime (seconds) a peer may give a record; longer is malformed."""
 
 _SIGNED_CONTEXT = b"dhtkit-signed-value-v1"
 
@@ -97,6 +111,12 @@ class CASMismatch(ValueRefused):
     reason = "cas_mismatch"
 
 
+class WriteTimeAhead(ValueRefused):
+    """A plain value written later than the receiver's clock allows."""
+
+    reason = "clock_skew"
+
+
 class OverQuota(ValueRefused):
     """The store, or this publisher's share of it, is full."""
 
@@ -115,6 +135,7 @@ REFUSALS: dict[str, type[ValueRefused]] = {
         StaleSequence,
         SequenceConflict,
         CASMismatch,
+        WriteTimeAhead,
         OverQuota,
     )
 }
@@ -147,6 +168,32 @@ def _check_seq(seq: object) -> None:
         raise MalformedRecord("seq must be an integer from 0 to 2**63-1")
 
 
+def check_ttl(ttl: object) -> float:
+    """A lifetime off the wire, in seconds, as a float.
+
+    :raises MalformedRecord: unless ``ttl`` is an int or a float with
+        0 < ttl <= :data:`MAX_TTL` (so neither NaN, nor infinity, nor an
+        integer too large for a float).
+    """
+    # int against float compares exactly in Python, whatever the int's size,
+    # and every comparison with NaN is false.
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= MAX_TTL:
+        raise MalformedRecord("the ttl must be a number of seconds in (0, {}]".format(MAX_TTL))
+    return float(ttl)
+
+
+def check_expected_seq(expected_seq: object) -> int | None:
+    """A compare-and-swap sequence number off the wire: None or a valid seq.
+
+    :raises MalformedRecord: otherwise.
+    """
+    if expected_seq is None:
+        return None
+    if type(expected_seq) is not int or not 0 <= expected_seq <= MAX_SEQ:
+        raise MalformedRecord("the expected seq must be null or an integer from 0 to 2**63-1")
+    return expected_seq
+
+
 @attrs.frozen
 class ImmutableValue:
     """A value stored under its own hash."""
@@ -157,7 +204,7 @@ class ImmutableValue:
 
     @property
     def key(self) -> bytes:
-        return key_for(self.value)
+        return immutable_key(self.value)
 
     @property
     def size(self) -> int:
@@ -205,9 +252,25 @@ def signed_payload(salt: bytes, seq: int, value: bytes) -> bytes:
     )
 
 
+def immutable_key(value: bytes) -> bytes:
+    """The key an immutable ``value`` is stored under.
+
+    BLAKE2b-160 of the value in the immutable domain: never the key of a name
+    (:func:`~dhtkit.keyspace.key_for`), so an immutable value cannot take a
+    name's key and outrank the plain values stored under it.
+    """
+    return domain_key(IMMUTABLE_DOMAIN, value)
+
+
 def signed_key(public_key: bytes, salt: bytes = b"") -> bytes:
-    """The key a signed value of ``public_key`` and ``salt`` is stored under."""
-    return key_for(public_key + salt)
+    """The key a signed value of ``public_key`` and ``salt`` is stored under.
+
+    BLAKE2b-160 of public key + salt in the signed domain. The public key
+    has a fixed length, so (public key, salt) pairs never share an input.
+    """
+    if not isinstance(public_key, bytes) or not isinstance(salt, bytes):
+        raise TypeError("a public key and a salt are bytes")
+    return domain_key(SIGNED_DOMAIN, public_key + salt)
 
 
 @attrs.frozen
@@ -304,15 +367,20 @@ def from_columns(
 
 
 def check_record(record: Record, key: bytes, max_value_size: int = MAX_VALUE_SIZE) -> None:
-    """Check ``record`` in full and that it belongs under ``key``."""
+    """Check ``record`` in full and that it belongs under ``key``.
+
+    The fields are checked before the record's own key is computed from
+    them: a record off the wire may hold anything.
+    """
     record.check(max_value_size)
     if record.key != key:
         raise KeyMismatch("the record belongs to key {}".format(record.key.hex()))
 
 
-# Which kind keeps a key that two kinds claim. Verifiable beats plain. And
-# signed beats immutable: the immutable value public key + salt hashes to
-# that signed value's key, so anyone could otherwise squat an owner's key.
+# Which kind keeps a key that two kinds claim. Verifiable beats plain: a
+# plain value may be put under any key, an immutable or signed one too. And
+# signed beats immutable; their keys are in separate domains now, but a
+# store migrated from before kept this order, and it costs nothing.
 _KIND_RANK: dict[str, int] = {"plain": 0, "immutable": 1, "signed": 2}
 
 

@@ -27,7 +27,7 @@ from dhtkit import DHTNode, Identity, key_for
 from dhtkit.overlay import StaticOverlay
 from dhtkit.rpc import RPCProtocol
 from dhtkit.storage import SQLiteStore
-from dhtkit.values import CASMismatch
+from dhtkit.values import CASMismatch, immutable_key
 
 
 def start_node(
@@ -65,7 +65,7 @@ async def main(reactor: Any, count: int, replication: int, data: Path) -> None:
     print("node {} reads {!r}".format(count - 1, await nodes[-1].get(key)))
 
     await nodes[1].put_immutable(b"a value named by its hash")
-    found = await nodes[2].get(key_for(b"a value named by its hash"))
+    found = await nodes[2].get(immutable_key(b"a value named by its hash"))
     print("node 2 reads the immutable value: {!r}".format(found))
 
     owner = nodes[3]

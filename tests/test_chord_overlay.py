@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -280,3 +281,21 @@ def test_when_no_node_before_the_key_answers_our_own_successor_list_finds_it() -
     found = net.wait(asker.overlay.lookup(key, 1))
     assert [c.node_id for c in found.contacts] == [after.node_id]
     assert found.timeouts == 1
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [["done", [b"junk"]], ["next", 10**400], ["done", []], [math.nan, []], "x" * 50],
+    ids=["junk contact", "bignum contacts", "done without a successor", "nan", "text"],
+)
+def test_a_malformed_find_answer_is_dropped_counted_and_the_lookup_goes_on(garbage: Any) -> None:
+    net = ring_of(16)
+    liar = net.alive()[3]
+    liar.rpc.register("chord_find", lambda sender, args: garbage)
+    rng = random.Random(8)
+    askers = [p for p in net.alive() if p is not liar]
+    for _ in range(30):
+        key = rng.randbytes(20)
+        lookup = net.wait(rng.choice(askers).overlay.lookup(key, 3))
+        assert [c.node_id for c in lookup.contacts] == net.responsible(key, 3)
+    assert sum(p.overlay.stats()["bad_answers"] for p in askers) >= 1

@@ -12,6 +12,7 @@ from dhtkit.identity import Identity
 from dhtkit.kademlia.lookup import Answer, IterativeLookup, LookupOutcome
 from dhtkit.keyspace import bucket_index, distance
 from dhtkit.rpc import RPCTimeout
+from dhtkit.wire import MalformedMessage
 
 K = 8
 
@@ -217,3 +218,45 @@ def test_a_lookup_with_no_contacts_ends_empty() -> None:
     net = FakeNetwork([], {})
     outcome = result_of(run(net, b"\x00" * 20, []))
     assert outcome.contacts == [] and outcome.hops == 0 and outcome.messages == 0
+
+
+def test_seeds_beyond_k_are_asked_only_when_the_closest_fail() -> None:
+    net = well_connected()
+    target = random.Random(11).randbytes(20)
+    by_distance = sorted(net.contacts, key=lambda c: distance(c.node_id, target))
+    # 3k seeds from the far side of the network: the k closest of them are dead.
+    seeds = by_distance[-3 * K :]
+    for seed in seeds[:K]:
+        net.failing.add(seed.node_id)
+    outcome = result_of(run(net, target, seeds))
+    assert outcome.contacts == true_closest(net, target)
+    assert outcome.timeouts == K
+    # All alive: the farther seeds are never asked.
+    net.failing.clear()
+    net.asked.clear()
+    result_of(run(net, target, seeds))
+    assert not set(seeds[K:]) & set(net.asked)
+
+
+def test_a_malformed_answer_is_counted_apart_from_timeouts() -> None:
+    net = well_connected()
+    target = random.Random(12).randbytes(20)
+    closest = true_closest(net, target)
+    ask = net.ask(target)
+
+    def garbled(contact: Contact) -> defer.Deferred[Answer]:
+        if contact == closest[0]:
+            return defer.fail(MalformedMessage("not a contact list"))
+        return ask(contact)
+
+    lookup = IterativeLookup(
+        target, net.contacts[:3], garbled, net.clock, k=K, alpha=3, stall_after=1.0,
+        exclude=b"\xff" * 20,
+    )  # fmt: skip
+    outcome = result_of(lookup.run())
+    assert (outcome.bad_answers, outcome.timeouts) == (1, 0)
+    assert outcome.contacts == [*closest[1:], true_closest_n(net, target, K + 1)[-1]]
+
+
+def true_closest_n(net: FakeNetwork, target: bytes, count: int) -> list[Contact]:
+    return sorted(net.contacts, key=lambda c: distance(c.node_id, target))[:count]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
 from twisted.internet import task
+from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import FakeDatagramTransport
 from zope.interface.verify import verifyObject
 
@@ -14,10 +16,12 @@ from dhtkit.contact import Contact
 from dhtkit.identity import Identity
 from dhtkit.kademlia import KademliaOverlay
 from dhtkit.keyspace import distance, from_int, key_for
+from dhtkit.node import PutFailed
 from dhtkit.overlay import IRoutingOverlay, IValueFinder, JoinFailed
 from dhtkit.rpc import RemoteError, RPCProtocol
 from dhtkit.sim.gossip import PORT
 from dhtkit.sim.overlays import OverlayNetwork
+from dhtkit.values import immutable_key, to_wire
 
 
 def network(count: int, seed: int = 1, **options: object) -> OverlayNetwork:
@@ -81,7 +85,7 @@ def test_find_node_refuses_a_malformed_target() -> None:
 def test_find_value_answers_with_the_record_or_with_contacts() -> None:
     net = network(10)
     writer, other = net.nodes[0], net.nodes[1]
-    key = net.wait(writer.node.put_immutable(b"hello")) and key_for(b"hello")
+    key = net.wait(writer.node.put_immutable(b"hello")) and immutable_key(b"hello")
     holder = next(n for n in net.nodes if n.node.store.get(key) is not None and n is not other)
     contact = holder.rpc.contact
     assert contact is not None
@@ -107,7 +111,7 @@ def test_a_contact_named_in_a_reply_enters_the_table_only_once_it_answers() -> N
 def test_get_of_an_immutable_value_stops_at_a_holder_and_caches_a_copy_on_the_path() -> None:
     net = network(60, k=4)
     net.wait(net.nodes[0].node.put_immutable(b"popular"))
-    key = key_for(b"popular")
+    key = immutable_key(b"popular")
     holders = {n.node_id for n in net.nodes if n.node.store.get(key) is not None}
     readers = [n for n in net.nodes if n.node_id not in holders]
     for reader in readers:
@@ -118,6 +122,85 @@ def test_get_of_an_immutable_value_stops_at_a_holder_and_caches_a_copy_on_the_pa
     # Readers whose first contacts held the value had nowhere to cache it.
     assert 0 < len(cached) <= sent < len(readers)
     assert not holders & {n.node_id for n in cached}
+
+
+@pytest.mark.parametrize(
+    "ttl", [10**400, math.inf, math.nan, "60"], ids=["bignum", "inf", "nan", "text"]
+)
+def test_a_lying_ttl_in_a_find_value_answer_is_dropped_and_counted(ttl: object) -> None:
+    net = network(12, k=4)
+    key = key_for("k")
+    net.wait(net.nodes[0].node.put(key, b"true"))
+    holders = [n for n in net.nodes if n.node.store.get(key) is not None]
+    liar = holders[0]
+    record = to_wire(liar.node.store.get(key).record)
+    liar.rpc.register("find_value", lambda sender, args: ["value", [record, ttl]])
+    readers = [n for n in net.nodes if n not in holders]
+    for reader in readers:
+        assert net.wait(reader.node.get(key)) == b"true"
+    assert sum(r.node.stats().get("bad_answers", 0) for r in readers) >= 1
+
+
+def test_a_malformed_find_node_answer_is_dropped_counted_and_the_lookup_goes_on() -> None:
+    net = network(20, k=4)
+    liar = net.nodes[3]
+    liar.rpc.register("find_node", lambda sender, args: [b"junk", 10**400])
+    for asker in net.nodes:
+        if asker is liar:
+            continue
+        key = from_int(random.Random(asker.host).getrandbits(160))
+        found = net.wait(asker.overlay.lookup(key, 4))
+        assert [c.node_id for c in found.contacts] == [
+            i for i in closest_ids(net, key, 5) if i != liar.node_id
+        ][:4]
+    bad = sum(n.overlay.stats().get("lookup_bad_answers", 0) for n in net.nodes)
+    assert bad >= 1
+
+
+def _set_down(net: OverlayNetwork, contacts: list[Contact]) -> None:
+    hosts = {n.node_id: n for n in net.nodes}
+    for contact in contacts:
+        net.network.set_down(hosts[contact.node_id].host)
+        hosts[contact.node_id].up = False
+
+
+def test_a_put_falls_back_beyond_its_dead_seeds() -> None:
+    net = network(40, k=4)
+    writer = net.nodes[5]
+    key = key_for("dead seeds")
+    seeds = writer.overlay.table.closest(key, 4)
+    assert len(writer.overlay.contacts()) > len(seeds)
+    _set_down(net, seeds)
+    assert net.wait(writer.node.put(key, b"v")) == 4
+    holders = {n.node_id for n in net.live() if n.node.store.get(key) is not None}
+    assert holders == set(closest_ids(net, key, 4))
+    assert net.wait(net.live()[0].node.get(key)) == b"v"
+
+
+def test_a_put_that_reaches_no_other_node_fails() -> None:
+    net = network(40, k=4)
+    loner = net.nodes[9]
+    _set_down(net, loner.overlay.contacts())
+    with pytest.raises(PutFailed, match=r"reached 1 of the 1 .* full replica set is 4\); 3 needed"):
+        net.wait(loner.node.put(key_for("alone"), b"v"))
+    assert loner.node.stats()["puts_failed"] == 1
+
+
+def test_a_put_needs_a_majority_of_a_full_replica_set_not_of_the_nodes_found() -> None:
+    net = network(40, k=4)
+    writer = net.nodes[5]
+    key = key_for("few found")
+    # Every node but two of the writer's contacts is down: the lookup finds
+    # those two and the writer, three of the four a replica set should hold.
+    alive = writer.overlay.contacts()[:2]
+    _set_down(net, [c for c in writer.overlay.contacts() if c not in alive])
+    for node in net.nodes:
+        if node is not writer and node.contact not in alive:
+            net.network.set_down(node.host)
+    assert net.wait(writer.node.put(key, b"v")) == 3
+    net.network.set_down(alive[0].address[0])
+    with pytest.raises(PutFailed, match=r"reached 2 of the .* 3 needed"):
+        net.wait(writer.node.put(key_for("fewer"), b"v"))
 
 
 def test_get_of_a_mutable_value_finds_the_newest_version() -> None:
@@ -174,9 +257,9 @@ def test_nodes_that_stop_answering_are_dropped_from_the_tables() -> None:
 def test_a_node_holding_an_immutable_value_reads_it_without_traffic() -> None:
     net = network(10, k=3)
     net.wait(net.nodes[0].node.put_immutable(b"mine"))
-    holder = next(n for n in net.nodes if n.node.store.get(key_for(b"mine")) is not None)
+    holder = next(n for n in net.nodes if n.node.store.get(immutable_key(b"mine")) is not None)
     sent = holder.rpc.stats()["queries_sent"]
-    assert net.wait(holder.node.get(key_for(b"mine"))) == b"mine"
+    assert net.wait(holder.node.get(immutable_key(b"mine"))) == b"mine"
     assert holder.rpc.stats()["queries_sent"] == sent
     assert holder.node.stats()["gets_answered_locally"] == 1
 
@@ -219,3 +302,35 @@ def test_a_replacement_promoted_among_our_closest_gets_our_keys() -> None:
         overlay.table.remove_contact(contact.node_id)
     overlay.table.record_failure(far[1].node_id)  # dropped: far[2] takes its place
     assert heard == [far[2]]  # now one of our 2 closest: it is handed our keys
+
+
+class _Sink(DatagramProtocol):
+    """An address that receives but is no dhtkit node: it never answers."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    def datagramReceived(self, datagram: bytes, addr: object) -> None:
+        self.received += len(datagram)
+
+
+def test_a_spoofed_neighbour_gets_a_window_of_records_not_the_whole_store() -> None:
+    net = network(6, k=4)
+    x = net.nodes[0]
+    rng = random.Random(4)
+    for n in range(300):
+        net.wait(x.node.put(key_for("r{}".format(n)), rng.randbytes(800)))
+    held = sum(1 for e in x.node.store.records() if not e.cached)
+    assert held > 200
+    sink = _Sink()
+    net.network.reactor_for("10.99.0.1").listenUDP(PORT, sink)
+    # An id next to ours, at an address that is not the sender's: the RPC
+    # layer offers such a sender to the routing table, which makes it a neighbour.
+    near = bytes(x.node_id[:-1]) + bytes([x.node_id[-1] ^ 1])
+    spoofed = Contact(near, Identity(b"\x09" * 32).public_key, ("10.99.0.1", PORT))
+    x.overlay._heard_from(spoofed)
+    net.advance(120.0)
+    stats = x.node.stats()
+    assert stats["handed_over"] == 8  # one window, unanswered
+    assert stats["hand_over_dropped"] > 100  # the rest of what it would hold
+    assert sink.received < 8 * 1000 * 3  # each store sent once and retried

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import attrs
 import pytest
 
@@ -21,6 +24,7 @@ from dhtkit.values import (
     SignedValue,
     StaleSequence,
     ValueTooLarge,
+    immutable_key,
     signed_key,
     to_wire,
 )
@@ -51,7 +55,19 @@ def test_the_latest_plain_write_wins() -> None:
 def test_an_immutable_value_lives_under_its_hash() -> None:
     net = Cluster(3)
     assert net.wait(net.nodes[0].put_immutable(b"content")) == 3
-    assert net.wait(net.nodes[2].get(key_for(b"content"))) == b"content"
+    assert net.wait(net.nodes[2].get(immutable_key(b"content"))) == b"content"
+
+
+def test_an_immutable_value_cannot_take_over_a_name() -> None:
+    net = Cluster(5)
+    name = "alice's page"
+    net.wait(net.nodes[0].put(key_for(name), b"honest"))
+    attacker = net.client()
+    net.wait(attacker.put_immutable(name.encode()))  # stored under its own key
+    assert net.wait(net.nodes[2].get(key_for(name))) == b"honest"
+    net.wait(net.nodes[0].put(key_for(name), b"honest, later"))
+    assert net.wait(net.nodes[3].get(key_for(name))) == b"honest, later"
+    assert net.wait(net.nodes[3].get(immutable_key(name.encode()))) == name.encode()
 
 
 def test_a_missing_key_reads_as_none() -> None:
@@ -220,13 +236,19 @@ def test_forged_and_malformed_stores_are_refused_and_counted() -> None:
             net.wait(attacker.rpc.call_contact(target.rpc.contact, "store", args))
         assert caught.value.code == code
     future = PlainValue(key_for("k"), b"v", int((net.clock.seconds() + 3600) * 1_000_000))
+    with pytest.raises(RemoteError, match="clock_skew"):
+        net.wait(
+            attacker.rpc.call_contact(
+                target.rpc.contact, "store", [to_wire(future), 60, None, False]
+            )
+        )
     for args in (
         None,
         5,
         [to_wire(good), -1, None, False],
         [to_wire(good), 60, "x", False],
         [to_wire(good), 60, None, 1],
-        [to_wire(future), 60, None, False],
+        [to_wire(good), 10**400, None, False],
     ):
         with pytest.raises(RemoteError, match="malformed"):
             net.wait(attacker.rpc.call_contact(target.rpc.contact, "store", args))
@@ -235,7 +257,9 @@ def test_forged_and_malformed_stores_are_refused_and_counted() -> None:
             net.wait(attacker.rpc.call_contact(target.rpc.contact, "get", args))
     stats = target.stats()
     assert stats["store_refused_bad_signature"] == 1
+    assert stats["store_refused_clock_skew"] == 1
     assert stats["store_refused_malformed"] == 7
+    assert stats["get_refused_malformed"] == 3
     assert len(target.store) == 0
 
 
@@ -252,6 +276,27 @@ def test_a_forged_answer_to_get_is_ignored() -> None:
     assert net.wait(reader.get(key)) == b"true"
     assert net.wait(reader.get(key)) == b"true"
     assert reader.stats()["bad_answers"] == 2
+
+
+@pytest.mark.parametrize(
+    "ttl",
+    [10**400, 2**64 - 1, math.inf, -math.inf, math.nan, 0, -1, True, "60", None],
+    ids=["bignum", "u64", "inf", "-inf", "nan", "zero", "negative", "bool", "text", "null"],
+)
+def test_a_lying_ttl_in_one_answer_is_dropped_and_the_get_answered(ttl: Any) -> None:
+    net = Cluster(5)
+    key = key_for("k")
+    net.wait(net.nodes[0].put(key, b"true"))
+    liar = net.nodes[1]
+    record = to_wire(liar.store.get(key).record)
+    liar.rpc.register("get", lambda sender, args: [record, ttl])
+    reader = net.nodes[2]
+    for n in range(1, 4):
+        assert net.wait(reader.get(key)) == b"true"
+        assert reader.stats()["bad_answers"] == n
+    # The signed path reads first too.
+    net.wait(reader.put_signed(b"mine"))
+    assert net.wait(reader.get_signed(reader.identity.public_key)).value == b"mine"
 
 
 def test_get_believes_the_newest_version_and_repairs_the_rest() -> None:

@@ -140,6 +140,12 @@ async def test_a_restarted_node_rejoins_through_its_saved_contacts(
     restarted: OverlayService | None = None
     try:
         key = key_for("kept")
+        # A put needs a majority of a full replica set (all five here): wait
+        # until a young Chord ring's successor lists name three.
+        for _ in range(100):
+            if len(await services[4].overlay.find_responsible(key, 5)) >= 3:
+                break
+            await task.deferLater(reactor, 0.1, lambda: None)
         await services[4].node.put(key, b"across a restart")
         await services[4].stopService()
         saved = read_contacts(tmp_path / "node4" / CONTACTS_FILE)

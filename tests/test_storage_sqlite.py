@@ -1,5 +1,6 @@
 """What only the SQLite store does: persistence, durability, schema, bad files."""
 
+import hashlib
 import os
 import random
 import signal
@@ -19,7 +20,7 @@ from dhtkit.keyspace import key_for
 from dhtkit.storage import SELF, SQLiteStore, StorageError, StoredRecord
 from dhtkit.storage import schema as schema_module
 from dhtkit.storage.schema import APPLICATION_ID, MIGRATIONS
-from dhtkit.values import ImmutableValue, PlainValue, SignedValue
+from dhtkit.values import ImmutableValue, PlainValue, SignedValue, immutable_key, signed_key
 
 ALICE = Identity(b"\1" * 32)
 ROOT = Path(__file__).resolve().parent.parent
@@ -235,11 +236,11 @@ REFUSED: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "a newer dhtkit": (
         lambda p: ours(p, 99, "CREATE TABLE records (key BLOB PRIMARY KEY, future TEXT)"),
-        "written by a newer dhtkit \\(schema version 99; this dhtkit reads versions up to 1\\)",
+        "written by a newer dhtkit \\(schema version 99; this dhtkit reads versions up to 2\\)",
     ),
     "our id but not our schema": (
         lambda p: ours(p, len(MIGRATIONS), "CREATE TABLE records (key BLOB PRIMARY KEY)"),
-        "claims schema version 1 but its records table lacks kind, value",
+        "claims schema version 2 but its records table lacks kind, value",
     ),
 }
 
@@ -273,7 +274,7 @@ def schema(path: Path) -> list[Any]:
 def test_a_new_file_gets_the_latest_schema(path: Path, open_store: Callable[[], Any]) -> None:
     open_store().close()
     assert raw(path, "PRAGMA application_id") == [(APPLICATION_ID,)]
-    assert raw(path, "PRAGMA user_version") == [(len(MIGRATIONS),)] == [(1,)]
+    assert raw(path, "PRAGMA user_version") == [(len(MIGRATIONS),)] == [(2,)]
     names = {name for _, name, _ in schema(path)}
     assert {"records", "records_by_publisher", "records_by_expiry"} <= names
     assert {"records_by_replication", "records_by_republish", "records_cached"} <= names
@@ -325,12 +326,12 @@ def test_a_new_version_is_one_more_migration(
     store.close()
     monkeypatch.setattr(schema_module, "MIGRATIONS", [*MIGRATIONS, _by_kind])
     store = open_store()
-    assert raw(path, "PRAGMA user_version") == [(2,)]
+    assert raw(path, "PRAGMA user_version") == [(3,)]
     assert "records_by_kind" in {name for _, name, _ in schema(path)}
     assert by_key(store.records()) == by_key(iter(sample()))
     store.close()
     monkeypatch.setattr(schema_module, "MIGRATIONS", MIGRATIONS)
-    with pytest.raises(StorageError, match="newer dhtkit \\(schema version 2"):
+    with pytest.raises(StorageError, match="newer dhtkit \\(schema version 3"):
         SQLiteStore(path)
 
 
@@ -346,12 +347,92 @@ def test_a_failing_migration_leaves_the_file_at_its_old_version(
     store.close()
     before = schema(path)
     monkeypatch.setattr(schema_module, "MIGRATIONS", [*MIGRATIONS, broken])
-    with pytest.raises(StorageError, match=r"cannot bring .* to schema version 2: no such table"):
+    with pytest.raises(StorageError, match=r"cannot bring .* to schema version 3: no such table"):
         SQLiteStore(path)
-    assert raw(path, "PRAGMA user_version") == [(1,)]
+    assert raw(path, "PRAGMA user_version") == [(2,)]
     assert schema(path) == before
     monkeypatch.setattr(schema_module, "MIGRATIONS", MIGRATIONS)
     assert open_store().get(sample()[0].key) == sample()[0]
+
+
+def _old_key(data: bytes) -> bytes:
+    """How versions up to 1 keyed immutable and signed records: plain BLAKE2b-160."""
+    return hashlib.blake2b(data, digest_size=20).digest()
+
+
+def _write_version_1(path: Path, rows: list[tuple[bytes, StoredRecord]]) -> None:
+    """A store file as dhtkit wrote it at schema version 1, rows under the given keys."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("BEGIN")
+    MIGRATIONS[0](db)
+    for key, entry in rows:
+        record = entry.record
+        signed = record if isinstance(record, SignedValue) else None
+        db.execute(
+            "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                record.kind,
+                record.value,
+                record.seq,
+                None if signed is None else signed.public_key,
+                None if signed is None else signed.salt,
+                None if signed is None else signed.signature,
+                entry.publisher,
+                entry.size,
+                int(entry.cached),
+                int(entry.origin),
+                entry.stored_at,
+                entry.expire_at,
+                entry.replicate_at,
+                entry.republish_at,
+            ),
+        )
+    db.execute("PRAGMA application_id = {:d}".format(APPLICATION_ID))
+    db.execute("PRAGMA user_version = 1")
+    db.execute("COMMIT")
+    db.close()
+
+
+def test_version_1_records_move_to_their_domain_separated_keys(
+    path: Path, open_store: Callable[[], SQLiteStore]
+) -> None:
+    immutable, plain, cached, mine = sample()
+    assert isinstance(mine.record, SignedValue)
+    # An immutable value that had taken a name's key under the old rule, and
+    # a plain value where an immutable one's new key falls.
+    squat = StoredRecord(ImmutableValue(b"alice's page"), "10.0.0.9", 5.0, 90.0)
+    in_the_way = StoredRecord(PlainValue(immutable.key, b"in the way", 1), "10.0.0.8", 6.0, 90.0)
+    _write_version_1(
+        path,
+        [
+            (_old_key(b"immutable"), immutable),
+            (plain.key, plain),
+            (_old_key(b"cached"), cached),
+            (_old_key(mine.record.public_key + mine.record.salt), mine),
+            (key_for("alice's page"), squat),
+            (immutable.key, in_the_way),
+        ],
+    )
+    assert _old_key(b"alice's page") == key_for("alice's page")
+    store = open_store()
+    assert raw(path, "PRAGMA user_version") == [(len(MIGRATIONS),)] == [(2,)]
+    assert store.get(immutable_key(b"immutable")) == immutable
+    assert store.get(immutable_key(b"cached")) == cached
+    assert store.get(signed_key(ALICE.public_key, b"salt")) == mine  # deadlines kept
+    assert store.get(plain.key) == plain
+    assert store.get(immutable_key(b"alice's page")) == squat
+    assert store.get(key_for("alice's page")) is None  # the name is free again
+    assert by_key(store.records()) == by_key(iter([immutable, plain, cached, mine, squat]))
+    assert len(store) == 5
+    assert store.usage() == (5, sum(e.size for e in (immutable, plain, cached, mine, squat)))
+    assert store.corrupt_rows == 0
+    store.close()
+    # Opening again changes nothing.
+    before = raw(path, "SELECT key FROM records ORDER BY key")
+    open_store()
+    assert raw(path, "SELECT key FROM records ORDER BY key") == before
 
 
 # -- rows that cannot be read -----------------------------------------------------------

@@ -1,3 +1,4 @@
+import hashlib
 import itertools
 from typing import Any
 
@@ -29,6 +30,7 @@ from dhtkit.values import (
     admit,
     check_record,
     from_wire,
+    immutable_key,
     newest,
     refusal_for,
     signed_key,
@@ -50,7 +52,10 @@ def signed(seq: int, value: bytes = b"v", salt: bytes = b"", who: Identity = ALI
 
 def test_an_immutable_value_lives_under_its_hash() -> None:
     record = ImmutableValue(b"hello")
-    assert record.key == key_for(b"hello")
+    assert record.key == immutable_key(b"hello")
+    assert (
+        record.key == hashlib.blake2b(b"hello", digest_size=20, person=b"dhtkit:immut:v1").digest()
+    )
     assert (record.kind, record.seq, record.size) == ("immutable", 0, 5)
     check_record(record, record.key)
 
@@ -64,7 +69,12 @@ def test_a_plain_value_lives_under_any_key() -> None:
 def test_a_signed_value_lives_under_its_public_key_and_salt() -> None:
     record = signed(3, b"hello", b"salt")
     assert record.key == signed_key(ALICE.public_key, b"salt")
-    assert record.key == key_for(ALICE.public_key + b"salt")
+    assert (
+        record.key
+        == hashlib.blake2b(
+            ALICE.public_key + b"salt", digest_size=20, person=b"dhtkit:signed:v1"
+        ).digest()
+    )
     assert record.key != signed(3, b"hello", b"").key
     assert (record.kind, record.seq, record.size) == ("signed", 3, 32 + 64 + 4 + 5)
     check_record(record, record.key)
@@ -206,14 +216,30 @@ def test_a_plain_value_cannot_replace_a_verifiable_one() -> None:
 
 
 def test_an_immutable_value_cannot_squat_a_signed_key() -> None:
-    # public key + salt is a valid immutable value with the signed key.
+    # public key + salt as an immutable value: its key is in another domain.
     squat = ImmutableValue(ALICE.public_key + b"salt")
     owner = signed(1, salt=b"salt")
-    assert squat.key == owner.key
-    check_record(squat, owner.key)
+    assert squat.key != owner.key
+    with pytest.raises(KeyMismatch):
+        check_record(squat, owner.key)
+    # And where a store migrated from before still holds both kinds, signed wins.
     assert admit(squat, owner) is True
     with pytest.raises(KindConflict):
         admit(owner, squat)
+
+
+@pytest.mark.parametrize("name", ["alice's page", "", "x" * 300])
+def test_an_immutable_value_cannot_take_the_key_of_a_name(name: str) -> None:
+    squat = ImmutableValue(name.encode())
+    assert squat.key != key_for(name)
+    with pytest.raises(KeyMismatch):
+        check_record(squat, key_for(name))
+
+
+def test_names_immutable_and_signed_keys_are_separate_domains() -> None:
+    data = ALICE.public_key + b"salt"
+    keys = {key_for(data), immutable_key(data), signed_key(ALICE.public_key, b"salt")}
+    assert len(keys) == 3
 
 
 def test_a_later_plain_write_replaces_an_earlier_one() -> None:

@@ -7,7 +7,9 @@ fallbacks after it; the lookup jumps to the first. Only nodes strictly
 nearer to ``key`` than the one that named them are taken, so every answer
 makes progress. A candidate that does not answer (or answers nonsense) is
 dropped and the next one named is asked, then those named earlier: a dead
-finger costs a timeout, it never stalls the lookup.
+finger costs a timeout, it never stalls the lookup. A node that answers
+nonsense is counted in ``bad_answers`` and passed by like a dead one, down
+to the last resort below.
 
 **Hops** are the nodes that answered, one after another: the paper's path
 length, about ½·log2 N. A key between the asking node and its successor
@@ -135,8 +137,11 @@ class SuccessorSearch:
                 self._failed(contact)
                 continue
             except (RemoteError, MalformedPayload):
-                # Not on the ring (yet), or not a Chord node: no way through it.
+                # Not on the ring (yet), or not a Chord node: no way through
+                # it, and no replica either; the last resort passes it by as
+                # it passes a dead node.
                 self.bad_answers += 1
+                self._dead.add(contact.node_id)
                 self._failed(contact)
                 continue
             self.hops += 1
@@ -145,6 +150,7 @@ class SuccessorSearch:
                 if self._consistent(contact, answer.contacts[0]):
                     return self._result(answer.contacts)
                 self.bad_answers += 1
+                self._dead.add(contact.node_id)
                 continue
             distance = ring_distance(contact.node_id, self.key)
             if self._nearest is None or distance < ring_distance(self._nearest.node_id, self.key):

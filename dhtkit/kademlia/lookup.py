@@ -10,7 +10,9 @@ have not failed have all answered.
 A slow contact does not hold the lookup up: once it has been waiting
 ``stall_after`` seconds it stops counting against alpha and the next candidate
 is asked; if its answer comes later it is still used. A contact that fails
-(times out after its retries, or answers garbage) leaves the shortlist.
+(times out after its retries, or answers garbage) leaves the shortlist; a
+malformed answer is counted in ``bad_answers`` (not as a timeout) and the
+lookup goes on with the others.
 
 Hops are counted as the paper's analysis counts them: a contact from our own
 table is asked at hop 1, a contact learnt from an answer at hop d is asked at
@@ -65,6 +67,7 @@ class LookupOutcome:
     values: list[tuple[Contact, Any]]
     without: list[Contact]
     stopped_early: bool
+    bad_answers: int = 0
 
 
 class IterativeLookup:
@@ -102,6 +105,7 @@ class IterativeLookup:
         self._values: list[tuple[Contact, Any]] = []
         self._messages = 0
         self._timeouts = 0
+        self._bad_answers = 0
         self._closest_seen: int | None = None
         self._improved = True
         self._done: defer.Deferred[LookupOutcome] | None = None
@@ -201,7 +205,10 @@ class IterativeLookup:
         if self._done is None or self._done.called:
             return
         self._settle(candidate, _FAILED)
-        self._timeouts += 1
+        if isinstance(failure.value, WireError):
+            self._bad_answers += 1  # it answered, with something no node would send
+        else:
+            self._timeouts += 1
         self._step()
 
     def _finish(self, stopped_early: bool) -> None:
@@ -224,5 +231,6 @@ class IterativeLookup:
                 values=list(self._values),
                 without=[c.contact for c in answered if c.contact.node_id not in holders],
                 stopped_early=stopped_early,
+                bad_answers=self._bad_answers,
             )
         )

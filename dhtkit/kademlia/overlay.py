@@ -39,6 +39,12 @@ from dhtkit.rpc import RemoteError, RPCProtocol
 #: How often a bucket no lookup went through is refreshed (the paper's hour).
 REFRESH_EVERY = 3600.0
 
+#: A lookup starts from this many times k of our closest contacts. Only the k
+#: closest that have not failed are asked, so the others cost nothing while
+#: those answer; when the first seeds are dead, the next ones take their
+#: place, and a lookup does not end empty while our table holds live contacts.
+SEEDS_PER_K = 3
+
 
 @implementer(IRoutingOverlay, IValueFinder)
 class KademliaOverlay:
@@ -94,7 +100,15 @@ class KademliaOverlay:
         self._timer: IDelayedCall | None = None
         self._started = False
         self.counters: dict[str, int] = dict.fromkeys(
-            ("lookups", "lookup_hops", "lookup_messages", "lookup_timeouts", "refreshes"), 0
+            (
+                "lookups",
+                "lookup_hops",
+                "lookup_messages",
+                "lookup_timeouts",
+                "lookup_bad_answers",
+                "refreshes",
+            ),
+            0,
         )
         self.hop_histogram = Histogram()
 
@@ -203,7 +217,7 @@ class KademliaOverlay:
         self.table.touch(target)
         search = IterativeLookup(
             target,
-            self.table.closest(target, self.k),
+            self.table.closest(target, SEEDS_PER_K * self.k),
             lambda contact: ask(contact, target),
             self.clock,
             k=self.k,
@@ -221,6 +235,7 @@ class KademliaOverlay:
         self.hop_histogram.observe(outcome.hops)
         self.counters["lookup_messages"] += outcome.messages
         self.counters["lookup_timeouts"] += outcome.timeouts
+        self.counters["lookup_bad_answers"] += outcome.bad_answers
         return outcome
 
     def _as_lookup(self, outcome: LookupOutcome, key: bytes, count: int) -> Lookup:

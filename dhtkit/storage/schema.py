@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from dhtkit.keyspace import IMMUTABLE_DOMAIN, SIGNED_DOMAIN, domain_key
 from dhtkit.storage.interface import StorageError
 
 APPLICATION_ID = 0x6468746B
@@ -51,7 +52,41 @@ def _create_v1(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
-MIGRATIONS: list[Migration] = [_create_v1]
+def _separate_key_domains_v2(db: sqlite3.Connection) -> None:
+    """Version 1 to 2: immutable and signed records move to their domain-separated keys.
+
+    Up to version 1 an immutable value's key was BLAKE2b-160 of the value,
+    and a signed value's that of public key + salt: the very rule of
+    ``key_for``, so an immutable value could take a name's key. Both kinds
+    describe themselves, so their new keys are computed from their own
+    columns. A plain value already at a record's new key gives way to it,
+    as :func:`~dhtkit.values.admit` would decide. Plain values keep their
+    keys (they are their writers' choice), and so does a row whose columns
+    cannot give a key: reads skip and count it as before.
+    """
+    moving: list[tuple[bytes, bytes]] = []
+    rows = db.execute(
+        "SELECT key, kind, value, public_key, salt FROM records"
+        " WHERE kind IN ('immutable', 'signed')"
+    ).fetchall()
+    for key, kind, value, public_key, salt in rows:
+        if kind == "immutable" and isinstance(value, bytes):
+            new = domain_key(IMMUTABLE_DOMAIN, value)
+        elif kind == "signed" and isinstance(public_key, bytes) and isinstance(salt, bytes):
+            new = domain_key(SIGNED_DOMAIN, public_key + salt)
+        else:
+            continue
+        if new != key:
+            moving.append((key, new))
+    for old, new in moving:
+        db.execute("DELETE FROM records WHERE key = ? AND kind = 'plain'", (new,))
+        # OR IGNORE: a verifiable record already at the new key (only a hash
+        # collision could put one there) stays, and the moving row goes.
+        db.execute("UPDATE OR IGNORE records SET key = ? WHERE key = ?", (new, old))
+        db.execute("DELETE FROM records WHERE key = ?", (old,))
+
+
+MIGRATIONS: list[Migration] = [_create_v1, _separate_key_domains_v2]
 """Step ``i`` turns schema version ``i`` into ``i + 1``; version 0 is an empty file.
 
 A new schema version is one more function appended here. Every step of an
