@@ -56,6 +56,7 @@ def _whole_number(name: str, text: Any, low: int, high: int) -> int:
     return value
 
 
+#: The store limits a daemon runs with unless told otherwise.
 _DEFAULT_QUOTA = Quota()
 #: Suffixes a size option takes, and their multipliers.
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -70,7 +71,7 @@ def _size(name: str, text: Any, low: int, high: int) -> int:
     shown = spelled if len(spelled) <= 24 else spelled[:20] + "..."
     unit = spelled[-1:].lower() if spelled[-1:].isalpha() else ""
     digits = spelled[: len(spelled) - len(unit)]
-    if unit not in _SIZE_UNITS or not digits.isdigit() or len(digits) > 20:
+    if unit not in _SIZE_UNITS or not (digits.isascii() and digits.isdigit()) or len(digits) > 20:
         raise usage.UsageError(
             "--{} {}: not a size in bytes (a whole number, optionally with k, M or G)".format(
                 name, shown

@@ -301,6 +301,7 @@ def test_store_and_network_quotas_default_and_take_sizes(tmp_path: Path) -> None
         (["--store-max-bytes", "lots"], "--store-max-bytes lots: not a size in bytes"),
         (["--store-max-bytes", "12"], "--store-max-bytes 12: must be from 1024"),
         (["--quota-per-network", "-5"], "--quota-per-network -5: not a size in bytes"),
+        (["--quota-per-network", "\u00b2k"], "--quota-per-network \u00b2k: not a size in bytes"),
         (["--quota-per-network", "0"], "--quota-per-network 0: must be from 1"),
         (["--store-max-bytes", "9" * 5000], "--store-max-bytes 99999999999999999999...:"),
         (["--store-max-records", "0"], "--store-max-records 0: must be from 1"),
