@@ -26,10 +26,10 @@ from dhtkit.keyspace import check_id
 from dhtkit.republish import Scheduler
 from dhtkit.rpc import RemoteError, RPCProtocol
 from dhtkit.storage.interface import SELF, IValueStore, StoredRecord
+from dhtkit.storage.networks import source_network
 from dhtkit.values import (
     PlainValue,
     Record,
-    SignedValue,
     ValueRefused,
     WriteTimeAhead,
     check_expected_seq,
@@ -80,12 +80,10 @@ class Holder:
         cached: bool,
     ) -> bool:
         now = self.clock.seconds()
+        # Charged to the network the store came from, whatever key signed
+        # the record: keys are free to make, addresses in many networks are not.
         publisher = (
-            "key:" + record.public_key.hex()
-            if isinstance(record, SignedValue)
-            else SELF
-            if sender.node_id == self.rpc.identity.node_id
-            else "host:" + sender.address[0]
+            SELF if sender.node_id == self.rpc.identity.node_id else source_network(*sender.address)
         )
         entry = StoredRecord(
             record,

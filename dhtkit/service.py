@@ -37,7 +37,7 @@ from dhtkit.nodesocket import (
 )
 from dhtkit.overlay import IRoutingOverlay, JoinFailed
 from dhtkit.rpc import RPCProtocol
-from dhtkit.storage import IValueStore, SQLiteStore
+from dhtkit.storage import IValueStore, Quota, SQLiteStore
 
 __all__ = [
     "IDENTITY_FILE",
@@ -68,6 +68,9 @@ class OverlayService(NodeService):
     :param reactor: the reactor (the global one by default).
     :param store: the record store (by default SQLite in ``data_dir``); the
         service closes it when it stops.
+    :param quota: the limits of the default store: its total and each
+        source network's share (:class:`~dhtkit.storage.Quota`); ignored
+        when ``store`` is given, which enforces its own.
     :param rpc_options: keyword arguments for :class:`RPCProtocol`.
     :param node_options: keyword arguments for :class:`DHTNode`.
     :param save_every: seconds between saves of the routing contacts.
@@ -96,6 +99,7 @@ class OverlayService(NodeService):
         *,
         reactor: Any = None,
         store: IValueStore | None = None,
+        quota: Quota | None = None,
         rpc_options: Mapping[str, Any] | None = None,
         node_options: Mapping[str, Any] | None = None,
         save_every: float = 300.0,
@@ -118,6 +122,7 @@ class OverlayService(NodeService):
         self.rng = rng if rng is not None else random.Random()
         self.overlay_options = overlay_options
         self._given_store = store
+        self.quota = quota
         self._socket: NodeSocket | None = None
         self._store: IValueStore | None = None
         self._overlay: IRoutingOverlay | None = None
@@ -144,7 +149,7 @@ class OverlayService(NodeService):
         """
         reactor = self._reactor()
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        store = self._given_store or SQLiteStore(self.data_dir / STORE_FILE)
+        store = self._given_store or SQLiteStore(self.data_dir / STORE_FILE, self.quota)
         try:
             sock = open_node(reactor, self.data_dir, self.port, self.interface, **self.rpc_options)
         except BaseException:

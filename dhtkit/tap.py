@@ -27,6 +27,7 @@ from dhtkit.daemon import DataDirLock, HttpApiService
 from dhtkit.datadir import default_data_dir, load_or_create_token
 from dhtkit.gossip.service import GossipService
 from dhtkit.service import ChordService, KademliaService, OverlayService
+from dhtkit.storage import Quota
 
 #: ``--protocol`` values this version runs, and their services.
 PROTOCOLS: dict[str, type[OverlayService]] = {"kademlia": KademliaService, "chord": ChordService}
@@ -52,6 +53,35 @@ def _whole_number(name: str, text: Any, low: int, high: int) -> int:
         raise usage.UsageError("--{} {}: not a whole number".format(name, text)) from None
     if not low <= value <= high:
         raise usage.UsageError("--{} {}: must be from {} to {}".format(name, text, low, high))
+    return value
+
+
+#: The store limits a daemon runs with unless told otherwise.
+_DEFAULT_QUOTA = Quota()
+#: Suffixes a size option takes, and their multipliers.
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+#: The largest store the size options describe: 1 TiB.
+_MAX_STORE_BYTES = 1 << 40
+_MAX_STORE_RECORDS = 1 << 32
+
+
+def _size(name: str, text: Any, low: int, high: int) -> int:
+    """A number of bytes, optionally with a k, M or G suffix (powers of 1024)."""
+    spelled = str(text).strip()
+    shown = spelled if len(spelled) <= 24 else spelled[:20] + "..."
+    unit = spelled[-1:].lower() if spelled[-1:].isalpha() else ""
+    digits = spelled[: len(spelled) - len(unit)]
+    if unit not in _SIZE_UNITS or not (digits.isascii() and digits.isdigit()) or len(digits) > 20:
+        raise usage.UsageError(
+            "--{} {}: not a size in bytes (a whole number, optionally with k, M or G)".format(
+                name, shown
+            )
+        )
+    value = int(digits) * _SIZE_UNITS[unit]
+    if not low <= value <= high:
+        raise usage.UsageError(
+            "--{} {}: must be from {} to {} bytes".format(name, shown, low, high)
+        )
     return value
 
 
@@ -125,6 +155,31 @@ class Options(usage.Options):
             None,
             "nodes each value is stored on [default: k for Kademlia, 4 for Chord]",
         ],
+        [
+            "store-max-bytes",
+            None,
+            str(_DEFAULT_QUOTA.max_bytes),
+            "the most bytes of values the node stores (k, M, G suffixes allowed)",
+        ],
+        [
+            "store-max-records",
+            None,
+            str(_DEFAULT_QUOTA.max_records),
+            "the most records the node stores",
+        ],
+        [
+            "quota-per-network",
+            None,
+            str(_DEFAULT_QUOTA.max_bytes_per_publisher),
+            "the most bytes one source network (IPv4 /24, IPv6 /64; one address on a "
+            "private IPv4 range; one port on loopback) may store here, whatever keys it uses",
+        ],
+        [
+            "quota-records-per-network",
+            None,
+            str(_DEFAULT_QUOTA.max_records_per_publisher),
+            "the most records one source network may store here",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -161,6 +216,7 @@ class Options(usage.Options):
                     )
                 )
         self._check_overlay(protocol)
+        self["quota"] = self._check_quota()
         data_dir = Path(self["data-dir"]) if self["data-dir"] else default_data_dir()
         if data_dir.exists() and not data_dir.is_dir():
             raise usage.UsageError("--data-dir {}: not a directory".format(data_dir))
@@ -177,6 +233,35 @@ class Options(usage.Options):
             self["replication"] = _whole_number(
                 "replication", self["replication"] or min(4, r), 1, r
             )
+
+    def _check_quota(self) -> Quota:
+        total = _size("store-max-bytes", self["store-max-bytes"], 1024, _MAX_STORE_BYTES)
+        records = _whole_number(
+            "store-max-records", self["store-max-records"], 1, _MAX_STORE_RECORDS
+        )
+        share = _size("quota-per-network", self["quota-per-network"], 1, _MAX_STORE_BYTES)
+        share_records = _whole_number(
+            "quota-records-per-network",
+            self["quota-records-per-network"],
+            1,
+            _MAX_STORE_RECORDS,
+        )
+        if share > total:
+            raise usage.UsageError(
+                "--quota-per-network {} is more than --store-max-bytes {}: one network's "
+                "share must fit in the store".format(share, total)
+            )
+        if share_records > records:
+            raise usage.UsageError(
+                "--quota-records-per-network {} is more than --store-max-records {}: one "
+                "network's share must fit in the store".format(share_records, records)
+            )
+        return Quota(
+            max_records=records,
+            max_bytes=total,
+            max_records_per_publisher=share_records,
+            max_bytes_per_publisher=share,
+        )
 
     def _check_http(self, description: str | None) -> str | None:
         if description is None:
@@ -216,6 +301,7 @@ def overlay_service(config: Options, reactor: Any = None) -> OverlayService:
         config["data-dir"],
         config["bootstrap"],
         reactor=reactor,
+        quota=config["quota"],
         **options,
     )
 

@@ -216,7 +216,7 @@ def test_over_quota_reaches_the_caller() -> None:
     client = net.client()
     net.wait(client.put(key_for("a"), b"1"))
     net.wait(client.put(key_for("b"), b"2"))
-    with pytest.raises(OverQuota, match="publisher host:"):
+    with pytest.raises(OverQuota, match="publisher net:"):
         net.wait(client.put(key_for("c"), b"3"))
     assert net.wait(net.nodes[0].get(key_for("b"))) == b"2"
 

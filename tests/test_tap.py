@@ -17,8 +17,12 @@ from twisted.python import usage
 from dhtkit.daemon import DaemonError, DataDirLock, HttpApiService
 from dhtkit.datadir import API_FILE, LOCK_FILE, TOKEN_FILE, read_api_url
 from dhtkit.gossip.service import GossipService
+from dhtkit.identity import Identity
+from dhtkit.rpc import RemoteError, RPCProtocol
 from dhtkit.service import ChordService, KademliaService
+from dhtkit.storage import Quota
 from dhtkit.tap import Options, makeService, needs_token, parse_address
+from dhtkit.values import SignedValue, to_wire
 
 
 def parse(*argv: str) -> Options:
@@ -259,4 +263,99 @@ async def test_a_url_left_by_a_killed_daemon_is_forgotten_at_the_next_start(
     try:
         assert read_api_url(tmp_path) is None
     finally:
+        await top.stopService()
+
+
+# -- storage quotas -----------------------------------------------------------------
+
+
+def test_store_and_network_quotas_default_and_take_sizes(tmp_path: Path) -> None:
+    assert parse("-d", str(tmp_path))["quota"] == Quota()
+    options = parse(
+        "-d",
+        str(tmp_path),
+        "--store-max-bytes",
+        "8M",
+        "--store-max-records",
+        "5000",
+        "--quota-per-network",
+        "256k",
+        "--quota-records-per-network",
+        "300",
+    )
+    assert options["quota"] == Quota(
+        max_records=5000,
+        max_bytes=8 << 20,
+        max_records_per_publisher=300,
+        max_bytes_per_publisher=256 << 10,
+    )
+    top = makeService(options)
+    node = list(top)[1]
+    assert isinstance(node, KademliaService)
+    assert node.quota == options["quota"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--store-max-bytes", "lots"], "--store-max-bytes lots: not a size in bytes"),
+        (["--store-max-bytes", "12"], "--store-max-bytes 12: must be from 1024"),
+        (["--quota-per-network", "-5"], "--quota-per-network -5: not a size in bytes"),
+        (["--quota-per-network", "\u00b2k"], "--quota-per-network \u00b2k: not a size in bytes"),
+        (["--quota-per-network", "0"], "--quota-per-network 0: must be from 1"),
+        (["--store-max-bytes", "9" * 5000], "--store-max-bytes 99999999999999999999...:"),
+        (["--store-max-records", "0"], "--store-max-records 0: must be from 1"),
+        (
+            ["--store-max-bytes", "1M", "--quota-per-network", "2M"],
+            "one network's share must fit in the store",
+        ),
+        (
+            ["--store-max-records", "10", "--quota-records-per-network", "11"],
+            "one network's share must fit in the store",
+        ),
+    ],
+)
+def test_a_bad_quota_is_a_usage_error_that_says_why(argv: list[str], says: str) -> None:
+    assert says in refused(*argv)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_daemon_bounds_what_one_network_stores_whatever_keys_it_signs_with(
+    tmp_path: Path,
+) -> None:
+    top = makeService(
+        parse(
+            "-d",
+            str(tmp_path / "node"),
+            "-p",
+            "0",
+            "--http",
+            "none",
+            "--quota-per-network",
+            "4k",
+            "--store-max-bytes",
+            "64k",
+        ),
+        reactor,
+    )
+    top.startService()
+    attacker = RPCProtocol(Identity(b"\x09" * 32), reactor, timeout=2.0)
+    port = reactor.listenUDP(0, attacker, interface="127.0.0.1")
+    try:
+        node = list(top)[1]
+        assert isinstance(node, KademliaService)
+        assert node.node.store.quota.max_bytes_per_publisher == 4096
+        target = node.node.rpc.contact
+        assert target is not None
+        refusals = []
+        for n in range(10):  # ten keys, 900 bytes each: twice the share
+            record = SignedValue.create(Identity(bytes([n + 1]) * 32), b"x" * 900, 1)
+            try:
+                await attacker.call_contact(target, "store", [to_wire(record), 60, None, False])
+            except RemoteError as e:
+                refusals.append(e.code)
+        assert refusals and set(refusals) == {"over_quota"}
+        assert node.node.store.usage()[1] <= 4096
+    finally:
+        await port.stopListening()
         await top.stopService()

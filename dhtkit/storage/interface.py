@@ -54,9 +54,11 @@ class StoredRecord:
 class Quota:
     """Limits on what a store holds, in all and per publisher.
 
-    A publisher is the signing key of a signed value or the source host of
-    any other. Records this node published itself count towards the totals
-    but not towards any publisher's share.
+    A publisher is the source network of the peer that stored the record
+    (see :func:`dhtkit.storage.networks.source_network`), whatever its kind
+    and whatever key signed it, so one network can never hold more than its
+    share however many keys it makes. Records this node published itself
+    count towards the totals but not towards any publisher's share.
     """
 
     max_records: int = 100_000
