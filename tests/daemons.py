@@ -161,6 +161,7 @@ class HostDaemon:
         extra: Sequence[str] = (),
     ) -> None:
         self.host = host
+        self.protocol = protocol
         self.data_dir = root / host.name / "data"
         self.log = root / host.name / "twistd.log"
         self.args = ["dhtkit", "-p", str(NETNS_PORT), "-i", interface, "-d", str(self.data_dir)]
@@ -222,6 +223,12 @@ class HostDaemon:
         assert result["ok"], "{}: {}\n{}".format(self.host.name, result, self.output())
         status: dict[str, Any] = json.loads(result["body"])
         return status
+
+    def contact_addresses(self) -> list[str]:
+        """The addresses of the contacts in this daemon's routing state."""
+        [result] = self.http([["contacts"]]).results()
+        assert result["ok"], "{}: {}\n{}".format(self.host.name, result, self.output())
+        return [c["address"] for c in json.loads(result["body"])["contacts"]]
 
     def command(self, *args: str) -> subprocess.CompletedProcess[str]:
         """The dhtkit command, run on this host against this daemon."""
