@@ -2,77 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dhtkit.datadir import API_FILE
-from tests.daemons import DHTKIT, TWISTD, child_env
-from tests.netns import Host, NetnsLab, unavailable
-
-PORT = 4000
+from tests.daemons import HostDaemon
+from tests.netns import NetnsLab, unavailable
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
-
-
-class HostDaemon:
-    """``twistd -n dhtkit`` inside one namespace, its HTTP API on that host's loopback."""
-
-    def __init__(
-        self, host: Host, root: Path, bootstrap: Host | None, protocol: str, interface: str
-    ) -> None:
-        self.host = host
-        self.data_dir = root / host.name / "data"
-        self.log = root / host.name / "twistd.log"
-        self.args = ["dhtkit", "-p", str(PORT), "-i", interface, "-d", str(self.data_dir)]
-        self.args += ["--protocol", protocol]
-        if bootstrap is not None:
-            self.args += ["-b", "{}:{}".format(bootstrap.address, PORT)]
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "a") as out:
-            self.process = self.host.popen(
-                [*TWISTD, "-n", "--pidfile", "", *self.args],
-                cwd=self.log.parent,
-                env=child_env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        # A killed daemon leaves its api.url behind until the next one starts.
-        while not (self.data_dir / API_FILE).exists() or self.command("status").returncode:
-            assert self.process.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, self.log.read_text()
-            time.sleep(0.05)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(sig)
-            process.wait(30)
-
-    def command(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """The dhtkit command, run on this host against this daemon."""
-        return self.host.run([*DHTKIT, "--data-dir", str(self.data_dir), *args], env=child_env())
-
-    def contacts(self) -> int:
-        result = self.command("status", "--json")
-        assert result.returncode == 0, result.stderr
-        count: int = json.loads(result.stdout)["contacts"]
-        return count
-
-    def wait_for_contacts(self, count: int) -> None:
-        deadline = time.monotonic() + 30
-        while self.contacts() < count:
-            assert time.monotonic() < deadline, self.log.read_text()
-            time.sleep(0.2)
 
 
 @pytest.fixture(
