@@ -38,7 +38,6 @@ MALFORMED_STORES: list[tuple[str, Any, str]] = [
     ("a text immutable value", [[0, "text"], 60, None, False], "malformed"),
     ("an integer immutable value", [[0, 12345], 60, None, False], "malformed"),
     ("a non-bytes plain key", [_with(PLAIN, 1, 5), 60, None, False], "malformed"),
-    ("a bignum ttl", [GOOD, 10**400, None, False], "malformed"),
     ("a 64-bit ttl", [GOOD, 2**64 - 1, None, False], "malformed"),
     ("a ttl above the cap", [GOOD, MAX_TTL + 1, None, False], "malformed"),
     ("an infinite ttl", [GOOD, math.inf, None, False], "malformed"),
@@ -47,12 +46,10 @@ MALFORMED_STORES: list[tuple[str, Any, str]] = [
     ("a zero ttl", [GOOD, 0, None, False], "malformed"),
     ("a boolean ttl", [GOOD, True, None, False], "malformed"),
     ("a text ttl", [GOOD, "60", None, False], "malformed"),
-    ("a bignum expected seq", [GOOD, 60, 10**400, False], "malformed"),
     ("a 64-bit expected seq", [GOOD, 60, 2**64 - 1, False], "malformed"),
     ("a negative expected seq", [GOOD, 60, -1, False], "malformed"),
     ("a float expected seq", [GOOD, 60, 1.0, False], "malformed"),
     ("a text expected seq", [GOOD, 60, "1", False], "malformed"),
-    ("a bignum seq", [_with(GOOD, 3, 10**400), 60, None, False], "malformed"),
     ("a 64-bit plain seq", [_with(PLAIN, 3, 2**64 - 1), 60, None, False], "malformed"),
     ("a NaN plain seq", [_with(PLAIN, 3, math.nan), 60, None, False], "malformed"),
     ("an integer for cached", [GOOD, 60, None, 1], "malformed"),
@@ -83,7 +80,7 @@ def test_a_malformed_store_is_refused_with_its_reason_and_counted(args: Any, cod
 
 
 @pytest.mark.parametrize(
-    "args", [None, 5, b"short", b"k" * 21, [b"x"], 10**400, math.nan, "k" * 20]
+    "args", [None, 5, b"short", b"k" * 21, [b"x"], 2**64 - 1, math.nan, "k" * 20]
 )
 def test_a_malformed_get_is_refused_and_counted(args: Any) -> None:
     net = Cluster(2)

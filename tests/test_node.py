@@ -248,7 +248,7 @@ def test_forged_and_malformed_stores_are_refused_and_counted() -> None:
         [to_wire(good), -1, None, False],
         [to_wire(good), 60, "x", False],
         [to_wire(good), 60, None, 1],
-        [to_wire(good), 10**400, None, False],
+        [to_wire(good), 2**64 - 1, None, False],
     ):
         with pytest.raises(RemoteError, match="malformed"):
             net.wait(attacker.rpc.call_contact(target.rpc.contact, "store", args))
@@ -280,8 +280,8 @@ def test_a_forged_answer_to_get_is_ignored() -> None:
 
 @pytest.mark.parametrize(
     "ttl",
-    [10**400, 2**64 - 1, math.inf, -math.inf, math.nan, 0, -1, True, "60", None],
-    ids=["bignum", "u64", "inf", "-inf", "nan", "zero", "negative", "bool", "text", "null"],
+    [2**64 - 1, math.inf, -math.inf, math.nan, 0, -1, True, "60", None],
+    ids=["u64", "inf", "-inf", "nan", "zero", "negative", "bool", "text", "null"],
 )
 def test_a_lying_ttl_in_one_answer_is_dropped_and_the_get_answered(ttl: Any) -> None:
     net = Cluster(5)
