@@ -149,12 +149,12 @@ class RoutingTable:
         if self.puzzle_bits and not solves_puzzle(contact.public_key, self.puzzle_bits):
             self._counters["refused_puzzle"] += 1
             return
-        if not self.network_limit.allows(contact, bucket.contacts.values()):
-            self._counters["refused_network"] += 1
-            return
         while len(bucket) >= self.k and self._should_split(bucket, node_id):
             self._split(bucket)
             bucket = self._bucket(node_id)
+        if not self.network_limit.allows(contact, bucket.contacts.values()):
+            self._counters["refused_network"] += 1
+            return
         if len(bucket) < self.k:
             self._heard(bucket, contact)
             self._counters["added"] += 1
