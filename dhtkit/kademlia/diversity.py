@@ -17,6 +17,7 @@ subnet.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -53,16 +54,7 @@ class NetworkLimit:
 
     def network_of(self, address: Address) -> str | None:
         """The network ``address`` counts against (None: it is not limited)."""
-        try:
-            ip = ipaddress.ip_address(address[0])
-        except ValueError:
-            return None  # not an IP literal: contacts always carry one
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        if ip.is_loopback or (not self.limit_private and (ip.is_private or ip.is_link_local)):
-            return None
-        prefix = self.ipv4_prefix if ip.version == 4 else self.ipv6_prefix
-        return str(ipaddress.ip_network((ip, prefix), strict=False))
+        return _network(address[0], self.ipv4_prefix, self.ipv6_prefix, self.limit_private)
 
     def allows(self, contact: Contact, others: Iterable[Contact]) -> bool:
         """Whether ``contact`` may join ``others`` (which it is not among)."""
@@ -97,6 +89,21 @@ class NetworkLimit:
                     taken[network] += 1
             given += 1
             yield contact
+
+
+@functools.lru_cache(maxsize=4096)
+def _network(host: str, ipv4_prefix: int, ipv6_prefix: int, limit_private: bool) -> str | None:
+    # Cached: lookups ask for every candidate at every step, and hosts recur.
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None  # not an IP literal: contacts always carry one
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback or (not limit_private and (ip.is_private or ip.is_link_local)):
+        return None
+    prefix = ipv4_prefix if ip.version == 4 else ipv6_prefix
+    return str(ipaddress.ip_network((ip, prefix), strict=False))
 
 
 #: No limit at all (what the table did before the limits existed).
