@@ -6,6 +6,7 @@ without also holding the matching private key.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -43,6 +44,34 @@ def node_id_for(public_key: bytes) -> bytes:
     return key_for(public_key)
 
 
+#: The most leading zero bits the static puzzle may ask (2**64 hashes is
+#: beyond any node's patience, so a larger number is a configuration error).
+MAX_PUZZLE_BITS = 64
+
+
+def puzzle_hash(public_key: bytes) -> bytes:
+    """The hash the S/Kademlia static puzzle is judged on: H(H(public key)).
+
+    Hashing the node id again (rather than asking the id itself for zero
+    bits) keeps solved ids uniformly spread over the key space.
+    """
+    return hashlib.blake2b(
+        node_id_for(public_key), digest_size=20, person=b"dhtkit-puzzle"
+    ).digest()
+
+
+def solves_puzzle(public_key: bytes, bits: int) -> bool:
+    """Whether ``public_key`` solves the static puzzle: ``bits`` leading zero bits.
+
+    Cheap to check (one hash), about ``2**bits`` key generations to solve.
+    """
+    if not 0 <= bits <= MAX_PUZZLE_BITS:
+        raise ValueError("puzzle bits are 0-{}".format(MAX_PUZZLE_BITS))
+    if bits == 0:
+        return True
+    return int.from_bytes(puzzle_hash(public_key), "big") >> (160 - bits) == 0
+
+
 class Identity:
     """An Ed25519 key pair and the node id derived from it."""
 
@@ -60,9 +89,18 @@ class Identity:
         self._curve_secret = crypto_sign_ed25519_sk_to_curve25519(self._secret_key)
 
     @classmethod
-    def generate(cls) -> Identity:
-        """A new identity from the operating system's random source."""
-        return cls(os.urandom(crypto_sign_SEEDBYTES))
+    def generate(cls, puzzle_bits: int = 0) -> Identity:
+        """A new identity from the operating system's random source.
+
+        With ``puzzle_bits``, keys are drawn until one solves the static
+        puzzle (:func:`solves_puzzle`): about ``2**puzzle_bits`` tries.
+        """
+        if not 0 <= puzzle_bits <= MAX_PUZZLE_BITS:
+            raise ValueError("puzzle bits are 0-{}".format(MAX_PUZZLE_BITS))
+        while True:
+            identity = cls(os.urandom(crypto_sign_SEEDBYTES))
+            if solves_puzzle(identity.public_key, puzzle_bits):
+                return identity
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Identity:

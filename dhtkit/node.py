@@ -120,6 +120,9 @@ class DHTNode:
     :param hand_over_rate: records a second handed over to new neighbours,
         all together; :param hand_over_peer_rate: to one of them (see
         :mod:`dhtkit.handover`).
+    :param disjoint_paths: signed reads look the key up over this many
+        lookups that never ask the same node (S/Kademlia), when the overlay
+        can (Kademlia); 1 is a plain lookup.
     """
 
     _log = Logger()
@@ -140,8 +143,12 @@ class DHTNode:
         max_clock_skew: float = MAX_CLOCK_SKEW,
         hand_over_rate: float = RATE,
         hand_over_peer_rate: float = PER_PEER_RATE,
+        disjoint_paths: int = 1,
     ) -> None:
         self.rpc = rpc
+        # Signed reads over this many disjoint lookups, where the overlay
+        # offers them (Kademlia's find_value_disjoint).
+        self.disjoint_paths = disjoint_paths
         self.overlay = overlay
         self.store = store
         self.clock = clock if clock is not None else rpc.reactor
@@ -293,7 +300,7 @@ class DHTNode:
             key = signed_key(public_key, salt)
         except TypeError as e:
             return defer.fail(e)
-        return self._fetch(key).addCallback(signed_only)
+        return self._fetch(key, paths=self.disjoint_paths).addCallback(signed_only)
 
     def delete_local(self, key: bytes) -> defer.Deferred[bool]:
         """Drop this node's copy of ``key`` and stop republishing it.
@@ -431,7 +438,9 @@ class DHTNode:
 
     # -- reading -------------------------------------------------------------------
 
-    def _fetch(self, key: bytes, stop_at_immutable: bool = False) -> defer.Deferred[Record | None]:
+    def _fetch(
+        self, key: bytes, stop_at_immutable: bool = False, paths: int = 1
+    ) -> defer.Deferred[Record | None]:
         try:
             check_id(key)
         except ValueError as e:
@@ -444,7 +453,7 @@ class DHTNode:
                 self.counters["gets_answered_locally"] += 1
                 return defer.succeed(local.record)
             return defer.Deferred.fromCoroutine(
-                self._find_value(self._finder, key, stop_at_immutable)
+                self._find_value(self._finder, key, stop_at_immutable, paths)
             )
         return defer.Deferred.fromCoroutine(self._fetch_async(key))
 
@@ -468,7 +477,7 @@ class DHTNode:
         return self._settle(key, contacts, found, answered)
 
     async def _find_value(
-        self, finder: IValueFinder, key: bytes, stop_at_immutable: bool
+        self, finder: IValueFinder, key: bytes, stop_at_immutable: bool, paths: int = 1
     ) -> Record | None:
         # Kademlia's FIND_VALUE: the lookup itself collects the answers.
         self.counters["gets"] += 1
@@ -483,7 +492,11 @@ class DHTNode:
             valid = check(contact, answer)
             return stop_at_immutable and valid is not None and isinstance(valid[0], ImmutableValue)
 
-        result = await finder.find_value(key, self.replication, enough)
+        disjoint = getattr(finder, "find_value_disjoint", None)
+        if paths > 1 and disjoint is not None:
+            result = await disjoint(key, self.replication, enough, paths)
+        else:
+            result = await finder.find_value(key, self.replication, enough)
         found: list[tuple[Contact | None, Record, float]] = []
         for contact, answer in result.answers:
             valid = check(contact, answer)

@@ -25,6 +25,7 @@ from dhtkit.chord import ChordOverlay
 from dhtkit.contact import Address, Contact
 from dhtkit.contactfile import CONTACTS_FILE, ContactFileError, read_contacts, save_contacts
 from dhtkit.gossip.service import GossipService, Peers
+from dhtkit.identity import MAX_PUZZLE_BITS, Identity, solves_puzzle
 from dhtkit.kademlia import KademliaOverlay
 from dhtkit.node import DHTNode
 from dhtkit.nodesocket import (
@@ -352,6 +353,10 @@ class KademliaService(OverlayService):
 
     :param k: bucket size and replication factor.
     :param alpha: queries in flight per lookup.
+    :param puzzle_bits: leading zero bits of the S/Kademlia static puzzle
+        (:func:`dhtkit.identity.solves_puzzle`) that every id must solve to
+        enter the routing table (0: no puzzle). A first run makes an
+        identity that solves it.
 
     The other parameters are :class:`OverlayService`'s.
     """
@@ -367,9 +372,40 @@ class KademliaService(OverlayService):
         bootstrap: Iterable[Address] = (),
         k: int = 20,
         alpha: int = 3,
+        puzzle_bits: int = 0,
         **options: Any,
     ) -> None:
-        super().__init__(port, interface, data_dir, bootstrap, k=k, alpha=alpha, **options)
+        if not 0 <= puzzle_bits <= MAX_PUZZLE_BITS:
+            raise ValueError("puzzle_bits is 0-{}".format(MAX_PUZZLE_BITS))
+        self.puzzle_bits = puzzle_bits
+        if puzzle_bits:
+            options["puzzle_bits"] = puzzle_bits
+        super().__init__(
+            port,
+            interface,
+            data_dir,
+            bootstrap,
+            k=k,
+            alpha=alpha,
+            **options,
+        )
+
+    def startService(self) -> None:  # noqa: N802 (Twisted's name)
+        """As :meth:`OverlayService.startService`, with an identity that solves the puzzle."""
+        path = self.data_dir / IDENTITY_FILE
+        if self.puzzle_bits and not path.exists():
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            Identity.generate(puzzle_bits=self.puzzle_bits).save(path)
+        super().startService()
+        assert self._socket is not None
+        identity = self._socket.identity
+        if not solves_puzzle(identity.public_key, self.puzzle_bits):
+            self._log.warn(
+                "the identity {node} does not solve the {bits}-bit puzzle: nodes that ask"
+                " for it will not keep this one in their tables",
+                node=identity.node_id.hex(),
+                bits=self.puzzle_bits,
+            )
 
 
 class ChordService(OverlayService):

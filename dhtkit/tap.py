@@ -32,7 +32,16 @@ from dhtkit.storage import Quota
 #: ``--protocol`` values this version runs, and their services.
 PROTOCOLS: dict[str, type[OverlayService]] = {"kademlia": KademliaService, "chord": ChordService}
 #: The overlay parameters, and the protocols that use them.
-OVERLAY_PARAMETERS = {"k": ("kademlia",), "alpha": ("kademlia",), "successors": ("chord",)}
+OVERLAY_PARAMETERS = {
+    "k": ("kademlia",),
+    "alpha": ("kademlia",),
+    "puzzle-bits": ("kademlia",),
+    "successors": ("chord",),
+}
+
+#: The hardest static puzzle the daemon accepts: about 2**20 key
+#: generations (a minute or so) for a new node, more is a typo.
+PUZZLE_BITS_LIMIT = 20
 
 
 def parse_address(text: str) -> Address:
@@ -148,6 +157,14 @@ class Options(usage.Options):
         ],
         ["k", None, None, "Kademlia: bucket size [default: 20]"],
         ["alpha", "a", None, "Kademlia: queries in flight per lookup [default: 3]"],
+        [
+            "puzzle-bits",
+            None,
+            None,
+            "Kademlia: leading zero bits of the S/Kademlia static puzzle every node id "
+            "must solve to enter the routing table; a new identity is made to solve it "
+            "[default: 0, no puzzle]",
+        ],
         ["successors", None, None, "Chord: length of the successor list [default: 16]"],
         [
             "replication",
@@ -227,6 +244,9 @@ class Options(usage.Options):
         if protocol == "kademlia":
             self["k"] = k = _whole_number("k", self["k"] or 20, 1, 64)
             self["alpha"] = _whole_number("alpha", self["alpha"] or 3, 1, 16)
+            self["puzzle-bits"] = _whole_number(
+                "puzzle-bits", self["puzzle-bits"] or 0, 0, PUZZLE_BITS_LIMIT
+            )
             self["replication"] = _whole_number("replication", self["replication"] or k, 1, k)
         else:
             self["successors"] = r = _whole_number("successors", self["successors"] or 16, 1, 16)
@@ -291,6 +311,7 @@ def overlay_service(config: Options, reactor: Any = None) -> OverlayService:
         options = {
             "k": config["k"],
             "alpha": config["alpha"],
+            "puzzle_bits": config["puzzle-bits"],
             "node_options": {"replication": config["replication"]},
         }
     else:  # Chord keeps a key on its successor and the next k - 1 nodes.

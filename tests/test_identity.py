@@ -6,7 +6,7 @@ import pytest
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
-from dhtkit.identity import Identity, IdentityError, node_id_for
+from dhtkit.identity import Identity, IdentityError, node_id_for, puzzle_hash, solves_puzzle
 
 
 def test_node_id_is_blake2b_160_of_public_key() -> None:
@@ -85,3 +85,24 @@ def test_repr_shows_the_node_id_and_not_the_key() -> None:
     identity = Identity(b"\1" * 32)
     assert identity.node_id.hex() in repr(identity)
     assert (b"\1" * 32).hex() not in repr(identity)
+
+
+def test_the_static_puzzle_asks_leading_zero_bits_of_a_hash_of_the_key() -> None:
+    solved = Identity.generate(puzzle_bits=10)
+    assert solves_puzzle(solved.public_key, 10)
+    assert int.from_bytes(puzzle_hash(solved.public_key), "big") >> 150 == 0
+    cheap = next(
+        i
+        for i in (Identity(bytes([n]) * 32) for n in range(256))
+        if not solves_puzzle(i.public_key, 1)
+    )
+    assert not solves_puzzle(cheap.public_key, 1)
+    assert solves_puzzle(cheap.public_key, 0)
+
+
+@pytest.mark.parametrize("bits", [-1, 65])
+def test_a_puzzle_out_of_range_is_refused(bits: int) -> None:
+    with pytest.raises(ValueError):
+        solves_puzzle(b"\x00" * 32, bits)
+    with pytest.raises(ValueError):
+        Identity.generate(puzzle_bits=bits)

@@ -9,6 +9,7 @@ from twisted.internet import defer, task
 
 from dhtkit.contact import Contact
 from dhtkit.identity import Identity
+from dhtkit.kademlia.diversity import NetworkLimit
 from dhtkit.kademlia.lookup import Answer, IterativeLookup, LookupOutcome
 from dhtkit.keyspace import bucket_index, distance
 from dhtkit.rpc import RPCTimeout
@@ -260,3 +261,43 @@ def test_a_malformed_answer_is_counted_apart_from_timeouts() -> None:
 
 def true_closest_n(net: FakeNetwork, target: bytes, count: int) -> list[Contact]:
     return sorted(net.contacts, key=lambda c: distance(c.node_id, target))[:count]
+
+
+# -- Sybil defences ---------------------------------------------------------------
+
+
+def honest_and_sybils(seed: int = 5) -> tuple[FakeNetwork, set[bytes]]:
+    """50 nodes each in its own /24 and 200 Sybils in one /24; all know all."""
+    rng = random.Random(seed)
+
+    def at(host: str) -> Contact:
+        return Contact.from_key(Identity(rng.randbytes(32)).public_key, (host, 4000))
+
+    honest = [at("93.{}.1.1".format(i)) for i in range(50)]
+    sybils = [at("94.1.1.{}".format(i + 1)) for i in range(200)]
+    everyone = honest + sybils
+    net = FakeNetwork(everyone, {c.node_id: everyone for c in everyone})
+    return net, {c.node_id for c in sybils}
+
+
+def test_a_lookup_result_keeps_a_few_contacts_per_network() -> None:
+    net, sybils = honest_and_sybils()
+    target = random.Random(6).randbytes(20)
+    plain = result_of(run(net, target, net.contacts[:3]))
+    assert sum(c.node_id in sybils for c in plain.contacts) > 3  # most of any K closest
+    limited = result_of(run(net, target, net.contacts[:3], select=NetworkLimit().select))
+    assert len(limited.contacts) == K
+    assert sum(c.node_id in sybils for c in limited.contacts) == 3
+    distances = [distance(c.node_id, target) for c in limited.contacts]
+    assert distances == sorted(distances)
+
+
+def test_a_lookup_never_asks_a_contact_it_may_not_claim() -> None:
+    net = well_connected()
+    target = random.Random(8).randbytes(20)
+    barred = {c.node_id for c in true_closest(net, target)[:4]}
+    outcome = result_of(
+        run(net, target, net.contacts[:3], claim=lambda node_id: node_id not in barred)
+    )
+    assert not barred & {c.node_id for c in net.asked}
+    assert not barred & {c.node_id for c in outcome.contacts}

@@ -21,7 +21,7 @@ from dhtkit.overlay import IRoutingOverlay, IValueFinder, JoinFailed
 from dhtkit.rpc import RemoteError, RPCProtocol
 from dhtkit.sim.gossip import PORT
 from dhtkit.sim.overlays import OverlayNetwork
-from dhtkit.values import immutable_key, to_wire
+from dhtkit.values import immutable_key, signed_key, to_wire
 
 
 def network(count: int, seed: int = 1, **options: object) -> OverlayNetwork:
@@ -334,3 +334,74 @@ def test_a_spoofed_neighbour_gets_a_window_of_records_not_the_whole_store() -> N
     assert stats["handed_over"] == 8  # one window, unanswered
     assert stats["hand_over_dropped"] > 100  # the rest of what it would hold
     assert sink.received < 8 * 1000 * 3  # each store sent once and retried
+
+
+# -- Sybil defences ---------------------------------------------------------------
+
+
+def test_find_node_answers_leave_out_contacts_whose_calls_failed() -> None:
+    net = network(10)
+    a, b = net.nodes[:2]
+    victim = next(c for c in a.overlay.contacts() if c.node_id != b.node_id)
+    a.overlay.table.record_failure(victim.node_id)
+    assert victim.node_id in a.overlay.table  # one failure does not drop it
+    answer = net.wait(b.rpc.call_contact(a.contact, "find_node", victim.node_id))
+    assert victim.node_id not in {c.node_id for c in wire.decode_contacts(answer)}
+    kind, answer = net.wait(b.rpc.call_contact(a.contact, "find_value", victim.node_id))
+    assert kind == "nodes"
+    assert victim.node_id not in {c.node_id for c in wire.decode_contacts(answer)}
+
+
+def test_dead_contacts_leave_every_table_within_the_recheck_time() -> None:
+    net = network(30, k=8, stale_after=300.0, recheck_every=60.0)
+    dead = {n.node_id for n in net.remove(0.2)}
+
+    def dead_references() -> int:
+        return sum(len(dead & {c.node_id for c in n.overlay.contacts()}) for n in net.live())
+
+    before = dead_references()
+    known = {n.node_id: {c.node_id for c in n.overlay.contacts()} - dead for n in net.live()}
+    assert before > 0
+    # No lookup runs: only the re-checks find out. Stale after 300 s, found
+    # by the next round (60 s, jittered up to 75 s), and the ping times out.
+    net.advance(300.0 + 75.0 + 10.0)
+    assert dead_references() == 0
+    # The live ones answered their re-checks and stayed.
+    assert all(known[n.node_id] <= {c.node_id for c in n.overlay.contacts()} for n in net.live())
+    assert 0 < sum(n.overlay.stats()["stale_dropped"] for n in net.live()) <= before
+
+
+def test_a_signed_read_over_disjoint_paths_gets_past_an_eclipsed_path() -> None:
+    k = 4
+    net = network(30, k=k)
+    owner = Identity(b"\x09" * 32)
+    net.wait(net.nodes[0].node.put_signed(b"the value", identity=owner))
+    key = signed_key(owner.public_key, b"")
+    honest = sorted(net.live(), key=lambda n: distance(n.node_id, key))
+    holders_reach = distance(honest[k - 1].node_id, key)
+    far = honest[-1]  # an honest node the reader knows, far from the key
+    # Attackers between the holders and that node: closer to the key than
+    # the honest contact the reader knows, so a single lookup that meets them
+    # never asks it; they answer with one another only, and hold nothing.
+    attackers = []
+    while len(attackers) < 10:
+        candidate = net.add_node()
+        if holders_reach < distance(candidate.node_id, key) < distance(far.node_id, key):
+            attackers.append(candidate)
+    by_closeness = sorted(attackers, key=lambda n: distance(n.node_id, key))
+    circle = wire.encode_contacts([a.contact for a in by_closeness[:k]])
+    for attacker in attackers:
+        attacker.rpc.register("find_node", lambda sender, args: circle)
+        attacker.rpc.register("find_value", lambda sender, args: ["nodes", circle])
+    readers = [net.add_node(), net.add_node()]
+    for reader in readers:
+        for n in [*by_closeness[:3], far]:
+            reader.overlay.table.add_contact(n.contact)
+    # Their k closest: three attackers and the honest node. One lookup is
+    # eclipsed; two disjoint ones deal the honest node to a path of its own.
+    single, reader = readers
+    assert net.wait(single.node.get_signed(owner.public_key)) is None
+    reader.node.disjoint_paths = 2
+    found = net.wait(reader.node.get_signed(owner.public_key))
+    assert found is not None and found.value == b"the value"
+    assert reader.overlay.stats()["disjoint_lookups"] == 1

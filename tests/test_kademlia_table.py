@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from twisted.internet import defer, task
 
 from dhtkit.contact import Contact
+from dhtkit.identity import Identity, solves_puzzle
 from dhtkit.kademlia.table import RoutingTable
 from dhtkit.keyspace import RING_SIZE, bucket_index, distance, from_int, to_int
 from dhtkit.rpc import RPCTimeout
@@ -464,3 +465,112 @@ def test_buckets_stay_consistent_whatever_happens(
         pinger.pending()
     )
     assert table.stats()["contacts"] == len(table.contacts()) == len(table)
+
+
+# -- Sybil defences ---------------------------------------------------------------
+
+
+def public(n: int, host: str, port: int = 4000) -> Contact:
+    """Contact ``n`` at a public (non-private, non-loopback) address."""
+    return Contact(from_int(n), n.to_bytes(32, "big"), (host, port))
+
+
+def test_a_bucket_refuses_a_fourth_contact_of_one_slash_24() -> None:
+    table, _, _ = make_table(k=20)
+    for i in range(1, 5):
+        table.add_contact(public(TOP + i, "93.184.216.{}".format(i)))
+    assert far_ids(table) == [TOP + 1, TOP + 2, TOP + 3]
+    assert table.stats()["refused_network"] == 1
+    table.add_contact(public(TOP + 5, "93.184.217.1"))  # the next /24 is another network
+    assert TOP + 5 in far_ids(table)
+
+
+def test_a_bucket_refuses_a_fourth_contact_of_one_slash_64() -> None:
+    table, _, _ = make_table(k=20)
+    for i in range(1, 5):
+        table.add_contact(public(TOP + i, "2a00:1450:4001:800::{}".format(i)))
+    table.add_contact(public(TOP + 5, "2a00:1450:4001:801::1"))
+    assert far_ids(table) == [TOP + 1, TOP + 2, TOP + 3, TOP + 5]
+
+
+def test_a_replacement_cache_holds_a_few_contacts_of_one_network() -> None:
+    table, _, _ = far_full_table(replacements=8)
+    for i in range(3, 9):
+        table.add_contact(public(TOP + i, "93.184.216.{}".format(i)))
+    bucket = table._bucket(from_int(TOP))
+    assert [to_int(n) for n in bucket.replacements] == [TOP + 3, TOP + 4, TOP + 5]
+
+
+def test_loopback_and_private_addresses_are_not_limited() -> None:
+    table, _, _ = make_table(k=20)
+    for i in range(1, 11):
+        table.add_contact(public(TOP + i, "127.0.0.1", 4000 + i))
+        table.add_contact(public(TOP + 100 + i, "192.168.1.1", 4000 + i))
+    assert len(table) == 20
+
+
+def test_a_contact_with_a_failed_call_is_not_handed_out_until_it_answers() -> None:
+    table, _, _ = make_table(k=20)
+    for n in (1, 2, 3):
+        table.add_contact(node(n))
+    table.record_failure(from_int(2))
+    assert ids_of(table.closest(OWN, 3)) == [1, 2, 3]  # still in the table
+    assert ids_of(table.closest(OWN, 3, answerable=True)) == [1, 3]
+    table.add_contact(node(2))  # it answered something
+    assert ids_of(table.closest(OWN, 3, answerable=True)) == [1, 2, 3]
+
+
+def test_answers_keep_a_few_contacts_per_network() -> None:
+    table, _, _ = make_table(k=4)
+    for i in range(1, 4):
+        table.add_contact(public(i, "93.184.216.{}".format(i)))
+    table.add_contact(public(4, "93.184.218.1"))
+    for i in range(1, 4):  # the bucket splits: these are in the far half
+        table.add_contact(public(TOP + i, "93.184.216.{}".format(10 + i)))
+    table.add_contact(public(TOP + 9, "93.184.217.1"))
+    assert len(table) == 8 and table.stats()["buckets"] == 2
+    assert ids_of(table.closest(OWN, 20, answerable=True)) == [1, 2, 3, 4, TOP + 9]
+
+
+def test_a_stale_contact_is_rechecked_and_a_dead_one_leaves() -> None:
+    table, pinger, clock = make_table(k=20, stale_after=300.0)
+    for n in (1, 2, 3):
+        table.add_contact(node(n))
+    clock.advance(200.0)
+    table.add_contact(node(3))  # heard from again
+    assert table.recheck_stale(10) == 0
+    clock.advance(100.0)
+    # 1 and 2 have been silent for 300 s: not handed out, and re-checked.
+    assert ids_of(table.closest(OWN, 3, answerable=True)) == [3]
+    assert table.recheck_stale(10) == 2
+    assert table.recheck_stale(10) == 0  # one re-check at a time
+    assert sorted(to_int(n) for n in pinger.pending()) == [1, 2]
+    (c1, d1), (_, d2) = pinger.calls
+    dead, alive = (d1, d2) if to_int(c1.node_id) == 1 else (d2, d1)
+    dead.errback(RPCTimeout("no answer"))
+    alive.callback(None)
+    assert sorted(ids_of(table.contacts())) == [2, 3]
+    assert ids_of(table.closest(OWN, 3, answerable=True)) == [2, 3]
+    assert table.stats()["stale_dropped"] == 1
+
+
+def test_a_stale_contact_heard_from_during_its_recheck_stays() -> None:
+    table, pinger, clock = make_table(k=20, stale_after=300.0)
+    table.add_contact(node(1))
+    clock.advance(300.0)
+    table.recheck_stale(10)
+    clock.advance(1.0)
+    table.add_contact(node(1))
+    pinger.calls[0][1].errback(RPCTimeout("no answer"))
+    assert ids_of(table.contacts()) == [1]
+
+
+def test_the_static_puzzle_refuses_a_cheap_id_and_accepts_a_solved_one() -> None:
+    cheap = Identity(bytes(32))
+    assert not solves_puzzle(cheap.public_key, 8)
+    solved = Identity.generate(puzzle_bits=8)
+    table, _, _ = make_table(k=20, puzzle_bits=8)
+    table.add_contact(Contact.from_key(cheap.public_key, ("10.0.0.1", 4000)))
+    table.add_contact(Contact.from_key(solved.public_key, ("10.0.0.2", 4000)))
+    assert [c.node_id for c in table.contacts()] == [solved.node_id]
+    assert table.stats()["refused_puzzle"] == 1

@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 
 import dhtkit
 from dhtkit.contactfile import CONTACTS_FILE, read_contacts
+from dhtkit.identity import solves_puzzle
 from dhtkit.keyspace import key_for
 from dhtkit.service import STORE_FILE, ChordService, KademliaService, OverlayService
 from dhtkit.sim.clock import HeapClock
@@ -278,3 +279,30 @@ def clock_wait(clock: HeapClock, d: defer.Deferred[Any]) -> Any:
         pass
     assert results and not isinstance(results[0], Failure), results
     return results[0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_puzzle_service_makes_a_solved_identity_and_keeps_unsolved_ids_out(
+    tmp_path: Path,
+) -> None:
+    first = KademliaService(
+        0, data_dir=tmp_path / "first", puzzle_bits=6, rpc_options=FAST_RPC, rng=random.Random(1)
+    )
+    first.startService()
+    # A node whose identity does not solve the puzzle (a fixed key checked below).
+    (tmp_path / "cheap").mkdir()
+    cheap_identity = dhtkit.Identity(bytes(32))
+    assert not solves_puzzle(cheap_identity.public_key, 6)
+    cheap_identity.save(tmp_path / "cheap" / "identity.key")
+    cheap = KademliaService(
+        0, data_dir=tmp_path / "cheap", bootstrap=[first.address], rpc_options=FAST_RPC
+    )
+    try:
+        await first.when_joined()
+        assert solves_puzzle(first.overlay.rpc.identity.public_key, 6)  # type: ignore[attr-defined]
+        cheap.startService()
+        await cheap.when_joined()
+        assert cheap.overlay.rpc.identity.node_id not in first.overlay.table  # type: ignore[attr-defined]
+        assert first.overlay.stats()["refused_puzzle"] >= 1
+    finally:
+        await stop_all([first, cheap])

@@ -97,6 +97,8 @@ def test_a_bad_bootstrap_address_says_what_to_write(text: str, says: str) -> Non
         (["--protocol", "pastry"], "--protocol pastry: this version of dhtkit runs"),
         (["--protocol", "chord", "--alpha", "3"], "--alpha is a Kademlia parameter"),
         (["--successors", "8"], "--successors is a Chord parameter"),
+        (["--puzzle-bits", "21"], "--puzzle-bits 21: must be from 0 to 20"),
+        (["--protocol", "chord", "--puzzle-bits", "4"], "--puzzle-bits is a Kademlia parameter"),
         (["--k", "0"], "--k 0: must be from 1"),
         (["--k", "8", "--replication", "9"], "--replication 9: must be from 1 to 8"),
         (["--protocol", "chord", "--successors", "17"], "--successors 17"),
@@ -161,6 +163,14 @@ def test_the_service_tree_is_lock_node_gossip_api(tmp_path: Path) -> None:
     assert node.bootstrap == [("127.0.0.1", 4000)]
     assert node.overlay_options == {"k": 20, "alpha": 3}
     assert not (tmp_path / "d").exists()
+
+
+def test_puzzle_bits_reach_the_kademlia_overlay(tmp_path: Path) -> None:
+    top = makeService(parse("-d", str(tmp_path / "d"), "--puzzle-bits", "12"))
+    node = list(top)[1]
+    assert isinstance(node, KademliaService)
+    assert node.puzzle_bits == 12
+    assert node.overlay_options == {"k": 20, "alpha": 3, "puzzle_bits": 12}
 
 
 def test_chord_without_api(tmp_path: Path) -> None:

@@ -57,12 +57,17 @@ class KBucket:
         self.contacts.move_to_end(contact.node_id)
         self.replacements.pop(contact.node_id, None)
 
-    def add_replacement(self, contact: Contact, limit: int) -> None:
-        """Keep ``contact`` as the newest replacement; the oldest go beyond ``limit``."""
+    def add_replacement(self, contact: Contact, limit: int) -> list[bytes]:
+        """Keep ``contact`` as the newest replacement; the oldest go beyond ``limit``.
+
+        Returns the ids of the replacements pushed out.
+        """
         self.replacements[contact.node_id] = contact
         self.replacements.move_to_end(contact.node_id)
+        gone = []
         while len(self.replacements) > limit:
-            self.replacements.popitem(last=False)
+            gone.append(self.replacements.popitem(last=False)[0])
+        return gone
 
     def take_replacement(self) -> Contact | None:
         """Remove and return the newest replacement, if any."""

@@ -18,6 +18,11 @@ Hops are counted as the paper's analysis counts them: a contact from our own
 table is asked at hop 1, a contact learnt from an answer at hop d is asked at
 hop d + 1, and the lookup's ``hops`` is the hop at which the closest contact
 that answered was asked.
+
+Two hooks harden it against Sybils: ``select`` picks the shortlist and the
+result among the closest (the overlay keeps a few contacts per network),
+and ``claim`` lets several lookups share out the nodes they ask, so that
+S/Kademlia's disjoint paths never meet.
 """
 
 from __future__ import annotations
@@ -42,6 +47,13 @@ _log = Logger()
 #: its answer for the key (None when it does not hold it).
 Answer = tuple[list[Contact], Any]
 Ask = Callable[[Contact], defer.Deferred[Answer]]
+#: Picks up to n of the contacts given, closest first, in the order given.
+Select = Callable[[list[Contact], int], list[Contact]]
+
+
+def _first(contacts: list[Contact], count: int) -> list[Contact]:
+    return contacts[:count]
+
 
 _WAITING, _ASKING, _ANSWERED, _FAILED = range(4)
 
@@ -76,6 +88,10 @@ class IterativeLookup:
     :param ask: sends the query to a contact (FIND_NODE or FIND_VALUE).
     :param failed: told of each contact that did not answer.
     :param enough: for FIND_VALUE, whether an answer ends the lookup at once.
+    :param select: picks the shortlist and the result among the closest
+        (the first k by default).
+    :param claim: whether this lookup may ask a contact it learnt of
+        (another lookup may have it); every contact by default.
     """
 
     def __init__(
@@ -91,6 +107,8 @@ class IterativeLookup:
         exclude: bytes,
         failed: Callable[[Contact], None] = lambda contact: None,
         enough: Callable[[Contact, Any], bool] | None = None,
+        select: Select = _first,
+        claim: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.target = target
         self.ask = ask
@@ -101,6 +119,8 @@ class IterativeLookup:
         self.exclude = exclude
         self.failed = failed
         self.enough = enough
+        self.select = select
+        self.claim = claim
         self._candidates: dict[bytes, _Candidate] = {}
         self._values: list[tuple[Contact, Any]] = []
         self._messages = 0
@@ -125,6 +145,8 @@ class IterativeLookup:
         for contact in contacts:
             if contact.node_id == self.exclude or contact.node_id in self._candidates:
                 continue
+            if self.claim is not None and not self.claim(contact.node_id):
+                continue
             d = distance(contact.node_id, self.target)
             self._candidates[contact.node_id] = _Candidate(contact, d, hop)
             if self._closest_seen is None or d < self._closest_seen:
@@ -140,7 +162,11 @@ class IterativeLookup:
             if c.state != _FAILED and not (c.state == _ASKING and c.stalled)
         ]
         alive.sort(key=lambda c: c.distance)
-        return alive[: self.k]
+        return self._pick(alive)
+
+    def _pick(self, candidates: list[_Candidate]) -> list[_Candidate]:
+        chosen = {c.node_id for c in self.select([c.contact for c in candidates], self.k)}
+        return [c for c in candidates if c.contact.node_id in chosen][: self.k]
 
     # -- the rounds ------------------------------------------------------------------
 
@@ -221,7 +247,7 @@ class IterativeLookup:
             key=lambda c: c.distance,
         )
         holders = {contact.node_id for contact, _ in self._values}
-        closest = answered[: self.k]
+        closest = self._pick(answered)
         self._done.callback(
             LookupOutcome(
                 contacts=[c.contact for c in closest],

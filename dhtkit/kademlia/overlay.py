@@ -7,6 +7,14 @@ that only claims an id never gets in). Two RPCs serve lookups:
 ``find_value`` answers with the value layer's record when we hold the key,
 else with contacts like ``find_node``. ``ping`` is the RPC layer's own.
 Storing goes through the value layer's ``store``.
+
+Against Sybils and eclipses (``docs/kademlia.rst``): the table keeps a few
+contacts per network and, optionally, only ids that solve the static
+puzzle; answers hand out only contacts heard from recently and without a
+pending failure; stale contacts are re-checked every ``recheck_every``
+seconds; lookups keep a few contacts per network in their shortlist and
+result; and :meth:`KademliaOverlay.find_value_disjoint` runs S/Kademlia's
+disjoint lookups for the reads that ask for them.
 """
 
 from __future__ import annotations
@@ -22,8 +30,10 @@ from zope.interface import implementer
 
 from dhtkit import wire
 from dhtkit.contact import Address, Contact
+from dhtkit.identity import solves_puzzle
+from dhtkit.kademlia.diversity import NetworkLimit
 from dhtkit.kademlia.lookup import Answer, IterativeLookup, LookupOutcome
-from dhtkit.kademlia.table import RoutingTable
+from dhtkit.kademlia.table import STALE_AFTER, RoutingTable
 from dhtkit.keyspace import check_id, distance
 from dhtkit.metrics import Histogram
 from dhtkit.overlay import (
@@ -45,6 +55,13 @@ REFRESH_EVERY = 3600.0
 #: place, and a lookup does not end empty while our table holds live contacts.
 SEEDS_PER_K = 3
 
+#: How often stale contacts are re-checked, and how many at most each time.
+RECHECK_EVERY = 60.0
+RECHECK_BATCH = 64
+
+#: The most disjoint paths a read may ask for.
+MAX_PATHS = 8
+
 
 @implementer(IRoutingOverlay, IValueFinder)
 class KademliaOverlay:
@@ -60,6 +77,14 @@ class KademliaOverlay:
         contact and asks the next one (default: half the RPC timeout).
     :param max_failures: failed calls in a row that drop a contact.
     :param rng: random ids for refreshes and the timers' jitter.
+    :param network_limit: contacts of one network per bucket, replacement
+        cache and lookup result (:class:`NetworkLimit`: 3 per /24 or /64,
+        loopback and private ranges not limited).
+    :param puzzle_bits: leading zero bits of the static puzzle every id
+        must solve to enter the table or a lookup (0: none).
+    :param stale_after: seconds without a word after which a contact is no
+        longer handed out until a re-check hears from it.
+    :param recheck_every: seconds between two rounds of re-checks.
     """
 
     _log = Logger()
@@ -75,9 +100,16 @@ class KademliaOverlay:
         stall_after: float | None = None,
         max_failures: int = 3,
         rng: random.Random | None = None,
+        network_limit: NetworkLimit | None = None,
+        puzzle_bits: int = 0,
+        stale_after: float = STALE_AFTER,
+        recheck_every: float = RECHECK_EVERY,
     ) -> None:
         if k < 1 or alpha < 1:
             raise ValueError("k and alpha must be at least 1")
+        if recheck_every <= 0:
+            raise ValueError("recheck_every must be positive")
+        self.recheck_every = recheck_every
         self.rpc = rpc
         self.clock = clock if clock is not None else rpc.reactor
         self.k = k
@@ -94,10 +126,14 @@ class KademliaOverlay:
             max_failures=max_failures,
             rng=self.rng,
             on_promoted=self._offer_neighbour,
+            network_limit=network_limit,
+            puzzle_bits=puzzle_bits,
+            stale_after=stale_after,
         )
         self._values: ValueSource = lambda key: None
         self._neighbour_listeners: list[Callable[[Contact], None]] = []
         self._timer: IDelayedCall | None = None
+        self._recheck_timer: IDelayedCall | None = None
         self._started = False
         self.counters: dict[str, int] = dict.fromkeys(
             (
@@ -107,6 +143,8 @@ class KademliaOverlay:
                 "lookup_timeouts",
                 "lookup_bad_answers",
                 "refreshes",
+                "unsolved_contacts_dropped",
+                "disjoint_lookups",
             ),
             0,
         )
@@ -121,14 +159,16 @@ class KademliaOverlay:
             self._started = True
             self.rpc.add_listener(self._heard_from)
         self._schedule_refresh()
+        self._schedule_recheck()
 
     def stop(self) -> None:
         if self._started:
             self._started = False
             self.rpc.remove_listener(self._heard_from)
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        for timer in (self._timer, self._recheck_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._timer = self._recheck_timer = None
 
     def leave(self) -> defer.Deferred[None]:
         # Kademlia needs no goodbye: contacts that stop answering are dropped.
@@ -189,6 +229,64 @@ class KademliaOverlay:
 
         return self._run(key, self._find_value, enough).addCallback(done)
 
+    def find_value_disjoint(
+        self, key: bytes, count: int, enough: Callable[[Contact, Any], bool], paths: int = 1
+    ) -> defer.Deferred[ValueLookup]:
+        """:meth:`find_value` over ``paths`` lookups that never ask the same node.
+
+        S/Kademlia's disjoint paths: our closest contacts are dealt out over
+        the paths, and a node learnt of belongs to the first path that hears
+        of it; the others never ask it. The answers of every path come back
+        together, so the value layer keeps the newest valid one: one path
+        whose nodes are all attackers no longer hides the value. With one
+        path this is :meth:`find_value`.
+        """
+        if not 1 <= paths <= MAX_PATHS:
+            return defer.fail(ValueError("paths is 1-{}".format(MAX_PATHS)))
+        if paths == 1:
+            return self.find_value(key, count, enough)
+        try:
+            check_id(key)
+        except ValueError as e:
+            return defer.fail(e)
+        self.table.touch(key)
+        self.counters["disjoint_lookups"] += 1
+        owner: dict[bytes, int] = {}
+        seeds: list[list[Contact]] = [[] for _ in range(paths)]
+        for i, contact in enumerate(self.table.closest(key, self.k)):
+            seeds[i % paths].append(contact)
+            owner[contact.node_id] = i % paths
+
+        def claim_for(path: int) -> Callable[[bytes], bool]:
+            return lambda node_id: owner.setdefault(node_id, path) == path
+
+        runs = [
+            self._search(key, seeds[path], self._find_value, enough, claim_for(path))
+            for path in range(paths)
+        ]
+
+        def merge(outcomes: list[LookupOutcome]) -> ValueLookup:
+            answered = sorted(
+                (c for o in outcomes for c in o.contacts), key=lambda c: distance(c.node_id, key)
+            )
+            merged = LookupOutcome(
+                contacts=self.table.network_limit.select(answered, self.k),
+                hops=max(o.hops for o in outcomes),
+                messages=sum(o.messages for o in outcomes),
+                timeouts=sum(o.timeouts for o in outcomes),
+                values=[v for o in outcomes for v in o.values],
+                without=[c for o in outcomes for c in o.without],
+                stopped_early=any(o.stopped_early for o in outcomes),
+            )
+            return ValueLookup(
+                self._as_lookup(merged, key, count),
+                merged.values,
+                merged.without,
+                merged.stopped_early,
+            )
+
+        return defer.gatherResults(runs).addCallback(merge)
+
     def serve_values(self, source: ValueSource) -> None:
         self._values = source
 
@@ -215,9 +313,19 @@ class KademliaOverlay:
         enough: Callable[[Contact, Any], bool] | None = None,
     ) -> defer.Deferred[LookupOutcome]:
         self.table.touch(target)
+        return self._search(target, self.table.closest(target, SEEDS_PER_K * self.k), ask, enough)
+
+    def _search(
+        self,
+        target: bytes,
+        seeds: list[Contact],
+        ask: Callable[[Contact, bytes], defer.Deferred[Answer]],
+        enough: Callable[[Contact, Any], bool] | None = None,
+        claim: Callable[[bytes], bool] | None = None,
+    ) -> defer.Deferred[LookupOutcome]:
         search = IterativeLookup(
             target,
-            self.table.closest(target, SEEDS_PER_K * self.k),
+            seeds,
             lambda contact: ask(contact, target),
             self.clock,
             k=self.k,
@@ -226,6 +334,8 @@ class KademliaOverlay:
             exclude=self.node_id,
             failed=self._failed,
             enough=enough,
+            select=self.table.network_limit.select,
+            claim=claim,
         )
         return search.run().addCallback(self._count)
 
@@ -265,7 +375,13 @@ class KademliaOverlay:
 
     def _contacts_in(self, reply: Any) -> list[Contact]:
         # Candidates only: each enters the table when it answers us itself.
-        return wire.decode_contacts(reply, limit=self.k)
+        contacts = wire.decode_contacts(reply, limit=self.k)
+        bits = self.table.puzzle_bits
+        if bits:
+            solved = [c for c in contacts if solves_puzzle(c.public_key, bits)]
+            self.counters["unsolved_contacts_dropped"] += len(contacts) - len(solved)
+            return solved
+        return contacts
 
     def _failed(self, contact: Contact) -> None:
         self.table.record_failure(contact.node_id)
@@ -284,7 +400,10 @@ class KademliaOverlay:
             raise RemoteError("malformed", str(e)) from None
 
     def _closest_to(self, target: bytes, sender: Contact) -> list[bytes]:
-        return wire.encode_contacts(self.table.closest(target, self.k, exclude={sender.node_id}))
+        # Only contacts heard from lately, without a pending failure, a few
+        # per network: dead or flooding contacts are not passed on.
+        closest = self.table.closest(target, self.k, exclude={sender.node_id}, answerable=True)
+        return wire.encode_contacts(closest)
 
     def _answer_find_node(self, sender: Contact, args: Any) -> list[bytes]:
         return self._closest_to(self._target(args), sender)
@@ -318,6 +437,15 @@ class KademliaOverlay:
         # together do not refresh in step.
         delay = self.refresh_every / 4 * self.rng.uniform(0.75, 1.25)
         self._timer = self.clock.callLater(delay, self._refresh)
+
+    def _schedule_recheck(self) -> None:
+        delay = self.recheck_every * self.rng.uniform(0.75, 1.25)
+        self._recheck_timer = self.clock.callLater(delay, self._recheck)
+
+    def _recheck(self) -> None:
+        self._recheck_timer = None
+        self.table.recheck_stale(RECHECK_BATCH)
+        self._schedule_recheck()
 
     def _refresh(self) -> None:
         self._timer = None

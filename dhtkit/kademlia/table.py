@@ -16,6 +16,18 @@ bucket's replacement cache; a head that answers moves to the tail and the
 newcomer stays a replacement, a head that does not is evicted and the newest
 replacement takes its place. Long-lived contacts are thereby preferred,
 which is what makes the table resist flooding with fresh ids.
+
+Against Sybil floods the table adds three rules (see ``docs/kademlia.rst``):
+
+* a bucket, and its replacement cache, hold at most a few contacts of one
+  network (:class:`~dhtkit.kademlia.diversity.NetworkLimit`);
+* with ``puzzle_bits`` set, only ids that solve the S/Kademlia static
+  puzzle get in (:func:`dhtkit.identity.solves_puzzle`);
+* a contact with a failed RPC not yet followed by an answer, or not heard
+  from for ``stale_after`` seconds, is not handed to other nodes
+  (:meth:`RoutingTable.closest` with ``answerable``), and
+  :meth:`RoutingTable.recheck_stale` pings the stale ones, dropping those
+  that do not answer.
 """
 
 from __future__ import annotations
@@ -31,15 +43,21 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dhtkit.contact import Contact
+from dhtkit.identity import solves_puzzle
 from dhtkit.kademlia.bucket import KBucket
+from dhtkit.kademlia.diversity import NetworkLimit
 from dhtkit.keyspace import ID_BYTES, RING_SIZE, check_id, distance, to_int
 from dhtkit.rpc import RPCError
 
 #: The counters of :meth:`RoutingTable.stats` that grow as the table works.
 COUNTERS = tuple(
     "added splits pings_sent pings_answered pings_failed evictions dropped_failures"
-    " removed promoted".split()
+    " removed promoted refused_network refused_puzzle stale_pings stale_dropped".split()
 )
+
+#: Seconds without a word from a contact after which it is re-checked
+#: before it is handed out again.
+STALE_AFTER = 300.0
 
 
 class RoutingTable:
@@ -62,6 +80,12 @@ class RoutingTable:
     :param on_promoted: called with each replacement that takes a place in
         a bucket (after a drop, an eviction or a split), as a new contact
         arriving is seen by whoever offers it.
+    :param network_limit: how many contacts of one network a bucket (and
+        its replacement cache) may hold.
+    :param puzzle_bits: the leading zero bits the S/Kademlia static puzzle
+        asks of every id (0: no puzzle).
+    :param stale_after: seconds without a word after which a contact is not
+        handed out until it answers a re-check.
     """
 
     _log = Logger()
@@ -77,9 +101,19 @@ class RoutingTable:
         replacements: int | None = None,
         rng: random.Random | None = None,
         on_promoted: Callable[[Contact], None] | None = None,
+        network_limit: NetworkLimit | None = None,
+        puzzle_bits: int = 0,
+        stale_after: float = STALE_AFTER,
     ) -> None:
         if k < 1 or max_failures < 1 or (replacements is not None and replacements < 0):
             raise ValueError("k and max_failures must be positive, replacements not negative")
+        if not 0 <= puzzle_bits <= 64 or stale_after <= 0:
+            raise ValueError("puzzle_bits is 0-64 and stale_after positive")
+        self.network_limit = NetworkLimit() if network_limit is None else network_limit
+        self.puzzle_bits = puzzle_bits
+        self.stale_after = stale_after
+        # When each contact (or replacement) was last heard from.
+        self._last_seen: dict[bytes, float] = {}
         self.node_id = check_id(node_id)
         self.k = k
         self.max_failures = max_failures
@@ -91,6 +125,7 @@ class RoutingTable:
         self._buckets = [KBucket(0, RING_SIZE, clock.seconds())]
         self._los = [0]  # the buckets' lower bounds, for bisect
         self._failures: dict[bytes, int] = {}
+        self._rechecking: set[bytes] = set()
         self._counters = dict.fromkeys(COUNTERS, 0)
         self._on_promoted = on_promoted
 
@@ -104,20 +139,44 @@ class RoutingTable:
             return
         bucket = self._bucket(node_id)
         if node_id in bucket.contacts:
-            bucket.seen(contact)
-            self._failures.pop(node_id, None)
+            known = bucket.contacts[node_id]
+            if known.address != contact.address and not self.network_limit.allows(
+                contact, bucket.contacts.values()
+            ):
+                contact = known  # alive, but it may not move into a full network
+            self._heard(bucket, contact)
+            return
+        if self.puzzle_bits and not solves_puzzle(contact.public_key, self.puzzle_bits):
+            self._counters["refused_puzzle"] += 1
             return
         while len(bucket) >= self.k and self._should_split(bucket, node_id):
             self._split(bucket)
             bucket = self._bucket(node_id)
+        if not self.network_limit.allows(contact, bucket.contacts.values()):
+            self._counters["refused_network"] += 1
+            return
         if len(bucket) < self.k:
-            bucket.seen(contact)
-            self._failures.pop(node_id, None)
+            self._heard(bucket, contact)
             self._counters["added"] += 1
             return
-        bucket.add_replacement(contact, self.replacements)
+        others = (c for c in bucket.replacements.values() if c.node_id != node_id)
+        if not self.network_limit.allows(contact, others):
+            self._counters["refused_network"] += 1
+            return
+        self._last_seen[node_id] = self._clock.seconds()
+        for gone in bucket.add_replacement(contact, self.replacements):
+            self._last_seen.pop(gone, None)
         if bucket.pinging is None:
             self._ping_head(bucket)
+
+    def _heard(self, bucket: KBucket, contact: Contact) -> None:
+        bucket.seen(contact)
+        self._failures.pop(contact.node_id, None)
+        self._last_seen[contact.node_id] = self._clock.seconds()
+
+    def stats_replacements(self) -> int:
+        """How many contacts wait in replacement caches."""
+        return sum(len(b.replacements) for b in self._buckets)
 
     def _should_split(self, bucket: KBucket, node_id: bytes) -> bool:
         if not bucket.can_split():
@@ -151,6 +210,9 @@ class RoutingTable:
             contact = bucket.take_replacement()
             if contact is None:
                 return
+            if not self.network_limit.allows(contact, bucket.contacts.values()):
+                self._last_seen.pop(contact.node_id, None)
+                continue
             bucket.seen(contact)
             self._counters["promoted"] += 1
             if self._on_promoted is not None:
@@ -172,8 +234,7 @@ class RoutingTable:
             self._counters["pings_answered"] += 1
             answered = bucket.contacts.get(node_id)
             if answered is not None:
-                bucket.seen(answered)
-                self._failures.pop(node_id, None)
+                self._heard(bucket, answered)
             return
         self._counters["pings_failed"] += 1
         if not isinstance(result.value, RPCError):
@@ -186,6 +247,7 @@ class RoutingTable:
     def _drop(self, bucket: KBucket, node_id: bytes, counter: str) -> None:
         del bucket.contacts[node_id]
         self._failures.pop(node_id, None)
+        self._last_seen.pop(node_id, None)
         self._counters[counter] += 1
         self._fill(bucket)
 
@@ -199,6 +261,7 @@ class RoutingTable:
         bucket = self._bucket(node_id)
         if node_id not in bucket.contacts:
             bucket.replacements.pop(node_id, None)
+            self._last_seen.pop(node_id, None)
             return
         failures = self._failures.get(node_id, 0) + 1
         if failures >= self.max_failures:
@@ -210,7 +273,8 @@ class RoutingTable:
     def remove_contact(self, node_id: bytes) -> bool:
         """Forget ``node_id`` (also as a replacement); whether it was in the table."""
         bucket = self._bucket(node_id)
-        bucket.replacements.pop(node_id, None)
+        if bucket.replacements.pop(node_id, None) is not None:
+            self._last_seen.pop(node_id, None)
         if node_id not in bucket.contacts:
             return False
         self._drop(bucket, node_id, "removed")
@@ -235,12 +299,24 @@ class RoutingTable:
         """Every contact, bucket by bucket, least recently seen first within each."""
         return [contact for bucket in self._buckets for contact in bucket.contacts.values()]
 
-    def closest(self, target: bytes, count: int, exclude: Container[bytes] = ()) -> list[Contact]:
+    def closest(
+        self,
+        target: bytes,
+        count: int,
+        exclude: Container[bytes] = (),
+        *,
+        answerable: bool = False,
+    ) -> list[Contact]:
         """Up to ``count`` contacts closest to ``target`` by XOR distance, closest first.
 
         Buckets are visited in order of their distance to ``target``; the
         distances of two buckets' ids never overlap, so the walk stops at the
         first bucket that completes the count.
+
+        With ``answerable`` (what we hand to other nodes) contacts with a
+        failed RPC not followed by an answer, or not heard from for
+        ``stale_after`` seconds, are left out, and the result keeps at most
+        the network limit of contacts per network.
         """
         value = to_int(check_id(target))
         if count <= 0:
@@ -250,10 +326,63 @@ class RoutingTable:
         found: list[Contact] = []
         while order and len(found) < count:
             bucket = self._buckets[heapq.heappop(order)[1]]
-            members = [c for c in bucket.contacts.values() if c.node_id not in exclude]
+            members = [
+                c
+                for c in bucket.contacts.values()
+                if c.node_id not in exclude and (not answerable or self.answerable(c.node_id))
+            ]
             members.sort(key=lambda c: int.from_bytes(c.node_id, "big") ^ value)
-            found.extend(members)
+            if answerable:
+                found = self.network_limit.select(found + members, count)
+            else:
+                found.extend(members)
         return found[:count]
+
+    def answerable(self, node_id: bytes) -> bool:
+        """Whether the contact ``node_id`` may be handed to other nodes now."""
+        if node_id in self._failures:
+            return False
+        heard = self._last_seen.get(node_id)
+        return heard is not None and self._clock.seconds() - heard < self.stale_after
+
+    def recheck_stale(self, limit: int) -> int:
+        """Ping up to ``limit`` stale contacts, oldest first; drop those that do not answer.
+
+        A contact that answers is heard from again (the answer reaches
+        :meth:`add_contact`, and the ping's success is recorded here too).
+        Returns how many pings were sent.
+        """
+        now = self._clock.seconds()
+        stale = sorted(
+            (heard, node_id)
+            for node_id, heard in self._last_seen.items()
+            if now - heard >= self.stale_after
+            and node_id not in self._rechecking
+            and self.get(node_id) is not None
+        )
+        for heard, node_id in stale[:limit]:
+            contact = self.get(node_id)
+            assert contact is not None
+            self._counters["stale_pings"] += 1
+            self._rechecking.add(node_id)
+            pinged = defer.maybeDeferred(self._ping, contact)
+            pinged.addBoth(self._recheck_done, node_id, heard)
+        return min(limit, len(stale))
+
+    def _recheck_done(self, result: object, node_id: bytes, heard: float) -> None:
+        self._rechecking.discard(node_id)
+        bucket = self._bucket(node_id)
+        if node_id not in bucket.contacts:
+            return
+        if not isinstance(result, Failure):
+            self._heard(bucket, bucket.contacts[node_id])
+            return
+        if not isinstance(result.value, RPCError):
+            self._log.failure("re-checking {node} failed unexpectedly", result, node=node_id.hex())
+        if self._last_seen.get(node_id, heard) > heard:
+            return  # heard from while the ping was pending: alive
+        self._log.debug("dropping stale {node}: it did not answer", node=node_id.hex())
+        self._drop(bucket, node_id, "stale_dropped")
 
     def touch(self, target: bytes) -> None:
         """Record that a lookup for ``target`` refreshed the bucket covering it."""
@@ -310,7 +439,7 @@ class RoutingTable:
         return {
             "contacts": len(self),
             "buckets": len(self._buckets),
-            "replacements": sum(len(b.replacements) for b in self._buckets),
+            "replacements": self.stats_replacements(),
             "pinging": sum(b.pinging is not None for b in self._buckets),
             **self._counters,
         }
