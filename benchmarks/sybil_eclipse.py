@@ -54,14 +54,9 @@ from typing import Any
 
 from dhtkit import wire
 from dhtkit.identity import Identity
-from dhtkit.kademlia import KademliaOverlay
 from dhtkit.kademlia.diversity import UNLIMITED, NetworkLimit
 from dhtkit.keyspace import distance
-from dhtkit.node import DHTNode
-from dhtkit.rpc import RPCProtocol
-from dhtkit.sim.gossip import PORT
 from dhtkit.sim.overlays import OverlayNetwork, SimNode
-from dhtkit.storage import MemoryStore
 from dhtkit.values import signed_key
 
 ATTACKER_NETWORKS = 3
@@ -89,27 +84,11 @@ class AttackedNetwork(OverlayNetwork):
         self.attacker_hosts = set(bad)
         self.identities: list[Identity] = []  # for the next nodes, else random
 
-    def add_node(self) -> SimNode:
-        # OverlayNetwork.add_node with the scenario's host and identity.
-        host = self.hosts[len(self.nodes)]
-        reactor = self.network.reactor_for(host)
-        identity = self.identities.pop(0) if self.identities else Identity(self.rng.randbytes(32))
-        rpc = RPCProtocol(
-            identity,
-            reactor,
-            timeout=self.timeout,
-            rng=random.Random(self.rng.random()),
-        )
-        reactor.listenUDP(PORT, rpc)
-        overlay = KademliaOverlay(
-            rpc, clock=reactor, rng=random.Random(self.rng.random()), **self.overlay_options
-        )
-        node = DHTNode(rpc, overlay, MemoryStore(), clock=reactor, **self.node_options)
-        overlay.start()
-        node.start()
-        sim = SimNode(host, rpc, overlay, node)
-        self.nodes.append(sim)
-        return sim
+    def add_node(self, host: str | None = None, identity: Identity | None = None) -> SimNode:
+        # The scenario's host, and its identity when it has one ready.
+        if identity is None and self.identities:
+            identity = self.identities.pop(0)
+        return super().add_node(host or self.hosts[len(self.nodes)], identity)
 
 
 def turn(attackers: list[SimNode], k: int) -> None:

@@ -163,12 +163,14 @@ class OverlayNetwork:
 
     # -- nodes --------------------------------------------------------------------
 
-    def add_node(self) -> SimNode:
-        """A new node on a new host, started but not joined."""
-        host = host_address(len(self.nodes))
+    def add_node(self, host: str | None = None, identity: Identity | None = None) -> SimNode:
+        """A new node, started but not joined: on ``host`` (else the next host
+        of the network) and with ``identity`` (else a random one)."""
+        if host is None:
+            host = host_address(len(self.nodes))
         reactor = self.network.reactor_for(host)
         rpc = RPCProtocol(
-            Identity(self.rng.randbytes(32)),
+            identity if identity is not None else Identity(self.rng.randbytes(32)),
             reactor,
             timeout=self.timeout,
             rng=random.Random(self.rng.random()),
