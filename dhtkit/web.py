@@ -322,6 +322,7 @@ class ApiSite(server.Site):
         channel = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
         channel.request_timeout = self.limits.request_timeout
         channel.counters = self.counters
+        channel.clock = self.reactor
         return channel
 
 

@@ -11,8 +11,13 @@ Three limits stop it, all counted for ``/metrics``:
   what the attack relies on.
 - :class:`GuardedFactory`: at most ``max_per_source`` connections per client
   address (an IPv6 /64 counts as one address) and ``max_connections`` in all,
-  kept below the process's file descriptor limit; a connection beyond either
-  is closed as soon as it is accepted.
+  kept below the process's file descriptor limit. When a cap is reached, the
+  oldest connection (of that source, or of all) that has waited
+  :data:`EVICT_AFTER` seconds or more for its request to complete is closed
+  to make room, so that slow connections cannot
+  keep a quick client out; a connection whose request is being answered is
+  never closed for this. Only when no connection is waiting is the newcomer
+  closed as soon as it is accepted.
 - a ``Content-Length`` too long to be a size is answered 413 at once, before
   anything tries to make a number of it.
 """
@@ -26,7 +31,7 @@ from typing import Any
 
 import attrs
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.interfaces import IAddress, IDelayedCall
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
@@ -34,6 +39,7 @@ from twisted.python.failure import Failure
 from twisted.web import http
 
 __all__ = [
+    "EVICT_AFTER",
     "FD_RESERVE",
     "MAX_LENGTH_DIGITS",
     "ConnectionStats",
@@ -48,6 +54,10 @@ __all__ = [
 #: File descriptors left to the rest of the daemon (the UDP socket, the
 #: SQLite store and its journal, logs, the reactor's own) below the limit.
 FD_RESERVE = 64
+
+#: Seconds a connection waits before it may be closed to make room: a burst
+#: of new connections must not push out a client whose request is on its way.
+EVICT_AFTER = 1.0
 
 #: The most digits a ``Content-Length`` may have (10**18 bytes is already
 #: beyond any body); a longer one is refused before it is read as a number.
@@ -89,6 +99,7 @@ class ConnectionStats:
     connections: int = 0
     refused_per_source: int = 0
     refused_total_cap: int = 0
+    evicted_waiting: int = 0
     request_timeouts: int = 0
     refused_length: int = 0
 
@@ -128,14 +139,17 @@ def _too_large_answer() -> bytes:
 class DeadlineChannel(http.HTTPChannel):
     """An HTTP channel that must receive each whole request within a deadline.
 
-    The site sets :attr:`request_timeout`, :attr:`counters` and ``callLater``
-    (its clock's) on each channel it builds.
+    The site sets :attr:`request_timeout`, :attr:`counters`, :attr:`clock`
+    and ``callLater`` (its clock's) on each channel it builds.
     """
 
     _log = Logger()
     request_timeout: float | None = None
     counters: ConnectionStats | None = None
+    clock: IReactorTime | None = None
     _deadline: IDelayedCall | None = None
+    #: When the connection started waiting for its current request.
+    waiting_since: float | None = None
 
     def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
         """Start the deadline of the first request."""
@@ -145,9 +159,18 @@ class DeadlineChannel(http.HTTPChannel):
     def _start_deadline(self) -> None:
         self._stop_deadline()
         if self.request_timeout is not None and self.transport is not None:
+            self.waiting_since = self.clock.seconds() if self.clock is not None else None
             self._deadline = self.callLater(  # type: ignore[no-untyped-call]
                 self.request_timeout, self._expired
             )
+
+    def waiting_longer_than(self, seconds: float) -> bool:
+        """Whether the connection has waited ``seconds`` and more for a complete request."""
+        if self._deadline is None or not self._deadline.active():
+            return False
+        if self.clock is None or self.waiting_since is None:
+            return True
+        return self.clock.seconds() - self.waiting_since >= seconds
 
     def _stop_deadline(self) -> None:
         deadline, self._deadline = self._deadline, None
@@ -225,11 +248,11 @@ class GuardedFactory(WrappingFactory):
     def buildProtocol(self, addr: IAddress | None) -> ProtocolWrapper | None:  # type: ignore[override]  # noqa: N802 (Twisted's name)
         """The wrapped site's protocol, or None (refused) beyond a cap."""
         source = source_of(addr) if addr is not None else "local"
-        if len(self._source_of) >= self.limits.max_connections:
+        if len(self._source_of) >= self.limits.max_connections and not self._evict(None):
             self.counters.refused_total_cap += 1
             self._log.debug("refusing {peer}: the API holds its most connections", peer=str(addr))
             return None
-        if self.by_source.get(source, 0) >= self.limits.max_per_source:
+        if self.by_source.get(source, 0) >= self.limits.max_per_source and not self._evict(source):
             self.counters.refused_per_source += 1
             self._log.debug("refusing {peer}: too many connections from it", peer=str(addr))
             return None
@@ -240,9 +263,24 @@ class GuardedFactory(WrappingFactory):
             self.counters.connections = len(self._source_of)
         return protocol
 
-    def unregisterProtocol(self, p: ProtocolWrapper) -> None:  # noqa: N802 (Twisted's name)
-        """A connection ended: free its place."""
-        super().unregisterProtocol(p)  # type: ignore[no-untyped-call]
+    def _evict(self, source: str | None) -> bool:
+        # The oldest connection (of ``source``, or of all) still waiting for
+        # its request: dicts keep insertion order, so the first one found.
+        for wrapper, its_source in self._source_of.items():
+            if source is not None and its_source != source:
+                continue
+            channel = getattr(wrapper, "wrappedProtocol", None)
+            if isinstance(channel, DeadlineChannel) and channel.waiting_longer_than(EVICT_AFTER):
+                self._forget(wrapper)
+                self.counters.evicted_waiting += 1
+                channel._stop_deadline()
+                transport: Any = wrapper.transport
+                if transport is not None:
+                    transport.abortConnection()
+                return True
+        return False
+
+    def _forget(self, p: ProtocolWrapper) -> None:
         source = self._source_of.pop(p, None)
         if source is not None:
             left = self.by_source[source] - 1
@@ -251,3 +289,8 @@ class GuardedFactory(WrappingFactory):
             else:
                 del self.by_source[source]
         self.counters.connections = len(self._source_of)
+
+    def unregisterProtocol(self, p: ProtocolWrapper) -> None:  # noqa: N802 (Twisted's name)
+        """A connection ended: free its place."""
+        super().unregisterProtocol(p)  # type: ignore[no-untyped-call]
+        self._forget(p)

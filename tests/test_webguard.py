@@ -6,12 +6,13 @@ import json
 from typing import Any, cast
 
 import pytest
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.testing import StringTransportWithDisconnection
 
 from dhtkit.web import make_api_factory
 from dhtkit.webguard import (
+    EVICT_AFTER,
     FD_RESERVE,
     GuardedFactory,
     HttpLimits,
@@ -24,9 +25,31 @@ from dhtkit.webguard import (
 COMPLETE = b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
+#: A request the node never finishes answering (see :class:`StuckNode`).
+PENDING = b"GET /v1/values/x HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+class StuckNode:
+    """Stands in for a node service whose every read waits for ever (a slow network)."""
+
+    running = True
+
+    def __init__(self) -> None:
+        self.overlay = self
+        self.node = self
+        self.reads: list[defer.Deferred[bytes | None]] = []
+
+    def contacts(self) -> list[object]:
+        return [object()]
+
+    def get(self, key: bytes) -> defer.Deferred[bytes | None]:
+        self.reads.append(defer.Deferred())
+        return self.reads[-1]
+
+
 def factory(clock: task.Clock, **limits: Any) -> GuardedFactory:
-    # The node is never asked: /nowhere is a 404 before the node is looked at.
-    return make_api_factory(cast(Any, None), limits=HttpLimits(**limits), clock=clock)
+    # /nowhere is a 404 before the node is looked at; /v1/values/x waits for ever.
+    return make_api_factory(cast(Any, StuckNode()), limits=HttpLimits(**limits), clock=clock)
 
 
 class Client:
@@ -103,7 +126,8 @@ def test_connections_beyond_the_per_source_cap_are_refused_and_counted() -> None
     clock = task.Clock()
     api = factory(clock, max_per_source=3, max_connections=100)
     first = [Client(api, "192.0.2.1", 5000 + i) for i in range(3)]
-    assert not any(c.refused for c in first)
+    for client in first:
+        client.send(PENDING)  # being answered: never closed to make room
     assert Client(api, "192.0.2.1", 6000).refused
     # Another source still gets in.
     assert not Client(api, "192.0.2.2").refused
@@ -118,7 +142,8 @@ def test_connections_beyond_the_global_cap_are_refused_and_counted() -> None:
     clock = task.Clock()
     api = factory(clock, max_per_source=2, max_connections=4)
     clients = [Client(api, "192.0.2.{}".format(i)) for i in range(1, 5)]
-    assert not any(c.refused for c in clients)
+    for client in clients:
+        client.send(PENDING)
     assert Client(api, "192.0.2.9").refused
     assert api.counters.refused_total_cap == 1
     assert api.counters.connections == 4
@@ -127,13 +152,46 @@ def test_connections_beyond_the_global_cap_are_refused_and_counted() -> None:
     assert not Client(api, "192.0.2.9").refused
 
 
+def test_at_the_cap_the_oldest_waiting_connection_makes_room() -> None:
+    clock = task.Clock()
+    api = factory(clock, max_per_source=3, max_connections=4)
+    answered = Client(api, "192.0.2.1", 5000)
+    answered.send(PENDING)
+    slow = [Client(api, "192.0.2.1", 5001 + i) for i in range(2)]
+    for client in slow:
+        client.send(b"GET /")
+    # Just opened: not closed to make room yet (their request may be on its way).
+    assert Client(api, "192.0.2.1", 5999).refused
+    clock.advance(EVICT_AFTER)
+    # The source is full: its oldest slow connection goes, not the newcomer
+    # and not the one being answered.
+    quick = Client(api, "192.0.2.1", 6000)
+    assert not quick.refused
+    assert (answered.open, slow[0].open, slow[1].open) == (True, False, True)
+    quick.send(COMPLETE)
+    assert b" 404 " in quick.transport.value().split(b"\r\n", 1)[0]
+    assert api.counters.evicted_waiting == 1
+    assert not Client(api, "192.0.2.2").refused
+    clock.advance(EVICT_AFTER)
+    # Full in all: the oldest waiting connection of any source goes.
+    assert not Client(api, "192.0.2.3").refused
+    assert api.counters.connections == 4
+    assert not slow[1].open
+    assert api.counters.evicted_waiting == 2
+    assert api.counters.refused_per_source == 1
+    assert api.counters.refused_total_cap == 0
+
+
 def test_a_slow_connection_frees_its_place_at_the_deadline() -> None:
     clock = task.Clock()
-    api = factory(clock, request_timeout=10, max_per_source=1)
-    Client(api).send(b"GET /")
-    assert Client(api, port=6000).refused
+    api = factory(clock, request_timeout=10, max_per_source=2)
+    Client(api).send(PENDING)
+    slow = Client(api, port=6000)
+    slow.send(b"GET /")
     clock.advance(10)
-    assert not Client(api, port=6001).refused
+    assert not slow.open
+    assert api.counters.connections == 1
+    assert api.by_source == {"192.0.2.1": 1}
 
 
 def test_a_content_length_of_thousands_of_digits_is_413_and_nothing_is_raised() -> None:
