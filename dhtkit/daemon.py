@@ -18,10 +18,10 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.lockfile import FilesystemLock
-from twisted.web.server import Site
 
 from dhtkit.datadir import LOCK_FILE, forget_api_url, write_api_url
 
@@ -92,7 +92,8 @@ class HttpApiService(Service):
     """Serves a site on an endpoint and records its URL in the data directory.
 
     :param endpoint: where to listen.
-    :param make_site: builds the site once the node runs (the node's
+    :param make_site: builds the site (or the factory that guards it,
+        :func:`dhtkit.web.make_api_factory`) once the node runs (the node's
         service starts before this one).
     :param data_dir: where ``api.url`` is written, and removed at stop.
     """
@@ -102,7 +103,7 @@ class HttpApiService(Service):
     def __init__(
         self,
         endpoint: IStreamServerEndpoint,
-        make_site: Callable[[], Site],
+        make_site: Callable[[], Factory[Any]],
         data_dir: str | os.PathLike[str],
     ) -> None:
         self.endpoint = endpoint

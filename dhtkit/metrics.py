@@ -40,6 +40,8 @@ GAUGES = frozenset(
         "fingers", "successors", "has_predecessor",
         # gossip
         "updates", "spreading", "removed",
+        # HTTP API
+        "connections",
     }
 )  # fmt: skip
 
@@ -190,11 +192,14 @@ def _labels(labels: Mapping[str, str]) -> str:
     return "{" + inner + "}"
 
 
-def render(service: OverlayService, gossip: Any = None) -> str:
+def render(service: OverlayService, gossip: Any = None, http: Any = None) -> str:
     """The metrics of a running node service (and its gossip protocol) as exposition text.
 
     :param gossip: a :class:`~dhtkit.gossip.protocol.GossipProtocol` (or
         anything with ``stats()``) whose counters are added as ``dhtkit_gossip_*``.
+    :param http: the HTTP API's :class:`~dhtkit.webguard.ConnectionStats` (or
+        anything with ``stats()``): its connections open, refused and closed,
+        as ``dhtkit_http_*``.
     """
     status = service.status()
     overlay = service.overlay
@@ -228,4 +233,6 @@ def render(service: OverlayService, gossip: Any = None) -> str:
     out.stats("dhtkit_values", "Value layer:", values)
     if gossip is not None:
         out.stats("dhtkit_gossip", "Gossip:", gossip.stats())
+    if http is not None:
+        out.stats("dhtkit_http", "HTTP API:", http.stats())
     return out.text()

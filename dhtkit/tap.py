@@ -13,13 +13,14 @@ whose message says what is wrong.
 from __future__ import annotations
 
 import ipaddress
+import math
 from pathlib import Path
 from typing import Any
 
 from twisted.application.service import IService, MultiService
 from twisted.internet import endpoints
+from twisted.internet.protocol import Factory
 from twisted.python import usage
-from twisted.web.server import Site
 
 from dhtkit.bootstrap import parse_bootstrap
 from dhtkit.contact import Address
@@ -28,6 +29,7 @@ from dhtkit.datadir import default_data_dir, load_or_create_token
 from dhtkit.gossip.service import GossipService
 from dhtkit.service import ChordService, KademliaService, OverlayService
 from dhtkit.storage import Quota
+from dhtkit.webguard import FD_RESERVE, HttpLimits, default_max_connections, fd_limit
 
 #: ``--protocol`` values this version runs, and their services.
 PROTOCOLS: dict[str, type[OverlayService]] = {"kademlia": KademliaService, "chord": ChordService}
@@ -197,6 +199,26 @@ class Options(usage.Options):
             str(_DEFAULT_QUOTA.max_records_per_publisher),
             "the most records one source network may store here",
         ],
+        [
+            "http-timeout",
+            None,
+            "10",
+            "seconds an HTTP connection has to send a whole request (also the idle time "
+            "allowed between requests)",
+        ],
+        [
+            "http-max-per-source",
+            None,
+            "32",
+            "HTTP connections open at once from one client address (an IPv6 /64)",
+        ],
+        [
+            "http-max-connections",
+            None,
+            None,
+            "HTTP connections open at once in all "
+            "[default: the open-file limit less {}, at most 1024]".format(FD_RESERVE),
+        ],
     ]
 
     def __init__(self) -> None:
@@ -239,6 +261,32 @@ class Options(usage.Options):
             raise usage.UsageError("--data-dir {}: not a directory".format(data_dir))
         self["data-dir"] = data_dir
         self["http"] = self._check_http(self["http"])
+        self["http-limits"] = self._check_http_limits()
+
+    def _check_http_limits(self) -> HttpLimits:
+        text = self["http-timeout"]
+        try:
+            timeout = float(text)
+        except (TypeError, ValueError):
+            timeout = math.nan
+        if not (math.isfinite(timeout) and 0 < timeout <= 3600):
+            raise usage.UsageError(
+                "--http-timeout {}: give a number of seconds above 0 and at most 3600".format(text)
+            )
+        ceiling = fd_limit() - FD_RESERVE
+        if ceiling < 1:
+            raise usage.UsageError(
+                "the open-file limit ({}) leaves no room for HTTP connections: "
+                "raise it (ulimit -n)".format(fd_limit())
+            )
+        if self["http-max-connections"] is None:
+            total = default_max_connections()
+        else:
+            total = _whole_number("http-max-connections", self["http-max-connections"], 1, ceiling)
+        per_source = _whole_number(
+            "http-max-per-source", self["http-max-per-source"], 1, max(total, 1)
+        )
+        return HttpLimits(timeout, per_source, total)
 
     def _check_overlay(self, protocol: str) -> None:
         if protocol == "kademlia":
@@ -341,14 +389,16 @@ def makeService(config: Options, reactor: Any = None) -> MultiService:  # noqa: 
         gossip.setServiceParent(top)  # type: ignore[no-untyped-call]
     description = config["http"]
     if description is not None:
-        from dhtkit.web import make_site
+        from dhtkit.web import make_api_factory
 
         protected = needs_token(description)
 
-        def site() -> Site:
+        def site() -> Factory[Any]:
             # Called at start, once the data directory exists and is ours.
             token = load_or_create_token(config["data-dir"]) if protected else None
-            return make_site(node, token=token, gossip=gossip)
+            return make_api_factory(
+                node, token=token, gossip=gossip, limits=config["http-limits"], clock=reactor
+            )
 
         endpoint = endpoints.serverFromString(reactor, description)  # type: ignore[no-untyped-call]
         IService(HttpApiService(endpoint, site, config["data-dir"])).setServiceParent(top)  # type: ignore[no-untyped-call]

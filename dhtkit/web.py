@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web import resource, server
 from twisted.web.server import NOT_DONE_YET
@@ -24,6 +25,13 @@ from twisted.web.server import NOT_DONE_YET
 from dhtkit import __version__, metrics
 from dhtkit.service import OverlayService
 from dhtkit.webgossip import delete_update, list_updates, publish_update
+from dhtkit.webguard import (
+    MAX_LENGTH_DIGITS,
+    ConnectionStats,
+    DeadlineChannel,
+    GuardedFactory,
+    HttpLimits,
+)
 from dhtkit.webvalues import (
     ApiError,
     Call,
@@ -41,8 +49,10 @@ __all__ = [
     "ApiError",
     "ApiRequest",
     "ApiResource",
+    "ApiSite",
     "Reply",
     "format_address",
+    "make_api_factory",
     "make_site",
 ]
 
@@ -80,7 +90,7 @@ async def contacts(call: Call) -> Reply:
 
 async def prometheus(call: Call) -> Reply:
     """``GET /metrics``: the node's counters in Prometheus text format."""
-    text = metrics.render(call.service, call.gossip)
+    text = metrics.render(call.service, call.gossip, call.http)
     return Reply(200, text.encode("utf-8"), metrics.CONTENT_TYPE)
 
 
@@ -162,7 +172,10 @@ def _body(request: server.Request) -> bytes | None:
 
 def _declared_length(request: server.Request) -> int | None:
     header = request.getHeader(b"content-length")
-    return int(header) if header is not None and header.isdigit() else None
+    if header is None or not header.isdigit():
+        return None
+    # The channel refuses longer ones; never make a number of thousands of digits.
+    return int(header) if len(header) <= MAX_LENGTH_DIGITS else MAX_BODY + 1
 
 
 class ApiResource(resource.Resource):
@@ -180,12 +193,18 @@ class ApiResource(resource.Resource):
     _log = Logger()
 
     def __init__(
-        self, service: OverlayService, *, token: str | None = None, gossip: Any = None
+        self,
+        service: OverlayService,
+        *,
+        token: str | None = None,
+        gossip: Any = None,
+        connections: ConnectionStats | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.service = service
         self.token = token
         self.gossip = gossip
+        self.connections = connections
 
     def render(self, request: server.Request) -> int:
         """Answer ``request`` once its endpoint is done."""
@@ -224,7 +243,15 @@ class ApiResource(resource.Resource):
                 raise ApiError(503, "the node is not running")
             query = parse_qs(request.uri.partition(b"?")[2].decode("ascii", "replace"), True)
             body = _body(request) if method in (b"PUT", b"POST") else b""
-            call = Call(self.service, self.gossip, params, query, body, _declared_length(request))
+            call = Call(
+                self.service,
+                self.gossip,
+                params,
+                query,
+                body,
+                _declared_length(request),
+                self.connections,
+            )
             return await endpoint(call)
         except ApiError as e:
             error = e
@@ -264,11 +291,73 @@ class ApiResource(resource.Resource):
         request.finish()
 
 
+class ApiSite(server.Site):
+    """The API's site: its channels must receive each request within a deadline.
+
+    :param limits: the deadline (``request_timeout``) comes from here.
+    :param counters: where the channels count what they refuse or close.
+    :param clock: schedules the deadlines. twisted.web's own idle timeout is
+        off: it restarts at every byte, and the deadline covers idle
+        keep-alive connections too.
+    """
+
+    protocol = DeadlineChannel  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        api: ApiResource,
+        limits: HttpLimits,
+        counters: ConnectionStats,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        super().__init__(  # type: ignore[no-untyped-call]
+            api, requestFactory=ApiRequest, timeout=None, reactor=clock
+        )
+        self.limits = limits
+        self.counters = counters
+        self.displayTracebacks = False
+
+    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 (Twisted's name)
+        """A :class:`~dhtkit.webguard.DeadlineChannel` on this site's clock."""
+        channel = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
+        channel.request_timeout = self.limits.request_timeout
+        channel.counters = self.counters
+        channel.clock = self.reactor
+        return channel
+
+
 def make_site(
-    service: OverlayService, *, token: str | None = None, gossip: Any = None
-) -> server.Site:
-    """A twisted.web site serving the HTTP API of ``service`` (see :class:`ApiResource`)."""
-    api = ApiResource(service, token=token, gossip=gossip)
-    site = server.Site(api, requestFactory=ApiRequest)  # type: ignore[no-untyped-call]
-    site.displayTracebacks = False
-    return site
+    service: OverlayService,
+    *,
+    token: str | None = None,
+    gossip: Any = None,
+    limits: HttpLimits | None = None,
+    clock: IReactorTime | None = None,
+    counters: ConnectionStats | None = None,
+) -> ApiSite:
+    """A twisted.web site serving the HTTP API of ``service`` (see :class:`ApiResource`).
+
+    Its connections have ``limits.request_timeout`` to deliver each request;
+    :func:`make_api_factory` adds the connection caps.
+    """
+    limits = limits if limits is not None else HttpLimits()
+    counters = counters if counters is not None else ConnectionStats()
+    api = ApiResource(service, token=token, gossip=gossip, connections=counters)
+    return ApiSite(api, limits, counters, clock)
+
+
+def make_api_factory(
+    service: OverlayService,
+    *,
+    token: str | None = None,
+    gossip: Any = None,
+    limits: HttpLimits | None = None,
+    clock: IReactorTime | None = None,
+) -> GuardedFactory:
+    """The API of ``service`` with every limit: the request deadline and the connection caps."""
+    limits = limits if limits is not None else HttpLimits()
+    counters = ConnectionStats()
+    site = make_site(
+        service, token=token, gossip=gossip, limits=limits, clock=clock, counters=counters
+    )
+    return GuardedFactory(site, limits, counters)

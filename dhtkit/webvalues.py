@@ -64,6 +64,7 @@ class Call:
     :ivar query: the URL's query arguments (never the body's).
     :ivar body: the request body, or None when it was longer than the API keeps.
     :ivar length: the body's length as the ``Content-Length`` header declared it.
+    :ivar http: the API's connection counters, for ``/metrics`` (None when unknown).
     """
 
     service: OverlayService
@@ -72,6 +73,7 @@ class Call:
     query: Mapping[str, Sequence[str]]
     body: bytes | None
     length: int | None = None
+    http: Any = None
 
 
 def text(segment: bytes, what: str) -> str:
@@ -106,7 +108,10 @@ def sequence_from(query: Mapping[str, Sequence[str]], name: str) -> int | None:
     given = query.get(name)
     if not given:
         return None
-    if len(given) != 1 or not _DIGITS.fullmatch(given[0]) or int(given[0]) > MAX_SEQ:
+    # Its length is checked before it is made a number: Python refuses to
+    # convert thousands of digits, and would spend time on it.
+    too_long = len(given) == 1 and len(given[0]) > len(str(MAX_SEQ))
+    if len(given) != 1 or too_long or not _DIGITS.fullmatch(given[0]) or int(given[0]) > MAX_SEQ:
         raise ApiError(400, "{} must be one integer from 0 to {}".format(name, MAX_SEQ))
     return int(given[0])
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,3 +141,58 @@ def test_a_second_daemon_on_the_same_directory_stops(tmp_path: Path, daemons: li
     assert "for another dhtkit daemon" in second.output()
     # The first is untouched and still answers.
     assert status(first)["protocol"] == "kademlia"
+
+
+def hung_up(sockets: list[socket.socket], expected: int, timeout: float) -> set[socket.socket]:
+    """The sockets the server closed, once ``expected`` of them are (or ``timeout`` passed)."""
+    closed: set[socket.socket] = set()
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        for s in sockets:
+            selector.register(s, selectors.EVENT_READ)
+        while len(closed) < expected and time.monotonic() < deadline:
+            for key, _ in selector.select(0.5):
+                s = key.fileobj
+                assert isinstance(s, socket.socket)
+                try:
+                    data = s.recv(1)
+                except ConnectionError:
+                    data = b""
+                assert data == b"", "the daemon answered a request it never got whole"
+                closed.add(s)
+                selector.unregister(s)
+        # Anything else that would close now.
+        for key, _ in selector.select(0.2):
+            closed.add(key.fileobj)  # type: ignore[arg-type]
+    return closed
+
+
+def test_slow_http_clients_leave_the_daemons_api_to_others(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    daemon = node_daemon(tmp_path, "a", free_udp_port_with_tcp_after())
+    daemon.args += ["--http-max-per-source", "4", "--http-timeout", "60"]
+    daemons.append(daemon)
+    daemon.start()
+    daemon.wait_for(daemon.workdir / "data" / API_FILE)
+    url = (daemon.workdir / "data" / API_FILE).read_text().strip()
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    slow = []
+    try:
+        for _ in range(20):
+            s = socket.create_connection(
+                (host, int(port)), timeout=30, source_address=("127.0.0.2", 0)
+            )
+            s.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n")
+            slow.append(s)
+        # The daemon keeps 4 of them and hangs up on the others at once.
+        closed = hung_up(slow, expected=16, timeout=30)
+        assert len(closed) == 16
+        # A client on another address is answered meanwhile.
+        assert status(daemon)["protocol"] == "kademlia"
+    finally:
+        for s in slow:
+            s.close()
+    assert daemon.stop() == 0
+    daemons.remove(daemon)
+    assert "Traceback" not in daemon.output()

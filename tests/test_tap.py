@@ -23,6 +23,13 @@ from dhtkit.service import ChordService, KademliaService
 from dhtkit.storage import Quota
 from dhtkit.tap import Options, makeService, needs_token, parse_address
 from dhtkit.values import SignedValue, to_wire
+from dhtkit.webguard import (
+    FD_RESERVE,
+    GuardedFactory,
+    HttpLimits,
+    default_max_connections,
+    fd_limit,
+)
 
 
 def parse(*argv: str) -> Options:
@@ -179,6 +186,62 @@ def test_chord_without_api(tmp_path: Path) -> None:
     node = list(top)[1]
     assert isinstance(node, ChordService)
     assert node.overlay_options == {"successors": 16, "k": 4}
+
+
+def test_http_limits_have_defaults_below_the_fd_limit(tmp_path: Path) -> None:
+    limits = parse("-d", str(tmp_path))["http-limits"]
+    assert limits == HttpLimits(10.0, 32, default_max_connections())
+    assert limits.max_connections <= fd_limit() - FD_RESERVE
+    given = parse(
+        "-d",
+        str(tmp_path),
+        "--http-timeout",
+        "2.5",
+        "--http-max-per-source",
+        "4",
+        "--http-max-connections",
+        "50",
+    )["http-limits"]
+    assert given == HttpLimits(2.5, 4, 50)
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--http-timeout", "0"], "--http-timeout 0: give a number of seconds above 0"),
+        (["--http-timeout", "nan"], "--http-timeout nan: give a number of seconds"),
+        (["--http-timeout", "soon"], "--http-timeout soon: give a number of seconds"),
+        (["--http-max-per-source", "0"], "--http-max-per-source 0: must be from 1 to"),
+        (["--http-max-per-source", "x"], "--http-max-per-source x: not a whole number"),
+        (["--http-max-connections", "0"], "--http-max-connections 0: must be from 1 to"),
+        (
+            ["--http-max-connections", str(10**6 + fd_limit())],
+            "--http-max-connections {}: must be from 1 to {}".format(
+                10**6 + fd_limit(), fd_limit() - FD_RESERVE
+            ),
+        ),
+        (
+            ["--http-max-connections", "5", "--http-max-per-source", "6"],
+            "--http-max-per-source 6: must be from 1 to 5",
+        ),
+    ],
+)
+def test_bad_http_limits_are_refused_with_a_sentence(
+    tmp_path: Path, argv: list[str], says: str
+) -> None:
+    assert says in refused("-d", str(tmp_path), *argv)
+
+
+def test_the_daemon_serves_its_api_with_the_limits(tmp_path: Path) -> None:
+    top = makeService(
+        parse("-d", str(tmp_path), "--http-max-per-source", "3", "--http-timeout", "7"), reactor
+    )
+    api = list(top)[-1]
+    assert isinstance(api, HttpApiService)
+    factory = api.make_site()
+    assert isinstance(factory, GuardedFactory)
+    assert factory.limits.max_per_source == 3
+    assert factory.limits.request_timeout == 7
 
 
 def test_the_plugin_is_found_by_twisted() -> None:

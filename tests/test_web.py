@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import attrs
 import pytest
 import pytest_twisted
 import treq
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, endpoints, protocol, reactor, task
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from twisted.web.server import NOT_DONE_YET
@@ -25,7 +26,8 @@ from dhtkit.keyspace import key_for
 from dhtkit.rpc import RPCTimeout
 from dhtkit.service import ChordService, KademliaService, OverlayService
 from dhtkit.values import signed_key
-from dhtkit.web import MAX_BODY, ApiResource, format_address, make_site
+from dhtkit.web import MAX_BODY, ApiResource, format_address, make_api_factory, make_site
+from dhtkit.webguard import HttpLimits
 
 FAST_RPC = {"timeout": 0.5}
 
@@ -81,7 +83,11 @@ class Cluster:
     pool: HTTPConnectionPool = attrs.Factory(lambda: HTTPConnectionPool(reactor, persistent=False))
 
     async def add(
-        self, cls: type[OverlayService] = KademliaService, token: str | None = None, **options: Any
+        self,
+        cls: type[OverlayService] = KademliaService,
+        token: str | None = None,
+        limits: HttpLimits | None = None,
+        **options: Any,
     ) -> tuple[OverlayService, Api]:
         n = len(self.services)
         bootstrap = [self.services[0].address] if self.services else []
@@ -97,7 +103,13 @@ class Cluster:
         svc.startService()
         self.services.append(svc)
         await svc.when_joined()
-        port = reactor.listenTCP(0, make_site(svc, token=token), interface="127.0.0.1")
+        # With limits, the API has its connection caps too, as the daemon's has.
+        site = (
+            make_site(svc, token=token)
+            if limits is None
+            else make_api_factory(svc, token=token, limits=limits)
+        )
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.ports.append(port)
         return svc, Api(port.getHost().port, self.pool, token)
 
@@ -347,6 +359,8 @@ async def test_refuses_a_seq_or_cas_that_is_not_a_non_negative_integer(cluster: 
         "cas=%201",
         "seq=1&seq=2",
         "seq=" + "9" * 20,
+        "seq=" + "9" * 5000,
+        "cas=" + "1" * 5000,
     ):
         message = error_of(await apis[0].call("PUT", "/v1/signed/q?" + query, b"v"), 400)
         assert "integer" in message
@@ -527,6 +541,104 @@ async def test_does_not_answer_a_client_that_left(cluster: Cluster) -> None:
     await task.deferLater(reactor, 0, lambda: None)
     assert (left.written, left.finished) == ([], 0)
     assert (stayed.written, stayed.finished) == ([b"too late"], 1)
+
+
+# -- slow and greedy clients ----------------------------------------------------------------
+
+
+class SlowClient(protocol.Protocol):
+    """Sends the start of a request, never the rest; ``closed`` fires when the server hangs up."""
+
+    def __init__(self) -> None:
+        self.connected_once: defer.Deferred[None] = defer.Deferred()
+        self.closed: defer.Deferred[None] = defer.Deferred()
+        self.received = b""
+
+    def connectionMade(self) -> None:
+        self.transport.write(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n")  # type: ignore[union-attr]
+        self.connected_once.callback(None)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.closed.callback(None)
+
+
+async def open_slow(port: int, source: str, count: int) -> list[SlowClient]:
+    """``count`` slow connections to ``port`` from the address ``source`` (in 127.0.0.0/8)."""
+    clients = []
+    for _ in range(count):
+        client = SlowClient()
+        endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port, bindAddress=(source, 0))
+        await endpoints.connectProtocol(endpoint, client)
+        clients.append(client)
+    return clients
+
+
+def within(d: Any, seconds: float) -> defer.Deferred[Any]:
+    # Only so that a regression fails instead of hanging; nothing is timed.
+    return defer.ensureDeferred(d).addTimeout(seconds, reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_slow_connections_from_one_source_leave_the_api_to_other_clients(
+    cluster: Cluster,
+) -> None:
+    limits = HttpLimits(request_timeout=60, max_per_source=8, max_connections=100)
+    _, api = await cluster.add(limits=limits)
+    slow = await open_slow(api.port, "127.0.0.2", 40)
+    # The server keeps 8 of them: each newcomer beyond was refused, or made
+    # the oldest go (once it had waited a second).
+    refused: list[SlowClient] = []
+    for _ in range(100):
+        refused = [c for c in slow if c.closed.called]
+        if len(refused) >= 32:
+            break
+        await task.deferLater(reactor, 0.02, lambda: None)
+    assert len(refused) == 32
+    assert all(c.received == b"" for c in refused)
+    # A client from another address is answered at once.
+    answer = await within(api.call("GET", "/v1/status"), 30)
+    assert answer.code == 200
+    metrics = (await api.call("GET", "/metrics")).body.decode()
+    closed = [
+        int(re.search(r"\n{} (\d+)\n".format(name), metrics).group(1))  # type: ignore[union-attr]
+        for name in ("dhtkit_http_refused_per_source_total", "dhtkit_http_evicted_waiting_total")
+    ]
+    assert sum(closed) == 32
+    # The 8 slow ones and this client's own (and the previous one's, if its
+    # end has not been seen yet).
+    open_now = re.search(r"\ndhtkit_http_connections (\d+)\n", metrics)
+    assert open_now is not None and int(open_now.group(1)) in (9, 10)
+    for client in slow:
+        if client.transport is not None:
+            client.transport.loseConnection()
+    await within(defer.gatherResults([c.closed for c in slow]), 30)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_connection_that_never_completes_its_request_is_closed(cluster: Cluster) -> None:
+    _, api = await cluster.add(limits=HttpLimits(request_timeout=0.3))
+    [slow] = await open_slow(api.port, "127.0.0.1", 1)
+    await within(slow.closed, 30)
+    assert slow.received == b""
+    metrics = (await api.call("GET", "/metrics")).body.decode()
+    assert "\ndhtkit_http_request_timeouts_total 1\n" in metrics
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_content_length_of_5000_digits_is_413(cluster: Cluster) -> None:
+    _, api = await cluster.add()
+    client = SlowClient()
+    endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", api.port)
+    await endpoints.connectProtocol(endpoint, client)
+    assert client.transport is not None
+    client.transport.write(b"Content-Length: " + b"7" * 5000 + b"\r\n\r\n")
+    await within(client.closed, 30)
+    head, _, body = client.received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ")
+    assert "Content-Length" in json.loads(body)["error"]
 
 
 # -- Chord ---------------------------------------------------------------------------------

@@ -239,6 +239,8 @@ async def test_refuses_bad_topics_ttls_and_update_ids(nodes: Nodes) -> None:
         ("POST", "/v1/gossip/t?ttl=inf", "ttl must be"),
         ("POST", "/v1/gossip/t?ttl=1&ttl=2", "ttl must be"),
         ("POST", "/v1/gossip/t?ttl=604801", "ttl must be in (0, 604800"),
+        ("POST", "/v1/gossip/t?ttl=" + "9" * 5000, "ttl must be"),
+        ("POST", "/v1/gossip/t?ttl=0." + "0" * 4999 + "1", "ttl must be"),
         ("DELETE", "/v1/gossip/t/xyz", "40 hex digits"),
         ("DELETE", "/v1/gossip/t/" + "ab" * 19, "40 hex digits"),
     ]
