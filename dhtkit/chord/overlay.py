@@ -52,6 +52,8 @@ from dhtkit.rpc import RPCProtocol
 STABILIZE_EVERY = 2.0
 FIX_FINGERS_EVERY = 2.0
 CHECK_PREDECESSOR_EVERY = 4.0
+#: Default mean seconds between merge rounds: each asks one lost node.
+MERGE_EVERY = 10.0
 #: Default replication: with a fifth of the nodes failing at once, a value
 #: loses all four copies with odds of 0.2**4, about 0.2%.
 DEFAULT_K = 4
@@ -63,6 +65,7 @@ COUNTERS = (
     "stabilize_rounds", "successor_changes", "successor_refreshes", "successors_failed",
     "fix_fingers_rounds", "successor_checks", "successor_checks_corrected",
     "check_predecessor_rounds", "predecessor_changes", "predecessors_failed",
+    "merge_attempts", "merges", "merge_notifies",
 )  # fmt: skip
 
 
@@ -80,6 +83,8 @@ class ChordOverlay:
     :param stabilize_every: mean seconds between stabilize rounds.
     :param fix_fingers_every: mean seconds between fix_fingers rounds.
     :param check_predecessor_every: mean seconds between predecessor checks.
+    :param merge_every: mean seconds between merge rounds (each asks one
+        node we lost whether it is on another ring, see :mod:`~dhtkit.chord.rounds`).
     :param timeout: seconds to wait for each try of a call (default: the RPC's).
     :param retries: resends of a call before it times out (default: the RPC's).
     """
@@ -97,6 +102,7 @@ class ChordOverlay:
         stabilize_every: float = STABILIZE_EVERY,
         fix_fingers_every: float = FIX_FINGERS_EVERY,
         check_predecessor_every: float = CHECK_PREDECESSOR_EVERY,
+        merge_every: float = MERGE_EVERY,
         timeout: float | None = None,
         retries: int | None = None,
     ) -> None:
@@ -132,6 +138,7 @@ class ChordOverlay:
         self.maintenance.add(
             "check_predecessor", check_predecessor_every, self.rounds.check_predecessor
         )
+        self.maintenance.add("merge", merge_every, self.rounds.merge)
         self.responder = ChordResponder(
             self.state, self._own_contact, self._verify, self._stabilize_now
         )
@@ -171,10 +178,15 @@ class ChordOverlay:
         if pings:
             answers = await defer.DeferredList(pings, consumeErrors=True)
             verified = [c for ok, c in answers if ok and c.node_id != self.node_id]
+            for contact in known:
+                self.state.lost.add(contact)
             if not verified:
                 raise JoinFailed("none of the {} bootstrap nodes answered".format(len(pings)))
             for contact in verified:
                 self.state.fingers.offer(contact)
+                # Where we came in (and the known contacts above): the
+                # merge round asks them once they are not in our state.
+                self.state.lost.add(contact)
             if not await self.placement.find_place(verified):
                 raise JoinFailed("no node found our successor on the ring")
         # else the first node: a ring of one
@@ -316,7 +328,7 @@ class ChordOverlay:
     def _lost_finger(self, contact: Contact) -> None:
         # Fingers only: the successor list is stabilize's to change, and one
         # lost reply must not make keys move.
-        self.state.fingers.remove(contact.node_id)
+        self.state.lose_finger(contact.node_id)
 
     def _answered(self, contact: Contact) -> None:
         # It answered a lookup, which a node not on the ring refuses.

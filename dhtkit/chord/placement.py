@@ -8,6 +8,11 @@ back with a node between us and our successor that no neighbour named.
 Joins answered from stale pointers can leave two rings interleaved, each
 consistent in itself (the "loopy" states of Liben-Nowell, Balakrishnan
 and Karger, 2002); stabilization alone never merges them, the check does.
+
+The merge (:meth:`Placement.merge_through`) is the same lookup through a
+node we lost (:mod:`~dhtkit.chord.remembered`), which may now be on
+another ring: two rings that a healed partition left apart are joined by
+each node that finds, on the other ring, a successor nearer than its own.
 """
 
 from __future__ import annotations
@@ -35,6 +40,14 @@ from dhtkit.rpc import RPCError, RPCStopped, RPCTimeout
 
 Call = Callable[[Contact, str, Any], "defer.Deferred[Any]"]
 Search = Callable[[bytes, int, list[Contact]], SuccessorSearch]
+
+
+#: What :meth:`Placement.merge_through` found.
+UNANSWERED = "unanswered"  #: the node did not answer: ask again later
+BAD = "bad"  #: it answered nonsense, or named a node that did not answer as itself
+SAME = "same"  #: it is on our ring, or named no node nearer than our successor
+MERGED = "merged"  #: the node it named became our successor
+NOTIFIED = "notified"  #: it named a node past our successor: told it of us
 
 
 class Placement:
@@ -99,6 +112,44 @@ class Placement:
         behind = predecessors_args(self.state.predecessors)
         self._call(candidate, NOTIFY, behind).addErrback(ignore_rpc_errors)
         return True
+
+    def merge_through(self, contact: Contact) -> defer.Deferred[str]:
+        """Look our own id up through ``contact``, a node not in our routing
+        state; if it names a successor between us and ours, make it ours
+        (once it answered ``chord_state``), which joins its ring to ours.
+
+        If it names one past our successor, that node's ring has no node
+        between us and it: we notify it, so that its predecessor finds us
+        by its stabilize. Fires with one of the outcomes above.
+        """
+        return defer.Deferred.fromCoroutine(self._merge_through(contact))
+
+    async def _merge_through(self, contact: Contact) -> str:
+        state = self.state
+        first = state.successors.first
+        search = self._search(state.own_id, MAX_CONTACTS, [contact])
+        try:
+            found = (await search.run()).contacts
+        except LookupFailed:
+            found = None
+        finally:
+            state.counters["bad_answers"] += search.bad_answers
+        if found is None:
+            return BAD if search.bad_answers else UNANSWERED
+        nearer = next((c for c in found if c.node_id != state.own_id), None)
+        if nearer is None or state.successors.first is not first:
+            return SAME  # no node but us, or a join or leave changed it meanwhile
+        if first is not None and nearer.node_id in state.successors:
+            return SAME
+        if first is None or in_interval(nearer.node_id, state.own_id, first.node_id):
+            if await self.adopt(nearer):
+                state.counters["merges"] += 1
+                return MERGED
+            return BAD  # named a node that does not answer as itself
+        behind = predecessors_args(state.predecessors)
+        self._call(nearer, NOTIFY, behind).addErrback(ignore_rpc_errors)
+        state.counters["merge_notifies"] += 1
+        return NOTIFIED
 
     async def check_successor(self) -> None:
         """Look our own id up through the next finger in turn; a node found

@@ -119,12 +119,12 @@ class ChordResponder:
             # Our successor leaves: its successors follow it in our list at
             # once, and stabilizing now makes the next one link up with us.
             rest = [c for c in state.successors if c.node_id != sender.node_id]
-            state.forget(sender.node_id)
+            state.forget(sender.node_id, left=True)
             if rest:
                 state.replace_successors(rest[0], rest[1:] + told.successors)
             self._stabilize_now()
         else:
-            state.forget(sender.node_id)
+            state.forget(sender.node_id, left=True)
         predecessor = state.predecessor
         if predecessor is not None and predecessor.node_id == sender.node_id:
             state.set_predecessor(None)

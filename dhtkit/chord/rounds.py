@@ -17,6 +17,13 @@ As in the paper (§4.3, §4.4):
   those above our successor, and sets it once the node found answered a
   ping (or is already a finger). Once a cycle it also checks the successor
   (:meth:`~dhtkit.chord.placement.Placement.check_successor`).
+- **merge** asks one node we knew and lost (:mod:`~dhtkit.chord.remembered`),
+  in turn, that is not in our routing state, to look our own id up
+  (:meth:`~dhtkit.chord.placement.Placement.merge_through`): after a
+  partition heals, a node that answers may be on another ring, and a
+  successor it names between us and ours joins the two rings, which
+  stabilize and notify then weave into one. A node that does not answer
+  is asked again in its turn; one that answered is forgotten.
 - **check_predecessor** pings the predecessor and forgets it when it does
   not answer, so that the next notify may replace it. A predecessor that
   spoke to us within the last period (its own stabilize asks us every
@@ -40,7 +47,7 @@ from dhtkit.chord.messages import (
     NOTIFY,
     predecessors_args,
 )
-from dhtkit.chord.placement import Placement
+from dhtkit.chord.placement import UNANSWERED, Placement
 from dhtkit.chord.state import RingState
 from dhtkit.contact import Contact
 from dhtkit.keyspace import ring_distance
@@ -106,6 +113,21 @@ class Rounds:
         """One check_predecessor round."""
         return defer.Deferred.fromCoroutine(_unless_stopped(self._check_predecessor()))
 
+    def merge(self) -> defer.Deferred[None]:
+        """One merge round."""
+        return defer.Deferred.fromCoroutine(_unless_stopped(self._merge()))
+
+    async def _merge(self) -> None:
+        state = self.state
+        if not state.joined:
+            return
+        contact = state.lost.next({c.node_id for c in state.contacts()})
+        if contact is None:
+            return
+        state.counters["merge_attempts"] += 1
+        if await self._placement.merge_through(contact) != UNANSWERED:
+            state.lost.discard(contact.node_id)
+
     async def _stabilize(self) -> None:
         state = self.state
         if not state.joined:
@@ -149,7 +171,7 @@ class Rounds:
                 if state.successors.first is not first:
                     return
                 if closer is None:
-                    state.fingers.remove(between.node_id)
+                    state.lose_finger(between.node_id)
                     continue
                 successor, reported, answer = between, closer.successors, closer
                 its_predecessor = closer.predecessor
@@ -212,7 +234,8 @@ class Rounds:
             if state.predecessor is predecessor:
                 state.counters["predecessors_failed"] += 1
                 state.set_predecessor(None)
-                state.fingers.remove(predecessor.node_id)
+                state.lose_finger(predecessor.node_id)
+                state.lost.add(predecessor)  # it proved its id by its notify
         except RPCError:
             pass
 

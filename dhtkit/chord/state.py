@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from dhtkit.chord.fingers import FingerTable, finger_range
 from dhtkit.chord.messages import NEXT_CANDIDATES, FindAnswer
+from dhtkit.chord.remembered import Remembered
 from dhtkit.chord.successors import SuccessorList, may_hold, within
 from dhtkit.contact import Contact
 from dhtkit.keyspace import ID_BITS, check_id, in_interval, ring_distance
@@ -51,6 +52,9 @@ class RingState:
         self._predecessors: list[Contact] = []
         self.successors = SuccessorList(own_id, successors)
         self.fingers = FingerTable(own_id)
+        #: Nodes that proved their ids and were then lost (or joined
+        #: through): where the merge round looks for another ring.
+        self.lost = Remembered(self.own_id)
         self.counters: Counter[str] = counters if counters is not None else Counter()
         self._listeners: list[NeighbourListener] = []
         # The last predecessor announced: one that comes back after a lapse
@@ -158,10 +162,28 @@ class RingState:
         if self.predecessor is not None and self.predecessor.node_id == contact.node_id:
             self.predecessor_heard = now
 
-    def forget(self, node_id: bytes) -> None:
-        """Drop a node that failed or left from the successor list and fingers."""
+    def forget(self, node_id: bytes, *, left: bool = False) -> None:
+        """Drop a node that failed (or ``left``) from the successor list and
+        fingers. One that failed is remembered if it was a finger (see
+        :meth:`lose_finger`); one that left is not."""
         self.successors.remove(node_id)
-        self.fingers.remove(node_id)
+        if left:
+            self.fingers.remove(node_id)
+            self.lost.discard(node_id)
+        else:
+            self.lose_finger(node_id)
+
+    def lose_finger(self, node_id: bytes) -> None:
+        """Drop a finger that failed, and remember it in :attr:`lost`.
+
+        Only fingers are remembered, which answered us themselves: a
+        successor-list entry that never did may be one a successor made up.
+        """
+        for contact in self.fingers:
+            if contact.node_id == node_id:
+                self.lost.add(contact)
+                self.fingers.remove(node_id)
+                return
 
     # -- routing --------------------------------------------------------------------------
 
