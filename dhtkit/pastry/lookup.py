@@ -52,6 +52,9 @@ class RouteSearch:
         :class:`~dhtkit.pastry.messages.MalformedPayload`.
     :param answered: called with each node that answered, and its answer.
     :param failed: called with each node that timed out.
+    :param reroute: the initiator's own route step again, avoiding the
+        given nodes: where the route goes on when no node named so far is
+        left to ask (the nodes asked lied, or died).
     :param me: the initiator's contact, merged into the closest nodes found
         (the nodes asked leave it out of their answers).
     """
@@ -68,6 +71,7 @@ class RouteSearch:
         answered: Callable[[Contact, RouteAnswer], None] = lambda contact, answer: None,
         failed: Callable[[Contact], None] = lambda contact: None,
         me: Contact | None = None,
+        reroute: Callable[[set[bytes]], Route] | None = None,
     ) -> None:
         self.key = key
         self.count = count
@@ -78,6 +82,7 @@ class RouteSearch:
         self._answered = answered
         self._failed = failed
         self._me = me
+        self._reroute = reroute
         self._pool: list[Contact] = []
         self._asked: set[bytes] = {own_id}
         self.dead: set[bytes] = set()
@@ -107,8 +112,16 @@ class RouteSearch:
         if self.first.done:
             return self._result(self.first.contacts)
         self._pool = list(self.first.contacts)
-        while (contact := self._next()) is not None:
-            if self.messages >= MAX_MESSAGES:
+        while True:
+            contact = self._next()
+            if contact is None and self._reroute is not None:
+                # Every node named so far was asked: on from our own state.
+                again = self._reroute(self._asked | self.dead)
+                if again.done and again.contacts:
+                    return self._result(again.contacts)
+                self._pool = list(again.contacts)
+                contact = self._next()
+            if contact is None or self.messages >= MAX_MESSAGES:
                 break
             self.messages += 1
             try:

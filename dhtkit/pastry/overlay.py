@@ -221,7 +221,10 @@ class PastryOverlay:
             return call.addCallback(messages.parse_route_answer, count)
 
         first = route(self.state, me, key, count)
-        search = RouteSearch(key, count, self.node_id, self.state.digits, first, ask, me=me)
+        search = RouteSearch(
+            key, count, self.node_id, self.state.digits, first, ask, me=me,
+            reroute=lambda avoid: route(self.state, me, key, count, exclude=avoid),
+        )  # fmt: skip
         return search.run().addBoth(self._count_lookup, search)
 
     def _count_lookup(self, result: Any, search: RouteSearch) -> Any:

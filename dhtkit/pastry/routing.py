@@ -78,8 +78,15 @@ def route(
         if nearest is None or nearest.node_id == own or leafset.inside(closest):
             return Route(True, closest, 1)
         # The closest nodes reach the edge of what we know: the node closest
-        # to the key, its leaf set centred on it, knows the rest.
-        return Route(False, [nearest], 1)
+        # to the key, its leaf set centred on it, knows the rest (the next
+        # closest, nearer than we are, stand in for it if it fails).
+        here = circular_distance(own, key)
+        nearer = [
+            c
+            for c in _closest(state, me, key, fallbacks, exclude)
+            if circular_distance(c.node_id, key) < here
+        ]
+        return Route(False, nearer, 1) if nearer else Route(True, closest, 1)
     hops: list[Contact] = []
     case = 3
     p = digits.prefix(own, key)
