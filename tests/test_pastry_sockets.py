@@ -6,14 +6,26 @@ import random
 from typing import Any
 
 import pytest_twisted
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 
 from dhtkit.identity import Identity
-from dhtkit.keyspace import from_int, numerically_closest_first
+from dhtkit.keyspace import from_int, numerically_closest_first, ring_distance
 from dhtkit.node import DHTNode
 from dhtkit.pastry import PastryOverlay
 from dhtkit.rpc import RPCProtocol
 from dhtkit.storage import MemoryStore
+
+
+def leaf_sets_right(overlays: list[PastryOverlay]) -> bool:
+    ids = [o.node_id for o in overlays]
+    for o in overlays:
+        others = [i for i in ids if i != o.node_id]
+        up = sorted(others, key=lambda i: ring_distance(o.node_id, i))[:8]
+        down = sorted(others, key=lambda i: ring_distance(i, o.node_id))[:8]
+        leaves = o.state.leafset
+        if [c.node_id for c in leaves.above] != up or [c.node_id for c in leaves.below] != down:
+            return False
+    return True
 
 
 @pytest_twisted.ensureDeferred
@@ -34,6 +46,13 @@ async def test_twenty_nodes_on_loopback_join_one_by_one_route_and_store() -> Non
             await overlay.join(through)
             overlays.append(overlay)
             nodes.append(node)
+        # The last nodes' neighbours take them in once their addresses are
+        # proven, a probe round trip after the announcements.
+        for _ in range(100):
+            if leaf_sets_right(overlays):
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        assert leaf_sets_right(overlays)
         ids = [o.node_id for o in overlays]
         for i in range(20):
             key = from_int(rng.getrandbits(160))

@@ -181,6 +181,10 @@ class PastryOverlay:
         self.last_join = report
         self.counters["joins"] += 1
         self.counters["join_messages"] += report.messages
+        # Nodes that joined just before us may be missing from the leaf set we
+        # copied (their neighbours learn of them a probe round trip after
+        # their announcements): swap leaf sets with our nearest leaves now.
+        self.maintenance.run_now("leaves")
         return len(self.contacts())
 
     def leave(self) -> defer.Deferred[None]:

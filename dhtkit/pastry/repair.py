@@ -28,7 +28,7 @@ from dhtkit.contact import Contact
 from dhtkit.pastry import messages
 from dhtkit.pastry.messages import LEAFSET, ROW, MalformedPayload
 from dhtkit.pastry.state import PastryState
-from dhtkit.rpc import RPCError
+from dhtkit.rpc import RPCError, RPCTimeout
 
 Call = Callable[[Contact, str, Any], "defer.Deferred[Any]"]
 
@@ -107,8 +107,10 @@ class Repair:
                 return
             except MalformedPayload:
                 self.counters["bad_answers"] += 1
+            except RPCTimeout:
+                return  # our call forgot it, and repairs this side again without it
             except RPCError:
-                pass  # our call forgot it; the next one inward is asked
+                pass  # it refused: the next one inward is asked
 
     async def repair_entry(self, row: int, column: int) -> None:
         """Look for a new ``R[row][column]`` in the same row, then the next."""
