@@ -6,10 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dhtkit import wire
 from dhtkit.contact import Contact
+from dhtkit.identity import Identity
 from dhtkit.keyspace import RING_SIZE, circular_distance, from_int, key_for, to_int
 from dhtkit.pastry.digits import Digits
-from dhtkit.pastry.leafset import LeafSet
+from dhtkit.pastry.leafset import MAX_LEAF, LeafSet
+from dhtkit.pastry.messages import MAX_COUNT, MAX_ROW
 from dhtkit.pastry.neighbourhood import Neighbourhood
 from dhtkit.pastry.state import PastryState
 from dhtkit.pastry.table import RoutingTable
@@ -148,3 +151,19 @@ def test_a_node_new_to_the_leaf_set_is_announced_to_the_listeners() -> None:
 def test_key_for_ids_are_spread_over_the_digits() -> None:
     firsts = {Digits().digit(key_for(str(i)), 0) for i in range(200)}
     assert firsts == set(range(16))
+
+
+def test_the_largest_answers_fit_one_datagram_with_ipv6_contacts() -> None:
+    contacts = [
+        Contact.from_key(Identity(bytes([i]) * 32).public_key, ("2001:db8::{:x}".format(i), 65535))
+        for i in range(2 * MAX_LEAF)
+    ]
+    me = Identity(b"\x55" * 32)
+    route = [
+        True,
+        wire.encode_contacts(contacts[:MAX_COUNT]),
+        wire.encode_contacts(contacts[:MAX_ROW]),
+    ]
+    for payload in (route, wire.encode_contacts(contacts)):
+        body = wire.encode_body(wire.RESPONSE, 2**32 - 1, "", payload, me, 2**63)
+        assert len(wire.seal(body, b"\x00" * wire.MAC_BYTES)) <= wire.MAX_DATAGRAM
