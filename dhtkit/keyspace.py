@@ -7,6 +7,7 @@ base-16 digits; the arithmetic for all three lives here.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 ID_BITS = 160
 ID_BYTES = ID_BITS // 8
@@ -130,3 +131,14 @@ def shared_prefix_length(a: bytes, b: bytes) -> int:
     if d == 0:
         return DIGITS
     return (ID_BITS - d.bit_length()) // DIGIT_BITS
+
+
+def circular_distance(a: bytes, b: bytes) -> int:
+    """Pastry's numeric distance: the shorter way round the ring between two ids."""
+    clockwise = (to_int(b) - to_int(a)) % RING_SIZE
+    return min(clockwise, RING_SIZE - clockwise)
+
+
+def numerically_closest_first(key: bytes) -> Callable[[bytes], tuple[int, bytes]]:
+    """A sort key over ids: the numerically closest to ``key`` first (lower id on a tie)."""
+    return lambda node_id: (circular_distance(node_id, key), node_id)

@@ -18,7 +18,7 @@ GOSSIP_BYTES_PER_NODE = 80_000
 #: Peak bytes per node of an overlay simulation (``dhtkit sim kademlia|chord``),
 #: measured at 1,000 nodes and rounded up: each node keeps sessions with the
 #: hundreds of peers its lookups met.
-OVERLAY_BYTES_PER_NODE = {"kademlia": 350_000, "chord": 220_000}
+OVERLAY_BYTES_PER_NODE = {"kademlia": 350_000, "chord": 220_000, "pastry": 150_000}
 
 
 def available_memory(meminfo: str = "/proc/meminfo") -> int | None:

@@ -35,9 +35,10 @@ from dhtkit.chord import ChordOverlay
 from dhtkit.contact import Contact
 from dhtkit.identity import Identity
 from dhtkit.kademlia import KademliaOverlay
-from dhtkit.keyspace import distance, from_int, ring_distance
+from dhtkit.keyspace import distance, from_int, numerically_closest_first, ring_distance
 from dhtkit.node import DHTNode
 from dhtkit.overlay import IRoutingOverlay, JoinFailed
+from dhtkit.pastry import PastryOverlay
 from dhtkit.rpc import RPCProtocol
 from dhtkit.sim.clock import HeapClock
 from dhtkit.sim.gossip import PORT, host_address
@@ -81,9 +82,19 @@ def _chord_theory(nodes: int) -> tuple[str, float]:
     return ("1/2 log2 N", math.log2(nodes) / 2)
 
 
+def _numerically_closest(key: bytes, ids: list[bytes]) -> bytes:
+    return min(ids, key=numerically_closest_first(key))
+
+
+def _pastry_theory(nodes: int) -> tuple[str, float]:
+    # Rowstron and Druschel: a route takes at most ceil(log_{2^b} N) hops (b = 4).
+    return ("log16 N", math.log(nodes, 16))
+
+
 OVERLAYS: dict[str, OverlayKind] = {
     "kademlia": OverlayKind("kademlia", KademliaOverlay, 60.0, _closest_by_xor, _kademlia_theory),
     "chord": OverlayKind("chord", ChordOverlay, 60.0, _successor, _chord_theory),
+    "pastry": OverlayKind("pastry", PastryOverlay, 60.0, _numerically_closest, _pastry_theory),
 }
 
 
