@@ -19,6 +19,7 @@ from twisted.internet import defer, task
 
 from dhtkit.cli import CommandFailed, at_most
 from dhtkit.keyspace import key_for
+from dhtkit.node import PutFailed
 from dhtkit.service import ChordService, KademliaService, OverlayService
 
 PROTOCOLS: dict[str, type[OverlayService]] = {"kademlia": KademliaService, "chord": ChordService}
@@ -140,7 +141,10 @@ async def _demo(
     putting = ProgressBar(out, "putting", len(names))
     replicas = []
     for i, (name, key) in enumerate(zip(names, keys, strict=True)):
-        replicas.append(await writer.put(key, "value of {}".format(name).encode()))
+        try:
+            replicas.append(await writer.put(key, "value of {}".format(name).encode()))
+        except PutFailed as e:
+            raise CommandFailed("putting {}: {}".format(name, e)) from None
         putting.show(i + 1)
     print(
         "{} values put on node 0, stored on {} to {} nodes each".format(
@@ -179,10 +183,11 @@ async def _demo(
 
 
 async def _settle(services: list[OverlayService], keys: list[bytes], reactor: Any) -> None:
-    """Wait until every node names the same holders for every key.
+    """Wait until every node names the same, full set of holders for every key.
 
     Kademlia's join fills the tables at once; a Chord ring settles over the
-    stabilization rounds after the joins.
+    stabilization rounds after the joins (a put needs a majority of a full
+    replica set, which young successor lists do not name yet).
     """
     deadline = reactor.seconds() + SETTLE_TIMEOUT
     while True:
@@ -196,7 +201,13 @@ async def _settle(services: list[OverlayService], keys: list[bytes], reactor: An
             holders = {
                 frozenset(c.node_id for c in found) if ok else None for ok, found in per_node
             }
-            agree = agree and len(holders) == 1 and None not in holders
+            full = min(services[0].overlay.k, len(services))
+            agree = (
+                agree
+                and len(holders) == 1
+                and None not in holders
+                and all(len(h) == full for h in holders if h is not None)
+            )
         if agree:
             return
         if reactor.seconds() > deadline:
