@@ -5,6 +5,10 @@ The nodes are the services a daemon runs (:class:`~dhtkit.KademliaService`,
 directories in a temporary directory that is removed at the end. The first
 node starts alone, the others join through it; once every node agrees on
 who holds each key, one node puts the values and the others get them back.
+
+What happened (the joins, the puts, each value found or not) is printed on
+stdout; the progress bars and what the demo is doing meanwhile go to
+stderr, so that ``dhtkit demo > result.txt`` keeps only the result.
 """
 
 from __future__ import annotations
@@ -89,7 +93,7 @@ def run_demo(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
         reactor.removeSystemEventTrigger(trigger)
         return stop_all().addCallback(lambda _: result)
 
-    demo = _demo(args, reactor, Path(scratch.name), services, sys.stdout)
+    demo = _demo(args, reactor, Path(scratch.name), services, sys.stdout, sys.stderr)
     return defer.Deferred.fromCoroutine(demo).addBoth(finished)
 
 
@@ -99,11 +103,12 @@ async def _demo(
     scratch: Path,
     services: list[OverlayService],
     out: TextIO,
+    progress: TextIO,
 ) -> int:
     cls = PROTOCOLS[args.protocol]
     options: dict[str, Any] = _CHORD_OPTIONS if cls is ChordService else {}
     began = reactor.seconds()
-    joining = ProgressBar(out, "joining", args.nodes)
+    joining = ProgressBar(progress, "joining", args.nodes)
     for n in range(args.nodes):
         bootstrap = [services[0].address] if services else []
         svc = cls(
@@ -138,7 +143,7 @@ async def _demo(
         file=out,
     )
     writer = services[0].node
-    putting = ProgressBar(out, "putting", len(names))
+    putting = ProgressBar(progress, "putting", len(names))
     replicas = []
     for i, (name, key) in enumerate(zip(names, keys, strict=True)):
         try:
@@ -178,7 +183,8 @@ async def _demo(
             ),
             file=out,
         )
-    print("{} of {} values found; stopping the nodes".format(found, len(names)), file=out)
+    print("{} of {} values found".format(found, len(names)), file=out)
+    print("stopping the nodes", file=progress)
     return 0 if found == len(names) else 1
 
 

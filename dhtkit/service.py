@@ -74,7 +74,13 @@ class OverlayService(NodeService):
         when ``store`` is given, which enforces its own.
     :param rpc_options: keyword arguments for :class:`RPCProtocol`.
     :param node_options: keyword arguments for :class:`DHTNode`.
-    :param save_every: seconds between saves of the routing contacts.
+    :param save_after: seconds between checks whether the routing contacts
+        changed; a changed set is written then (to a temporary file renamed
+        over the old one), so a node killed without a clean stop still finds
+        the contacts it had seconds before.
+    :param save_every: the shortest time between two saves, so that a busy
+        overlay whose contacts change all the time writes at most once in
+        this many seconds (the first change after a start is saved at once).
     :param rejoin_after: seconds before a failed join is tried again (it
         doubles up to ten times as long while no one answers).
     :param watch_every: seconds between checks that the node still has
@@ -103,7 +109,8 @@ class OverlayService(NodeService):
         quota: Quota | None = None,
         rpc_options: Mapping[str, Any] | None = None,
         node_options: Mapping[str, Any] | None = None,
-        save_every: float = 300.0,
+        save_after: float = 5.0,
+        save_every: float = 30.0,
         rejoin_after: float = 30.0,
         watch_every: float = 10.0,
         rng: random.Random | None = None,
@@ -117,6 +124,7 @@ class OverlayService(NodeService):
         self.reactor = reactor
         self.rpc_options = dict(rpc_options or {})
         self.node_options = dict(node_options or {})
+        self.save_after = save_after
         self.save_every = save_every
         self.rejoin_after = rejoin_after
         self.watch_every = watch_every
@@ -132,6 +140,8 @@ class OverlayService(NodeService):
         self._joining = False
         self._loops: list[task.LoopingCall] = []  # saving and watching, once joined
         self._last_contacts: list[Contact] = []
+        self._saved_set: frozenset[Contact] = frozenset()  # what the file holds
+        self._saved_at: float | None = None  # when it was written, this run
         self._joined = False
         self._waiting: list[defer.Deferred[int]] = []
         self._started_at = 0.0
@@ -258,7 +268,7 @@ class OverlayService(NodeService):
         for d in waiting:
             d.callback(contacts)
         if not self._loops:
-            self._loops = [self._every(self.save_every, self._save)]
+            self._loops = [self._every(self.save_after, self._save_if_changed)]
             self._loops.append(self._every(self.watch_every, self._watch))
 
     def _every(self, seconds: float, f: Callable[[], None]) -> task.LoopingCall:
@@ -299,16 +309,29 @@ class OverlayService(NodeService):
     def _schedule(self, delay: float, f: Any, *args: Any) -> None:
         self._timer = self._reactor().callLater(delay, f, *args)
 
+    def _save_if_changed(self) -> None:
+        if self._overlay is None or frozenset(self._overlay.contacts()) == self._saved_set:
+            return
+        now = self._reactor().seconds()
+        if self._saved_at is not None and now - self._saved_at < self.save_every:
+            return  # saved moments ago: the next check after the gap writes the change
+        self._save()
+
     def _save(self) -> None:
         if self._overlay is None:
             return
         contacts = self._overlay.contacts()
         if not contacts and self._last_contacts:
             return  # cut off for now: the last list is the better hint for a restart
+        # A failed write waits for the gap too, so a full disk is not retried
+        # (and warned about) every few seconds.
+        self._saved_at = self._reactor().seconds()
         try:
             save_contacts(self.data_dir / CONTACTS_FILE, contacts)
         except OSError as e:
             self._log.warn("cannot save the contacts: {error}", error=str(e))
+        else:
+            self._saved_set = frozenset(contacts)
 
     def when_joined(self) -> defer.Deferred[int]:
         """Fires with the number of contacts once the node has joined."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from twisted.internet import endpoints
 from twisted.internet.protocol import Factory
 from twisted.python import usage
 
+from dhtkit import __version__
 from dhtkit.bootstrap import parse_bootstrap
 from dhtkit.contact import Address
 from dhtkit.daemon import DataDirLock, HttpApiService
@@ -30,6 +32,7 @@ from dhtkit.gossip.service import GossipService
 from dhtkit.service import ChordService, KademliaService, OverlayService
 from dhtkit.storage import Quota
 from dhtkit.webguard import FD_RESERVE, HttpLimits, default_max_connections, fd_limit
+from twisted import copyright
 
 #: ``--protocol`` values this version runs, and their services.
 PROTOCOLS: dict[str, type[OverlayService]] = {"kademlia": KademliaService, "chord": ChordService}
@@ -224,6 +227,12 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self["bootstrap"] = []
+
+    def opt_version(self) -> None:
+        """Print dhtkit's version (and the Twisted it runs on) and exit."""
+        print("dhtkit {}".format(__version__))
+        print("Twisted {}".format(copyright.version))
+        sys.exit(0)
 
     def opt_bootstrap(self, value: str) -> None:
         """a node to join through, HOST:PORT (a name or an IP; IPv6 as [::1]:4000); repeatable"""

@@ -306,3 +306,53 @@ async def test_a_puzzle_service_makes_a_solved_identity_and_keeps_unsolved_ids_o
         assert first.overlay.stats()["refused_puzzle"] >= 1
     finally:
         await stop_all([first, cheap])
+
+
+def test_a_contact_learned_is_on_disk_within_seconds_without_a_clean_stop(tmp_path: Path) -> None:
+    clock, net, _ = virtual(tmp_path)
+    hosts = ["10.77.0.1", "10.77.0.2"]
+    services = [
+        KademliaService(
+            4000,
+            host,
+            tmp_path / host,
+            [] if i == 0 else [(hosts[0], 4000)],
+            reactor=net.reactor_for(host),
+            rpc_options={"timeout": 1.0},
+            rng=random.Random(i),
+        )
+        for i, host in enumerate(hosts)
+    ]
+    for svc in services:
+        svc.startService()
+    clock.run_until(clock.seconds() + 1)
+    assert len(services[0].overlay.contacts()) == 1  # the first node learned the second
+    # No stopService: as after a kill -9, only what is on disk already counts.
+    clock.run_until(clock.seconds() + services[0].save_after)
+    for svc, other in (services, services[::-1]):
+        saved = read_contacts(svc.data_dir / CONTACTS_FILE)
+        assert [c.node_id for c in saved] == [other.identity.node_id]
+    # An unchanged contact set is not written again.
+    path = services[0].data_dir / CONTACTS_FILE
+    written = path.stat().st_ino, path.stat().st_mtime_ns
+    clock.run_until(clock.seconds() + 600)
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == written
+    # A third node: on disk within the shortest gap between two saves.
+    third = KademliaService(
+        4000,
+        "10.77.0.3",
+        tmp_path / "third",
+        [(hosts[0], 4000)],
+        reactor=net.reactor_for("10.77.0.3"),
+        rpc_options={"timeout": 1.0},
+        rng=random.Random(3),
+    )
+    third.startService()
+    clock.run_until(clock.seconds() + 1)
+    assert third.identity.node_id in {c.node_id for c in services[0].overlay.contacts()}
+    clock.run_until(clock.seconds() + services[0].save_every + services[0].save_after)
+    saved = read_contacts(path)
+    assert third.identity.node_id in {c.node_id for c in saved}
+    for svc in (*services, third):
+        svc.stopService()
+    clock.run_until(clock.seconds() + 1)

@@ -13,7 +13,9 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.plugin import getPlugins
 from twisted.python import usage
+from twisted.scripts.twistd import ServerOptions
 
+import dhtkit
 from dhtkit.daemon import DaemonError, DataDirLock, HttpApiService
 from dhtkit.datadir import API_FILE, LOCK_FILE, TOKEN_FILE, read_api_url
 from dhtkit.gossip.service import GossipService
@@ -432,3 +434,29 @@ async def test_the_daemon_bounds_what_one_network_stores_whatever_keys_it_signs_
     finally:
         await port.stopListening()
         await top.stopService()
+
+
+# -- --version --------------------------------------------------------------------------
+
+
+def test_version_prints_dhtkit_s_version_and_exits_cleanly(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        Options().parseOptions(["--version"])
+    assert exited.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "dhtkit {}".format(dhtkit.__version__)
+
+
+def test_twistd_dhtkit_version_is_dhtkit_s_and_twistd_version_is_twistd_s(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        ServerOptions().parseOptions(["dhtkit", "--version"])
+    assert exited.value.code in (0, None)
+    assert capsys.readouterr().out.startswith("dhtkit {}\n".format(dhtkit.__version__))
+    # twistd's own --version, before the subcommand, is left alone.
+    with pytest.raises(SystemExit):
+        ServerOptions().parseOptions(["--version"])
+    assert capsys.readouterr().out.startswith("twistd ")
