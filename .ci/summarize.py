@@ -11,7 +11,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-TEST_ENVS = ("py310", "py311", "py312", "py313", "oldest")
+TEST_ENVS = ("py310", "py311", "py312", "py313", "oldest", "faults")
 
 
 def main(tox_dir: str) -> int:

@@ -7,7 +7,7 @@ network is cut in two, each side takes new values, and after the cut heals
 every value is found from both sides.
 
 This suite needs root and takes a few minutes of CPU, so it runs only when
-``DHTKIT_MULTIHOST_FAULTS=1`` (tox sets it in one environment). On the
+``DHTKIT_MULTIHOST_FAULTS=1`` (tox sets it in its ``faults`` environment). On the
 healthy network every call must succeed on its first try; after a kill, a
 restart or a cut, calls may be repeated for a bounded time while the overlay
 repairs itself. A failure shows the end of every daemon's log.
@@ -56,7 +56,7 @@ pytestmark = [
     pytest.mark.skipif(unavailable() is not None, reason=str(unavailable())),
     pytest.mark.skipif(
         os.environ.get(SWITCH) != "1",
-        reason="the multi-host fault suite runs only with {}=1 (tox sets it in py311)".format(
+        reason="the multi-host fault suite runs only with {}=1 (tox -e faults sets it)".format(
             SWITCH
         ),
     ),
