@@ -134,6 +134,10 @@ class JoinFailed(Exception):
     """No bootstrap address and no saved contact answered."""
 
 
+class LookupFailed(Exception):
+    """No way to the key answered; each overlay raises a subclass of its own."""
+
+
 @implementer(IOverlay)
 class StaticOverlay:
     """A full mesh: every member knows every other.

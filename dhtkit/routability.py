@@ -10,8 +10,9 @@ any other address the answer is held, a small ping is sent there instead
 (the probe), and the held answers follow when its reply proves the address;
 if none comes, they are dropped and counted.
 
-A victim of such a forgery thus receives one ping per forged query: no more
-than the attacker sent.
+A victim of such a forgery thus receives a ping per forged query, and the
+same ping once more when it does not answer: about what the attacker sent,
+twice at most.
 """
 
 from __future__ import annotations

@@ -368,8 +368,9 @@ class RPCProtocol(DatagramProtocol):
         return self._call(address, "ping", None, key, None, None).addCallback(itemgetter(0))
 
     def _probe(self, peer_key: bytes, address: Address) -> defer.Deferred[Any]:
-        # The return-routability probe: one small ping, never retried.
-        return self._call(address, "ping", None, peer_key, None, 0)
+        # The return-routability probe: a small ping, resent like any call
+        # (a lost probe would cost the asker its answer).
+        return self._call(address, "ping", None, peer_key, None, None)
 
     def _send_query(self, txid: int, pending: _Pending) -> None:
         body = wire.encode_body(

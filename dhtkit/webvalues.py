@@ -17,9 +17,9 @@ from typing import Any
 
 import attrs
 
-from dhtkit.chord import LookupFailed
 from dhtkit.keyspace import key_for
 from dhtkit.node import PutFailed
+from dhtkit.overlay import LookupFailed
 from dhtkit.rpc import RPCError
 from dhtkit.service import OverlayService
 from dhtkit.values import (

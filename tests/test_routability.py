@@ -5,6 +5,7 @@ from typing import Any
 from dhtkit import wire
 from dhtkit.contact import Contact
 from dhtkit.routability import AMPLIFICATION
+from dhtkit.rpc import RPCTimeout
 from tests.test_rpc import A_ADDR, B_ADDR, Pair, answers, result_of
 
 VICTIM = ("10.9.9.9", 53)
@@ -27,7 +28,7 @@ def test_a_forged_source_gets_one_small_probe_not_the_answer() -> None:
     pair.a.ping(B_ADDR)
     pair.exchange()
     probes_before = pair.b.stats()["probes_sent"]
-    pair.a.call_contact(pair.b_contact, "big")
+    forged = pair.a.call_contact(pair.b_contact, "big")
     ((query, _),) = pair.take(pair.a)
     pair.b.datagramReceived(query, VICTIM)
     to_victim = sent_to(pair.b, VICTIM)
@@ -37,10 +38,15 @@ def test_a_forged_source_gets_one_small_probe_not_the_answer() -> None:
     assert wire.decode(probe).method == "ping"
     stats = pair.b.stats()
     assert stats["answers_held"] == 1 and stats["probes_sent"] - probes_before == 1
-    # The victim never answers: the held answer is dropped and counted.
+    # The victim never answers: the probe is sent once more, then the held
+    # answer is dropped and counted.
+    pair.clock.advance(pair.b.timeout)
+    ((again,),) = [sent_to(pair.b, VICTIM)]
+    assert len(again) <= len(probe) + 1
     pair.clock.advance(pair.b.timeout)
     assert pair.b.stats()["dropped_unproven"] == 1
     assert sent_to(pair.b, VICTIM) == []
+    assert result_of(forged).check(RPCTimeout)  # nothing came back to the attacker
 
 
 def test_the_real_asker_proves_its_address_and_gets_its_answer() -> None:
@@ -81,7 +87,7 @@ def test_listeners_hear_of_a_querier_only_once_its_address_is_proven() -> None:
     (query,) = [data for data, _ in pair.take(pair.a)]
     pair.b.datagramReceived(query, VICTIM)
     assert heard == []
-    pair.clock.advance(pair.b.timeout)  # the victim ignores the probe
+    pair.clock.advance(2 * pair.b.timeout)  # the victim ignores the probe, twice
     assert heard == []
     # the small ping answer and the probe: a few times the query, no more
     assert sum(map(len, sent_to(pair.b, VICTIM))) <= AMPLIFICATION * len(query)

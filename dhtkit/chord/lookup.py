@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 
 from twisted.internet import defer
 
+from dhtkit import overlay
 from dhtkit.chord.messages import FindAnswer, MalformedPayload
 from dhtkit.contact import Contact
 from dhtkit.keyspace import in_interval, ring_distance
@@ -36,7 +37,7 @@ MAX_MESSAGES = 100
 Ask = Callable[[Contact], "defer.Deferred[FindAnswer]"]
 
 
-class LookupFailed(Exception):
+class LookupFailed(overlay.LookupFailed):
     """Every node that could lead to the key failed to answer."""
 
 

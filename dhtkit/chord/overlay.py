@@ -235,9 +235,9 @@ class ChordOverlay:
         if me is None:
             return defer.succeed(Lookup(key, [], 0, 0))
         count = max(1, min(count, messages.MAX_CONTACTS))
-        self.counters["lookups"] += 1
         answer = self.state.answer_find(me, key, count)
         if answer.done:
+            self.counters["lookups"] += 1
             self.hop_histogram.observe(0)  # answered from our own state
             return defer.succeed(Lookup(key, answer.contacts, 0, 0))
         search = self._search(
@@ -249,6 +249,9 @@ class ChordOverlay:
         return search.run().addBoth(self._count_lookup, search)
 
     def _count_lookup(self, result: Any, search: SuccessorSearch) -> Any:
+        # Counted once it ended, with its hops: a lookup under way is in
+        # neither the counters nor the histogram.
+        self.counters["lookups"] += 1
         self.counters["hops_total"] += search.hops
         self.hop_histogram.observe(search.hops)
         self.counters["messages_total"] += search.messages

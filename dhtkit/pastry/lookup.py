@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from twisted.internet import defer
 
+from dhtkit import overlay
 from dhtkit.contact import Contact
 from dhtkit.keyspace import circular_distance, numerically_closest_first
 from dhtkit.overlay import Lookup
@@ -39,7 +40,7 @@ MAX_MESSAGES = 64
 Ask = Callable[[Contact, int], "defer.Deferred[RouteAnswer]"]
 
 
-class LookupFailed(Exception):
+class LookupFailed(overlay.LookupFailed):
     """Every node that could lead to the key failed to answer."""
 
 

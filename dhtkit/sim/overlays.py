@@ -37,7 +37,7 @@ from dhtkit.identity import Identity
 from dhtkit.kademlia import KademliaOverlay
 from dhtkit.keyspace import distance, from_int, numerically_closest_first, ring_distance
 from dhtkit.node import DHTNode
-from dhtkit.overlay import IRoutingOverlay, JoinFailed
+from dhtkit.overlay import IRoutingOverlay, JoinFailed, LookupFailed
 from dhtkit.pastry import PastryOverlay
 from dhtkit.rpc import RPCProtocol
 from dhtkit.sim.clock import HeapClock
@@ -282,7 +282,10 @@ def simulate(
     correct = found = 0
     for key, value in values:
         reader = net.rng.choice(net.live())
-        lookup = net.wait(reader.overlay.lookup(key, 1))
+        try:
+            lookup = net.wait(reader.overlay.lookup(key, 1))
+        except LookupFailed:
+            continue  # neither correct nor found
         hops.append(lookup.hops)
         messages.append(lookup.messages)
         correct += bool(lookup.contacts) and lookup.contacts[0].node_id == net.owner(key)
