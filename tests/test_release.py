@@ -64,3 +64,14 @@ def test_the_oldest_env_pins_every_floor_setup_cfg_names() -> None:
         (pin,) = [s.version for s in requirement.specifier if s.operator == "=="]
         pins[requirement.name.lower()] = pin
     assert pins == floors
+
+
+def test_every_package_of_the_source_tree_is_installed() -> None:
+    # setup.cfg lists the packages by hand (for twisted.plugins); a package
+    # missing there works from the source tree and breaks an installed copy.
+    listed = set(setup_cfg()["options"]["packages"].split())
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "dhtkit").rglob("__init__.py")
+    }
+    assert found <= listed, found - listed
