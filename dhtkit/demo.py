@@ -220,7 +220,9 @@ async def _settle(services: list[OverlayService], keys: list[bytes], reactor: An
             raise CommandFailed(
                 "the nodes did not agree on the holders within {:g} s".format(SETTLE_TIMEOUT)
             )
-        await task.deferLater(reactor, 0.1, lambda: None)
+        # Not sooner: each round is a lookup per node and key, and rounds in
+        # quick succession would outrun the nodes' per-source rate limits.
+        await task.deferLater(reactor, 0.5, lambda: None)
 
 
 __all__ = ["PROTOCOLS", "ProgressBar", "add_demo", "run_demo"]
