@@ -15,13 +15,34 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 
 from dhtkit.cli import CommandFailed, at_least
-from dhtkit.client import ApiClient, ApiError, check_api_url
+from dhtkit.client import ApiClient, ApiError, ConnectionRefused, check_api_url
 from dhtkit.datadir import API_FILE, TOKEN_FILE, default_data_dir, read_api_url, read_token
 
 _PUBLIC_KEY = re.compile("[0-9a-fA-F]{64}")
+
+#: Seconds a command waits for a node that is starting, by default.
+WAIT = 10.0
+#: How the API says that its node has not joined a network yet.
+_NOT_JOINED = "the node has no contacts yet"
+
+
+class NodeNotFound(CommandFailed):
+    """The data directory names no running node (no api.url)."""
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(
+            "{!r} is not a number of seconds from 0 to 3600".format(text)
+        )
+    return value
 
 
 def _api_url(text: str) -> str:
@@ -46,6 +67,14 @@ def add_api_options(parser: argparse.ArgumentParser, default: Any) -> None:
         metavar="URL",
         help="the node's HTTP API, e.g. http://127.0.0.1:4001 (default: the api.url "
         "its daemon wrote in the data directory)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=_seconds,
+        default=default,
+        metavar="SECONDS",
+        help="how long to wait for a node that is starting or joining (default: "
+        "{:g}; 0 does not wait)".format(WAIT),
     )
     parser.add_argument(
         "-d",
@@ -118,7 +147,7 @@ def client_for(args: argparse.Namespace, reactor: Any) -> tuple[ApiClient, Path 
         start = "twistd -n dhtkit" + (
             "" if args.data_dir is None else " --data-dir {}".format(args.data_dir)
         )
-        raise CommandFailed(
+        raise NodeNotFound(
             "no running node found in {}: start one with `{}`, or give --api URL".format(
                 data_dir, start
             )
@@ -135,8 +164,43 @@ def client_for(args: argparse.Namespace, reactor: Any) -> tuple[ApiClient, Path 
     return ApiClient(url, reactor=reactor, token=token), token_file
 
 
+def _starting(error: Exception) -> bool:
+    # Nothing was done: no node yet, nothing listening yet, or not joined yet.
+    return isinstance(error, (NodeNotFound, ConnectionRefused)) or (
+        isinstance(error, ApiError)
+        and error.status == 503
+        and error.message.startswith(_NOT_JOINED)
+    )
+
+
 async def call_api(args: argparse.Namespace, reactor: Any, method: str, *call: Any) -> Any:
-    """``ApiClient.method(*call)`` on the node ``args`` name; a 401 says which token was sent."""
+    """``ApiClient.method(*call)`` on the node ``args`` name; a 401 says which token was sent.
+
+    A node that is starting (no ``api.url`` yet, its port not open yet, or
+    not joined yet) is waited for, ``--wait`` seconds at most, with a word
+    on standard error; so a command right after ``twistd ... &`` works.
+    """
+    wait = getattr(args, "wait", None)
+    deadline = reactor.seconds() + (WAIT if wait is None else wait)
+    told = False
+    while True:
+        try:
+            return await _call_once(args, reactor, method, *call)
+        except (CommandFailed, ApiError) as e:
+            if not _starting(e) or reactor.seconds() >= deadline:
+                raise
+            if not told:
+                where = args.api or args.data_dir or default_data_dir()
+                print(
+                    "waiting for the node of {} to start and join (up to {:.0f} s; "
+                    "--wait 0 not to wait)".format(where, deadline - reactor.seconds()),
+                    file=sys.stderr,
+                )
+                told = True
+            await task.deferLater(reactor, 0.25, lambda: None)
+
+
+async def _call_once(args: argparse.Namespace, reactor: Any, method: str, *call: Any) -> Any:
     client, token_file = client_for(args, reactor)
     try:
         return await getattr(client, method)(*call)

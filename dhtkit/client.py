@@ -42,6 +42,10 @@ class ApiError(Exception):
         self.status = status
 
 
+class ConnectionRefused(ApiError):
+    """Nothing listens at the API's address (yet): the daemon is not running."""
+
+
 @attrs.frozen
 class SignedReply:
     """A signed mutable value as ``GET /v1/signed/...`` returns it."""
@@ -245,7 +249,7 @@ class ApiClient:
             return ApiError("{} did not answer within {:g} s".format(where, self.timeout))
         e = failure.value
         if isinstance(e, error.ConnectionRefusedError):
-            return ApiError(
+            return ConnectionRefused(
                 "cannot reach {}: connection refused — is the daemon running?".format(where)
             )
         if isinstance(e, error.DNSLookupError):

@@ -229,7 +229,7 @@ async def test_a_node_without_contacts_is_reported(
 ) -> None:
     alone = await start_nodes(tmp_path, 1)
     try:
-        assert await run("--api", alone[0].url, "put", "x", "y") == 1
+        assert await run("--api", alone[0].url, "--wait", "0", "put", "x", "y") == 1
         err = capsys.readouterr().err
         assert err.startswith("dhtkit: error: the node has no contacts yet")
     finally:
@@ -249,7 +249,7 @@ async def test_a_value_too_large_is_refused_in_one_line(
 @pytest_twisted.ensureDeferred
 async def test_connection_refused_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
     url = "http://127.0.0.1:{}".format(closed_port())
-    assert await run("--api", url, "get", "x") == 1
+    assert await run("--api", url, "--wait", "0", "get", "x") == 1
     out, err = capsys.readouterr()
     assert out == ""
     assert err == (
@@ -262,7 +262,7 @@ async def test_connection_refused_is_one_clear_line(capsys: pytest.CaptureFixtur
 async def test_without_api_url_the_user_is_told_how_to_start_a_node(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert await run("--data-dir", str(tmp_path), "status") == 1
+    assert await run("--data-dir", str(tmp_path), "--wait", "0", "status") == 1
     err = capsys.readouterr().err
     assert err.startswith("dhtkit: error: no running node found in {}".format(tmp_path))
     assert "twistd -n dhtkit" in err and "--api URL" in err and len(err.splitlines()) == 1
@@ -338,7 +338,7 @@ async def test_a_node_that_never_answers_times_out() -> None:
 
 
 def test_main_runs_a_client_command_on_the_reactor_without_a_traceback() -> None:
-    argv = ["--api", "http://127.0.0.1:{}".format(closed_port()), "status"]
+    argv = ["--api", "http://127.0.0.1:{}".format(closed_port()), "--wait", "0", "status"]
     done = subprocess.run(
         [sys.executable, "-m", "dhtkit.cli", *argv],
         capture_output=True,

@@ -196,3 +196,21 @@ def test_slow_http_clients_leave_the_daemons_api_to_others(
     assert daemon.stop() == 0
     daemons.remove(daemon)
     assert "Traceback" not in daemon.output()
+
+
+def test_a_command_right_after_the_daemon_is_started_waits_for_it(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    # As the README runs it: `twistd ... &` then at once `dhtkit -d DIR put`.
+    # The command once failed with "no running node found": it now waits,
+    # --wait seconds at most, for the node to start and join.
+    port_a = free_udp_port_with_tcp_after()
+    a = node_daemon(tmp_path, "a", port_a)
+    b = node_daemon(tmp_path, "b", free_udp_port_with_tcp_after(), port_a)
+    daemons.extend([a, b])
+    a.start()
+    b.start()
+    put = dhtkit_command("--data-dir", str(a.workdir / "data"), "put", "greeting", "hello")
+    assert put.returncode == 0, put.stderr.decode() + a.output()
+    got = dhtkit_command("--data-dir", str(b.workdir / "data"), "get", "greeting")
+    assert (got.returncode, got.stdout) == (0, b"hello"), got.stderr.decode() + b.output()
