@@ -59,6 +59,7 @@ import cbor2
 
 from dhtkit.identity import Identity
 from dhtkit.wire import mac, seal, session_key, sign
+from tests.daemons import free_udp_port_with_tcp_after
 
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 ETH_P_ALL = 0x0003
@@ -78,28 +79,13 @@ _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
 # -- daemons ---------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A UDP port p, free, with TCP p + 1 free too (the daemon's default API port)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port: int = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free pair of ports found")
-
-
 class Daemon:
     """One ``twistd -n dhtkit`` on 127.0.0.1, its log in its directory."""
 
     def __init__(self, root: Path, name: str, bootstrap: Daemon | None) -> None:
         self.dir = root / name
         self.dir.mkdir()
-        self.port = free_port()
+        self.port = free_udp_port_with_tcp_after()
         self.api = "http://127.0.0.1:{}".format(self.port + 1)
         self.log = self.dir / "twistd.log"
         argv = [*TWISTD, "-n", "--pidfile", "", "dhtkit", "-p", str(self.port)]
