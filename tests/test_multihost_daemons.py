@@ -64,8 +64,12 @@ def test_values_survive_a_partition_and_a_killed_daemon(daemons: list[HostDaemon
     a, b, c = daemons
     for node in daemons:
         node.wait_for_contacts(2)
-    succeeds(a, "put", "greeting", "hello", within=0)
-    succeeds(c, "get", "greeting", expect="hello", within=0)
+    # Two contacts each do not make a stable ring yet: a Chord node may still
+    # know a successor list of one for a while (several stabilization rounds on
+    # a loaded machine), and a put that reaches fewer than two replicas is
+    # refused. It is retried like every other step.
+    succeeds(a, "put", "greeting", "hello")
+    succeeds(c, "get", "greeting", expect="hello")
 
     # b is cut off: the two others still read and write.
     b.host.cut()
