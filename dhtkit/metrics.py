@@ -1,10 +1,16 @@
-"""Prometheus metrics: a histogram, and a node's counters as exposition text.
+"""Prometheus metrics: a histogram, and a node's counters read at scrape time.
 
-The overlays keep a :class:`Histogram` of their lookups' hop counts;
-:func:`render` turns that, and every counter the RPC layer, the overlay,
-the value layer and (when given) the gossip protocol keep, into the text
-exposition format 0.0.4 that ``GET /metrics`` serves. Counters are read at
-scrape time: nothing here runs between scrapes.
+The components of a node keep plain counters (their ``stats()`` dicts) and
+the overlays a :class:`Histogram` of their lookups' hop counts; nothing here
+runs between scrapes. :class:`NodeCollector` is a ``prometheus_client``
+collector that reads them when ``GET /metrics`` asks, and gives each value
+its family from :data:`FAMILIES`: a written HELP text, a type (counter,
+gauge, histogram), and a ``reason`` label where one thing is counted by
+cause (datagrams dropped, stores refused). :func:`node_registry` puts it in a
+registry of its own, beside the library's process collector: several nodes
+may live in one process (the simulator, the tests, the demo), so no node
+uses the library's global registry. ``docs/metrics.rst`` lists every family,
+and a test scrapes a real node to hold the two together.
 """
 
 from __future__ import annotations
@@ -12,43 +18,32 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    UnknownMetricFamily,
+)
+from prometheus_client.exposition import generate_latest
 
 import dhtkit
+from dhtkit.values import REFUSALS
 
 if TYPE_CHECKING:
     from dhtkit.service import OverlayService
 
-#: The ``Content-Type`` of the text exposition format.
+#: The ``Content-Type`` of the text exposition format ``GET /metrics`` serves.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: Upper bounds of the lookup hop buckets: one per hop where lookups
 #: usually end (log2 of the network size), coarser beyond.
 HOP_BOUNDS: tuple[float, ...] = (0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 16)
-
-#: Values in the components' ``stats()`` that are levels, not event counts.
-GAUGES = frozenset(
-    {
-        # rpc
-        "sessions", "pending_calls",
-        # overlays
-        "contacts", "buckets", "replacements", "pinging",
-        "fingers", "successors", "has_predecessor",
-        # gossip
-        "updates", "spreading", "removed",
-        # HTTP API
-        "connections",
-    }
-)  # fmt: skip
-
-
-#: Value-layer counters reported from the start, so that a rate over them
-#: has a first sample of 0 (the node counts each only once it happens).
-VALUE_COUNTERS = ("puts", "gets", "read_repairs", "store_received", "get_received")
 
 
 def _bounds(value: Iterable[float]) -> tuple[float, ...]:
@@ -97,142 +92,464 @@ class Histogram:
         return out
 
 
-def format_value(value: float) -> str:
-    """A sample value or bound as Prometheus writes it (``+Inf``, ``NaN``, ``3``, ``0.5``)."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))
+# -- the families ---------------------------------------------------------------------------
+
+COUNTER = "counter"
+GAUGE = "gauge"
+HISTOGRAM = "histogram"
 
 
-def escape_label(value: str) -> str:
-    """A label value escaped for the text format (backslash, quote, newline)."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+@attrs.frozen
+class Family:
+    """A metric family as ``/metrics`` exports it and ``docs/metrics.rst`` lists it.
 
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-_INVALID = re.compile(r"[^a-zA-Z0-9_]")
-
-
-def metric_name(*parts: str) -> str:
-    """Join ``parts`` with ``_`` and replace what a metric name cannot hold."""
-    name = _INVALID.sub("_", "_".join(parts))
-    return "_" + name if name[:1].isdigit() else name
-
-
-class Exposition:
-    """Metric families collected in order, written as exposition text.
-
-    Each family gets its ``# HELP`` and ``# TYPE`` lines before its samples.
-    A family added twice under one name keeps its first version: the names
-    of counters come from ``stats()`` keys, and two keys may sanitize alike.
+    :ivar name: the family's name; a counter's sample adds ``_total`` to it.
+    :ivar kind: :data:`COUNTER`, :data:`GAUGE` or :data:`HISTOGRAM`.
+    :ivar help: the HELP text, written for an operator.
+    :ivar labels: the names of its samples' labels.
     """
 
-    def __init__(self) -> None:
-        self._families: dict[str, list[str]] = {}
+    name: str
+    kind: str
+    help: str
+    labels: tuple[str, ...] = ()
 
-    def _family(self, name: str, kind: str, help_text: str) -> list[str] | None:
-        if name in self._families:
-            return None
-        lines = [
-            "# HELP {} {}".format(name, _escape_help(help_text)),
-            "# TYPE {} {}".format(name, kind),
-        ]
-        self._families[name] = lines
-        return lines
+    @property
+    def sample_name(self) -> str:
+        """The name a query uses: ``_total`` added for a counter."""
+        return self.name + "_total" if self.kind == COUNTER else self.name
 
-    def sample(
+    def metric(self) -> Metric:
+        """An empty ``prometheus_client`` family of this kind, name and HELP."""
+        if self.kind == COUNTER:
+            return CounterMetricFamily(self.name, self.help, labels=self.labels)
+        if self.kind == GAUGE:
+            return GaugeMetricFamily(self.name, self.help, labels=self.labels)
+        return HistogramMetricFamily(self.name, self.help, labels=self.labels)
+
+
+NODE_INFO = Family(
+    "dhtkit_node_info",
+    GAUGE,
+    "Always 1; the labels name the node, its overlay and the dhtkit version.",
+    ("node_id", "protocol", "version"),
+)
+UPTIME = Family("dhtkit_uptime_seconds", GAUGE, "Seconds since the node started.")
+ROUTING_CONTACTS = Family(
+    "dhtkit_routing_contacts", GAUGE, "Contacts in the overlay's routing state now."
+)
+STORE_RECORDS = Family("dhtkit_store_records", GAUGE, "Records in the local store now.")
+STORE_BYTES = Family("dhtkit_store_bytes", GAUGE, "Bytes of the records in the local store now.")
+LOOKUP_HOPS = Family("dhtkit_lookup_hops", HISTOGRAM, "Hops of each overlay lookup this node ran.")
+
+
+@attrs.define
+class Source:
+    """How one component's ``stats()`` dict is read: each key to a family.
+
+    :ivar prefix: the start of its families' names (``dhtkit_rpc``).
+    :ivar keys: stat key -> (family name, ``reason`` label or None).
+    :ivar by_prefix: key prefix -> family name; the rest of such a key is
+        its ``reason`` (for causes that come from exception classes).
+    :ivar skip: keys that are exported otherwise, or are sums of others.
+    :ivar reported: every key in ``keys`` is exported from the start, at 0
+        until it is counted, so that a rate has a first sample. Off for the
+        overlay: which keys it has depends on the overlay.
+    """
+
+    prefix: str
+    reported: bool = True
+    keys: dict[str, tuple[str, str | None]] = attrs.Factory(dict)
+    by_prefix: dict[str, str] = attrs.Factory(dict)
+    skip: set[str] = attrs.Factory(set)
+    families: list[Family] = attrs.Factory(list)
+
+    def _add(self, name: str, kind: str, help_text: str, labels: tuple[str, ...] = ()) -> str:
+        family = Family("{}_{}".format(self.prefix, name), kind, help_text, labels)
+        self.families.append(family)
+        return family.name
+
+    def counter(self, key: str, help_text: str) -> None:
+        """``key`` counts events: ``<prefix>_<key>_total`` (``_total`` once)."""
+        name = key[: -len("_total")] if key.endswith("_total") else key
+        self.keys[key] = (self._add(name, COUNTER, help_text), None)
+
+    def gauge(self, key: str, help_text: str) -> None:
+        """``key`` is a level: ``<prefix>_<key>``."""
+        self.keys[key] = (self._add(key, GAUGE, help_text), None)
+
+    def by_reason(
         self,
         name: str,
-        kind: str,
         help_text: str,
-        value: float,
-        labels: Mapping[str, str] | None = None,
+        keys: Mapping[str, str] | None = None,
+        prefix: str | None = None,
+        reasons: Iterable[str] = (),
     ) -> None:
-        """Add a family of kind ``counter`` or ``gauge`` with one sample."""
-        lines = self._family(name, kind, help_text)
-        if lines is not None:
-            lines.append("{}{} {}".format(name, _labels(labels or {}), format_value(value)))
+        """One counter ``<prefix>_<name>_total{reason}`` for several keys.
 
-    def histogram(self, name: str, help_text: str, histogram: Histogram) -> None:
-        """Add ``histogram`` as ``name_bucket`` / ``name_sum`` / ``name_count``."""
-        lines = self._family(name, "histogram", help_text)
-        if lines is None:
-            return
-        for bound, count in histogram.buckets():
-            lines.append('{}_bucket{{le="{}"}} {}'.format(name, format_value(bound), count))
-        lines.append("{}_sum {}".format(name, format_value(histogram.sum)))
-        lines.append("{}_count {}".format(name, histogram.count))
+        :param keys: stat key -> its reason.
+        :param prefix: every key ``prefix + reason`` belongs here too.
+        :param reasons: reasons known in advance, for ``prefix`` (reported from 0).
+        """
+        family = self._add(name, COUNTER, help_text, ("reason",))
+        for key, reason in (keys or {}).items():
+            self.keys[key] = (family, reason)
+        if prefix is not None:
+            self.by_prefix[prefix] = family
+            for reason in reasons:
+                self.keys[prefix + reason] = (family, reason)
 
-    def stats(self, prefix: str, source: str, stats: Mapping[str, int]) -> None:
-        """Add each entry of a ``stats()`` dict: a gauge if it is a level, else a counter."""
-        for key in sorted(stats):
-            if key in GAUGES:
-                name = metric_name(prefix, key)
-                self.sample(name, "gauge", "{} {} (now)".format(source, key), stats[key])
-            else:
-                name = metric_name(prefix, key, "total")
-                self.sample(name, "counter", "{} {} (since start)".format(source, key), stats[key])
+    def family_of(self, key: str) -> tuple[str, str | None] | None:
+        """The family of ``key`` and its reason; None for a key not described here."""
+        found = self.keys.get(key)
+        if found is not None:
+            return found
+        for prefix, family in self.by_prefix.items():
+            if key.startswith(prefix) and len(key) > len(prefix):
+                return family, key[len(prefix) :]
+        return None
 
-    def text(self) -> str:
-        """The exposition text, ending in a newline."""
-        return "".join(line + "\n" for lines in self._families.values() for line in lines)
+    def read(self, stats: Mapping[str, float], source: str) -> Iterator[Metric]:
+        """The families of ``stats``; a key not described here is exported untyped."""
+        samples: dict[str, dict[str | None, float]] = {}
+        if self.reported:
+            for family, reason in self.keys.values():
+                samples.setdefault(family, {})[reason] = 0
+        unknown: list[Metric] = []
+        for key, value in stats.items():
+            if key in self.skip:
+                continue
+            found = self.family_of(key)
+            if found is None:
+                name = "{}_{}".format(self.prefix, key)
+                help_text = "The {} stat {!r}, not described yet.".format(source, key)
+                unknown.append(UnknownMetricFamily(name, help_text, value=value))
+                continue
+            family, reason = found
+            by_reason = samples.setdefault(family, {})
+            by_reason[reason] = by_reason.get(reason, 0) + value
+        for declared in self.families:
+            counted = samples.get(declared.name)
+            if counted is None:
+                continue
+            metric = declared.metric()
+            for reason, value in sorted(counted.items(), key=lambda item: item[0] or ""):
+                labels = [] if reason is None else [reason]
+                metric.add_metric(labels, value)  # type: ignore[attr-defined]
+            yield metric
+        yield from unknown
 
 
-def _labels(labels: Mapping[str, str]) -> str:
-    if not labels:
-        return ""
-    inner = ",".join('{}="{}"'.format(k, escape_label(v)) for k, v in labels.items())
-    return "{" + inner + "}"
+# -- RPC: RPCProtocol.stats() ------------------------------------------------------------
+
+RPC = Source("dhtkit_rpc")
+RPC.skip.add("dropped")  # the sum of the reasons below
+RPC.counter("received", "Datagrams received, before any check.")
+RPC.counter("sent", "Datagrams sent.")
+RPC.counter("queries_sent", "Queries this node sent (each retry counts again).")
+RPC.counter("queries_received", "Queries received that passed every check.")
+RPC.counter("replies_received", "Replies received to this node's pending calls.")
+RPC.counter("errors_sent", "Error replies sent (a handler refused or failed a query).")
+RPC.counter("errors_received", "Error replies received to this node's calls.")
+RPC.counter("retries", "Queries sent again after no reply came in time.")
+RPC.counter("duplicate_queries", "Queries received again and answered from the answer cache.")
+RPC.counter("timeouts", "Calls that got no reply after every retry.")
+RPC.counter("send_errors", "Datagrams the operating system refused to send.")
+RPC.by_reason(
+    "dropped",
+    "Datagrams received and dropped, by reason (rate_limited, malformed, oversized, "
+    "bad_node_id, bad_auth, replay, stale, self, handshake_limited, unexpected_reply, "
+    "unproven).",
+    prefix="dropped_",
+)
+RPC.counter("probes_sent", "Routability probes sent to addresses not yet proven.")
+RPC.counter("probes_refused", "Routability probes not sent: the probe budget was spent.")
+RPC.counter("answers_held", "Large answers held until their address proves it receives.")
+RPC.counter("answers_released", "Held answers sent once their address was proven.")
+RPC.counter("handler_errors", "Queries whose handler failed unexpectedly (a bug).")
+RPC.counter("listener_errors", "Listeners of verified messages that failed (a bug).")
+RPC.gauge("sessions", "Peers with a session key now.")
+RPC.gauge("pending_calls", "Calls waiting for a reply now.")
+
+# -- the overlay: IRoutingOverlay.stats(), whichever overlay runs --------------------------
+
+OVERLAY = Source("dhtkit_overlay", reported=False)
+OVERLAY.skip.add("contacts")  # dhtkit_routing_contacts, for every overlay
+OVERLAY.counter("lookups", "Lookups this node ran.")
+OVERLAY.counter("lookups_failed", "Lookups that found no live node responsible for the key.")
+OVERLAY.counter("lookup_hops", "Hops of every lookup, summed (Kademlia).")
+OVERLAY.counter("lookup_messages", "Queries sent by lookups (Kademlia).")
+OVERLAY.counter("lookup_timeouts", "Lookup queries that got no reply (Kademlia).")
+OVERLAY.counter("lookup_bad_answers", "Lookup answers dropped as malformed (Kademlia).")
+OVERLAY.counter("hops_total", "Hops of every lookup, summed.")
+OVERLAY.counter("messages_total", "Queries sent by lookups.")
+OVERLAY.counter("timeouts", "Lookup queries that got no reply.")
+OVERLAY.counter("bad_answers", "Lookup answers dropped as malformed.")
+OVERLAY.counter("no_progress", "Lookup hops refused: no closer to the key (they could loop).")
+OVERLAY.counter("refreshes", "Buckets refreshed by a lookup of a random id in them.")
+OVERLAY.counter(
+    "unsolved_contacts_dropped", "Contacts dropped from answers for lacking the id puzzle."
+)
+OVERLAY.counter("disjoint_lookups", "Reads run over disjoint paths.")
+OVERLAY.gauge("buckets", "k-buckets in the routing table now.")
+OVERLAY.gauge("replacements", "Contacts waiting in the buckets' replacement caches now.")
+OVERLAY.gauge("pinging", "Buckets pinging their oldest contact now.")
+OVERLAY.counter("added", "Contacts added to the routing table.")
+OVERLAY.counter("splits", "k-buckets split.")
+OVERLAY.counter("promoted", "Replacements promoted into a bucket.")
+OVERLAY.counter("pings_sent", "Pings of a full bucket's oldest contact.")
+OVERLAY.counter("pings_answered", "Pings of a full bucket's oldest contact answered.")
+OVERLAY.counter("pings_failed", "Pings of a full bucket's oldest contact not answered.")
+OVERLAY.counter("stale_pings", "Contacts silent for long, pinged before being handed out.")
+OVERLAY.by_reason(
+    "contacts_removed",
+    "Contacts removed from the routing table, by reason (evicted: did not answer a "
+    "ping; failures: too many failed calls; stale: silent and did not answer; "
+    "removed: left or was removed).",
+    keys={
+        "evictions": "evicted",
+        "dropped_failures": "failures",
+        "stale_dropped": "stale",
+        "removed": "removed",
+    },
+)
+OVERLAY.by_reason(
+    "contacts_refused",
+    "Contacts the routing table refused, by reason (network: too many from one "
+    "network; puzzle: the id puzzle is not solved).",
+    prefix="refused_",
+)
+OVERLAY.gauge("fingers", "Distinct contacts in the finger table now.")
+OVERLAY.gauge("successors", "Entries in the successor list now.")
+OVERLAY.gauge("has_predecessor", "1 when the node knows its predecessor, else 0.")
+OVERLAY.counter("joins", "Times this node joined the network.")
+OVERLAY.counter("rejoins", "Times this node joined again after losing every successor.")
+OVERLAY.counter("leaves", "Times this node left the network, telling its neighbours.")
+OVERLAY.counter("leaves_received", "Neighbours that said they were leaving.")
+OVERLAY.counter("notifies_received", "Notify messages received from would-be predecessors.")
+OVERLAY.counter("stabilize_rounds", "Stabilize rounds run.")
+OVERLAY.counter("successor_changes", "Times the first successor changed.")
+OVERLAY.counter("successor_refreshes", "Successor lists taken over from the successor.")
+OVERLAY.counter("successors_failed", "Successors that did not answer and were passed over.")
+OVERLAY.counter("fix_fingers_rounds", "Fix-fingers rounds run.")
+OVERLAY.counter("successor_checks", "Checks that the successor is the right one.")
+OVERLAY.counter("successor_checks_corrected", "Successor checks that found a closer node.")
+OVERLAY.counter("check_predecessor_rounds", "Check-predecessor rounds run.")
+OVERLAY.counter("predecessor_changes", "Times the predecessor changed.")
+OVERLAY.counter("predecessors_failed", "Predecessors that did not answer and were forgotten.")
+OVERLAY.counter("merge_attempts", "Attempts to merge this ring with another one.")
+OVERLAY.counter("merges", "Nearer successors adopted from another ring (rings merged).")
+OVERLAY.counter("merge_notifies", "Notify messages sent to merge two rings.")
+OVERLAY.gauge("leaf_set", "Nodes in the leaf set now.")
+OVERLAY.gauge("table_entries", "Entries in the routing table now.")
+OVERLAY.gauge("neighbourhood", "Nodes in the neighbourhood set now.")
+OVERLAY.counter("join_messages", "Messages exchanged by this node's joins.")
+OVERLAY.counter("announces_received", "Arrival announcements received from new nodes.")
+OVERLAY.counter("leaf_repairs", "Leaf-set repairs after a member failed.")
+OVERLAY.counter("table_repairs", "Routing-table repairs after an entry failed.")
+OVERLAY.counter("leaf_rounds", "Periodic leaf-set exchanges.")
+OVERLAY.counter("neighbourhood_rounds", "Periodic neighbourhood-set exchanges.")
+OVERLAY.counter("candidates_pinged", "Candidate contacts pinged before being admitted.")
+OVERLAY.counter("candidates_dropped", "Candidate contacts dropped: too many waiting.")
+
+# -- the value layer: DHTNode.stats() ------------------------------------------------------
+
+VALUES = Source("dhtkit_values")
+VALUES.skip.update({"records", "record_bytes"})  # dhtkit_store_records and _bytes
+VALUES.counter("puts", "Values this node stored in the network.")
+VALUES.counter("puts_failed", "Puts that reached too few replicas.")
+VALUES.counter("gets", "Values this node looked up.")
+VALUES.counter(
+    "gets_answered_locally", "Gets of immutable values answered from the node's own store."
+)
+VALUES.counter("bad_answers", "Answers to this node's gets dropped as invalid.")
+VALUES.counter("read_repairs", "Stale or missing replicas a get brought up to date.")
+VALUES.counter("cached_copies_sent", "Copies cached on the lookup path after a get.")
+VALUES.counter("store_received", "Store requests received from peers.")
+VALUES.by_reason(
+    "store_refused",
+    "Store requests refused, by reason (too_large, salt_too_long, malformed, key_mismatch, "
+    "bad_signature, kind_conflict, stale_seq, seq_conflict, cas_mismatch, clock_skew, "
+    "over_quota).",
+    prefix="store_refused_",
+    reasons=sorted(REFUSALS),
+)
+VALUES.counter("get_received", "Get requests received from peers.")
+VALUES.by_reason(
+    "get_refused",
+    "Get requests refused, by reason (malformed).",
+    prefix="get_refused_",
+    reasons=("malformed",),
+)
+VALUES.counter("handed_over", "Records handed over to a node newly responsible for them.")
+VALUES.counter("handed_over_on_leave", "Records handed over as this node left.")
+VALUES.counter("hand_over_deferred", "Records queued to be handed over at their peer's pace.")
+VALUES.counter(
+    "hand_over_dropped", "Records not handed over: queues full, or the peer did not answer."
+)
+VALUES.counter("hand_over_skipped", "New neighbours handed nothing: too many hand-overs under way.")
+VALUES.counter("scheduler_expired", "Records expired from the store.")
+VALUES.counter("scheduler_replicated", "Records replicated to their other holders.")
+VALUES.counter("scheduler_republished", "Records this node published, published again.")
+VALUES.counter("scheduler_failed", "Replications and republishes that failed (retried later).")
+
+# -- gossip: GossipProtocol.stats() ------------------------------------------------------
+
+GOSSIP = Source("dhtkit_gossip")
+GOSSIP.skip.add("dropped")  # the sum of the reasons below
+GOSSIP.counter("rounds", "Gossip rounds run.")
+GOSSIP.counter("exchanges", "Exchanges with a partner this node started.")
+GOSSIP.counter("exchange_failures", "Exchanges that failed (no answer, or an error).")
+GOSSIP.counter("requests_received", "Exchanges other nodes started with this one.")
+GOSSIP.counter("bad_requests", "Exchange requests dropped as malformed.")
+GOSSIP.counter("bad_replies", "Exchange replies dropped as malformed.")
+GOSSIP.counter("updates_sent", "Updates sent to partners.")
+GOSSIP.counter("updates_received", "Updates received from partners.")
+GOSSIP.counter("updates_new", "Updates received that were new here.")
+GOSSIP.counter("updates_known", "Updates received that were known already.")
+GOSSIP.by_reason(
+    "dropped",
+    "Updates received and dropped, by reason (malformed, oversized, forged, expired, "
+    "bad_expiry, store_full).",
+    prefix="dropped_",
+)
+GOSSIP.counter("published", "Updates (and deletions) this node published.")
+GOSSIP.counter("delivered", "Updates delivered to local subscribers.")
+GOSSIP.counter("deleted", "Updates deleted by their origin's death certificate.")
+GOSSIP.counter("expired", "Updates expired from the store.")
+GOSSIP.counter("removed", "Updates this node stopped spreading (SIR: it lost interest).")
+GOSSIP.gauge("updates", "Live updates held now.")
+GOSSIP.gauge("spreading", "Updates this node is spreading now.")
+
+# -- the HTTP API: ConnectionStats.stats() -------------------------------------------------
+
+HTTP = Source("dhtkit_http")
+HTTP.gauge("connections", "Connections to the HTTP API open now.")
+HTTP.by_reason(
+    "refused",
+    "Connections or requests refused, by reason (per_source: the cap per client "
+    "address; total_cap: the cap on all connections; length: a Content-Length too "
+    "large to be a body).",
+    keys={
+        "refused_per_source": "per_source",
+        "refused_total_cap": "total_cap",
+        "refused_length": "length",
+    },
+)
+HTTP.counter("evicted_waiting", "Idle connections closed to make room for a new one.")
+HTTP.counter("request_timeouts", "Connections closed for not sending a request in time.")
+
+
+def _index(*families: Family) -> dict[str, Family]:
+    index: dict[str, Family] = {}
+    for family in families:
+        if family.name in index:
+            raise ValueError("metric family {} declared twice".format(family.name))
+        index[family.name] = family
+    return index
+
+
+#: Every family a node exports, by name, in the order ``/metrics`` writes them
+#: (the library's ``process_*`` and ``python_info`` come after).
+FAMILIES: dict[str, Family] = _index(
+    NODE_INFO,
+    UPTIME,
+    ROUTING_CONTACTS,
+    STORE_RECORDS,
+    STORE_BYTES,
+    LOOKUP_HOPS,
+    *(family for source in (RPC, OVERLAY, VALUES, GOSSIP, HTTP) for family in source.families),
+)
+
+
+# -- the collector -----------------------------------------------------------------------
+
+
+class NodeCollector:
+    """A ``prometheus_client`` collector of one node: it reads the counters at each scrape.
+
+    :param service: a started :class:`~dhtkit.service.OverlayService`.
+    :param gossip: a :class:`~dhtkit.gossip.protocol.GossipProtocol` (or
+        anything with ``stats()``), exported as ``dhtkit_gossip_*``.
+    :param http: the HTTP API's :class:`~dhtkit.webguard.ConnectionStats`
+        (or anything with ``stats()``), exported as ``dhtkit_http_*``.
+    """
+
+    def __init__(self, service: OverlayService, gossip: Any = None, http: Any = None) -> None:
+        self.service = service
+        self.gossip = gossip
+        self.http = http
+
+    def collect(self) -> Iterator[Metric]:
+        """Every family of the node, as its counters stand now."""
+        service = self.service
+        status = service.status()
+        overlay = service.overlay
+        info = NODE_INFO.metric()
+        info.add_metric(  # type: ignore[attr-defined]
+            [str(status["node_id"]), str(status["protocol"]), dhtkit.__version__], 1
+        )
+        yield info
+        yield _single(UPTIME, status["uptime_s"])
+        yield _single(ROUTING_CONTACTS, len(overlay.contacts()))
+        records, size = service.node.store.usage()
+        yield _single(STORE_RECORDS, records)
+        yield _single(STORE_BYTES, size)
+        yield _histogram(LOOKUP_HOPS, overlay.hop_histogram)
+        yield from RPC.read(service.rpc.stats(), "RPC")
+        yield from OVERLAY.read(overlay.stats(), "overlay")
+        yield from VALUES.read(service.node.stats(), "value layer")
+        if self.gossip is not None:
+            yield from GOSSIP.read(self.gossip.stats(), "gossip")
+        if self.http is not None:
+            yield from HTTP.read(self.http.stats(), "HTTP API")
+
+
+def _single(family: Family, value: float) -> Metric:
+    metric = family.metric()
+    metric.add_metric([], value)  # type: ignore[attr-defined]
+    return metric
+
+
+def _histogram(family: Family, histogram: Histogram) -> Metric:
+    metric = HistogramMetricFamily(
+        family.name,
+        family.help,
+        buckets=[(_bound(b), float(n)) for b, n in histogram.buckets()],
+        sum_value=histogram.sum,
+    )
+    return metric
+
+
+def _bound(value: float) -> str:
+    # As Prometheus writes an ``le`` label: +Inf, and integers without ".0".
+    if math.isinf(value):
+        return "+Inf"
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def node_registry(
+    service: OverlayService, gossip: Any = None, http: Any = None
+) -> CollectorRegistry:
+    """A registry of its own for one node: its :class:`NodeCollector` and the process's metrics.
+
+    The process collector (``process_*``: CPU, memory, open files; read from
+    ``/proc``, so Linux only) and the platform collector (``python_info``)
+    are the library's.
+    """
+    registry = CollectorRegistry()
+    registry.register(NodeCollector(service, gossip, http))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The text exposition (format 0.0.4, :data:`CONTENT_TYPE`) of ``registry`` now."""
+    return generate_latest(registry)
 
 
 def render(service: OverlayService, gossip: Any = None, http: Any = None) -> str:
-    """The metrics of a running node service (and its gossip protocol) as exposition text.
-
-    :param gossip: a :class:`~dhtkit.gossip.protocol.GossipProtocol` (or
-        anything with ``stats()``) whose counters are added as ``dhtkit_gossip_*``.
-    :param http: the HTTP API's :class:`~dhtkit.webguard.ConnectionStats` (or
-        anything with ``stats()``): its connections open, refused and closed,
-        as ``dhtkit_http_*``.
-    """
-    status = service.status()
-    overlay = service.overlay
-    node = service.node
-    out = Exposition()
-    info = {
-        "node_id": str(status["node_id"]),
-        "protocol": str(status["protocol"]),
-        "version": dhtkit.__version__,
-    }
-    out.sample("dhtkit_node_info", "gauge", "The node's id, overlay and version.", 1, info)
-    out.sample(
-        "dhtkit_uptime_seconds", "gauge", "Seconds since the node started.", status["uptime_s"]
-    )
-    out.sample(
-        "dhtkit_routing_contacts",
-        "gauge",
-        "Contacts in the overlay's routing state.",
-        len(overlay.contacts()),
-    )
-    records, size = node.store.usage()
-    out.sample("dhtkit_store_records", "gauge", "Records in the local store.", records)
-    out.sample("dhtkit_store_bytes", "gauge", "Bytes of records in the local store.", size)
-    out.histogram("dhtkit_lookup_hops", "Hops per overlay lookup.", overlay.hop_histogram)
-    out.stats("dhtkit_rpc", "RPC layer:", service.rpc.stats())
-    out.stats("dhtkit_overlay", "Overlay:", overlay.stats())
-    values = dict.fromkeys(VALUE_COUNTERS, 0)
-    values.update(node.stats())
-    # The store's size is reported above, as gauges.
-    del values["records"], values["record_bytes"]
-    out.stats("dhtkit_values", "Value layer:", values)
-    if gossip is not None:
-        out.stats("dhtkit_gossip", "Gossip:", gossip.stats())
-    if http is not None:
-        out.stats("dhtkit_http", "HTTP API:", http.stats())
-    return out.text()
+    """The metrics of a running node service as exposition text (see :func:`node_registry`)."""
+    return exposition(node_registry(service, gossip, http)).decode("utf-8")

@@ -89,9 +89,11 @@ async def contacts(call: Call) -> Reply:
 
 
 async def prometheus(call: Call) -> Reply:
-    """``GET /metrics``: the node's counters in Prometheus text format."""
-    text = metrics.render(call.service, call.gossip, call.http)
-    return Reply(200, text.encode("utf-8"), metrics.CONTENT_TYPE)
+    """``GET /metrics``: the node's counters in Prometheus text format (docs/metrics.rst)."""
+    registry = call.metrics
+    if registry is None:
+        registry = metrics.node_registry(call.service, call.gossip, call.http)
+    return Reply(200, metrics.exposition(registry), metrics.CONTENT_TYPE)
 
 
 #: Path patterns (None captures a segment) and their endpoints by method.
@@ -205,6 +207,8 @@ class ApiResource(resource.Resource):
         self.token = token
         self.gossip = gossip
         self.connections = connections
+        # The site's own registry: other nodes may share this process.
+        self.metrics = metrics.node_registry(service, gossip, connections)
 
     def render(self, request: server.Request) -> int:
         """Answer ``request`` once its endpoint is done."""
@@ -251,6 +255,7 @@ class ApiResource(resource.Resource):
                 body,
                 _declared_length(request),
                 self.connections,
+                self.metrics,
             )
             return await endpoint(call)
         except ApiError as e:

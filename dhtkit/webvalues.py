@@ -65,6 +65,7 @@ class Call:
     :ivar body: the request body, or None when it was longer than the API keeps.
     :ivar length: the body's length as the ``Content-Length`` header declared it.
     :ivar http: the API's connection counters, for ``/metrics`` (None when unknown).
+    :ivar metrics: the site's Prometheus registry, for ``/metrics`` (None when unknown).
     """
 
     service: OverlayService
@@ -74,6 +75,7 @@ class Call:
     body: bytes | None
     length: int | None = None
     http: Any = None
+    metrics: Any = None
 
 
 def text(segment: bytes, what: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,8 @@ import attrs
 import pytest
 import pytest_twisted
 import treq
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, endpoints, protocol, reactor, task
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
@@ -132,6 +133,13 @@ async def three(cluster: Cluster) -> list[Api]:
     return [(await cluster.add())[1] for _ in range(3)]
 
 
+def metric_families(answer: Answer) -> dict[str, Metric]:
+    """The families of a ``/metrics`` answer, read by the Prometheus library's parser."""
+    assert answer.code == 200, answer.body
+    text = answer.body.decode("utf-8")
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
 def error_of(answer: Answer, code: int) -> str:
     assert answer.code == code, answer.body
     message = answer.json()["error"]
@@ -182,9 +190,9 @@ async def test_metrics_are_prometheus_text(cluster: Cluster) -> None:
     answer = await apis[0].call("GET", "/metrics")
     assert answer.code == 200
     assert answer.header("content-type") == "text/plain; version=0.0.4; charset=utf-8"
-    text = answer.body.decode("utf-8")
-    assert "\ndhtkit_routing_contacts 2\n" in text
-    assert "# TYPE dhtkit_lookup_hops histogram\n" in text
+    families = metric_families(answer)
+    assert families["dhtkit_routing_contacts"].samples[0].value == 2
+    assert families["dhtkit_lookup_hops"].type == "histogram"
 
 
 @pytest_twisted.ensureDeferred
@@ -601,16 +609,13 @@ async def test_slow_connections_from_one_source_leave_the_api_to_other_clients(
     # A client from another address is answered at once.
     answer = await within(api.call("GET", "/v1/status"), 30)
     assert answer.code == 200
-    metrics = (await api.call("GET", "/metrics")).body.decode()
-    closed = [
-        int(re.search(r"\n{} (\d+)\n".format(name), metrics).group(1))  # type: ignore[union-attr]
-        for name in ("dhtkit_http_refused_per_source_total", "dhtkit_http_evicted_waiting_total")
-    ]
-    assert sum(closed) == 32
+    metrics = metric_families(await api.call("GET", "/metrics"))
+    refused = {s.labels["reason"]: s.value for s in metrics["dhtkit_http_refused"].samples}
+    evicted = metrics["dhtkit_http_evicted_waiting"].samples[0].value
+    assert refused["per_source"] + evicted == 32
     # The 8 slow ones and this client's own (and the previous one's, if its
     # end has not been seen yet).
-    open_now = re.search(r"\ndhtkit_http_connections (\d+)\n", metrics)
-    assert open_now is not None and int(open_now.group(1)) in (9, 10)
+    assert metrics["dhtkit_http_connections"].samples[0].value in (9, 10)
     for client in slow:
         if client.transport is not None:
             client.transport.loseConnection()
@@ -623,8 +628,8 @@ async def test_a_connection_that_never_completes_its_request_is_closed(cluster: 
     [slow] = await open_slow(api.port, "127.0.0.1", 1)
     await within(slow.closed, 30)
     assert slow.received == b""
-    metrics = (await api.call("GET", "/metrics")).body.decode()
-    assert "\ndhtkit_http_request_timeouts_total 1\n" in metrics
+    metrics = metric_families(await api.call("GET", "/metrics"))
+    assert metrics["dhtkit_http_request_timeouts"].samples[0].value == 1
 
 
 @pytest_twisted.ensureDeferred
