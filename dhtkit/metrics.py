@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -143,6 +144,9 @@ STORE_BYTES = Family("dhtkit_store_bytes", GAUGE, "Bytes of the records in the l
 LOOKUP_HOPS = Family("dhtkit_lookup_hops", HISTOGRAM, "Hops of each overlay lookup this node ran.")
 
 
+_INVALID = re.compile("[^a-zA-Z0-9_]")
+
+
 @attrs.define
 class Source:
     """How one component's ``stats()`` dict is read: each key to a family.
@@ -222,7 +226,7 @@ class Source:
                 continue
             found = self.family_of(key)
             if found is None:
-                name = "{}_{}".format(self.prefix, key)
+                name = _INVALID.sub("_", "{}_{}".format(self.prefix, key))
                 help_text = "The {} stat {!r}, not described yet.".format(source, key)
                 unknown.append(UnknownMetricFamily(name, help_text, value=value))
                 continue

@@ -163,9 +163,10 @@ def test_reported_keys_start_at_zero_and_the_overlays_only_when_present() -> Non
 
 
 def test_a_stat_not_described_is_exported_untyped_rather_than_lost() -> None:
-    families = read(Source("s"), {"brand_new": 3})
+    families = read(Source("s"), {"brand_new": 3, "odd key!": 1})
     assert families["s_brand_new"].type == "unknown"
     assert families["s_brand_new"].value() == 3
+    assert families["s_odd_key_"].value() == 1
 
 
 def test_every_family_is_declared_once_with_a_help_text_of_its_own() -> None:
