@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 from twisted.web.server import NOT_DONE_YET
 
-from dhtkit import __version__, metrics
+from dhtkit import __version__, webmetrics
 from dhtkit.service import OverlayService
 from dhtkit.webgossip import delete_update, list_updates, publish_update
 from dhtkit.webguard import (
@@ -92,8 +92,8 @@ async def prometheus(call: Call) -> Reply:
     """``GET /metrics``: the node's counters in Prometheus text format (docs/metrics.rst)."""
     registry = call.metrics
     if registry is None:
-        registry = metrics.node_registry(call.service, call.gossip, call.http)
-    return Reply(200, metrics.exposition(registry), metrics.CONTENT_TYPE)
+        registry = webmetrics.node_registry(call.service, call.gossip, call.http)
+    return Reply(200, webmetrics.exposition(registry), webmetrics.CONTENT_TYPE)
 
 
 #: Path patterns (None captures a segment) and their endpoints by method.
@@ -208,7 +208,7 @@ class ApiResource(resource.Resource):
         self.gossip = gossip
         self.connections = connections
         # The site's own registry: other nodes may share this process.
-        self.metrics = metrics.node_registry(service, gossip, connections)
+        self.metrics = webmetrics.node_registry(service, gossip, connections)
 
     def render(self, request: server.Request) -> int:
         """Answer ``request`` once its endpoint is done."""
