@@ -13,8 +13,7 @@ from __future__ import annotations
 import os
 import random
 import socket
-from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from operator import itemgetter
 from typing import Any
 
@@ -24,44 +23,27 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from dhtkit import wire
+from dhtkit.answers import IN_PROGRESS, AnswerCache
 from dhtkit.contact import Address, Contact, normalize_address
 from dhtkit.identity import Identity
 from dhtkit.ratelimit import RateLimiter
 from dhtkit.routability import ReturnRoutability
+from dhtkit.rpcerrors import RemoteError, RPCError, RPCStopped, RPCTimeout
 from dhtkit.sessions import Session, SessionTable
+from dhtkit.transport import IRPC, Handler, Listener
 
-Handler = Callable[[Contact, Any], Any]
-Listener = Callable[[Contact], None]
-
-
-class RPCError(Exception):
-    """Base class of everything a call can fail with."""
-
-
-class RPCTimeout(RPCError):
-    """No reply came within the timeout, after every retry."""
-
-
-class RPCStopped(RPCError):
-    """The protocol stopped listening while the call was waiting."""
-
-
-class RemoteError(RPCError):
-    """The peer answered with an error.
-
-    Handlers raise it to send a typed error: ``code`` travels to the caller,
-    who gets a ``RemoteError`` with the same code and message.
-    """
-
-    def __init__(self, code: str, message: str = "") -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return "{}: {}".format(self.code, self.message) if self.message else self.code
+__all__ = [
+    "Handler",
+    "Listener",
+    "RPCError",
+    "RPCProtocol",
+    "RPCStopped",
+    "RPCTimeout",
+    "RemoteError",
+]
 
 
 class _Pending:
@@ -131,6 +113,7 @@ _COUNTERS = (
 _FAILURES_LOGGED_PER_MINUTE = 5
 
 
+@implementer(IRPC)
 class RPCProtocol(DatagramProtocol):
     """Authenticated RPC over one UDP socket.
 
@@ -185,11 +168,7 @@ class RPCProtocol(DatagramProtocol):
         self.max_datagram = max_datagram
         self.max_sessions = max_sessions
         self.receive_buffer = receive_buffer
-        self.answer_ttl = answer_ttl
-        self.max_answers = max_answers
-        # (sender key, txid) -> (expiry, the reply datagram, or None while the
-        # handler is still working)
-        self._answers: OrderedDict[tuple[bytes, int], tuple[float, bytes | None]] = OrderedDict()
+        self.answers = AnswerCache(answer_ttl, max_answers)
         self.limiter = RateLimiter(rate, burst)
         self.sessions = SessionTable(
             identity,
@@ -245,6 +224,13 @@ class RPCProtocol(DatagramProtocol):
             self._idempotent.add(method)
         else:
             self._idempotent.discard(method)
+
+    def unregister(self, method: str) -> None:
+        """Stop answering ``method``: its queries get ``unknown_method`` again."""
+        if method == "ping":
+            raise ValueError("ping is part of the protocol and cannot be unregistered")
+        self._handlers.pop(method, None)
+        self._idempotent.discard(method)
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(contact)`` for the sender of every verified message."""
@@ -489,16 +475,13 @@ class RPCProtocol(DatagramProtocol):
         query = _Query(message, sender, key, size)
         if message.method not in self._idempotent:
             answer_key = (message.sender_key, message.txid)
-            known = self._answers.get(answer_key)
-            if known is not None and known[0] > now:
+            known = self.answers.seen(answer_key, now)
+            if known is not None:
                 self.counters["duplicate_queries"] += 1
-                if known[1] is not None:
-                    self._send(query, known[1])
+                if known is not IN_PROGRESS:
+                    self._send(query, known)
                 return
-            self._answers[answer_key] = (now + self.answer_ttl, None)
-            self._answers.move_to_end(answer_key)
-            if len(self._answers) > self.max_answers:
-                self._answers.popitem(last=False)
+            self.answers.claim(answer_key, now)
         handler = self._handlers.get(message.method)
         if handler is None:
             self._reply_error(query, RemoteError("unknown_method", message.method[:64]))
@@ -574,9 +557,7 @@ class RPCProtocol(DatagramProtocol):
         self._send_answer(query, wire.seal(body, wire.mac(body, query.key), self.max_datagram))
 
     def _send_answer(self, query: _Query, data: bytes) -> None:
-        answer_key = (query.message.sender_key, query.message.txid)
-        if answer_key in self._answers:
-            self._answers[answer_key] = (self._answers[answer_key][0], data)
+        self.answers.fill((query.message.sender_key, query.message.txid), data)
         self._send(query, data)
 
     def _send(self, query: _Query, data: bytes) -> None:

@@ -301,7 +301,7 @@ def test_answers_are_forgotten_after_their_ttl_and_beyond_their_number() -> None
     for n in range(5):
         pair.a.call_contact(pair.b_contact, "note", n)
     pair.a_to_b()
-    assert len(pair.b._answers) == 3
+    assert len(pair.b.answers) == 3
 
 
 def test_a_reply_with_another_key_is_dropped_and_the_right_key_may_use_another_address() -> None:

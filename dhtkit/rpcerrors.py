@@ -1,0 +1,36 @@
+"""What an RPC call can fail with.
+
+These are shared by every transport (:class:`dhtkit.transport.IRPC`): the
+overlays, the value layer and gossip catch them without knowing which wire
+format carried the call.
+"""
+
+from __future__ import annotations
+
+
+class RPCError(Exception):
+    """Base class of everything a call can fail with."""
+
+
+class RPCTimeout(RPCError):
+    """No reply came within the timeout, after every retry."""
+
+
+class RPCStopped(RPCError):
+    """The protocol stopped listening while the call was waiting."""
+
+
+class RemoteError(RPCError):
+    """The peer answered with an error.
+
+    Handlers raise it to send a typed error: ``code`` travels to the caller,
+    who gets a ``RemoteError`` with the same code and message.
+    """
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return "{}: {}".format(self.code, self.message) if self.message else self.code

@@ -1,0 +1,78 @@
+"""The seam between the overlays and the wire: :class:`IRPC`.
+
+Overlays, the value layer (:class:`~dhtkit.holder.Holder`), gossip and
+:class:`~dhtkit.node.DHTNode` talk to the network only through this
+interface, so a second transport (another wire format, another socket kind)
+can carry them without touching their routing cores.
+:class:`dhtkit.rpc.RPCProtocol` is the transport dhtkit ships.
+
+What a call fails with is in :mod:`dhtkit.rpcerrors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+from zope.interface import Attribute, Interface
+
+from dhtkit.contact import Address, Contact
+
+Handler = Callable[[Contact, Any], Any]
+"""``handler(sender, args)``: the result, a Deferred or coroutine of it."""
+
+Listener = Callable[[Contact], None]
+"""``listener(contact)``, called for the sender of every verified message."""
+
+
+class IRPC(Interface):
+    """Authenticated request/reply between nodes."""
+
+    identity = Attribute("The :class:`~dhtkit.identity.Identity` whose key signs what we send.")
+    reactor = Attribute("The IReactorTime that times calls out.")
+    timeout = Attribute("Seconds a call waits for a reply, per attempt.")
+    contact = Attribute("This node as others reach it (a Contact), or None before listening.")
+
+    def register(method: str, handler: Handler, *, idempotent: bool = False) -> None:
+        """Answer queries for ``method`` with ``handler(sender, args)``.
+
+        The handler returns the result, a Deferred or a coroutine of it, or
+        raises :class:`~dhtkit.rpcerrors.RemoteError`. A retried query runs a
+        handler at most once unless the method is ``idempotent``.
+        """
+
+    def unregister(method: str) -> None:
+        """Stop answering ``method`` (its queries get ``unknown_method``)."""
+
+    def add_listener(listener: Listener) -> None:
+        """Call ``listener(contact)`` for the sender of every verified message."""
+
+    def remove_listener(listener: Listener) -> None:
+        """Stop calling ``listener``."""
+
+    def call(
+        address: Address,
+        method: str,
+        args: Any = None,
+        *,
+        key: bytes | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+    ) -> defer.Deferred[Any]:
+        """Send a query; a Deferred firing with the peer's result.
+
+        With ``key`` (the peer's public key) only that peer may answer.
+        Fails with :class:`~dhtkit.rpcerrors.RPCError` subclasses.
+        """
+
+    def call_contact(
+        contact: Contact, method: str, args: Any = None, **kw: Any
+    ) -> defer.Deferred[Any]:
+        """:meth:`call` a known contact: only it may answer."""
+
+    def ping(address: Address, key: bytes | None = None) -> defer.Deferred[Contact]:
+        """Ping an address; a Deferred firing with the verified contact that answered."""
+
+    def stats() -> dict[str, int]:
+        """Counters of the transport, by name."""
