@@ -1,12 +1,37 @@
-"""dhtkit: distributed hash tables and gossip for Twisted."""
+"""dhtkit: distributed hash tables and gossip for Twisted.
 
-from dhtkit.identity import Identity, IdentityError
-from dhtkit.keyspace import key_for
-from dhtkit.node import DHTNode, PutFailed
-from dhtkit.service import ChordService, GossipService, KademliaService
-from dhtkit.values import SignedValue, ValueRefused
+The names below are imported when first used (PEP 562), so that ``import
+dhtkit.client`` (every ``dhtkit`` command) does not load the overlays, the
+storage and the services it never touches.
+"""
 
-__version__ = "0.1.0"
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from dhtkit.version import __version__
+
+if TYPE_CHECKING:
+    from dhtkit.identity import Identity, IdentityError
+    from dhtkit.keyspace import key_for
+    from dhtkit.node import DHTNode, PutFailed
+    from dhtkit.service import ChordService, GossipService, KademliaService
+    from dhtkit.values import SignedValue, ValueRefused
+
+# public name -> the module that defines it
+_WHERE = {
+    "ChordService": "dhtkit.service",
+    "DHTNode": "dhtkit.node",
+    "GossipService": "dhtkit.service",
+    "Identity": "dhtkit.identity",
+    "IdentityError": "dhtkit.identity",
+    "KademliaService": "dhtkit.service",
+    "PutFailed": "dhtkit.node",
+    "SignedValue": "dhtkit.values",
+    "ValueRefused": "dhtkit.values",
+    "key_for": "dhtkit.keyspace",
+}
 
 __all__ = [
     "ChordService",
@@ -21,3 +46,16 @@ __all__ = [
     "__version__",
     "key_for",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError("module 'dhtkit' has no attribute {!r}".format(name))
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})

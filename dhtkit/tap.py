@@ -23,7 +23,6 @@ from twisted.internet import endpoints
 from twisted.internet.protocol import Factory
 from twisted.python import usage
 
-from dhtkit import __version__
 from dhtkit.bootstrap import parse_bootstrap
 from dhtkit.contact import Address
 from dhtkit.daemon import DataDirLock, HttpApiService
@@ -31,6 +30,7 @@ from dhtkit.datadir import default_data_dir, load_or_create_token
 from dhtkit.gossip.service import GossipService
 from dhtkit.service import ChordService, KademliaService, OverlayService
 from dhtkit.storage import Quota
+from dhtkit.version import __version__
 from dhtkit.webguard import FD_RESERVE, HttpLimits, default_max_connections, fd_limit
 from twisted import copyright
 

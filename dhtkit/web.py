@@ -22,8 +22,9 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 from twisted.web.server import NOT_DONE_YET
 
-from dhtkit import __version__, webmetrics
+from dhtkit import webmetrics
 from dhtkit.service import OverlayService
+from dhtkit.version import __version__
 from dhtkit.webgossip import delete_update, list_updates, publish_update
 from dhtkit.webguard import (
     MAX_LENGTH_DIGITS,
