@@ -158,6 +158,21 @@ REFUSALS: dict[str, type[ValueRefused]] = {
 }
 
 
+class ValueDeleted(LookupError):
+    """A read found that the newest version of a key is a delete (a tombstone).
+
+    :ivar record: the tombstone, whose ``seq`` says which version deleted it.
+    """
+
+    def __init__(self, record: PlainValue | SignedValue) -> None:
+        super().__init__(
+            "the value under {} was deleted by its publisher (version {})".format(
+                record.key.hex(), record.seq
+            )
+        )
+        self.record = record
+
+
 def refusal_for(reason: str, message: str) -> ValueRefused:
     """The typed refusal for a reason code received from a peer."""
     return REFUSALS.get(reason, ValueRefused)(message)
