@@ -461,7 +461,8 @@ class DHTNode:
                     "expected seq {}, but seq {} is stored".format(expected_seq, held.seq)
                 )
             admit(held, record)
-        if record.deleted:
+        if record.deleted and expected_seq is None:
+            # Kept before any traffic: a compare-and-swap waits for the nodes' word.
             self._keep_tombstone(record)
         contacts, replica_set = await self._replica_set(record.key)
         stored, refusals = await self._store_on(contacts, record, self.expire_after, expected_seq)
@@ -473,6 +474,8 @@ class DHTNode:
             self.counters["puts_failed"] += 1
             raise PutFailed(stored, required, len(contacts), replica_set)
         if record.deleted:
+            if expected_seq is not None:
+                self._keep_tombstone(record)
             self.counters["deletes"] += 1
             return stored
         now = self.clock.seconds()

@@ -8,6 +8,7 @@ from dhtkit.keyspace import key_for
 from dhtkit.rpc import RemoteError
 from dhtkit.storage import SQLiteStore
 from dhtkit.values import (
+    CASMismatch,
     KindConflict,
     NotPublisher,
     PlainValue,
@@ -190,3 +191,17 @@ def test_a_delete_the_network_missed_is_sent_on_by_replication() -> None:
     net.advance(HOUR + 60)
     for node in others:
         assert node.store.get(key).record.deleted
+
+
+def test_a_compare_and_swap_delete_that_fails_changes_nothing() -> None:
+    net = Cluster(3)
+    owner = net.client()
+    net.wait(owner.put_signed(b"v1"))
+    with pytest.raises(CASMismatch):
+        net.wait(owner.delete_signed(expected_seq=7))
+    key = signed_key(owner.identity.public_key, b"")
+    mine = owner.store.get(key)
+    assert mine is not None and mine.origin and not mine.record.deleted
+    net.wait(owner.delete_signed(expected_seq=1))
+    assert owner.store.get(key).record.deleted
+    deleted(net, net.nodes[0].get_signed(owner.identity.public_key))
