@@ -244,11 +244,16 @@ class ApiClient:
         path = "/v1/gossip/" + _segment(topic) + query
         return self._send("POST", path, data).addCallback(self._object)
 
-    def updates(self, topic: str | bytes) -> defer.Deferred[list[dict[str, Any]]]:
+    def updates(
+        self, topic: str | bytes, limit: int | None = None, since: int | None = None
+    ) -> defer.Deferred[list[dict[str, Any]]]:
         """``GET /v1/gossip/{topic}``: the live updates the node holds, newest first.
 
         Each is a dict ``{"update_id", "topic", "origin", "seq", "expires",
         "data"}`` as the API sends it (``data`` in base64).
+
+        :param limit: at most this many (the node's default is 100, its most 1000).
+        :param since: only updates whose seq is above this one.
         """
 
         def listed(reply: _Reply) -> list[dict[str, Any]]:
@@ -257,7 +262,8 @@ class ApiClient:
                 raise self._unexpected(reply, "an update list")
             return updates
 
-        return self._send("GET", "/v1/gossip/" + _segment(topic)).addCallback(listed)
+        path = "/v1/gossip/" + _segment(topic) + _query(limit=limit, since=since)
+        return self._send("GET", path).addCallback(listed)
 
     def unpublish(self, topic: str | bytes, update_id_hex: str) -> defer.Deferred[dict[str, Any]]:
         """``DELETE /v1/gossip/{topic}/{update_id_hex}``: delete an update this node published.
