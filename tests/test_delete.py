@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dhtkit.keyspace import key_for
+from dhtkit.keyspace import distance, key_for
 from dhtkit.rpc import RemoteError
+from dhtkit.sim.overlays import OverlayNetwork
 from dhtkit.storage import SQLiteStore
 from dhtkit.values import (
     CASMismatch,
@@ -205,3 +206,29 @@ def test_a_compare_and_swap_delete_that_fails_changes_nothing() -> None:
     net.wait(owner.delete_signed(expected_seq=1))
     assert owner.store.get(key).record.deleted
     deleted(net, net.nodes[0].get_signed(owner.identity.public_key))
+
+
+def test_a_delete_holds_on_kademlia_through_churn_and_joins() -> None:
+    net = OverlayNetwork("kademlia", seed=5, overlay_options={"k": 5})
+    net.grow(40)
+    owner = net.nodes[0]
+    public_key = owner.rpc.identity.public_key
+    key = signed_key(public_key, b"")
+    net.wait(owner.node.put_signed(b"old"))
+    net.wait(owner.node.delete_signed())
+    gone = net.remove(0.2)
+    net.grow(10)  # newcomers are handed the keys they now hold: the tombstone
+    net.advance(2 * HOUR)
+    live = net.live()
+    held = [n.node.store.get(key) for n in live]
+    assert [e for e in held if e is not None and not e.record.deleted] == []
+    # The nodes now responsible, newcomers among them, all hold the tombstone.
+    closest = sorted(live, key=lambda n: distance(n.node_id, key))[:5]
+    assert any(n in net.nodes[-10:] for n in closest)
+    for sim in closest:
+        entry = sim.node.store.get(key)
+        assert entry is not None and entry.record.deleted
+    for sim in live[::5]:
+        with pytest.raises(ValueDeleted):
+            net.wait(sim.node.get_signed(public_key))
+    assert all(not n.up for n in gone)
