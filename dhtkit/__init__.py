@@ -4,7 +4,7 @@ from dhtkit.identity import Identity, IdentityError
 from dhtkit.keyspace import key_for
 from dhtkit.node import DHTNode, PutFailed
 from dhtkit.service import ChordService, GossipService, KademliaService
-from dhtkit.values import SignedValue, ValueRefused
+from dhtkit.values import SignedValue, ValueDeleted, ValueRefused
 
 __version__ = "0.1.0"
 
@@ -17,6 +17,7 @@ __all__ = [
     "KademliaService",
     "PutFailed",
     "SignedValue",
+    "ValueDeleted",
     "ValueRefused",
     "__version__",
     "key_for",
