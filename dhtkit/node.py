@@ -806,7 +806,7 @@ class DHTNode:
         return defer.Deferred.fromCoroutine(self._send_on(entry, self.expire_after))
 
 
-_R = TypeVar("_R", ImmutableValue, PlainValue, SignedValue, Record)
+_R = TypeVar("_R", bound=Record)
 
 
 def _live(record: _R) -> _R:
