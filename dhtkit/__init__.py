@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from dhtkit.keyspace import key_for
     from dhtkit.node import DHTNode, PutFailed
     from dhtkit.service import ChordService, GossipService, KademliaService
-    from dhtkit.values import SignedValue, ValueRefused
+    from dhtkit.values import SignedValue, ValueDeleted, ValueRefused
 
 # public name -> the module that defines it
 _WHERE = {
@@ -29,6 +29,7 @@ _WHERE = {
     "KademliaService": "dhtkit.service",
     "PutFailed": "dhtkit.node",
     "SignedValue": "dhtkit.values",
+    "ValueDeleted": "dhtkit.values",
     "ValueRefused": "dhtkit.values",
     "key_for": "dhtkit.keyspace",
 }
@@ -42,6 +43,7 @@ __all__ = [
     "KademliaService",
     "PutFailed",
     "SignedValue",
+    "ValueDeleted",
     "ValueRefused",
     "__version__",
     "key_for",

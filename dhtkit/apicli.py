@@ -1,4 +1,4 @@
-"""``dhtkit put``, ``get``, ``put-signed``, ``get-signed``, ``status``, ``contacts``.
+"""``dhtkit put``, ``get``, ``delete``, the signed and encrypted ones, ``status``, ``contacts``.
 
 Each is a client of a running node's HTTP API (:mod:`dhtkit.client`). The
 node is found through its data directory: the daemon writes its API's URL
@@ -18,7 +18,7 @@ from typing import Any
 from twisted.internet import defer, task
 
 from dhtkit.cli import CommandFailed, at_least
-from dhtkit.client import ApiClient, ApiError, ConnectionRefused, check_api_url
+from dhtkit.client import ApiClient, ApiError, ConnectionRefused, Deleted, check_api_url
 from dhtkit.datadir import API_FILE, TOKEN_FILE, default_data_dir, read_api_url, read_token
 
 _PUBLIC_KEY = re.compile("[0-9a-fA-F]{64}")
@@ -122,6 +122,42 @@ def add_commands(commands: Any) -> None:
         help="the signer's public key, 64 hex digits (put-signed and keygen print it)",
     )
     get_signed.add_argument("salt", metavar="SALT", help="the salt the value was put under")
+    delete = add("delete", run_delete, "delete the plain value this node put under NAME")
+    delete.add_argument("name", metavar="NAME", help="a name, or a key of 40 hex digits")
+    delete_signed = add(
+        "delete-signed", run_delete_signed, "delete the node's signed value under SALT"
+    )
+    delete_signed.add_argument("salt", metavar="SALT", help="the salt the value was put under")
+    delete_signed.add_argument("--seq", type=at_least(0), metavar="N", help="the delete's seq")
+    delete_signed.add_argument(
+        "--cas", type=at_least(0), metavar="N", help="delete only where the present seq is N"
+    )
+    sealed = add(
+        "put-encrypted",
+        run_put_encrypted,
+        "store VALUE sealed for RECIPIENT, signed with the node's key, under SALT",
+    )
+    sealed.add_argument(
+        "recipient",
+        type=_public_key_hex,
+        metavar="RECIPIENT_PUBLIC_KEY_HEX",
+        help="the public key of the node that may read it, 64 hex digits",
+    )
+    sealed.add_argument("salt", metavar="SALT", help="names the value among the key's (<= 64 B)")
+    sealed.add_argument("value", metavar="VALUE", help="the value; - reads it from stdin")
+    opened = add(
+        "get-encrypted",
+        run_get_encrypted,
+        "print the value a key sealed for this node under SALT, opened",
+        False,
+    )
+    opened.add_argument(
+        "public_key",
+        type=_public_key_hex,
+        metavar="PUBLIC_KEY_HEX",
+        help="the sender's public key, 64 hex digits",
+    )
+    opened.add_argument("salt", metavar="SALT", help="the salt the value was put under")
     add("status", run_status, "show the node's id, protocol, address, contacts and values")
     add("contacts", run_contacts, "list the node's routing contacts: node id and address")
 
@@ -251,7 +287,10 @@ def run_get(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
     """Run ``dhtkit get NAME``: the raw value on stdout."""
 
     async def get() -> int:
-        value = await call_api(args, reactor, "get", args.name)
+        try:
+            value = await call_api(args, reactor, "get", args.name)
+        except Deleted:
+            return _deleted("the value under {}".format(args.name))
         if value is None:
             print("dhtkit: no value is stored under {}".format(args.name), file=sys.stderr)
             return 1
@@ -279,20 +318,77 @@ def run_put_signed(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int
 def run_get_signed(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
     """Run ``dhtkit get-signed PUBLIC_KEY_HEX SALT``: the raw value on stdout."""
 
-    async def get_signed() -> int:
-        found = await call_api(args, reactor, "get_signed", args.public_key, args.salt)
-        if found is None:
-            print(
-                "dhtkit: no value is signed by {} under the salt {!r}".format(
-                    args.public_key, args.salt
-                ),
-                file=sys.stderr,
-            )
-            return 1
-        _write_value(found.value)
-        return 0
+    return defer.Deferred.fromCoroutine(_print_signed(args, reactor, "get_signed"))
 
-    return defer.Deferred.fromCoroutine(get_signed())
+
+async def _print_signed(args: argparse.Namespace, reactor: Any, method: str) -> int:
+    """The signed (or opened encrypted) value of ``args.public_key`` and ``args.salt``."""
+    what = "the value of {} under the salt {!r}".format(args.public_key, args.salt)
+    try:
+        found = await call_api(args, reactor, method, args.public_key, args.salt)
+    except Deleted as e:
+        return _deleted(what, e.seq)
+    if found is None:
+        print(
+            "dhtkit: no value is signed by {} under the salt {!r}".format(
+                args.public_key, args.salt
+            ),
+            file=sys.stderr,
+        )
+        return 1
+    _write_value(found.value)
+    return 0
+
+
+def _deleted(what: str, seq: int | None = None) -> int:
+    version = "" if seq is None else " (version {})".format(seq)
+    print("dhtkit: {} was deleted by its publisher{}".format(what, version), file=sys.stderr)
+    return 1
+
+
+def run_get_encrypted(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
+    """Run ``dhtkit get-encrypted PUBLIC_KEY_HEX SALT``: the opened value on stdout."""
+    return defer.Deferred.fromCoroutine(_print_signed(args, reactor, "get_encrypted"))
+
+
+def _print_reply(args: argparse.Namespace, reply: dict[str, Any], names: tuple[str, ...]) -> int:
+    if args.json:
+        print(json.dumps(reply))
+    else:
+        print_fields(reply, names)
+    return 0
+
+
+def run_delete(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
+    """Run ``dhtkit delete NAME``."""
+
+    async def delete() -> int:
+        reply = await call_api(args, reactor, "delete", args.name)
+        return _print_reply(args, reply, ("key", "replicas"))
+
+    return defer.Deferred.fromCoroutine(delete())
+
+
+def run_delete_signed(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
+    """Run ``dhtkit delete-signed SALT [--seq N] [--cas N]``."""
+
+    async def delete_signed() -> int:
+        reply = await call_api(args, reactor, "delete_signed", args.salt, args.seq, args.cas)
+        return _print_reply(args, reply, ("key", "public_key", "salt", "seq", "replicas"))
+
+    return defer.Deferred.fromCoroutine(delete_signed())
+
+
+def run_put_encrypted(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
+    """Run ``dhtkit put-encrypted RECIPIENT_PUBLIC_KEY_HEX SALT VALUE``."""
+
+    async def put_encrypted() -> int:
+        value = read_value(args.value)
+        reply = await call_api(args, reactor, "put_encrypted", args.salt, args.recipient, value)
+        names = ("key", "public_key", "recipient", "salt", "seq", "replicas")
+        return _print_reply(args, reply, names)
+
+    return defer.Deferred.fromCoroutine(put_encrypted())
 
 
 def _uptime(seconds: Any) -> str:

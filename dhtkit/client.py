@@ -46,6 +46,17 @@ class ConnectionRefused(ApiError):
     """Nothing listens at the API's address (yet): the daemon is not running."""
 
 
+class Deleted(ApiError):
+    """The value read was deleted by its publisher (the API answered 410).
+
+    :ivar seq: the version of the delete, when the node said it.
+    """
+
+    def __init__(self, message: str, seq: int | None = None) -> None:
+        super().__init__(message, 410)
+        self.seq = seq
+
+
 @attrs.frozen
 class SignedReply:
     """A signed mutable value as ``GET /v1/signed/...`` returns it."""
@@ -78,6 +89,12 @@ def check_api_url(text: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError("{!r} has a query or fragment; give the API's base URL".format(text))
     return text.rstrip("/")
+
+
+def _query(**arguments: object) -> str:
+    """``?name=value&...`` of the arguments that are not None, or nothing."""
+    given = {name: value for name, value in arguments.items() if value is not None}
+    return "?" + urlencode(given) if given else ""
 
 
 def _segment(text: str | bytes) -> str:
@@ -133,7 +150,10 @@ class ApiClient:
         return self._send("PUT", path, value).addCallback(self._object)
 
     def get(self, name: str | bytes) -> defer.Deferred[bytes | None]:
-        """``GET /v1/values/{name}``: the value, or None if the DHT holds none."""
+        """``GET /v1/values/{name}``: the value, or None if the DHT holds none.
+
+        :raises Deleted: its publisher deleted it.
+        """
 
         def value(reply: _Reply) -> bytes | None:
             if reply.status == 404 and self._message(reply).startswith(_NOT_STORED):
@@ -141,6 +161,13 @@ class ApiClient:
             return self._ok(reply).body
 
         return self._send("GET", "/v1/values/" + _segment(name)).addCallback(value)
+
+    def delete(self, name: str | bytes) -> defer.Deferred[dict[str, Any]]:
+        """``DELETE /v1/values/{name}``: withdraw the plain value this node put.
+
+        Fires with ``{"key": hex, "replicas": n}``.
+        """
+        return self._send("DELETE", "/v1/values/" + _segment(name)).addCallback(self._object)
 
     def put_signed(
         self, salt: str | bytes, value: bytes, seq: int | None = None, cas: int | None = None
@@ -152,26 +179,57 @@ class ApiClient:
         :param seq: the sequence number to store (default: the next one).
         :param cas: store only where the present sequence number is this one.
         """
-        query = {name: n for name, n in (("seq", seq), ("cas", cas)) if n is not None}
-        path = "/v1/signed/" + _segment(salt) + ("?" + urlencode(query) if query else "")
+        path = "/v1/signed/" + _segment(salt) + _query(seq=seq, cas=cas)
         return self._send("PUT", path, value).addCallback(self._object)
+
+    def delete_signed(
+        self, salt: str | bytes, seq: int | None = None, cas: int | None = None
+    ) -> defer.Deferred[dict[str, Any]]:
+        """``DELETE /v1/signed/{salt}``: a tombstone above the node's own signed value.
+
+        Fires with ``{"key", "public_key", "salt", "seq", "replicas"}``.
+        """
+        path = "/v1/signed/" + _segment(salt) + _query(seq=seq, cas=cas)
+        return self._send("DELETE", path).addCallback(self._object)
+
+    def put_encrypted(
+        self,
+        salt: str | bytes,
+        recipient_hex: str,
+        value: bytes,
+        seq: int | None = None,
+        cas: int | None = None,
+    ) -> defer.Deferred[dict[str, Any]]:
+        """``PUT /v1/encrypted/{salt}?to={recipient_hex}``: ``value`` sealed for the recipient.
+
+        Fires with ``{"key", "public_key", "recipient", "salt", "seq", "replicas"}``.
+        """
+        path = "/v1/encrypted/" + _segment(salt) + _query(to=recipient_hex, seq=seq, cas=cas)
+        return self._send("PUT", path, value).addCallback(self._object)
+
+    def get_encrypted(
+        self, public_key_hex: str, salt: str | bytes
+    ) -> defer.Deferred[SignedReply | None]:
+        """``GET /v1/encrypted/{public_key_hex}/{salt}``: the value sealed for the node, opened."""
+        path = "/v1/encrypted/{}/{}".format(_segment(public_key_hex), _segment(salt))
+        return self._send("GET", path).addCallback(self._signed)
 
     def get_signed(
         self, public_key_hex: str, salt: str | bytes
     ) -> defer.Deferred[SignedReply | None]:
         """``GET /v1/signed/{public_key_hex}/{salt}``: the newest version, or None."""
 
-        def value(reply: _Reply) -> SignedReply | None:
-            if reply.status == 404 and self._message(reply).startswith(_NOT_STORED):
-                return None
-            self._ok(reply)
-            seq = reply.headers.getRawHeaders(b"dhtkit-seq", [b""])[0]
-            if not seq.isdigit():
-                raise self._unexpected(reply, "a Dhtkit-Seq header")
-            return SignedReply(reply.body, int(seq))
-
         path = "/v1/signed/{}/{}".format(_segment(public_key_hex), _segment(salt))
-        return self._send("GET", path).addCallback(value)
+        return self._send("GET", path).addCallback(self._signed)
+
+    def _signed(self, reply: _Reply) -> SignedReply | None:
+        if reply.status == 404 and self._message(reply).startswith(_NOT_STORED):
+            return None
+        self._ok(reply)
+        seq = self._seq(reply)
+        if seq is None:
+            raise self._unexpected(reply, "a Dhtkit-Seq header")
+        return SignedReply(reply.body, seq)
 
     def publish(
         self, topic: str | bytes, data: bytes, ttl: float | None = None
@@ -186,11 +244,16 @@ class ApiClient:
         path = "/v1/gossip/" + _segment(topic) + query
         return self._send("POST", path, data).addCallback(self._object)
 
-    def updates(self, topic: str | bytes) -> defer.Deferred[list[dict[str, Any]]]:
+    def updates(
+        self, topic: str | bytes, limit: int | None = None, since: int | None = None
+    ) -> defer.Deferred[list[dict[str, Any]]]:
         """``GET /v1/gossip/{topic}``: the live updates the node holds, newest first.
 
         Each is a dict ``{"update_id", "topic", "origin", "seq", "expires",
         "data"}`` as the API sends it (``data`` in base64).
+
+        :param limit: at most this many (the node's default is 100, its most 1000).
+        :param since: only updates whose seq is above this one.
         """
 
         def listed(reply: _Reply) -> list[dict[str, Any]]:
@@ -199,7 +262,8 @@ class ApiClient:
                 raise self._unexpected(reply, "an update list")
             return updates
 
-        return self._send("GET", "/v1/gossip/" + _segment(topic)).addCallback(listed)
+        path = "/v1/gossip/" + _segment(topic) + _query(limit=limit, since=since)
+        return self._send("GET", path).addCallback(listed)
 
     def unpublish(self, topic: str | bytes, update_id_hex: str) -> defer.Deferred[dict[str, Any]]:
         """``DELETE /v1/gossip/{topic}/{update_id_hex}``: delete an update this node published.
@@ -274,10 +338,16 @@ class ApiClient:
         message = found.get("error") if isinstance(found, dict) else None
         return message if isinstance(message, str) else ""
 
+    def _seq(self, reply: _Reply) -> int | None:
+        seq = reply.headers.getRawHeaders(b"dhtkit-seq", [b""])[0]
+        return int(seq) if seq.isdigit() and len(seq) <= 20 else None
+
     def _ok(self, reply: _Reply) -> _Reply:
         if 200 <= reply.status < 300:
             return reply
         message = self._message(reply) or "HTTP status {}".format(reply.status)
+        if reply.status == 410:
+            raise Deleted(message, self._seq(reply))
         raise ApiError(message, reply.status)
 
     def _object(self, reply: _Reply) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from typing import Any
 from twisted.internet import defer
 
 from dhtkit.apicli import add_api_options, call_api, print_fields, read_value
-from dhtkit.cli import CommandFailed, number
+from dhtkit.cli import CommandFailed, at_least, at_most, number
+from dhtkit.webgossip import MAX_LIMIT
 
 #: How many hex digits of an id ``dhtkit updates`` shows: enough to tell
 #: apart the updates of a topic, and what ``unpublish`` accepts at least.
@@ -57,7 +58,13 @@ def add_gossip_commands(commands: Any) -> None:
         metavar="S",
         help="seconds until the update expires (default: the node's)",
     )
-    add("updates", run_updates, "list the live gossip updates of TOPIC the node holds")
+    updates = add("updates", run_updates, "list the live gossip updates of TOPIC the node holds")
+    updates.add_argument(
+        "--limit", type=at_most(1, MAX_LIMIT), metavar="N", help="at most N updates (default 100)"
+    )
+    updates.add_argument(
+        "--since", type=at_least(0), metavar="SEQ", help="only updates whose seq is above SEQ"
+    )
     unpublish = add(
         "unpublish", run_unpublish, "delete a gossip update of TOPIC that this node published"
     )
@@ -114,7 +121,7 @@ def run_updates(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
     """
 
     async def updates() -> int:
-        found = await call_api(args, reactor, "updates", args.topic)
+        found = await call_api(args, reactor, "updates", args.topic, args.limit, args.since)
         if args.json:
             print(json.dumps({"updates": found}))
             return 0
@@ -128,7 +135,8 @@ def run_updates(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
 async def _full_id(args: argparse.Namespace, reactor: Any) -> str:
     if len(args.update_id) == 40:
         return str(args.update_id)
-    found = await call_api(args, reactor, "updates", args.topic)
+    # The newest MAX_LIMIT updates: an older one is named by its whole id.
+    found = await call_api(args, reactor, "updates", args.topic, MAX_LIMIT)
     ids = [str(u.get("update_id", "")) for u in found]
     matching = sorted({i for i in ids if i.lower().startswith(args.update_id)})
     if not matching:

@@ -22,7 +22,7 @@ older one or none (read repair).
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -37,6 +37,7 @@ from dhtkit.keyspace import check_id
 from dhtkit.overlay import IOverlay, IRoutingOverlay, IValueFinder
 from dhtkit.republish import EXPIRE_AFTER, REPLICATE_EVERY, REPUBLISH_EVERY, Scheduler
 from dhtkit.rpc import RemoteError, RPCError, RPCProtocol
+from dhtkit.sealed import seal, unseal
 from dhtkit.storage.interface import SELF, IValueStore, StoredRecord
 from dhtkit.values import (
     MAX_TTL,
@@ -44,9 +45,12 @@ from dhtkit.values import (
     REFUSALS,
     CASMismatch,
     ImmutableValue,
+    KindConflict,
+    NotPublisher,
     PlainValue,
     Record,
     SignedValue,
+    ValueDeleted,
     ValueRefused,
     ValueTooLarge,
     admit,
@@ -220,10 +224,13 @@ class DHTNode:
     def put(self, key: bytes, value: bytes) -> defer.Deferred[int]:
         """Store ``value`` under ``key``, last writer wins; fire with the replica count."""
         try:
-            record = PlainValue(check_id(key), value, int(self.clock.seconds() * 1_000_000))
+            record = PlainValue(check_id(key), value, self._write_time(), self.identity.public_key)
         except ValueError as e:
             return defer.fail(e)
         return self._publish(record, None)
+
+    def _write_time(self) -> int:
+        return int(self.clock.seconds() * 1_000_000)
 
     def put_immutable(self, value: bytes) -> defer.Deferred[int]:
         """Store ``value`` under its own hash, :func:`~dhtkit.values.immutable_key`."""
@@ -238,7 +245,7 @@ class DHTNode:
         responsible nodes, for the newest version.
         """
         return self._fetch(key, stop_at_immutable=True).addCallback(
-            lambda r: None if r is None else r.value
+            lambda r: None if r is None else _live(r).value
         )
 
     def put_signed(
@@ -284,14 +291,28 @@ class DHTNode:
         """
         if expected_seq is not None:
             return defer.succeed(expected_seq + 1)
-        return self.get_signed(public_key, salt).addCallback(
+        # A tombstone counts: the next version comes after the delete.
+        return self._fetch_signed(public_key, salt).addCallback(
             lambda current: 1 if current is None else current.seq + 1
         )
 
     def get_signed(
         self, public_key: bytes, salt: bytes = b""
     ) -> defer.Deferred[SignedValue | None]:
-        """The newest valid version of the mutable value of ``public_key`` and ``salt``."""
+        """The newest valid version of the mutable value of ``public_key`` and ``salt``.
+
+        :raises ValueDeleted: the newest version is a delete.
+        """
+
+        def live(record: SignedValue | None) -> SignedValue | None:
+            return None if record is None else _live(record)
+
+        return self._fetch_signed(public_key, salt).addCallback(live)
+
+    def _fetch_signed(
+        self, public_key: bytes, salt: bytes = b""
+    ) -> defer.Deferred[SignedValue | None]:
+        """The newest version, tombstones included."""
 
         def signed_only(record: Record | None) -> SignedValue | None:
             return record if isinstance(record, SignedValue) else None
@@ -301,6 +322,108 @@ class DHTNode:
         except TypeError as e:
             return defer.fail(e)
         return self._fetch(key, paths=self.disjoint_paths).addCallback(signed_only)
+
+    def delete(self, key: bytes) -> defer.Deferred[int]:
+        """Withdraw the plain value this node put under ``key``; fire with the replica count.
+
+        The republishing stops at once (durably: the store's record becomes
+        the tombstone), and a tombstone signed by this node replaces the
+        value on the responsible nodes, which keep it until it expires: so
+        no older copy comes back. Only the node that wrote the value can:
+        otherwise :class:`~dhtkit.values.NotPublisher`, before any traffic
+        when the present value is known to be someone else's.
+
+        :raises LookupError: nothing is stored under ``key``.
+        """
+        return defer.Deferred.fromCoroutine(self._delete(key))
+
+    async def _delete(self, key: bytes) -> int:
+        check_id(key)
+        current = await self._fetch(key)
+        if current is None:
+            raise LookupError("no value is stored under {}".format(key.hex()))
+        if not isinstance(current, PlainValue):
+            raise KindConflict(
+                "a {} value is stored under {}; only its signer can delete it, "
+                "with delete_signed".format(current.kind, key.hex())
+            )
+        if not current.deleted and current.owner != self.identity.public_key:
+            raise NotPublisher(
+                "only the node that wrote a plain value can delete it; the value under {} "
+                "was written by {}".format(key.hex(), current.owner.hex() or "a node unknown")
+            )
+        seq = max(self._write_time(), current.seq + 1)
+        return await self._publish(PlainValue.tombstone(self.identity, key, seq), None)
+
+    def delete_signed(
+        self,
+        salt: bytes = b"",
+        identity: Identity | None = None,
+        *,
+        seq: int | None = None,
+        expected_seq: int | None = None,
+    ) -> defer.Deferred[int]:
+        """Delete the mutable value of ``identity`` (the node's own by default) and ``salt``.
+
+        The delete is a signed tombstone, one version above the newest found
+        (or ``seq``); the responsible nodes keep it until it expires and
+        refuse every older version meanwhile. A later :meth:`put_signed`
+        stores a new value above it. Fires with the replica count.
+        """
+        return defer.Deferred.fromCoroutine(
+            self._delete_signed(salt, identity or self.identity, seq, expected_seq)
+        )
+
+    async def _delete_signed(
+        self, salt: bytes, identity: Identity, seq: int | None, expected_seq: int | None
+    ) -> int:
+        if seq is None:
+            seq = await self.next_seq(identity.public_key, salt, expected_seq)
+        return await self._publish(SignedValue.tombstone(identity, seq, salt), expected_seq)
+
+    def put_encrypted(
+        self,
+        value: bytes,
+        recipient_public_key: bytes,
+        salt: bytes = b"",
+        identity: Identity | None = None,
+        *,
+        seq: int | None = None,
+        expected_seq: int | None = None,
+    ) -> defer.Deferred[int]:
+        """Store ``value`` sealed for ``recipient_public_key``, as a signed value.
+
+        The record is the signed mutable value of ``identity`` (the node's
+        own by default) and ``salt``, as :meth:`put_signed` stores it; its
+        value is a sealed box (see :mod:`dhtkit.sealed`) that only the
+        recipient can open, with :meth:`get_encrypted`. The nodes storing
+        it see only ciphertext. ``value`` may be up to
+        :data:`~dhtkit.sealed.OVERHEAD` bytes shorter than the size limit.
+        """
+        identity = identity or self.identity
+        try:
+            sealed = seal(value, identity.public_key, recipient_public_key, self.max_value_size)
+        except (ValueError, TypeError) as e:
+            return defer.fail(e)
+        return self.put_signed(sealed, salt, identity, seq=seq, expected_seq=expected_seq)
+
+    def get_encrypted(
+        self, public_key: bytes, salt: bytes = b"", identity: Identity | None = None
+    ) -> defer.Deferred[bytes | None]:
+        """The value ``public_key`` sealed under ``salt`` for this node (or ``identity``).
+
+        None when nothing is stored.
+
+        :raises ~dhtkit.sealed.NotSealedForUs: it is not sealed for this key,
+            or not by ``public_key``, or it is damaged.
+        :raises ValueDeleted: its publisher deleted it.
+        """
+        opener = identity or self.identity
+
+        def opened(found: SignedValue | None) -> bytes | None:
+            return None if found is None else unseal(found.value, public_key, opener)
+
+        return self.get_signed(public_key, salt).addCallback(opened)
 
     def delete_local(self, key: bytes) -> defer.Deferred[bool]:
         """Drop this node's copy of ``key`` and stop republishing it.
@@ -338,6 +461,9 @@ class DHTNode:
                     "expected seq {}, but seq {} is stored".format(expected_seq, held.seq)
                 )
             admit(held, record)
+        if record.deleted and expected_seq is None:
+            # Kept before any traffic: a compare-and-swap waits for the nodes' word.
+            self._keep_tombstone(record)
         contacts, replica_set = await self._replica_set(record.key)
         stored, refusals = await self._store_on(contacts, record, self.expire_after, expected_seq)
         required = self.quorum if self.quorum is not None else replica_set // 2 + 1
@@ -347,6 +473,11 @@ class DHTNode:
                 raise next(r for r in refusals if type(r) is reason)
             self.counters["puts_failed"] += 1
             raise PutFailed(stored, required, len(contacts), replica_set)
+        if record.deleted:
+            if expected_seq is not None:
+                self._keep_tombstone(record)
+            self.counters["deletes"] += 1
+            return stored
         now = self.clock.seconds()
         self.store.put(
             StoredRecord(
@@ -361,6 +492,18 @@ class DHTNode:
         self.scheduler.poke()
         self.counters["puts"] += 1
         return stored
+
+    def _keep_tombstone(self, record: Record) -> None:
+        """Our own delete, kept here before any traffic: it ends the
+        republishing in the same write (so durably), and our replication
+        sends it on until it expires, should the network miss it now."""
+        now = self.clock.seconds()
+        self.store.put(
+            StoredRecord(
+                record, SELF, now, now + self.expire_after, now + self.scheduler.replicate_every
+            )
+        )
+        self.scheduler.poke()
 
     async def _replica_set(self, key: bytes) -> tuple[list[Contact], int]:
         """The nodes found responsible for ``key``, and how many there should be.
@@ -661,3 +804,13 @@ class DHTNode:
 
     def _republish(self, entry: StoredRecord) -> defer.Deferred[None]:
         return defer.Deferred.fromCoroutine(self._send_on(entry, self.expire_after))
+
+
+_R = TypeVar("_R", bound=Record)
+
+
+def _live(record: _R) -> _R:
+    """``record``, unless it is a tombstone: then :class:`ValueDeleted`."""
+    if isinstance(record, (PlainValue, SignedValue)) and record.deleted:
+        raise ValueDeleted(record)
+    return record

@@ -13,6 +13,14 @@ Three kinds of record share one key space:
   a sequence number and an Ed25519 signature over (salt, seq, value), and a
   store keeps the highest valid sequence number.
 
+A delete is a version like any other, a *tombstone* (``deleted=True``, no
+value): a signed tombstone is signed by the key's owner like a value, in its
+own signing domain, and outranks the versions below its seq; a plain
+tombstone is signed by the key that wrote the plain value
+(:attr:`PlainValue.owner`) and only that key's tombstone may replace it
+(:class:`NotPublisher`). Stores keep tombstones until they expire, so an
+older copy cannot come back through read repair, replication or hand-over.
+
 :func:`admit` holds the one rule every store applies when a record arrives for
 a key that may already hold one. Each reason to refuse is its own exception
 type with a stable ``reason`` code, which travels over the wire so that the
@@ -49,6 +57,8 @@ MAX_TTL = 10 * 365 * 24 * 3600
 """The longest lifetime (seconds) a peer may give a record; longer is malformed."""
 
 _SIGNED_CONTEXT = b"dhtkit-signed-value-v1"
+_SIGNED_TOMBSTONE_CONTEXT = b"dhtkit-signed-tombstone-v1"
+_PLAIN_TOMBSTONE_CONTEXT = b"dhtkit-plain-tombstone-v1"
 
 
 class ValueRefused(ValueError):
@@ -123,6 +133,12 @@ class OverQuota(ValueRefused):
     reason = "over_quota"
 
 
+class NotPublisher(ValueRefused):
+    """A plain tombstone for a value that another key wrote (or nobody claims)."""
+
+    reason = "not_publisher"
+
+
 REFUSALS: dict[str, type[ValueRefused]] = {
     cls.reason: cls
     for cls in (
@@ -137,8 +153,24 @@ REFUSALS: dict[str, type[ValueRefused]] = {
         CASMismatch,
         WriteTimeAhead,
         OverQuota,
+        NotPublisher,
     )
 }
+
+
+class ValueDeleted(LookupError):
+    """A read found that the newest version of a key is a delete (a tombstone).
+
+    :ivar record: the tombstone, whose ``seq`` says which version deleted it.
+    """
+
+    def __init__(self, record: PlainValue | SignedValue) -> None:
+        super().__init__(
+            "the value under {} was deleted by its publisher (version {})".format(
+                record.key.hex(), record.seq
+            )
+        )
+        self.record = record
 
 
 def refusal_for(reason: str, message: str) -> ValueRefused:
@@ -201,6 +233,7 @@ class ImmutableValue:
     value: bytes
     kind: ClassVar[str] = "immutable"
     seq: ClassVar[int] = 0
+    deleted: ClassVar[bool] = False
 
     @property
     def key(self) -> bytes:
@@ -217,22 +250,58 @@ class ImmutableValue:
 
 @attrs.frozen
 class PlainValue:
-    """A value under any key; ``seq`` is the writer's clock in microseconds."""
+    """A value under any key; ``seq`` is the writer's clock in microseconds.
+
+    ``owner`` is the public key of the node that wrote it (empty for values
+    written before plain values had one). It is a claim, not signed: it
+    gives that key, and no other, the right to delete the value with a
+    tombstone (``deleted=True``, an empty value, and ``signature`` by the
+    owner over key and seq, see :meth:`tombstone`). Anyone may still
+    overwrite a plain value with a later write: last writer wins.
+    """
 
     key: bytes
     value: bytes
     seq: int
+    owner: bytes = b""
+    signature: bytes = b""
+    deleted: bool = False
     kind: ClassVar[str] = "plain"
+
+    @classmethod
+    def tombstone(cls, identity: Identity, key: bytes, seq: int) -> PlainValue:
+        """The delete, by ``identity``, of its plain value under ``key``, written at ``seq``."""
+        record = cls(key, b"", seq, identity.public_key, b"\0" * SIGNATURE_BYTES, True)
+        record.check_fields()
+        return attrs.evolve(record, signature=identity.sign(plain_tombstone_payload(key, seq)))
 
     @property
     def size(self) -> int:
-        return ID_BYTES + len(self.value)
+        return ID_BYTES + len(self.value) + len(self.owner) + len(self.signature)
 
-    def check(self, max_value_size: int = MAX_VALUE_SIZE) -> None:
-        """Raise the :class:`ValueRefused` that this record deserves, if any."""
+    def check_fields(self, max_value_size: int = MAX_VALUE_SIZE) -> None:
+        """Check types and sizes, not a tombstone's signature."""
         _check_bytes("key", self.key, ID_BYTES)
         check_value(self.value, max_value_size)
         _check_seq(self.seq)
+        _check_bytes("owner", self.owner)
+        _check_bytes("signature", self.signature)
+        if type(self.deleted) is not bool:
+            raise MalformedRecord("deleted must be a boolean")
+        if self.owner:
+            _check_bytes("owner", self.owner, PUBLIC_KEY_BYTES)
+        if self.deleted:
+            if self.value or not self.owner:
+                raise MalformedRecord("a plain tombstone has no value and an owner")
+            _check_bytes("signature", self.signature, SIGNATURE_BYTES)
+        elif self.signature:
+            raise MalformedRecord("a plain value carries no signature")
+
+    def check(self, max_value_size: int = MAX_VALUE_SIZE) -> None:
+        """Raise the :class:`ValueRefused` that this record deserves, if any."""
+        self.check_fields(max_value_size)
+        if self.deleted:
+            _verify(self.signature, plain_tombstone_payload(self.key, self.seq), self.owner)
 
 
 def signed_payload(salt: bytes, seq: int, value: bytes) -> bytes:
@@ -250,6 +319,25 @@ def signed_payload(salt: bytes, seq: int, value: bytes) -> bytes:
             value,
         )
     )
+
+
+def signed_tombstone_payload(salt: bytes, seq: int) -> bytes:
+    """The bytes a signed tombstone's signature covers: its own domain, salt and seq."""
+    return b"".join(
+        (_SIGNED_TOMBSTONE_CONTEXT, struct.pack(">B", len(salt)), salt, struct.pack(">Q", seq))
+    )
+
+
+def plain_tombstone_payload(key: bytes, seq: int) -> bytes:
+    """The bytes a plain tombstone's signature covers: its own domain, key and seq."""
+    return _PLAIN_TOMBSTONE_CONTEXT + key + struct.pack(">Q", seq)
+
+
+def _verify(signature: bytes, payload: bytes, public_key: bytes) -> None:
+    try:
+        crypto_sign_open(signature + payload, public_key)
+    except (BadSignatureError, ValueError):
+        raise BadSignature("the signature does not match the record") from None
 
 
 def immutable_key(value: bytes) -> bytes:
@@ -275,14 +363,24 @@ def signed_key(public_key: bytes, salt: bytes = b"") -> bytes:
 
 @attrs.frozen
 class SignedValue:
-    """A version of a mutable value, signed by the owner of ``public_key``."""
+    """A version of a mutable value, signed by the owner of ``public_key``.
+
+    A version with ``deleted`` is a tombstone: no value, and a signature in
+    the tombstone domain (:func:`signed_tombstone_payload`), so that no
+    value's signature can serve as a delete or the other way round.
+    """
 
     public_key: bytes
     salt: bytes
     seq: int
     value: bytes
     signature: bytes
+    deleted: bool = False
     kind: ClassVar[str] = "signed"
+
+    @property
+    def owner(self) -> bytes:
+        return self.public_key
 
     @classmethod
     def create(cls, identity: Identity, value: bytes, seq: int, salt: bytes = b"") -> SignedValue:
@@ -290,6 +388,13 @@ class SignedValue:
         record = cls(identity.public_key, salt, seq, value, b"\0" * SIGNATURE_BYTES)
         record.check_fields(max_value_size=len(value))  # the size limit is the store's
         return attrs.evolve(record, signature=identity.sign(signed_payload(salt, seq, value)))
+
+    @classmethod
+    def tombstone(cls, identity: Identity, seq: int, salt: bytes = b"") -> SignedValue:
+        """The delete, as version ``seq``, of ``identity``'s mutable value under ``salt``."""
+        record = cls(identity.public_key, salt, seq, b"", b"\0" * SIGNATURE_BYTES, True)
+        record.check_fields()
+        return attrs.evolve(record, signature=identity.sign(signed_tombstone_payload(salt, seq)))
 
     @property
     def key(self) -> bytes:
@@ -310,27 +415,40 @@ class SignedValue:
         _check_seq(self.seq)
         check_value(self.value, max_value_size)
         _check_bytes("signature", self.signature, SIGNATURE_BYTES)
+        if type(self.deleted) is not bool:
+            raise MalformedRecord("deleted must be a boolean")
+        if self.deleted and self.value:
+            raise MalformedRecord("a signed tombstone has no value")
 
     def check(self, max_value_size: int = MAX_VALUE_SIZE) -> None:
         """Raise the :class:`ValueRefused` that this record deserves, if any."""
         self.check_fields(max_value_size)
-        try:
-            crypto_sign_open(
-                self.signature + signed_payload(self.salt, self.seq, self.value), self.public_key
-            )
-        except (BadSignatureError, ValueError):
-            raise BadSignature("the signature does not match the value") from None
+        if self.deleted:
+            payload = signed_tombstone_payload(self.salt, self.seq)
+        else:
+            payload = signed_payload(self.salt, self.seq, self.value)
+        _verify(self.signature, payload, self.public_key)
 
 
 Record = ImmutableValue | PlainValue | SignedValue
 
 
 def to_wire(record: Record) -> list[Any]:
-    """The record as a plain list for an RPC payload."""
+    """The record as a plain list for an RPC payload.
+
+    Codes: 0 immutable, 1 plain (with its owner when it has one), 2 signed,
+    3 plain tombstone, 4 signed tombstone.
+    """
     if isinstance(record, ImmutableValue):
         return [0, record.value]
     if isinstance(record, PlainValue):
+        if record.deleted:
+            return [3, record.key, record.seq, record.owner, record.signature]
+        if record.owner:
+            return [1, record.key, record.value, record.seq, record.owner]
         return [1, record.key, record.value, record.seq]
+    if record.deleted:
+        return [4, record.public_key, record.salt, record.seq, record.signature]
     return [2, record.public_key, record.salt, record.seq, record.value, record.signature]
 
 
@@ -344,25 +462,38 @@ def from_wire(obj: Any) -> Record:
         try:
             if code == 0 and len(fields) == 1:
                 return ImmutableValue(*fields)
-            if code == 1 and len(fields) == 3:
+            if code == 1 and len(fields) in (3, 4):
                 return PlainValue(*fields)
             if code == 2 and len(fields) == 5:
                 return SignedValue(*fields)
+            if code == 3 and len(fields) == 4:
+                key, seq, owner, signature = fields
+                return PlainValue(key, b"", seq, owner, signature, True)
+            if code == 4 and len(fields) == 4:
+                public_key, salt, seq, signature = fields
+                return SignedValue(public_key, salt, seq, b"", signature, True)
         except TypeError:
             pass
     raise MalformedRecord("not a value record")
 
 
 def from_columns(
-    kind: str, key: bytes, value: bytes, seq: int, public_key: bytes, salt: bytes, signature: bytes
+    kind: str,
+    key: bytes,
+    value: bytes,
+    seq: int,
+    public_key: bytes,
+    salt: bytes,
+    signature: bytes,
+    deleted: bool = False,
 ) -> Record:
-    """Rebuild a record from the columns a store keeps."""
+    """Rebuild a record from the columns a store keeps (a plain owner is ``public_key``)."""
     if kind == "immutable":
         return ImmutableValue(value)
     if kind == "plain":
-        return PlainValue(key, value, seq)
+        return PlainValue(key, value, seq, public_key, signature, deleted)
     if kind == "signed":
-        return SignedValue(public_key, salt, seq, value, signature)
+        return SignedValue(public_key, salt, seq, value, signature, deleted)
     raise MalformedRecord("unknown record kind {!r}".format(kind))
 
 
@@ -411,6 +542,8 @@ def admit(old: Record | None, new: Record, expected_seq: int | None = None) -> b
         if _KIND_RANK[new.kind] > _KIND_RANK[old.kind]:
             return True
         raise KindConflict("a {} value is stored under this key".format(old.kind))
+    if isinstance(new, PlainValue) and isinstance(old, PlainValue):
+        _check_plain_delete(old, new)
     if new.seq < old.seq:
         raise StaleSequence("stored seq {} is higher than {}".format(old.seq, new.seq))
     if new == old:
@@ -420,12 +553,24 @@ def admit(old: Record | None, new: Record, expected_seq: int | None = None) -> b
     return True
 
 
+def _check_plain_delete(old: PlainValue, new: PlainValue) -> None:
+    """Only the key that wrote a plain value may replace it with a tombstone."""
+    if new.deleted and not old.deleted and old.owner != new.owner:
+        raise NotPublisher(
+            "only the node that wrote a plain value can delete it; this one was "
+            "written by {}".format(old.owner.hex() if old.owner else "a node that did not say")
+        )
+
+
 def newest(records: list[Record]) -> Record | None:
     """The record a reader should believe when replicas disagree.
 
     Signed records beat immutable ones, which beat plain ones (as in
     :func:`admit`); among the same kind the highest seq wins (for plain
-    values, the latest write).
+    values, the latest write), tombstones included. A plain tombstone
+    counts only against a value of its own owner: the newest plain value
+    is the answer unless its owner deleted it later, so a tombstone from a
+    stranger (stored where the value was missing) never hides it.
     """
     best: Record | None = None
     for record in records:
@@ -436,4 +581,15 @@ def newest(records: list[Record]) -> Record | None:
                 best = record
         elif record.seq > best.seq:
             best = record
-    return best
+    if not isinstance(best, PlainValue):
+        return best
+    plain = [r for r in records if isinstance(r, PlainValue)]
+    values = [r for r in plain if not r.deleted]
+    if not values:
+        return best
+    latest = values[0]
+    for value in values[1:]:
+        if value.seq > latest.seq:
+            latest = value
+    deletes = [r for r in plain if r.deleted and r.owner == latest.owner and r.seq > latest.seq]
+    return max(deletes, key=lambda r: r.seq) if deletes else latest

@@ -33,10 +33,13 @@ from dhtkit.webguard import (
     GuardedFactory,
     HttpLimits,
 )
+from dhtkit.websealed import get_encrypted, put_encrypted
 from dhtkit.webvalues import (
     ApiError,
     Call,
     Reply,
+    delete_signed,
+    delete_value,
     get_signed,
     get_value,
     json_reply,
@@ -100,9 +103,11 @@ async def prometheus(call: Call) -> Reply:
 #: Path patterns (None captures a segment) and their endpoints by method.
 ROUTES: Sequence[tuple[tuple[bytes | None, ...], dict[bytes, Endpoint]]] = (
     ((b"v1", b"status"), {b"GET": status}),
-    ((b"v1", b"values", None), {b"GET": get_value, b"PUT": put_value}),
-    ((b"v1", b"signed", None), {b"PUT": put_signed}),
+    ((b"v1", b"values", None), {b"GET": get_value, b"PUT": put_value, b"DELETE": delete_value}),
+    ((b"v1", b"signed", None), {b"PUT": put_signed, b"DELETE": delete_signed}),
     ((b"v1", b"signed", None, None), {b"GET": get_signed}),
+    ((b"v1", b"encrypted", None), {b"PUT": put_encrypted}),
+    ((b"v1", b"encrypted", None, None), {b"GET": get_encrypted}),
     ((b"v1", b"contacts"), {b"GET": contacts}),
     ((b"v1", b"gossip", None), {b"GET": list_updates, b"POST": publish_update}),
     ((b"v1", b"gossip", None, None), {b"DELETE": delete_update}),

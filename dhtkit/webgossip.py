@@ -1,8 +1,10 @@
 """The HTTP API's gossip endpoints: publish, list and delete updates.
 
 ``POST /v1/gossip/{topic}`` signs and spreads an update with the node's own
-key, ``GET /v1/gossip/{topic}`` lists the live updates of a topic the node
-holds (its own and those gossip brought), and ``DELETE
+key, ``GET /v1/gossip/{topic}[?limit=N][&since=SEQ]`` lists the newest live
+updates of a topic the node holds (its own and those gossip brought; at
+most :data:`MAX_LIMIT`, :data:`DEFAULT_LIMIT` unless asked, so a reply stays
+far below a megabyte whatever the store holds), and ``DELETE
 /v1/gossip/{topic}/{update_id}`` spreads a death certificate for an update
 this node published. They serve the gossip that the daemon runs with
 ``--gossip``; without it they answer 404 and say so. Gossip needs no
@@ -21,12 +23,30 @@ from typing import Any
 from dhtkit.gossip.protocol import GossipProtocol
 from dhtkit.gossip.service import GossipService
 from dhtkit.gossip.state import GossipState
-from dhtkit.gossip.update import MAX_TOPIC_BYTES, Update, UpdateTooLarge
+from dhtkit.gossip.update import MAX_SEQ, MAX_TOPIC_BYTES, Update, UpdateTooLarge
 from dhtkit.webvalues import ApiError, Call, Reply, json_reply, text
 
-__all__ = ["NO_GOSSIP", "delete_update", "list_updates", "publish_update", "topic_from", "ttl_from"]
+__all__ = [
+    "DEFAULT_LIMIT",
+    "MAX_LIMIT",
+    "NO_GOSSIP",
+    "delete_update",
+    "limit_from",
+    "list_updates",
+    "publish_update",
+    "since_from",
+    "topic_from",
+    "ttl_from",
+]
 
 _HEX_ID = re.compile(r"[0-9a-fA-F]{40}")
+_DIGITS = re.compile(r"[0-9]{1,20}")
+
+#: Updates a listing answers unless ``?limit=`` asks for another number.
+DEFAULT_LIMIT = 100
+#: The most updates one listing answers: about 1.7 MB of JSON at the
+#: largest update size, where a topic's whole store could reach ~16 MB.
+MAX_LIMIT = 1000
 
 #: What the gossip paths answer (404) on a node that runs no gossip.
 NO_GOSSIP = "this node does not run gossip: start it with --gossip"
@@ -70,6 +90,34 @@ def ttl_from(query: Mapping[str, Sequence[str]]) -> float | None:
     if not (math.isfinite(ttl) and ttl > 0):
         raise ApiError(400, "ttl must be one positive number of seconds")
     return ttl
+
+
+def _one(query: Mapping[str, Sequence[str]], name: str) -> int | None:
+    """The query argument ``name`` as a whole number (at most 20 digits), or None."""
+    given = query.get(name)
+    if not given:
+        return None
+    if len(given) != 1 or not _DIGITS.fullmatch(given[0]):
+        raise ApiError(400, "{} must be given once, as a whole number".format(name))
+    return int(given[0])
+
+
+def limit_from(query: Mapping[str, Sequence[str]]) -> int:
+    """``?limit=``: 1 to :data:`MAX_LIMIT` updates, :data:`DEFAULT_LIMIT` when absent."""
+    limit = _one(query, "limit")
+    if limit is None:
+        return DEFAULT_LIMIT
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ApiError(400, "limit must be a whole number from 1 to {}".format(MAX_LIMIT))
+    return limit
+
+
+def since_from(query: Mapping[str, Sequence[str]]) -> int | None:
+    """``?since=``: a sequence number (0 to 2**64); only later updates are listed."""
+    since = _one(query, "since")
+    if since is not None and since > MAX_SEQ:
+        raise ApiError(400, "since must be a sequence number from 0 to {}".format(MAX_SEQ))
+    return since
 
 
 def _check_stored(state: GossipState, update: Update) -> None:
@@ -118,19 +166,30 @@ async def publish_update(call: Call) -> Reply:
 
 
 async def list_updates(call: Call) -> Reply:
-    """``GET /v1/gossip/{topic}``: the live updates of the topic held here.
+    """``GET /v1/gossip/{topic}[?limit=N][&since=SEQ]``: the live updates of the topic held here.
 
     Newest first, in the order every node keeps (the origin's sequence
     number, which is its clock in microseconds, then the id); ``data`` is
     base64. Updates whose expiry has passed are left out even before the
-    next gossip round forgets them.
+    next gossip round forgets them. At most ``limit`` updates are listed
+    (:data:`DEFAULT_LIMIT` by default, up to :data:`MAX_LIMIT`), only
+    those with a sequence number above ``since`` when it is given; ``more``
+    says whether older ones were left out.
     """
     topic = topic_from(call.params[0])
+    limit = limit_from(call.query)
+    since = since_from(call.query)
     state = _state(call)
     now = state.reactor.seconds()
-    live = [u for u in reversed(state.updates(topic)) if u.expires > now]
-    listed = [dict(_described(u), data=base64.b64encode(u.data).decode("ascii")) for u in live]
-    return json_reply({"updates": listed})
+    live = [
+        u
+        for u in reversed(state.updates(topic))
+        if u.expires > now and (since is None or u.seq > since)
+    ]
+    listed = [
+        dict(_described(u), data=base64.b64encode(u.data).decode("ascii")) for u in live[:limit]
+    ]
+    return json_reply({"updates": listed, "more": len(live) > limit})
 
 
 async def delete_update(call: Call) -> Reply:

@@ -1,8 +1,8 @@
 """The HTTP API's value endpoints, and what any endpoint answers.
 
-``PUT``/``GET /v1/values/{key}`` and ``PUT /v1/signed/{salt}`` /
-``GET /v1/signed/{public_key}/{salt}`` over the node's
-:class:`~dhtkit.node.DHTNode`. Bad input is answered with a 4xx
+``PUT``/``GET``/``DELETE /v1/values/{key}`` and ``PUT``/``DELETE
+/v1/signed/{salt}`` / ``GET /v1/signed/{public_key}/{salt}`` over the node's
+:class:`~dhtkit.node.DHTNode`. A read of a deleted key answers 410. Bad input is answered with a 4xx
 :class:`ApiError` before any traffic; the network's own failures (no
 contacts, too few replicas, lookups that found no way) with 503, so that a
 client can tell "fix your request" from "try again later".
@@ -21,11 +21,14 @@ from dhtkit.keyspace import key_for
 from dhtkit.node import PutFailed
 from dhtkit.overlay import LookupFailed
 from dhtkit.rpc import RPCError
+from dhtkit.sealed import BadRecipient, NotSealedForUs
 from dhtkit.service import OverlayService
 from dhtkit.values import (
     MAX_SALT_SIZE,
     MAX_SEQ,
     CASMismatch,
+    NotPublisher,
+    ValueDeleted,
     ValueRefused,
     ValueTooLarge,
     signed_key,
@@ -132,7 +135,7 @@ def json_reply(obj: Any, code: int = 200) -> Reply:
     return Reply(code, json.dumps(obj).encode("utf-8") + b"\n")
 
 
-def _needs_contacts(call: Call) -> None:
+def needs_contacts(call: Call) -> None:
     if not call.service.overlay.contacts():
         raise ApiError(
             503,
@@ -143,6 +146,14 @@ def _needs_contacts(call: Call) -> None:
 
 def network_error(error: BaseException) -> ApiError | None:
     """The answer to a failure of the value layer, or None if it is unexpected."""
+    if isinstance(error, ValueDeleted):
+        return ApiError(410, str(error), {"Dhtkit-Seq": str(error.record.seq)})
+    if isinstance(error, NotSealedForUs):
+        return ApiError(403, "this node cannot open the value: {}".format(error))
+    if isinstance(error, BadRecipient):
+        return ApiError(400, str(error))
+    if isinstance(error, NotPublisher):
+        return ApiError(403, "the nodes refused the delete: {}".format(error))
     if isinstance(error, CASMismatch):
         return ApiError(409, "compare-and-swap failed: {}".format(error))
     if isinstance(error, ValueTooLarge):
@@ -162,19 +173,69 @@ async def put_value(call: Call) -> Reply:
     """``PUT /v1/values/{key}``: store the body, last writer wins."""
     key, _ = key_from(call.params[0])
     value = value_from(call)
-    _needs_contacts(call)
+    needs_contacts(call)
     replicas = await call.service.node.put(key, value)
     return json_reply({"key": key.hex(), "replicas": replicas})
 
 
 async def get_value(call: Call) -> Reply:
-    """``GET /v1/values/{key}``: the newest value, raw."""
+    """``GET /v1/values/{key}``: the newest value, raw; 410 if it was deleted."""
     key, name = key_from(call.params[0])
-    _needs_contacts(call)
-    value = await call.service.node.get(key)
+    needs_contacts(call)
+    try:
+        value = await call.service.node.get(key)
+    except ValueDeleted as e:
+        raise ApiError(
+            410,
+            "the value under {} was deleted by its publisher".format(name),
+            {"Dhtkit-Seq": str(e.record.seq)},
+        ) from None
     if value is None:
         raise ApiError(404, "no value is stored under {}".format(name))
     return Reply(200, value, "application/octet-stream")
+
+
+async def delete_value(call: Call) -> Reply:
+    """``DELETE /v1/values/{key}``: withdraw the plain value this node put there.
+
+    404 when nothing is stored, 403 when another node wrote the value.
+    """
+    key, name = key_from(call.params[0])
+    needs_contacts(call)
+    try:
+        replicas = await call.service.node.delete(key)
+    except NotPublisher as e:
+        raise ApiError(403, "{} (under {})".format(e, name)) from None
+    except LookupError:
+        raise ApiError(404, "no value is stored under {}".format(name)) from None
+    return json_reply({"key": key.hex(), "replicas": replicas})
+
+
+async def signed_version(call: Call, salt: bytes, seq: int | None, cas: int | None) -> int:
+    """``seq`` (from the query), or the next version of the node's value under ``salt``."""
+    if seq is None:
+        # Asked for here, so that the reply can say which version was stored.
+        seq = await call.service.node.next_seq(call.service.identity.public_key, salt, cas)
+        if seq > MAX_SEQ:
+            raise ApiError(409, "the sequence number cannot go beyond {}".format(MAX_SEQ))
+    return seq
+
+
+def signed_reply(
+    call: Call, salt: bytes, salt_text: str, seq: int, replicas: int, **more: str
+) -> Reply:
+    """What a write of the node's own signed value answers (with ``more`` fields)."""
+    public_key = call.service.identity.public_key
+    return json_reply(
+        {
+            "key": signed_key(public_key, salt).hex(),
+            "public_key": public_key.hex(),
+            "salt": salt_text,
+            "seq": seq,
+            "replicas": replicas,
+            **more,
+        }
+    )
 
 
 async def put_signed(call: Call) -> Reply:
@@ -183,36 +244,39 @@ async def put_signed(call: Call) -> Reply:
     seq = sequence_from(call.query, "seq")
     cas = sequence_from(call.query, "cas")
     value = value_from(call)
-    _needs_contacts(call)
-    node = call.service.node
-    public_key = call.service.identity.public_key
-    if seq is None:
-        # Asked for here, so that the reply can say which version was stored.
-        seq = await node.next_seq(public_key, salt, cas)
-        if seq > MAX_SEQ:
-            raise ApiError(409, "the sequence number cannot go beyond {}".format(MAX_SEQ))
-    replicas = await node.put_signed(value, salt, seq=seq, expected_seq=cas)
-    return json_reply(
-        {
-            "key": signed_key(public_key, salt).hex(),
-            "public_key": public_key.hex(),
-            "salt": salt_text,
-            "seq": seq,
-            "replicas": replicas,
-        }
-    )
+    needs_contacts(call)
+    seq = await signed_version(call, salt, seq, cas)
+    replicas = await call.service.node.put_signed(value, salt, seq=seq, expected_seq=cas)
+    return signed_reply(call, salt, salt_text, seq, replicas)
+
+
+async def delete_signed(call: Call) -> Reply:
+    """``DELETE /v1/signed/{salt}``: a signed tombstone above the node's own value."""
+    salt, salt_text = salt_from(call.params[0])
+    seq = sequence_from(call.query, "seq")
+    cas = sequence_from(call.query, "cas")
+    needs_contacts(call)
+    seq = await signed_version(call, salt, seq, cas)
+    replicas = await call.service.node.delete_signed(salt, seq=seq, expected_seq=cas)
+    return signed_reply(call, salt, salt_text, seq, replicas)
 
 
 async def get_signed(call: Call) -> Reply:
     """``GET /v1/signed/{public_key}/{salt}``: the newest version, raw, with its seq."""
-    hex_key = call.params[0].decode("ascii", "replace")
-    if not _HEX_KEY.fullmatch(hex_key):
-        raise ApiError(400, "the public key must be 64 hex digits")
+    public_key = public_key_from(call.params[0])
     salt, _ = salt_from(call.params[1])
-    _needs_contacts(call)
-    found = await call.service.node.get_signed(bytes.fromhex(hex_key), salt)
+    needs_contacts(call)
+    found = await call.service.node.get_signed(public_key, salt)
     if found is None:
         raise ApiError(
-            404, "no value is stored under public key {} and this salt".format(hex_key.lower())
+            404, "no value is stored under public key {} and this salt".format(public_key.hex())
         )
     return Reply(200, found.value, "application/octet-stream", {"Dhtkit-Seq": str(found.seq)})
+
+
+def public_key_from(segment: bytes) -> bytes:
+    """A ``{public_key}`` segment as 32 bytes; 400 unless it is 64 hex digits."""
+    hex_key = segment.decode("ascii", "replace")
+    if not _HEX_KEY.fullmatch(hex_key):
+        raise ApiError(400, "the public key must be 64 hex digits")
+    return bytes.fromhex(hex_key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import sys
@@ -169,7 +170,7 @@ async def test_an_ambiguous_prefix_is_refused(
 ) -> None:
     # Two ids sharing 12 digits cannot be made on purpose: the listing is faked.
     fake = [{"update_id": "0123456789ab" + c * 28} for c in "cd"]
-    monkeypatch.setattr(ApiClient, "updates", lambda self, topic: defer.succeed(fake))
+    monkeypatch.setattr(ApiClient, "updates", lambda self, topic, *_: defer.succeed(fake))
     assert await run("--api", node.url, "unpublish", "t", "0123456789AB") == 1
     assert "2 updates of the topic 't' have ids starting with 0123456789ab: give more digits" in (
         capsys.readouterr().err
@@ -209,3 +210,21 @@ async def test_a_node_without_gossip_says_how_to_start_it(
             )
     finally:
         await stop_node(plain)
+
+
+@pytest_twisted.ensureDeferred
+async def test_updates_takes_a_limit_and_a_since(
+    node: GossipNode, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for data in ("one", "two", "three"):
+        assert await run("--api", node.url, "publish", "t", data) == 0
+    capsys.readouterr()
+    assert await run("--api", node.url, "updates", "t", "--limit", "2", "--json") == 0
+    newest = json.loads(capsys.readouterr().out)["updates"]
+    assert [base64.b64decode(u["data"]) for u in newest] == [b"three", b"two"]
+    since = str(newest[1]["seq"])
+    assert await run("--api", node.url, "updates", "t", "--since", since) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].endswith(" three")
+    assert await run("--api", node.url, "updates", "t", "--limit", "1001") == 2
+    assert "above the maximum of 1000" in capsys.readouterr().err

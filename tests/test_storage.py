@@ -168,6 +168,32 @@ def test_the_origin_flag_sticks_and_its_record_never_expires(make: MakeStore) ->
     assert store.get(mine.key) == newer
 
 
+def test_a_tombstone_ends_the_republishing_and_expires(make: MakeStore) -> None:
+    store = make()
+    mine = SignedValue.create(ALICE, b"v", 1)
+    store.put(entry(mine, SELF, expire_at=None, replicate_at=10.0, republish_at=20.0, origin=True))
+    deleted = store.put(entry(SignedValue.tombstone(ALICE, 2), "alice", expire_at=500.0))
+    assert (deleted.origin, deleted.expire_at, deleted.republish_at) == (False, 500.0, None)
+    assert store.due_for_republish(1e9, 10) == []
+    # kept (and honoured) until it expires: the deleted version is refused
+    with pytest.raises(StaleSequence):
+        store.put(entry(mine, "peer", expire_at=50.0))
+    assert store.get(mine.key) == deleted
+    assert store.expire(500.0) == 1
+    assert store.get(mine.key) is None
+
+
+def test_a_plain_tombstone_is_stored_and_read_back(make: MakeStore) -> None:
+    store = make()
+    key = key_for("k")
+    store.put(entry(PlainValue(key, b"v", 1, ALICE.public_key)))
+    tombstone = PlainValue.tombstone(ALICE, key, 2)
+    stored = store.put(entry(tombstone, expire_at=80.0))
+    assert store.get(key) == stored
+    assert stored.record == tombstone and stored.size == tombstone.size
+    assert store.usage() == (1, tombstone.size)
+
+
 def test_an_authoritative_copy_beats_a_cached_one(make: MakeStore) -> None:
     store = make()
     record = value(1)

@@ -236,11 +236,11 @@ REFUSED: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "a newer dhtkit": (
         lambda p: ours(p, 99, "CREATE TABLE records (key BLOB PRIMARY KEY, future TEXT)"),
-        "written by a newer dhtkit \\(schema version 99; this dhtkit reads versions up to 2\\)",
+        "written by a newer dhtkit \\(schema version 99; this dhtkit reads versions up to 3\\)",
     ),
     "our id but not our schema": (
         lambda p: ours(p, len(MIGRATIONS), "CREATE TABLE records (key BLOB PRIMARY KEY)"),
-        "claims schema version 2 but its records table lacks kind, value",
+        "claims schema version 3 but its records table lacks kind, value",
     ),
 }
 
@@ -274,7 +274,7 @@ def schema(path: Path) -> list[Any]:
 def test_a_new_file_gets_the_latest_schema(path: Path, open_store: Callable[[], Any]) -> None:
     open_store().close()
     assert raw(path, "PRAGMA application_id") == [(APPLICATION_ID,)]
-    assert raw(path, "PRAGMA user_version") == [(len(MIGRATIONS),)] == [(2,)]
+    assert raw(path, "PRAGMA user_version") == [(len(MIGRATIONS),)] == [(3,)]
     names = {name for _, name, _ in schema(path)}
     assert {"records", "records_by_publisher", "records_by_expiry"} <= names
     assert {"records_by_replication", "records_by_republish", "records_cached"} <= names
@@ -313,7 +313,7 @@ def test_reopening_the_latest_version_changes_nothing(
 
 
 def _by_kind(db: sqlite3.Connection) -> None:
-    """A version 2 as a later dhtkit might add one: an index on kind."""
+    """A version 4 as a later dhtkit might add one: an index on kind."""
     db.execute("CREATE INDEX records_by_kind ON records (kind)")
 
 
@@ -326,12 +326,12 @@ def test_a_new_version_is_one_more_migration(
     store.close()
     monkeypatch.setattr(schema_module, "MIGRATIONS", [*MIGRATIONS, _by_kind])
     store = open_store()
-    assert raw(path, "PRAGMA user_version") == [(3,)]
+    assert raw(path, "PRAGMA user_version") == [(4,)]
     assert "records_by_kind" in {name for _, name, _ in schema(path)}
     assert by_key(store.records()) == by_key(iter(sample()))
     store.close()
     monkeypatch.setattr(schema_module, "MIGRATIONS", MIGRATIONS)
-    with pytest.raises(StorageError, match="newer dhtkit \\(schema version 3"):
+    with pytest.raises(StorageError, match="newer dhtkit \\(schema version 4"):
         SQLiteStore(path)
 
 
@@ -347,9 +347,9 @@ def test_a_failing_migration_leaves_the_file_at_its_old_version(
     store.close()
     before = schema(path)
     monkeypatch.setattr(schema_module, "MIGRATIONS", [*MIGRATIONS, broken])
-    with pytest.raises(StorageError, match=r"cannot bring .* to schema version 3: no such table"):
+    with pytest.raises(StorageError, match=r"cannot bring .* to schema version 4: no such table"):
         SQLiteStore(path)
-    assert raw(path, "PRAGMA user_version") == [(2,)]
+    assert raw(path, "PRAGMA user_version") == [(3,)]
     assert schema(path) == before
     monkeypatch.setattr(schema_module, "MIGRATIONS", MIGRATIONS)
     assert open_store().get(sample()[0].key) == sample()[0]
@@ -417,7 +417,7 @@ def test_version_1_records_move_to_their_domain_separated_keys(
     )
     assert _old_key(b"alice's page") == key_for("alice's page")
     store = open_store()
-    assert raw(path, "PRAGMA user_version") == [(len(MIGRATIONS),)] == [(2,)]
+    assert raw(path, "PRAGMA user_version") == [(len(MIGRATIONS),)] == [(3,)]
     assert store.get(immutable_key(b"immutable")) == immutable
     assert store.get(immutable_key(b"cached")) == cached
     assert store.get(signed_key(ALICE.public_key, b"salt")) == mine  # deadlines kept
@@ -510,3 +510,18 @@ def test_queries_use_indexes(open_store: Callable[[], SQLiteStore]) -> None:
             assert "USING" in plan and "TEMP B-TREE" not in plan, (sql, plan)
             checked += 1
     assert checked >= 8
+
+
+def test_a_delete_stops_the_republishing_across_a_restart(
+    path: Path, open_store: Callable[[], SQLiteStore]
+) -> None:
+    store = open_store()
+    mine = PlainValue(key_for("k"), b"v", 1, ALICE.public_key)
+    store.put(StoredRecord(mine, SELF, 1.0, None, 10.0, 20.0, origin=True))
+    tombstone = PlainValue.tombstone(ALICE, mine.key, 2)
+    store.put(StoredRecord(tombstone, SELF, 2.0, 90.0, 12.0))
+    store.close()
+    store = open_store()
+    assert store.due_for_republish(1e9, 10) == []
+    assert store.get(mine.key) == StoredRecord(tombstone, SELF, 2.0, 90.0, 12.0)
+    assert raw(path, "SELECT deleted, public_key FROM records") == [(1, ALICE.public_key)]

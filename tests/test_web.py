@@ -450,8 +450,8 @@ async def test_a_wrong_method_is_405_with_allow(cluster: Cluster) -> None:
     pk = "ab" * 32
     cases = [
         ("POST", "/v1/status", "GET, HEAD"),
-        ("DELETE", "/v1/values/x", "GET, HEAD, PUT"),
-        ("GET", "/v1/signed/salt", "PUT"),
+        ("POST", "/v1/values/x", "DELETE, GET, HEAD, PUT"),
+        ("GET", "/v1/signed/salt", "DELETE, PUT"),
         ("PUT", "/v1/signed/{}/salt".format(pk), "GET, HEAD"),
         ("PUT", "/v1/contacts", "GET, HEAD"),
         ("POST", "/metrics", "GET, HEAD"),

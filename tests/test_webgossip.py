@@ -17,6 +17,7 @@ from twisted.web.client import HTTPConnectionPool
 from dhtkit.gossip.config import GossipConfig
 from dhtkit.service import GossipService, KademliaService
 from dhtkit.web import MAX_BODY, make_site
+from dhtkit.webgossip import DEFAULT_LIMIT
 from tests.test_web import Api, error_of
 
 FAST_GOSSIP = GossipConfig(period=0.05, jitter=0.5)
@@ -306,3 +307,46 @@ async def test_a_wrong_method_on_a_gossip_path_is_405_with_allow(nodes: Nodes) -
         answer = await node.api.call(method, path, b"")
         error_of(answer, 405)
         assert answer.header("allow") == allow
+
+
+# -- bounded listings ----------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_listing_is_bounded_by_limit_and_filtered_by_since(nodes: Nodes) -> None:
+    node = await nodes.add()
+    assert node.gossip is not None
+    state = node.gossip.gossip.state
+    published = [state.publish("t", b"%d" % n) for n in range(DEFAULT_LIMIT + 5)]
+    newest_first = [u.update_id.hex() for u in reversed(published)]
+    answer = await node.api.call("GET", "/v1/gossip/t")
+    reply = answer.json()
+    assert [u["update_id"] for u in reply["updates"]] == newest_first[:DEFAULT_LIMIT]
+    assert reply["more"] is True
+    three = (await node.api.call("GET", "/v1/gossip/t?limit=3")).json()
+    assert [u["update_id"] for u in three["updates"]] == newest_first[:3]
+    since = three["updates"][2]["seq"]
+    later = (await node.api.call("GET", "/v1/gossip/t?since={}".format(since))).json()
+    assert [u["update_id"] for u in later["updates"]] == newest_first[:2]
+    assert later["more"] is False
+    everything = (await node.api.call("GET", "/v1/gossip/t?limit=1000&since=0")).json()
+    assert len(everything["updates"]) == DEFAULT_LIMIT + 5 and everything["more"] is False
+
+
+@pytest_twisted.ensureDeferred
+async def test_bad_limits_and_sinces_are_400(nodes: Nodes) -> None:
+    node = await nodes.add()
+    cases = [
+        ("limit=0", "limit must be a whole number from 1 to 1000"),
+        ("limit=1001", "limit must be a whole number from 1 to 1000"),
+        ("limit=-1", "limit must be given once"),
+        ("limit=ten", "limit must be given once"),
+        ("limit=1&limit=2", "limit must be given once"),
+        ("limit=" + "9" * 5000, "limit must be given once"),
+        ("since=1.5", "since must be given once"),
+        ("since=-3", "since must be given once"),
+        ("since=" + "9" * 20, "since must be a sequence number"),
+    ]
+    for query, expected in cases:
+        answer = await node.api.call("GET", "/v1/gossip/t?" + query)
+        assert expected in error_of(answer, 400), query

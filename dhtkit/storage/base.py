@@ -15,14 +15,18 @@ def merge(old: StoredRecord | None, new: StoredRecord, replaces: bool) -> Stored
     """What to store when ``new`` arrives for a key that holds ``old``.
 
     An authoritative copy beats a cached one, and the origin flag sticks:
-    the publisher keeps republishing whatever version is newest. A copy of
+    the publisher keeps republishing whatever version is newest, unless it
+    is a tombstone. A copy of
     the same version never shortens its expiry, and a replica's expiry only
     comes from what it was sent, so replication cannot make a record live
     forever; only the publisher's republish renews it.
     """
     if old is None:
         return new
-    origin = old.origin or new.origin
+    record = new.record if replaces else old.record
+    # A tombstone is never republished: it stops the publisher's renewals
+    # and then lives out its expiry, which outlasts every copy it deletes.
+    origin = (old.origin or new.origin) and not record.deleted
     cached = old.cached and new.cached
     if origin:
         expire_at = None
@@ -38,7 +42,7 @@ def merge(old: StoredRecord | None, new: StoredRecord, replaces: bool) -> Stored
         replicate_at = old.replicate_at
     republish_at = new.republish_at if new.origin else old.republish_at
     return StoredRecord(
-        record=new.record if replaces else old.record,
+        record=record,
         publisher=new.publisher if replaces else old.publisher,
         stored_at=new.stored_at if replaces else old.stored_at,
         expire_at=expire_at,

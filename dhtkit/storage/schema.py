@@ -20,7 +20,7 @@ APPLICATION_ID = 0x6468746B
 
 COLUMNS = tuple(
     "key kind value seq public_key salt signature publisher size cached origin"
-    " stored_at expire_at replicate_at republish_at".split()
+    " stored_at expire_at replicate_at republish_at deleted".split()
 )
 """The columns of the records table, in the order rows are read and written."""
 
@@ -86,7 +86,17 @@ def _separate_key_domains_v2(db: sqlite3.Connection) -> None:
         db.execute("DELETE FROM records WHERE key = ?", (old,))
 
 
-MIGRATIONS: list[Migration] = [_create_v1, _separate_key_domains_v2]
+def _tombstones_v3(db: sqlite3.Connection) -> None:
+    """Version 2 to 3: a ``deleted`` column marks tombstones (deletes kept until they expire).
+
+    A plain value's owner lives in the ``public_key`` column and a plain
+    tombstone's signature in ``signature``; rows from before have neither,
+    which is what a plain value of no known owner is.
+    """
+    db.execute("ALTER TABLE records ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS: list[Migration] = [_create_v1, _separate_key_domains_v2, _tombstones_v3]
 """Step ``i`` turns schema version ``i`` into ``i + 1``; version 0 is an empty file.
 
 A new schema version is one more function appended here. Every step of an

@@ -29,7 +29,7 @@ from dhtkit.storage import schema
 from dhtkit.storage.base import StoreBase
 from dhtkit.storage.interface import IValueStore, Quota, StorageError, StoredRecord
 from dhtkit.storage.schema import COLUMNS
-from dhtkit.values import KeyMismatch, MalformedRecord, SignedValue, from_columns
+from dhtkit.values import KeyMismatch, MalformedRecord, PlainValue, SignedValue, from_columns
 
 # Built from COLUMNS alone, never from input.
 _SELECT = "SELECT {} FROM records".format(", ".join(COLUMNS))  # noqa: S608
@@ -57,14 +57,17 @@ _ANY_SIZE = sys.maxsize
 def _columns(entry: StoredRecord) -> tuple[Any, ...]:
     record = entry.record
     signed = record if isinstance(record, SignedValue) else None
+    plain = record if isinstance(record, PlainValue) else None
+    public_key = signed.public_key if signed is not None else plain.owner if plain else None
+    signature = signed.signature if signed is not None else plain.signature if plain else None
     return (
         entry.key,
         record.kind,
         record.value,
         record.seq,
-        None if signed is None else signed.public_key,
+        public_key or None,
         None if signed is None else signed.salt,
-        None if signed is None else signed.signature,
+        signature or None,
         entry.publisher,
         entry.size,
         int(entry.cached),
@@ -73,6 +76,7 @@ def _columns(entry: StoredRecord) -> tuple[Any, ...]:
         entry.expire_at,
         entry.replicate_at,
         entry.republish_at,
+        int(record.deleted),
     )
 
 
@@ -83,10 +87,15 @@ def _is_number(value: object) -> bool:
 def _rebuild(row: tuple[Any, ...]) -> StoredRecord:
     """The entry a row holds; a ValueError (or TypeError) if it cannot be one."""
     key, kind, value, seq, public_key, salt, signature, publisher, size = row[:9]
-    cached, origin, stored_at, expire_at, replicate_at, republish_at = row[9:]
-    record = from_columns(kind, key, value, seq, public_key or b"", salt or b"", signature or b"")
-    if isinstance(record, SignedValue):
-        # Verified when it came in; 75 µs a read is not worth repeating.
+    cached, origin, stored_at, expire_at, replicate_at, republish_at, deleted = row[9:]
+    if deleted not in (0, 1):
+        raise MalformedRecord("the deleted column is wrong")
+    record = from_columns(
+        kind, key, value, seq, public_key or b"", salt or b"", signature or b"", bool(deleted)
+    )
+    if isinstance(record, (SignedValue, PlainValue)):
+        # Signatures were verified when records came in; 75 µs a read is not
+        # worth repeating.
         record.check_fields(_ANY_SIZE)
     else:
         record.check(_ANY_SIZE)
