@@ -293,6 +293,7 @@ VALUES = Source("dhtkit_values")
 VALUES.skip.update({"records", "record_bytes"})  # dhtkit_store_records and _bytes
 VALUES.counter("puts", "Values this node stored in the network.")
 VALUES.counter("puts_failed", "Puts that reached too few replicas.")
+VALUES.counter("deletes", "Deletes this node published (tombstones of plain and signed values).")
 VALUES.counter("gets", "Values this node looked up.")
 VALUES.counter(
     "gets_answered_locally", "Gets of immutable values answered from the node's own store."
@@ -305,7 +306,7 @@ VALUES.by_reason(
     "store_refused",
     "Store requests refused, by reason (too_large, salt_too_long, malformed, key_mismatch, "
     "bad_signature, kind_conflict, stale_seq, seq_conflict, cas_mismatch, clock_skew, "
-    "over_quota).",
+    "over_quota, not_publisher).",
     prefix="store_refused_",
     reasons=sorted(REFUSALS),
 )
