@@ -92,7 +92,7 @@ async def _listen(
         await call_api(args, reactor, method, *call, printer)
     except _Enough:
         return 0
-    raise CommandFailed("the node ended the stream after {} versions".format(printer.printed))
+    raise CommandFailed("the node ended the stream; versions printed: {}".format(printer.printed))
 
 
 def run_listen(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:

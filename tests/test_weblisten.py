@@ -16,8 +16,10 @@ from dhtkit import sse
 from dhtkit.identity import Identity
 from dhtkit.keyspace import key_for
 from dhtkit.values import PlainValue, SignedValue
+from dhtkit.web import route
 from dhtkit.webguard import ConnectionStats, HttpLimits
-from dhtkit.weblisten import EventStreams, Stream, record_json
+from dhtkit.weblisten import EventStreams, Stream, listen_signed, listen_value, record_json
+from dhtkit.webvalues import ApiError, Call
 from tests.valuenet import Cluster
 
 OWNER = Identity(b"\x05" * 32)
@@ -207,3 +209,36 @@ def test_a_stream_that_is_not_one_is_refused() -> None:
         sse.EventParser().feed(b"data: \xff\n")
     written = sse.event("value", "a\nb", "1")
     assert sse.EventParser().feed(written) == [sse.Event("value", "a\nb", "1")]
+
+
+def test_the_listen_paths_are_routed_and_checked() -> None:
+    endpoint, params = route([b"v1", b"listen", b"feed"], b"GET", "/v1/listen/feed")
+    assert params == [b"feed"]
+    with pytest.raises(ApiError) as caught:
+        route([b"v1", b"listen", b"feed"], b"PUT", "/v1/listen/feed")
+    assert caught.value.code == 405 and caught.value.headers["Allow"] == "GET, HEAD"
+    signed, params = route(
+        [b"v1", b"listen", b"signed", b"ab" * 32, b"news"], b"GET", "/v1/listen/signed/..."
+    )
+    assert params == [b"ab" * 32, b"news"] and signed is not endpoint
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ([b"nothex" * 8, b"news"], "64 hex digits"),
+        ([b"ab" * 32, b"s" * 65], "at most 64"),
+        ([b"ab" * 31, b"news"], "64 hex digits"),
+    ],
+)
+def test_a_bad_signed_listen_is_a_400(params: list[bytes], says: str) -> None:
+    call = Call(None, None, params, {}, b"")  # type: ignore[arg-type]
+    with pytest.raises(ApiError) as caught:
+        listen_signed(call).send(None)
+    assert caught.value.code == 400 and says in caught.value.message
+
+
+def test_a_listen_of_an_empty_name_is_a_400() -> None:
+    with pytest.raises(ApiError) as caught:
+        listen_value(Call(None, None, [b""], {}, b"")).send(None)  # type: ignore[arg-type]
+    assert caught.value.code == 400
