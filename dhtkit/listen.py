@@ -59,6 +59,7 @@ class Listening:
     :ivar subscribed: fires after the first round of subscriptions with
         the number of responsible nodes that keep this listener (this node
         included, when it is one of them).
+    :ivar ended: fires when the listening ends: cancelled, or its node stopped.
     """
 
     def __init__(self, hub: ListenHub, key: bytes, callback: Callback) -> None:
@@ -66,6 +67,7 @@ class Listening:
         self.callback = callback
         self.last: Record | None = None
         self.subscribed: defer.Deferred[int] = defer.Deferred()
+        self.ended: defer.Deferred[None] = defer.Deferred()
         self.active = True
         # The nodes that keep us as a listener: only they may push to us.
         self.sources: dict[bytes, Contact] = {}
@@ -151,6 +153,7 @@ class ListenHub:
             self._listenings.pop(listening.key, None)
         self._unlisten(listening.key, list(listening.sources.values()))
         listening.sources.clear()
+        listening.ended.callback(None)
 
     def stop(self) -> None:
         """End every listening (the node stops)."""

@@ -48,8 +48,9 @@ from dhtkit.wire import WireError
 LISTEN_TTL = 600.0
 #: Registrations a holder keeps, in all.
 MAX_LISTENERS = 10_000
-#: Registrations from one source network (see :mod:`dhtkit.storage.networks`).
-MAX_LISTENERS_PER_SOURCE = 256
+#: Registrations from one source network (see :mod:`dhtkit.storage.networks`):
+#: a quarter of a key's, so that no one network can take all of a key's places.
+MAX_LISTENERS_PER_SOURCE = 64
 #: Registrations for one key: the pushes one new version costs.
 MAX_LISTENERS_PER_KEY = 256
 #: Versions waiting to be pushed to one listener; beyond, the oldest is dropped.

@@ -14,7 +14,8 @@ Streams are bounded per client address and in all
 (:class:`~dhtkit.webguard.HttpLimits`); beyond, the answer is 429. A
 client that does not read what it is sent cannot make the node buffer
 without end: its stream is closed when :data:`MAX_PENDING` events wait.
-When the client goes away the listening is cancelled.
+When the client goes away the listening is cancelled; when the node
+stops, the stream ends.
 """
 
 from __future__ import annotations
@@ -188,6 +189,13 @@ class _EventStream:
         self._write(b"retry: 3000\n" + sse.comment("listening to " + stream.key.hex()))
         self._keep_alive()
         self.listening = service.node.listen(stream.key, self._version)
+        # The node stopped: the client hears the stream end, not silence.
+        self.listening.ended.addCallback(self._listening_ended)
+
+    def _listening_ended(self, _: object) -> None:
+        if not self.ended:
+            self._end(None)
+            self.request.finish()
 
     def _version(self, record: Record) -> None:
         data = json.dumps(record_json(record), separators=(",", ":"))

@@ -168,5 +168,7 @@ def test_a_node_that_stops_ends_its_listenings() -> None:
     net = Cluster(2)
     seen: list[Record] = []
     client, handle = _listening(net, seen)
+    assert not handle.ended.called
     client.stop()
     assert not handle.active and not client.listenings.watches(handle.key)
+    assert handle.ended.called

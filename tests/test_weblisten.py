@@ -242,3 +242,13 @@ def test_a_listen_of_an_empty_name_is_a_400() -> None:
     with pytest.raises(ApiError) as caught:
         listen_value(Call(None, None, [b""], {}, b"")).send(None)  # type: ignore[arg-type]
     assert caught.value.code == 400
+
+
+def test_the_stream_ends_when_the_node_stops() -> None:
+    net = Cluster(2)
+    service = _service(net)
+    streams, request = _streams(net), StreamRequest()
+    streams.start(request, Stream(key_for("a")), service)
+    service.node.stop()
+    assert request.finished and not streams.open
+    assert streams.counters.streams_closed == 1
