@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
 
 from dhtkit.contact import Contact
 from dhtkit.identity import Identity
@@ -13,6 +14,7 @@ from dhtkit.listeners import LISTEN_TTL, NOT_LISTENING
 from dhtkit.rpc import RemoteError
 from dhtkit.values import PlainValue, Record, SignedValue, to_wire
 from tests.conftest import LoggedErrors
+from tests.test_listeners import PLAIN_CBOR
 from tests.valuenet import Cluster
 
 OWNER = Identity(b"\x05" * 32)
@@ -172,3 +174,16 @@ def test_a_node_that_stops_ends_its_listenings() -> None:
     client.stop()
     assert not handle.active and not client.listenings.watches(handle.key)
     assert handle.ended.called
+
+
+@given(args=PLAIN_CBOR)
+@settings(max_examples=50)
+def test_whatever_a_peer_pushes_is_taken_or_refused_never_raised(args: Any) -> None:
+    net = Cluster(2)
+    client, handle = _listening(net, [])
+    source = next(iter(handle.sources.values()))
+    for pushed in (args, [handle.key, args]):
+        try:
+            client.listenings.answer_notify(source, pushed)
+        except RemoteError:
+            pass

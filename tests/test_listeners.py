@@ -7,6 +7,8 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet import task
 
 from dhtkit.contact import Contact
@@ -176,3 +178,38 @@ def test_versions_waiting_for_one_listener_are_bounded() -> None:
     assert holder.counters["push_dropped_queue_full"] == 3
     net.advance(10, step=0.5)
     assert holder.listeners.listeners(key) == []
+
+
+def test_only_a_new_version_is_pushed_not_a_copy_of_the_one_held() -> None:
+    net = Cluster(2)
+    holder, listener = net.nodes
+    seen: list[Any] = []
+    handle = listener.listen_signed(OWNER.public_key, b"s", seen.append)
+    net.wait(handle.subscribed)
+    net.wait(listener.put_signed(b"v1", b"s", OWNER, seq=1))
+    net.advance(2, step=0.1)
+    pushed = holder.counters["push_sent"]
+    # The same version again (a republish, a replication): nobody hears of it.
+    stored = holder.holder.accept(listener.rpc.contact, _signed(1), 60.0, None, False)
+    assert stored and holder.counters["push_sent"] == pushed == 1
+    holder.holder.accept(listener.rpc.contact, _signed(2), 60.0, None, False)
+    net.advance(2, step=0.1)
+    assert holder.counters["push_sent"] == 2
+    assert [r.seq for r in seen] == [1, 2]
+
+
+PLAIN_CBOR = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.binary(max_size=40) | st.text(),
+    lambda inner: st.lists(inner, max_size=4),
+    max_leaves=10,
+)
+
+
+@given(args=PLAIN_CBOR)
+def test_whatever_a_peer_sends_is_answered_or_refused_never_raised(args: Any) -> None:
+    table, _, _ = _table()
+    for answer in (table.answer_listen, table.answer_unlisten):
+        try:
+            answer(_peer(2, "10.0.0.2"), args)
+        except RemoteError:
+            pass
