@@ -8,7 +8,9 @@ for the version held now, if any, then one for each newer version, as
 version's seq and its data a JSON object ``{"key", "kind", "seq",
 "value"}`` (the value in base64; signed values add ``public_key`` and
 ``salt`` in hex). A comment line goes out every ``keepalive`` seconds so
-that proxies and clients see the stream alive.
+that proxies and clients see the stream alive. A client that reconnects
+with ``Last-Event-ID: N`` (as an EventSource does) gets only versions
+with a seq above ``N``.
 
 Streams are bounded per client address and in all
 (:class:`~dhtkit.webguard.HttpLimits`); beyond, the answer is 429. A
@@ -34,7 +36,7 @@ from zope.interface import implementer
 from dhtkit import sse
 from dhtkit.listen import Listening
 from dhtkit.service import OverlayService
-from dhtkit.values import Record, SignedValue, signed_key
+from dhtkit.values import MAX_SEQ, Record, SignedValue, signed_key
 from dhtkit.webguard import ConnectionStats, HttpLimits, source_of
 from dhtkit.webvalues import ApiError, Call, Reply, json_reply, key_from, salt_from
 
@@ -155,6 +157,13 @@ class EventStreams:
         self.counters.streams_closed += 1
 
 
+def _last_event_id(header: bytes | None) -> int | None:
+    # Anything but a sequence number is ignored, as an id we never sent.
+    if header is None or not header.isdigit() or len(header) > len(str(MAX_SEQ)):
+        return None
+    return int(header)
+
+
 def _too_many(message: str) -> Reply:
     reply = json_reply({"error": message}, 429)
     return attrs.evolve(reply, headers={"Retry-After": "10"})
@@ -175,6 +184,9 @@ class _EventStream:
         self.pending: deque[bytes] = deque()
         self.timer: IDelayedCall | None = None
         self.listening: Listening | None = None
+        # A client reconnecting (an EventSource does) says the last seq it
+        # got: what it has is not sent again.
+        self.after = _last_event_id(request.getHeader(b"last-event-id"))
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", sse.CONTENT_TYPE.encode("ascii"))
         request.setHeader(b"Cache-Control", b"no-store")
@@ -198,6 +210,8 @@ class _EventStream:
             self.request.finish()
 
     def _version(self, record: Record) -> None:
+        if self.after is not None and record.seq <= self.after:
+            return
         data = json.dumps(record_json(record), separators=(",", ":"))
         self._write(sse.event("value", data, str(record.seq)))
 

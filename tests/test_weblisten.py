@@ -252,3 +252,15 @@ def test_the_stream_ends_when_the_node_stops() -> None:
     service.node.stop()
     assert request.finished and not streams.open
     assert streams.counters.streams_closed == 1
+
+
+@pytest.mark.parametrize(("last", "sent"), [(b"1", ["2"]), (b"2", []), (b"x", ["1", "2"])])
+def test_a_client_that_reconnects_gets_only_what_it_lacks(last: bytes, sent: list[str]) -> None:
+    net = Cluster(2)
+    _put(net, 1)
+    streams, request = _streams(net), StreamRequest()
+    request.requestHeaders.addRawHeader(b"Last-Event-ID", last)
+    streams.start(request, _signed_stream(), _service(net))
+    net.advance(2, step=0.1)
+    _put(net, 2)
+    assert [e.id for e in request.events()] == sent
