@@ -44,7 +44,8 @@ from dhtkit.values import Record, ValueRefused, check_record, check_ttl, from_wi
 
 #: Seconds between a listener's refreshes (at most half the ttl holders grant).
 REFRESH_EVERY = 120.0
-#: Seconds before a refresh that reached no responsible node is tried again.
+#: Seconds before a refresh that reached no responsible node is tried again;
+#: also the shortest time between two refreshes.
 RETRY_AFTER = 15.0
 
 Callback = Callable[[Record], object]
@@ -271,7 +272,9 @@ class ListenHub:
         self.counters["listen_rounds"] += 1
         mine = len(others) < len(contacts)
         if sources or mine:
-            delay = min([self.refresh_every] + [t / 2 for t in ttls])
+            # Never sooner than a retry: a holder granting a tiny ttl would
+            # otherwise keep us subscribing in a loop.
+            delay = max(self.retry_after, min([self.refresh_every] + [t / 2 for t in ttls]))
         else:
             delay = self.retry_after
         self._schedule(listening, delay)

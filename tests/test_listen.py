@@ -187,3 +187,12 @@ def test_whatever_a_peer_pushes_is_taken_or_refused_never_raised(args: Any) -> N
             client.listenings.answer_notify(source, pushed)
         except RemoteError:
             pass
+
+
+def test_a_holder_granting_a_tiny_ttl_does_not_make_the_listener_spin() -> None:
+    net = Cluster(2)
+    net.nodes[0].listeners.ttl = 1e-9
+    client, _ = _listening(net, [])
+    net.advance(150, step=1)
+    # A refresh every 15 s at most: the first round and ten more.
+    assert client.counters["listen_rounds"] <= 11
