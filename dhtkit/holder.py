@@ -135,7 +135,7 @@ class Holder:
             # Every field is checked before the key is computed from them;
             # a record is stored under its own key, so nothing more to match.
             record.check(self.max_value_size)
-            if isinstance(record, PlainValue) and record.seq > self._latest_write_time():
+            if isinstance(record, PlainValue) and record.seq > self.latest_write_time():
                 # A write time ahead would pin the value against every later write.
                 raise WriteTimeAhead(
                     "the write time is {:.1f} s ahead of this node's clock; at most {} s"
@@ -151,7 +151,7 @@ class Holder:
             self.counters["store_refused_malformed"] += 1
             raise RemoteError("malformed", str(e)) from None
 
-    def _latest_write_time(self) -> int:
+    def latest_write_time(self) -> int:
         """The latest plain-value write time (in microseconds) accepted now."""
         return int((self.clock.seconds() + self.max_clock_skew) * 1_000_000)
 

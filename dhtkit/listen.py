@@ -17,7 +17,10 @@ than the last one it got (:func:`dhtkit.values.newest`), so it sees each
 version once, in order. It is called with the version held at the start,
 if any, then with every newer one. A push is taken only from a node this
 listener subscribed to for that key, and its record is checked in full
-(signature, key) like any answer; a bad one is dropped and counted.
+(signature, key) like any answer, and a plain value's write time like a
+holder checks it (it may not lead our clock by more than the skew allowed,
+or it would outrank every honest version to come); a bad one is dropped
+and counted.
 
 The node's own store tells its listeners of the versions it takes
 directly, whether or not the node is responsible for the key.
@@ -40,7 +43,16 @@ from dhtkit.keyspace import check_id
 from dhtkit.listeners import NOT_LISTENING
 from dhtkit.overlay import IOverlay, LookupFailed
 from dhtkit.rpc import RemoteError, RPCError, RPCProtocol
-from dhtkit.values import Record, ValueRefused, check_record, check_ttl, from_wire, newest
+from dhtkit.values import (
+    PlainValue,
+    Record,
+    ValueRefused,
+    WriteTimeAhead,
+    check_record,
+    check_ttl,
+    from_wire,
+    newest,
+)
 
 #: Seconds between a listener's refreshes (at most half the ttl holders grant).
 REFRESH_EVERY = 120.0
@@ -205,9 +217,18 @@ class ListenHub:
         except ValueRefused as e:
             self.counters["notify_refused_malformed"] += 1
             raise RemoteError("malformed", str(e)) from None
+        if not self._plausible(record):
+            self.counters["notify_refused_clock_skew"] += 1
+            raise RemoteError(WriteTimeAhead.reason, "the write time is ahead of this node's clock")
         for listening in listenings:
             listening.offer(record)
         return True
+
+    def _plausible(self, record: Record) -> bool:
+        # A plain write time ahead of our clock (beyond the skew a holder
+        # allows) would outrank every honest version to come, and blind the
+        # listener to them: refused, as a holder refuses to store it.
+        return not (isinstance(record, PlainValue) and record.seq > self.holder.latest_write_time())
 
     # -- subscribing ------------------------------------------------------------------
 
@@ -254,7 +275,7 @@ class ListenHub:
                 continue
             sources[contact.node_id] = contact
             valid = self.valid_answer(key, answer[1])
-            if valid is not None:
+            if valid is not None and self._plausible(valid[0]):
                 found.append(valid[0])
         local = self.holder.live(key)
         if local is not None:

@@ -196,3 +196,21 @@ def test_a_holder_granting_a_tiny_ttl_does_not_make_the_listener_spin() -> None:
     net.advance(150, step=1)
     # A refresh every 15 s at most: the first round and ten more.
     assert client.counters["listen_rounds"] <= 11
+
+
+def test_a_plain_value_from_the_future_cannot_blind_the_listener() -> None:
+    net = Cluster(2)
+    key = key_for("plain")
+    seen: list[Record] = []
+    client = net.client()
+    handle = client.listen(key, seen.append)
+    net.wait(handle.subscribed)
+    source = next(iter(handle.sources.values()))
+    ahead = int((net.clock.seconds() + 3600) * 1_000_000)
+    with pytest.raises(RemoteError) as caught:
+        client.listenings.answer_notify(source, [key, to_wire(PlainValue(key, b"evil", ahead))])
+    assert caught.value.code == "clock_skew"
+    assert client.counters["notify_refused_clock_skew"] == 1
+    net.wait(net.nodes[0].put(key, b"honest"))
+    net.advance(1, step=0.1)
+    assert [r.value for r in seen] == [b"honest"]
