@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     from dhtkit.apicli import add_api_options, add_commands
     from dhtkit.demo import add_demo
     from dhtkit.gossipcli import add_gossip_commands
+    from dhtkit.listencli import add_listen_commands
     from dhtkit.simcli import add_sim
     from dhtkit.version import __version__
 
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_commands(commands)
     add_gossip_commands(commands)
+    add_listen_commands(commands)
     add_keygen(commands)
     add_demo(commands)
     add_sim(commands)

@@ -9,6 +9,7 @@ a reply that is not JSON). Nothing here prints; the command line does.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -21,6 +22,8 @@ from twisted.python.failure import Failure
 from twisted.web.client import Agent, RequestTransmissionFailed, ResponseFailed
 from twisted.web.error import SchemeNotSupported
 from twisted.web.http_headers import Headers
+
+from dhtkit.sse import EventParser, StreamError
 
 #: Seconds a request may take, reply included, before it is given up.
 DEFAULT_TIMEOUT = 30.0
@@ -273,11 +276,84 @@ class ApiClient:
         path = "/v1/gossip/{}/{}".format(_segment(topic), _segment(update_id_hex))
         return self._send("DELETE", path).addCallback(self._object)
 
+    def listen(
+        self, name: str | bytes, on_version: Callable[[dict[str, Any]], object]
+    ) -> defer.Deferred[None]:
+        """``GET /v1/listen/{name}``: ``on_version(version)`` for each version as it comes.
+
+        ``version`` is the event's JSON object (``key``, ``kind``, ``seq``,
+        ``value`` in base64). Fires when the node ends the stream; fails
+        with :class:`ApiError` when it cannot be opened or breaks off.
+        Cancel the Deferred to stop listening.
+        """
+        return self._stream("/v1/listen/" + _segment(name), on_version)
+
+    def listen_signed(
+        self,
+        public_key_hex: str,
+        salt: str | bytes,
+        on_version: Callable[[dict[str, Any]], object],
+    ) -> defer.Deferred[None]:
+        """``GET /v1/listen/signed/{public_key_hex}/{salt}``: as :meth:`listen`."""
+        path = "/v1/listen/signed/{}/{}".format(_segment(public_key_hex), _segment(salt))
+        return self._stream(path, on_version)
+
     # -- one exchange ----------------------------------------------------------
 
-    def _send(self, method: str, path: str, body: bytes | None = None) -> defer.Deferred[_Reply]:
+    def _stream(
+        self, path: str, on_version: Callable[[dict[str, Any]], object]
+    ) -> defer.Deferred[None]:
+        # The timeout covers the opening only: a stream may stay quiet for ever.
+        parser = EventParser()
+
+        def chunk(data: bytes) -> None:
+            for event in parser.feed(data):
+                if event.type != "value":
+                    continue
+                try:
+                    version = json.loads(event.data)
+                except ValueError:
+                    version = None
+                if not isinstance(version, dict):
+                    raise StreamError("an event's data is not a JSON object")
+                on_version(version)
+
+        async def opened(response: Any) -> None:
+            if response.code != 200:
+                body: bytes = await treq.content(response)
+                self._ok(_Reply(response.code, response.headers, body))
+            await treq.collect(response, chunk)
+
+        def explain(failure: Failure) -> Failure:
+            if isinstance(failure.value, StreamError):
+                raise ApiError(
+                    "the node's API at {} sent a broken event stream: {}".format(
+                        self.url, failure.value
+                    )
+                )
+            return failure
+
+        return (
+            self._send("GET", path, stream=True)
+            .addCallback(lambda response: defer.Deferred.fromCoroutine(opened(response)))
+            .addErrback(explain)
+            .addErrback(self._explain_late)
+        )
+
+    def _explain_late(self, failure: Failure) -> Failure:
+        if isinstance(failure.value, (ApiError, defer.CancelledError)):
+            return failure
+        explained = self._explain(failure, False)
+        if explained is not None:
+            raise explained
+        return failure
+
+    def _send(
+        self, method: str, path: str, body: bytes | None = None, stream: bool = False
+    ) -> defer.Deferred[Any]:
+        # With ``stream``, fires with the response as soon as its head came.
         timed_out = [False]
-        d = defer.Deferred.fromCoroutine(self._exchange(method, path, body))
+        d = defer.Deferred.fromCoroutine(self._exchange(method, path, body, stream))
 
         def give_up() -> None:
             timed_out[0] = True
@@ -296,14 +372,19 @@ class ApiClient:
 
         return d.addBoth(finished)
 
-    async def _exchange(self, method: str, path: str, body: bytes | None) -> _Reply:
-        headers = Headers({b"Accept": [b"application/json, application/octet-stream"]})
+    async def _exchange(
+        self, method: str, path: str, body: bytes | None, stream: bool = False
+    ) -> Any:
+        accept = b"text/event-stream" if stream else b"application/json, application/octet-stream"
+        headers = Headers({b"Accept": [accept]})
         if self._token is not None:
             headers.addRawHeader(b"Authorization", "Bearer {}".format(self._token).encode("ascii"))
         # No redirects: they would carry the token to wherever they point.
         response = await self._http.request(
             method, self.url + path, data=body, headers=headers, allow_redirects=False
         )
+        if stream:
+            return response
         content = await treq.content(response)
         return _Reply(response.code, response.headers, content)
 

@@ -17,7 +17,7 @@ publisher could renew it for ever.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -37,6 +37,14 @@ from dhtkit.values import (
     from_wire,
     to_wire,
 )
+
+
+class Watcher(Protocol):
+    """Told of each new version this node takes of a key it watches (see :mod:`dhtkit.listen`)."""
+
+    def watches(self, key: bytes) -> bool: ...
+
+    def new_version(self, record: Record) -> None: ...
 
 
 class Holder:
@@ -68,8 +76,24 @@ class Holder:
         self.expire_after = expire_after
         self.replicate_every = replicate_every
         self.max_clock_skew = max_clock_skew
+        #: Told of every new version of the keys they watch.
+        self.watchers: list[Watcher] = []
         rpc.register("store", self.answer_store)
         rpc.register("get", self.answer_get, idempotent=True)
+
+    def keep(self, entry: StoredRecord, expected_seq: int | None = None) -> StoredRecord:
+        """Put ``entry`` in the store; a new version goes to the watchers of its key.
+
+        A copy of the version already held only refreshes its deadlines,
+        and nobody hears of it.
+        """
+        watching = [w for w in self.watchers if w.watches(entry.key)]
+        old = self.store.get(entry.key) if watching else None
+        stored = self.store.put(entry, expected_seq)
+        if watching and (old is None or old.record != stored.record):
+            for watcher in watching:
+                watcher.new_version(stored.record)
+        return stored
 
     def accept(
         self,
@@ -93,7 +117,7 @@ class Holder:
             replicate_at=None if cached else now + self.replicate_every,
             cached=cached,
         )
-        self.store.put(entry, expected_seq)
+        self.keep(entry, expected_seq)
         self.scheduler.poke()
         return True
 
@@ -111,7 +135,7 @@ class Holder:
             # Every field is checked before the key is computed from them;
             # a record is stored under its own key, so nothing more to match.
             record.check(self.max_value_size)
-            if isinstance(record, PlainValue) and record.seq > self._latest_write_time():
+            if isinstance(record, PlainValue) and record.seq > self.latest_write_time():
                 # A write time ahead would pin the value against every later write.
                 raise WriteTimeAhead(
                     "the write time is {:.1f} s ahead of this node's clock; at most {} s"
@@ -127,7 +151,7 @@ class Holder:
             self.counters["store_refused_malformed"] += 1
             raise RemoteError("malformed", str(e)) from None
 
-    def _latest_write_time(self) -> int:
+    def latest_write_time(self) -> int:
         """The latest plain-value write time (in microseconds) accepted now."""
         return int((self.clock.seconds() + self.max_clock_skew) * 1_000_000)
 

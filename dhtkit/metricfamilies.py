@@ -374,6 +374,21 @@ HTTP.by_reason(
 )
 HTTP.counter("evicted_waiting", "Idle connections closed to make room for a new one.")
 HTTP.counter("request_timeouts", "Connections closed for not sending a request in time.")
+HTTP.counter("streams_opened", "Event streams (/v1/listen) opened.")
+HTTP.counter("streams_closed", "Event streams closed, whatever the cause.")
+HTTP.counter(
+    "streams_closed_slow",
+    "Event streams closed because their client stopped reading (also in streams_closed).",
+)
+HTTP.by_reason(
+    "streams_refused",
+    "Event streams refused, by reason (per_source: the cap per client address; "
+    "total_cap: the cap on all streams).",
+    keys={
+        "streams_refused_per_source": "per_source",
+        "streams_refused_total_cap": "total_cap",
+    },
+)
 
 
 def _index(*families: Family) -> dict[str, Family]:

@@ -34,6 +34,8 @@ from dhtkit.handover import PER_PEER_RATE, RATE, HandOverQueue
 from dhtkit.holder import Holder
 from dhtkit.identity import Identity
 from dhtkit.keyspace import check_id
+from dhtkit.listen import Callback, ListenHub, Listening
+from dhtkit.listeners import ListenerTable
 from dhtkit.overlay import IOverlay, IRoutingOverlay, IValueFinder
 from dhtkit.republish import EXPIRE_AFTER, REPLICATE_EVERY, REPUBLISH_EVERY, Scheduler
 from dhtkit.rpc import RemoteError, RPCError, RPCProtocol
@@ -187,6 +189,19 @@ class DHTNode:
             replicate_every=replicate_every,
             max_clock_skew=max_clock_skew,
         )
+        # Listeners this node keeps as a holder, and its own listenings.
+        self.listeners = ListenerTable(rpc, self.clock, self.holder.answer, self.counters)
+        self.listenings = ListenHub(
+            rpc,
+            overlay,
+            self.holder,
+            self.clock,
+            self.counters,
+            replication=self.replication,
+            valid_answer=self._valid_answer,
+            max_value_size=max_value_size,
+        )
+        self.holder.watchers += [self.listeners, self.listenings]
         self.hand_overs = HandOverQueue(
             self.clock,
             self._hand_over_one,
@@ -218,6 +233,8 @@ class DHTNode:
         self._running = False
         self.scheduler.stop()
         self.hand_overs.stop()
+        self.listenings.stop()
+        self.listeners.clear()
 
     # -- the public API --------------------------------------------------------
 
@@ -425,6 +442,16 @@ class DHTNode:
 
         return self.get_signed(public_key, salt).addCallback(opened)
 
+    def listen(self, key: bytes, callback: Callback) -> Listening:
+        """Call ``callback(record)`` with the version of ``key`` held now and
+        each newer one, once each and in order, until the handle's
+        ``cancel()``; see :mod:`dhtkit.listen`."""
+        return self.listenings.listen(key, callback)
+
+    def listen_signed(self, public_key: bytes, salt: bytes, callback: Callback) -> Listening:
+        """:meth:`listen` to the mutable value of ``public_key`` and ``salt``."""
+        return self.listen(signed_key(public_key, salt), callback)
+
     def delete_local(self, key: bytes) -> defer.Deferred[bool]:
         """Drop this node's copy of ``key`` and stop republishing it.
 
@@ -479,7 +506,7 @@ class DHTNode:
             self.counters["deletes"] += 1
             return stored
         now = self.clock.seconds()
-        self.store.put(
+        self.holder.keep(
             StoredRecord(
                 record,
                 SELF,
@@ -498,7 +525,7 @@ class DHTNode:
         republishing in the same write (so durably), and our replication
         sends it on until it expires, should the network miss it now."""
         now = self.clock.seconds()
-        self.store.put(
+        self.holder.keep(
             StoredRecord(
                 record, SELF, now, now + self.expire_after, now + self.scheduler.replicate_every
             )

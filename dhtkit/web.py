@@ -33,6 +33,7 @@ from dhtkit.webguard import (
     GuardedFactory,
     HttpLimits,
 )
+from dhtkit.weblisten import EventStreams, Stream, listen_signed, listen_value
 from dhtkit.websealed import get_encrypted, put_encrypted
 from dhtkit.webvalues import (
     ApiError,
@@ -64,7 +65,7 @@ __all__ = [
 #: without being kept (values are far smaller: they fit one datagram).
 MAX_BODY = 64 * 1024
 
-Endpoint = Callable[[Call], Awaitable[Reply]]
+Endpoint = Callable[[Call], Awaitable[Reply | Stream]]
 
 
 async def status(call: Call) -> Reply:
@@ -111,6 +112,8 @@ ROUTES: Sequence[tuple[tuple[bytes | None, ...], dict[bytes, Endpoint]]] = (
     ((b"v1", b"contacts"), {b"GET": contacts}),
     ((b"v1", b"gossip", None), {b"GET": list_updates, b"POST": publish_update}),
     ((b"v1", b"gossip", None, None), {b"DELETE": delete_update}),
+    ((b"v1", b"listen", None), {b"GET": listen_value}),
+    ((b"v1", b"listen", b"signed", None, None), {b"GET": listen_signed}),
     ((b"metrics",), {b"GET": prometheus}),
 )
 
@@ -207,6 +210,7 @@ class ApiResource(resource.Resource):
         token: str | None = None,
         gossip: Any = None,
         connections: ConnectionStats | None = None,
+        streams: EventStreams | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.service = service
@@ -215,6 +219,8 @@ class ApiResource(resource.Resource):
         self.connections = connections
         # The site's own registry: other nodes may share this process.
         self.metrics = webmetrics.node_registry(service, gossip, connections)
+        #: The open ``/v1/listen`` streams (None: the API serves none).
+        self.streams = streams
 
     def render(self, request: server.Request) -> int:
         """Answer ``request`` once its endpoint is done."""
@@ -243,7 +249,7 @@ class ApiResource(resource.Resource):
         ):
             raise ApiError(401, "the token is wrong", {"WWW-Authenticate": "Bearer"})
 
-    async def _answer(self, request: server.Request) -> Reply:
+    async def _answer(self, request: server.Request) -> Reply | Stream:
         method = request.method
         path = request.path.decode("utf-8", "replace")
         try:
@@ -286,10 +292,20 @@ class ApiResource(resource.Resource):
         reply = json_reply({"error": error.message}, error.code)
         return Reply(reply.code, reply.body, reply.content_type, error.headers)
 
-    def _send(self, reply: Reply, answered: server.Request, gone: list[object]) -> None:
+    def _send(self, answer: Reply | Stream, answered: server.Request, gone: list[object]) -> None:
         if gone:
             self._log.debug("the client left before its answer was ready")
             return
+        if isinstance(answer, Stream):
+            if self.streams is None:
+                reply = json_reply({"error": "this API serves no event streams"}, 404)
+            else:
+                refused = self.streams.start(answered, answer, self.service)
+                if refused is None:
+                    return
+                reply = refused
+        else:
+            reply = answer
         request: Any = answered  # twisted.web's Request is only partly annotated
         request.setResponseCode(reply.code)
         request.setHeader(b"Content-Type", reply.content_type.encode("ascii"))
@@ -353,7 +369,11 @@ def make_site(
     """
     limits = limits if limits is not None else HttpLimits()
     counters = counters if counters is not None else ConnectionStats()
-    api = ApiResource(service, token=token, gossip=gossip, connections=counters)
+    if clock is None:
+        from twisted.internet import reactor as clock  # type: ignore[assignment]
+    assert clock is not None
+    streams = EventStreams(limits, counters, clock)
+    api = ApiResource(service, token=token, gossip=gossip, connections=counters, streams=streams)
     return ApiSite(api, limits, counters, clock)
 
 

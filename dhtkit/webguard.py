@@ -85,11 +85,16 @@ class HttpLimits:
         request, from its opening or from its previous answer.
     :ivar max_per_source: connections open at once from one client address.
     :ivar max_connections: connections open at once in all.
+    :ivar max_streams_per_source: event streams (``/v1/listen``) open at
+        once from one client address; each holds one of its connections.
+    :ivar max_streams: event streams open at once in all.
     """
 
     request_timeout: float = 10.0
     max_per_source: int = 32
     max_connections: int = attrs.field(factory=default_max_connections)
+    max_streams_per_source: int = 8
+    max_streams: int = 256
 
 
 @attrs.define
@@ -102,6 +107,11 @@ class ConnectionStats:
     evicted_waiting: int = 0
     request_timeouts: int = 0
     refused_length: int = 0
+    streams_opened: int = 0
+    streams_closed: int = 0
+    streams_closed_slow: int = 0
+    streams_refused_per_source: int = 0
+    streams_refused_total_cap: int = 0
 
     def stats(self) -> dict[str, int]:
         """The counters by name (``connections`` is a level, the rest counts)."""
