@@ -227,8 +227,7 @@ def test_a_delete_reaches_the_listener_as_the_newest_version() -> None:
 
 
 def test_a_node_hears_of_its_own_delete() -> None:
-    # The publisher keeps its own tombstone (ending its republishing) through
-    # the same point as every accepted version, so its listeners hear of it.
+    # The publisher's own listener hears of the delete like any version.
     net = Cluster(3)
     key = key_for("withdrawn")
     seen: list[Record] = []
