@@ -3,7 +3,7 @@
 from dhtkit.identity import Identity, IdentityError
 from dhtkit.keyspace import key_for
 from dhtkit.node import DHTNode, PutFailed
-from dhtkit.service import ChordService, GossipService, KademliaService
+from dhtkit.service import ChordService, GossipService, KademliaService, PastryService
 from dhtkit.values import SignedValue, ValueRefused
 
 __version__ = "0.1.0"
@@ -15,6 +15,7 @@ __all__ = [
     "Identity",
     "IdentityError",
     "KademliaService",
+    "PastryService",
     "PutFailed",
     "SignedValue",
     "ValueRefused",

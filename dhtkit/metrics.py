@@ -1,6 +1,6 @@
-"""Prometheus metrics: a histogram, and a node's counters as exposition text.
+"""Prometheus metrics: a node's counters and its hop histogram as exposition text.
 
-The overlays keep a :class:`Histogram` of their lookups' hop counts;
+The overlays keep a :class:`~dhtkit.histogram.Histogram` of their lookups' hop counts;
 :func:`render` turns that, and every counter the RPC layer, the overlay,
 the value layer and (when given) the gossip protocol keep, into the text
 exposition format 0.0.4 that ``GET /metrics`` serves. Counters are read at
@@ -9,16 +9,14 @@ scrape time: nothing here runs between scrapes.
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 import dhtkit
+from dhtkit import overlays
+from dhtkit.histogram import Histogram
 
 if TYPE_CHECKING:
     from dhtkit.service import OverlayService
@@ -26,75 +24,22 @@ if TYPE_CHECKING:
 #: The ``Content-Type`` of the text exposition format.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-#: Upper bounds of the lookup hop buckets: one per hop where lookups
-#: usually end (log2 of the network size), coarser beyond.
-HOP_BOUNDS: tuple[float, ...] = (0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 16)
-
 #: Values in the components' ``stats()`` that are levels, not event counts.
 GAUGES = frozenset(
     {
         # rpc
         "sessions", "pending_calls",
-        # overlays
-        "contacts", "buckets", "replacements", "pinging",
-        "fingers", "successors", "has_predecessor",
         # gossip
         "updates", "spreading", "removed",
         # HTTP API
         "connections",
     }
-)  # fmt: skip
+) | overlays.gauges()  # fmt: skip
 
 
 #: Value-layer counters reported from the start, so that a rate over them
 #: has a first sample of 0 (the node counts each only once it happens).
 VALUE_COUNTERS = ("puts", "gets", "read_repairs", "store_received", "get_received")
-
-
-def _bounds(value: Iterable[float]) -> tuple[float, ...]:
-    bounds = tuple(float(b) for b in value)
-    if not all(math.isfinite(b) for b in bounds):
-        raise ValueError("histogram bounds are finite (+Inf is always added)")
-    if any(a >= b for a, b in itertools.pairwise(bounds)):
-        raise ValueError("histogram bounds are strictly increasing")
-    return bounds
-
-
-@attrs.define
-class Histogram:
-    """Observations counted in buckets with fixed upper bounds, as Prometheus does.
-
-    A value falls in the first bucket whose bound it does not exceed; values
-    above every bound fall in the implicit ``+Inf`` bucket.
-    """
-
-    bounds: tuple[float, ...] = attrs.field(default=HOP_BOUNDS, converter=_bounds)
-    sum: float = 0.0
-    count: int = 0
-    _counts: list[int] = attrs.field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self._counts = [0] * (len(self.bounds) + 1)
-
-    def observe(self, value: float) -> None:
-        """Count one observation.
-
-        :raises ValueError: ``value`` is NaN (it belongs in no bucket).
-        """
-        if math.isnan(value):
-            raise ValueError("cannot observe NaN")
-        self._counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    def buckets(self) -> list[tuple[float, int]]:
-        """``(upper bound, observations at or below it)`` for each bucket, ``+Inf`` last."""
-        out: list[tuple[float, int]] = []
-        total = 0
-        for bound, n in zip((*self.bounds, math.inf), self._counts, strict=True):
-            total += n
-            out.append((bound, total))
-        return out
 
 
 def format_value(value: float) -> str:

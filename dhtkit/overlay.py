@@ -1,23 +1,33 @@
-"""What the value layer needs from an overlay, and the simplest overlay.
+"""What the value layer needs from an overlay, the kit every overlay uses, and the simplest overlay.
 
 The value layer (:mod:`dhtkit.node`) asks one question of an overlay: which
 nodes are responsible for a key. Kademlia, Chord and Pastry each answer it
 their own way; :class:`StaticOverlay` answers it for a fixed set of nodes
 that all know each other, which is what small clusters and the value
 layer's own tests need.
+
+The kit: :class:`LookupStats` (the same lookup counters and hop histogram
+for every overlay), :class:`JoinFailed` and :class:`LookupFailed` (each
+overlay's own failures subclass them), and :func:`ping_bootstrap`, the
+first step of every join. The periodic-task runner is
+:mod:`dhtkit.periodic`; the registry of overlays is :mod:`dhtkit.overlays`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet import defer
 from zope.interface import Attribute, Interface, implementer
 
 from dhtkit.contact import Address, Contact
+from dhtkit.histogram import Histogram
 from dhtkit.keyspace import check_id, distance
+
+if TYPE_CHECKING:
+    from dhtkit.rpc import RPCProtocol
 
 
 class IOverlay(Interface):
@@ -53,8 +63,10 @@ class Lookup:
 class IRoutingOverlay(IOverlay):
     """An overlay that builds, keeps and saves routing state of its own."""
 
+    lookup_stats = Attribute("The :class:`LookupStats` of the overlay's lookups.")
     hop_histogram = Attribute(
-        "A :class:`dhtkit.metrics.Histogram` of the hops of each lookup (as in :class:`Lookup`)."
+        "A :class:`dhtkit.histogram.Histogram` of the hops of each lookup (as in "
+        ":class:`Lookup`): ``lookup_stats.hops``."
     )
 
     def start() -> None:
@@ -92,7 +104,7 @@ class IRoutingOverlay(IOverlay):
         hands those keys over to it."""
 
     def stats() -> dict[str, int]:
-        """The overlay's counters (lookups, hops, timeouts, ...)."""
+        """The overlay's counters: :data:`LOOKUP_COUNTERS` and its own."""
 
 
 #: The value layer's answer for a key it holds: ``[record, ttl]`` on the
@@ -136,6 +148,80 @@ class JoinFailed(Exception):
 
 class LookupFailed(Exception):
     """No way to the key answered; each overlay raises a subclass of its own."""
+
+
+#: The lookup counters every overlay's ``stats()`` reports, under these names.
+LOOKUP_COUNTERS = (
+    "lookups", "lookup_hops", "lookup_messages", "lookup_timeouts", "lookup_bad_answers",
+    "lookups_failed",
+)  # fmt: skip
+
+
+class LookupStats:
+    """What an overlay's lookups cost, counted the same way for every overlay.
+
+    A lookup is counted once it ended (one under way is in neither the
+    counters nor the histogram); a failed one counts its cost too.
+    """
+
+    def __init__(self) -> None:
+        self.counters: dict[str, int] = dict.fromkeys(LOOKUP_COUNTERS, 0)
+        #: The hops of each lookup, as the overlay counts them (see :class:`Lookup`).
+        self.hops = Histogram()
+
+    def record(
+        self,
+        hops: int,
+        messages: int,
+        timeouts: int = 0,
+        bad_answers: int = 0,
+        failed: bool = False,
+    ) -> None:
+        """Count one lookup that ended."""
+        c = self.counters
+        c["lookups"] += 1
+        c["lookup_hops"] += hops
+        c["lookup_messages"] += messages
+        c["lookup_timeouts"] += timeouts
+        c["lookup_bad_answers"] += bad_answers
+        c["lookups_failed"] += failed
+        self.hops.observe(hops)
+
+    def stats(self) -> dict[str, int]:
+        """The counters, by the names of :data:`LOOKUP_COUNTERS`."""
+        return dict(self.counters)
+
+
+@attrs.frozen
+class Bootstrapped:
+    """Who answered the first pings of a join."""
+
+    #: The pings sent (one per address and known contact).
+    pinged: int
+    #: The nodes that answered, each having proved its id and address; never ourselves.
+    answered: list[Contact]
+
+
+async def ping_bootstrap(
+    rpc: RPCProtocol, bootstrap: Sequence[Address], known: Sequence[Contact]
+) -> Bootstrapped | None:
+    """The first step of a join: ping ``bootstrap`` and ``known`` at once.
+
+    Fires with who answered; with None when there is nobody to ask (the
+    first node of a network).
+
+    :raises JoinFailed: nobody answered.
+    """
+    own = rpc.identity.node_id
+    pings = [rpc.ping(address) for address in bootstrap]
+    pings += [rpc.ping(c.address, c.public_key) for c in known if c.node_id != own]
+    if not pings:
+        return None
+    answers = await defer.DeferredList(pings, consumeErrors=True)
+    answered = [c for ok, c in answers if ok and c.node_id != own]
+    if not answered:
+        raise JoinFailed("none of the {} bootstrap nodes answered".format(len(pings)))
+    return Bootstrapped(len(pings), answered)
 
 
 @implementer(IOverlay)

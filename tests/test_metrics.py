@@ -1,4 +1,4 @@
-"""Metrics: the histogram, the exposition text (checked by a strict parser), and real counters."""
+"""Metrics: the exposition text (checked by a strict parser), and real counters."""
 
 from __future__ import annotations
 
@@ -14,16 +14,17 @@ import pytest_twisted
 from twisted.internet import defer
 
 from dhtkit import __version__
+from dhtkit.histogram import Histogram
 from dhtkit.keyspace import from_int, key_for
 from dhtkit.metrics import (
-    HOP_BOUNDS,
     Exposition,
-    Histogram,
     escape_label,
     format_value,
     metric_name,
     render,
 )
+from dhtkit.overlay import LOOKUP_COUNTERS
+from dhtkit.overlays import OVERLAYS
 from dhtkit.service import KademliaService, OverlayService
 from dhtkit.sim.overlays import OverlayNetwork
 
@@ -121,40 +122,6 @@ def _check_histogram(name: str, family: Family) -> None:
     assert counts[-1] == total
 
 
-# -- Histogram ----------------------------------------------------------------------------------
-
-
-def test_a_value_falls_in_the_first_bucket_whose_bound_it_does_not_exceed() -> None:
-    h = Histogram((1, 2, 5))
-    for value in (0, 1, 1.5, 2, 5, 7, 100):
-        h.observe(value)
-    assert h.buckets() == [(1.0, 2), (2.0, 4), (5.0, 5), (math.inf, 7)]
-    assert h.count == 7
-    assert h.sum == pytest.approx(116.5)
-
-
-def test_an_empty_histogram_has_zero_buckets_ending_in_inf() -> None:
-    h = Histogram()
-    assert h.bounds == tuple(float(b) for b in HOP_BOUNDS)
-    assert h.buckets() == [(float(b), 0) for b in HOP_BOUNDS] + [(math.inf, 0)]
-    assert (h.count, h.sum) == (0, 0.0)
-
-
-def test_histograms_do_not_share_counts() -> None:
-    a, b = Histogram(), Histogram()
-    a.observe(3)
-    assert a.count == 1 and b.count == 0
-    assert b.buckets()[-1] == (math.inf, 0)
-
-
-def test_refuses_nan_and_bounds_that_are_not_increasing_and_finite() -> None:
-    with pytest.raises(ValueError, match="NaN"):
-        Histogram().observe(math.nan)
-    for bounds in ((1, 1), (2, 1), (1, math.inf), (math.nan,)):
-        with pytest.raises(ValueError):
-            Histogram(bounds)
-
-
 # -- the text format ----------------------------------------------------------------------------
 
 
@@ -217,11 +184,13 @@ def test_the_strict_reader_refuses_what_the_format_does_not_allow() -> None:
 # -- a real node's metrics ------------------------------------------------------------------------
 
 
-async def start_three(tmp_path: Path) -> list[OverlayService]:
+async def start_three(
+    tmp_path: Path, cls: type[OverlayService] = KademliaService
+) -> list[OverlayService]:
     services: list[OverlayService] = []
     for n in range(3):
         bootstrap = [services[0].address] if services else []
-        svc = KademliaService(
+        svc = cls(
             0,
             "127.0.0.1",
             tmp_path / "node{}".format(n),
@@ -297,11 +266,33 @@ async def test_gossip_counters_are_added_when_a_gossip_protocol_is_given(tmp_pat
         await defer.gatherResults([s.stopService() for s in services])
 
 
+@pytest.mark.parametrize("kind", sorted(OVERLAYS))
+@pytest_twisted.ensureDeferred
+async def test_every_overlay_reports_its_lookups_under_the_same_names_and_its_levels_as_gauges(
+    tmp_path: Path, kind: str
+) -> None:
+    entry = OVERLAYS[kind]
+    services = await start_three(tmp_path, entry.service())
+    try:
+        await services[2].overlay.lookup(key_for("x"), 1)
+        families = parse(render(services[2]))
+        for counter in LOOKUP_COUNTERS:
+            assert families["dhtkit_overlay_{}_total".format(counter)].type == "counter"
+        assert families["dhtkit_overlay_lookups_total"].value() >= 1
+        assert not any(name.endswith("_total_total") for name in families)
+        stats = services[2].overlay.stats()
+        assert entry.gauges <= set(stats)
+        for gauge in entry.gauges:
+            assert families["dhtkit_overlay_{}".format(gauge)].type == "gauge"
+    finally:
+        await defer.gatherResults([s.stopService() for s in services])
+
+
 # -- the overlays' hop histograms ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kind", "hops"), [("kademlia", "lookup_hops"), ("chord", "hops_total")])
-def test_each_overlay_counts_every_lookup_in_its_hop_histogram(kind: str, hops: str) -> None:
+@pytest.mark.parametrize("kind", sorted(OVERLAYS))
+def test_each_overlay_counts_every_lookup_in_its_hop_histogram(kind: str) -> None:
     net = OverlayNetwork(kind, seed=3)
     net.grow(30, batch=10)
     rng = random.Random(4)
@@ -316,4 +307,4 @@ def test_each_overlay_counts_every_lookup_in_its_hop_histogram(kind: str, hops: 
     for node in net.nodes:
         stats = node.overlay.stats()
         h = node.overlay.hop_histogram
-        assert (h.count, h.sum) == (stats["lookups"], stats[hops])
+        assert (h.count, h.sum) == (stats["lookups"], stats["lookup_hops"])
