@@ -68,7 +68,7 @@ class PastryOverlay:
 
     :param rpc: the node's RPC layer; :meth:`start` registers ``pastry_*`` on it.
     :param clock: the timers' clock, and round-trip times (default: the RPC's reactor).
-    :param leaf_size: ``l``, leaf-set members on each side (|L| = 2l).
+    :param leaf_size: ``l``, leaf-set members on each side (``|L| = 2l``).
     :param digit_bits: ``b``, bits per digit (1, 2 or 4).
     :param neighbourhood_size: ``|M|``.
     :param k: how many nodes hold each key (1 to ``min(l, 8)``; default 4).
