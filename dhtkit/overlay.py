@@ -6,8 +6,9 @@ their own way; :class:`StaticOverlay` answers it for a fixed set of nodes
 that all know each other, which is what small clusters and the value
 layer's own tests need.
 
-The kit: :class:`LookupStats` (the same lookup counters and hop histogram
-for every overlay), :class:`JoinFailed` and :class:`LookupFailed` (each
+The kit: :class:`RoutingOverlayBase` (``find_responsible`` through the
+overlay's own lookup), :class:`LookupStats` (the same lookup counters and
+hop histogram for every overlay), :class:`JoinFailed` and :class:`LookupFailed` (each
 overlay's own failures subclass them), and :func:`ping_bootstrap`, the
 first step of every join. The periodic-task runner is
 :mod:`dhtkit.periodic`; the registry of overlays is :mod:`dhtkit.overlays`.
@@ -50,7 +51,7 @@ class Lookup:
 
     ``hops`` follows each overlay's convention, stated in its module: for
     Kademlia the length of the longest chain of replies that led to the
-    result, for Chord the nodes asked one after another.
+    result, for Chord and Pastry the nodes that answered one after another.
     """
 
     key: bytes
@@ -100,8 +101,8 @@ class IRoutingOverlay(IOverlay):
     def add_neighbour_listener(listener: Callable[[Contact], None]) -> None:
         """Call ``listener(contact)`` when a node appears that may now hold
         some of the keys this node holds (a new predecessor or successor in
-        Chord, a contact among our k closest in Kademlia); the value layer
-        hands those keys over to it."""
+        Chord, a contact among our k closest in Kademlia, a new leaf in
+        Pastry); the value layer hands those keys over to it."""
 
     def stats() -> dict[str, int]:
         """The overlay's counters: :data:`LOOKUP_COUNTERS` and its own."""
@@ -200,6 +201,32 @@ class Bootstrapped:
     pinged: int
     #: The nodes that answered, each having proved its id and address; never ourselves.
     answered: list[Contact]
+
+
+class RoutingOverlayBase:
+    """What every routing overlay does the same way: it answers
+    :meth:`IOverlay.find_responsible` with its own :meth:`lookup`, and
+    keeps the :class:`LookupStats` of its lookups."""
+
+    def __init__(self) -> None:
+        self.lookup_stats = LookupStats()
+
+    @property
+    def hop_histogram(self) -> Histogram:
+        """The hops of each lookup (``lookup_stats.hops``)."""
+        return self.lookup_stats.hops
+
+    def lookup(self, key: bytes, count: int) -> defer.Deferred[Lookup]:
+        """Find the ``count`` nodes responsible for ``key`` (each overlay's own)."""
+        raise NotImplementedError
+
+    def find_responsible(self, key: bytes, count: int) -> defer.Deferred[list[Contact]]:
+        """The contacts :meth:`lookup` found."""
+        return self.lookup(key, count).addCallback(_contacts_found)
+
+
+def _contacts_found(found: Lookup) -> list[Contact]:
+    return found.contacts
 
 
 async def ping_bootstrap(

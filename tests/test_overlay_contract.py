@@ -93,8 +93,11 @@ def test_lookups_agree_with_the_owner_oracle(kind: str) -> None:
     net = network(kind)
     rng = random.Random(2)
     for key in keys(30, seed=3):
-        found = net.wait(rng.choice(net.live()).overlay.lookup(key, K))
+        asker = rng.choice(net.live()).overlay
+        found = net.wait(asker.lookup(key, K))
         assert [c.node_id for c in found.contacts] == holders(net, key, K)
+        # What the value layer asks: the same nodes.
+        assert net.wait(asker.find_responsible(key, K)) == found.contacts
     assert sum(n.overlay.stats()["lookups"] for n in net.live()) >= 30
 
 

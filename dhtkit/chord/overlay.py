@@ -43,7 +43,7 @@ from dhtkit.chord.rounds import Rounds
 from dhtkit.chord.state import RingState
 from dhtkit.contact import Address, Contact
 from dhtkit.keyspace import check_id
-from dhtkit.overlay import IRoutingOverlay, JoinFailed, Lookup, LookupStats, ping_bootstrap
+from dhtkit.overlay import IRoutingOverlay, JoinFailed, Lookup, RoutingOverlayBase, ping_bootstrap
 from dhtkit.periodic import Maintenance
 from dhtkit.rpc import RPCProtocol
 
@@ -71,7 +71,7 @@ GAUGES = frozenset({"fingers", "successors", "has_predecessor"})
 
 
 @implementer(IRoutingOverlay)
-class ChordOverlay:
+class ChordOverlay(RoutingOverlayBase):
     """Chord routing for one node.
 
     :param rpc: the node's RPC layer; :meth:`start` registers the ``chord_*``
@@ -119,8 +119,7 @@ class ChordOverlay:
         self.timeout = timeout
         self.retries = retries
         self.counters: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
-        self.lookup_stats = LookupStats()
-        self.hop_histogram = self.lookup_stats.hops
+        super().__init__()
         # k - 1 predecessors tell exactly who else holds the keys we hold.
         predecessors = max(1, min(k - 1, messages.MAX_PREDECESSORS))
         self.state = RingState(self.node_id, successors, self.counters, predecessors)
@@ -279,9 +278,6 @@ class ChordOverlay:
             failed=self._lost_finger,
             own_successors=own_successors or (),
         )  # fmt: skip
-
-    def find_responsible(self, key: bytes, count: int) -> defer.Deferred[list[Contact]]:
-        return self.lookup(key, count).addCallback(lambda found: found.contacts)
 
     def contacts(self) -> list[Contact]:
         return self.state.contacts()

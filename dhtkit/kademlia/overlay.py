@@ -39,7 +39,7 @@ from dhtkit.overlay import (
     IRoutingOverlay,
     IValueFinder,
     Lookup,
-    LookupStats,
+    RoutingOverlayBase,
     ValueLookup,
     ValueSource,
     ping_bootstrap,
@@ -67,7 +67,7 @@ GAUGES = frozenset({"contacts", "buckets", "replacements", "pinging"})
 
 
 @implementer(IRoutingOverlay, IValueFinder)
-class KademliaOverlay:
+class KademliaOverlay(RoutingOverlayBase):
     """Kademlia routing for one node.
 
     :param rpc: the node's RPC layer (``find_node`` and ``find_value`` are
@@ -141,8 +141,7 @@ class KademliaOverlay:
         self.counters: dict[str, int] = dict.fromkeys(
             ("refreshes", "unsolved_contacts_dropped", "disjoint_lookups"), 0
         )
-        self.lookup_stats = LookupStats()
-        self.hop_histogram = self.lookup_stats.hops
+        super().__init__()
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -194,9 +193,6 @@ class KademliaOverlay:
         except ValueError as e:
             return defer.fail(e)
         return self._run(key, self._find_node).addCallback(self._as_lookup, key, count)
-
-    def find_responsible(self, key: bytes, count: int) -> defer.Deferred[list[Contact]]:
-        return self.lookup(key, count).addCallback(lambda found: found.contacts)
 
     def find_value(
         self, key: bytes, count: int, enough: Callable[[Contact, Any], bool]

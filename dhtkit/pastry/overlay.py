@@ -32,7 +32,7 @@ from zope.interface import implementer
 
 from dhtkit.contact import Address, Contact
 from dhtkit.keyspace import check_id
-from dhtkit.overlay import IRoutingOverlay, JoinFailed, Lookup, LookupStats, ping_bootstrap
+from dhtkit.overlay import IRoutingOverlay, JoinFailed, Lookup, RoutingOverlayBase, ping_bootstrap
 from dhtkit.pastry import messages
 from dhtkit.pastry.digits import Digits
 from dhtkit.pastry.join import Join, JoinReport
@@ -63,7 +63,7 @@ GAUGES = frozenset({"leaf_set", "table_entries", "neighbourhood"})
 
 
 @implementer(IRoutingOverlay)
-class PastryOverlay:
+class PastryOverlay(RoutingOverlayBase):
     """Pastry routing for one node.
 
     :param rpc: the node's RPC layer; :meth:`start` registers ``pastry_*`` on it.
@@ -108,8 +108,7 @@ class PastryOverlay:
         self.retries = retries
         self.state = PastryState(self.node_id, digits, leaf_size, neighbourhood_size)
         self.counters: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
-        self.lookup_stats = LookupStats()
-        self.hop_histogram = self.lookup_stats.hops
+        super().__init__()
         self.repair = Repair(self.state, self._call, self.clock, self.counters)
         self.maintenance = Maintenance(
             self.clock, rng if rng is not None else random.Random(), owner="pastry"
@@ -237,9 +236,6 @@ class PastryOverlay:
         )
         self.counters["no_progress"] += search.no_progress
         return result
-
-    def find_responsible(self, key: bytes, count: int) -> defer.Deferred[list[Contact]]:
-        return self.lookup(key, count).addCallback(lambda found: found.contacts)
 
     def contacts(self) -> list[Contact]:
         return self.state.contacts()
