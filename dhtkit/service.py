@@ -393,6 +393,7 @@ class KademliaService(OverlayService):
         interface: str = "127.0.0.1",
         data_dir: str | os.PathLike[str] = "data",
         bootstrap: Iterable[Address] = (),
+        *,
         puzzle_bits: int = 0,
         **options: Any,
     ) -> None:
