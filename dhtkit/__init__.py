@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from dhtkit.identity import Identity, IdentityError
     from dhtkit.keyspace import key_for
     from dhtkit.node import DHTNode, PutFailed
-    from dhtkit.service import ChordService, GossipService, KademliaService
+    from dhtkit.service import ChordService, GossipService, KademliaService, PastryService
     from dhtkit.values import SignedValue, ValueDeleted, ValueRefused
 
 # public name -> the module that defines it
@@ -27,6 +27,7 @@ _WHERE = {
     "Identity": "dhtkit.identity",
     "IdentityError": "dhtkit.identity",
     "KademliaService": "dhtkit.service",
+    "PastryService": "dhtkit.service",
     "PutFailed": "dhtkit.node",
     "SignedValue": "dhtkit.values",
     "ValueDeleted": "dhtkit.values",
@@ -41,6 +42,7 @@ __all__ = [
     "Identity",
     "IdentityError",
     "KademliaService",
+    "PastryService",
     "PutFailed",
     "SignedValue",
     "ValueDeleted",

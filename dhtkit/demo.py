@@ -1,7 +1,7 @@
 """``dhtkit demo``: a small network of real nodes in one process, and values through it.
 
-The nodes are the services a daemon runs (:class:`~dhtkit.KademliaService`,
-:class:`~dhtkit.ChordService`) on UDP ports of 127.0.0.1, with data
+The nodes are the services a daemon runs (one per overlay of
+:mod:`dhtkit.overlays`) on UDP ports of 127.0.0.1, with data
 directories in a temporary directory that is removed at the end. The first
 node starts alone, the others join through it; once every node agrees on
 who holds each key, one node puts the values and the others get them back.
@@ -24,11 +24,10 @@ from twisted.internet import defer, task
 from dhtkit.cli import CommandFailed, at_most
 from dhtkit.keyspace import key_for
 from dhtkit.node import PutFailed
-from dhtkit.service import ChordService, KademliaService, OverlayService
+from dhtkit.overlays import OVERLAYS, protocols
+from dhtkit.service import OverlayService
 
-PROTOCOLS: dict[str, type[OverlayService]] = {"kademlia": KademliaService, "chord": ChordService}
-#: Chord's maintenance rounds, fast enough for a ring of a few nodes to settle in a second.
-_CHORD_OPTIONS: dict[str, Any] = {"stabilize_every": 0.1, "fix_fingers_every": 0.1}
+PROTOCOLS: dict[str, type[OverlayService]] = protocols()
 #: Seconds a join, or the agreement of every node on the holders, may take.
 JOIN_TIMEOUT = 10.0
 SETTLE_TIMEOUT = 15.0
@@ -44,7 +43,7 @@ def add_demo(commands: Any) -> None:
         "if a value was not found.",
     )
     parser.add_argument("--nodes", type=at_most(2, 64), default=16, metavar="N")
-    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="kademlia")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default=next(iter(PROTOCOLS)))
     parser.add_argument("--values", type=at_most(1, 50), default=5, metavar="V")
     parser.set_defaults(run=run_demo, uses_reactor=True)
 
@@ -106,7 +105,8 @@ async def _demo(
     progress: TextIO,
 ) -> int:
     cls = PROTOCOLS[args.protocol]
-    options: dict[str, Any] = _CHORD_OPTIONS if cls is ChordService else {}
+    # Maintenance rounds fast enough for a few nodes to settle in a second.
+    options: dict[str, Any] = dict(OVERLAYS[args.protocol].quick)
     began = reactor.seconds()
     joining = ProgressBar(progress, "joining", args.nodes)
     for n in range(args.nodes):
@@ -192,8 +192,9 @@ async def _settle(services: list[OverlayService], keys: list[bytes], reactor: An
     """Wait until every node names the same, full set of holders for every key.
 
     Kademlia's join fills the tables at once; a Chord ring settles over the
-    stabilization rounds after the joins (a put needs a majority of a full
-    replica set, which young successor lists do not name yet).
+    stabilization rounds after the joins and Pastry's leaf sets over the
+    leaf-set rounds (a put needs a majority of a full replica set, which
+    young successor lists and leaf sets do not name yet).
     """
     deadline = reactor.seconds() + SETTLE_TIMEOUT
     while True:

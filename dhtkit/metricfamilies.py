@@ -212,14 +212,14 @@ OVERLAY = Source("dhtkit_overlay", reported=False)
 OVERLAY.skip.add("contacts")  # dhtkit_routing_contacts, for every overlay
 OVERLAY.counter("lookups", "Lookups this node ran.")
 OVERLAY.counter("lookups_failed", "Lookups that found no live node responsible for the key.")
-OVERLAY.counter("lookup_hops", "Hops of every lookup, summed (Kademlia).")
-OVERLAY.counter("lookup_messages", "Queries sent by lookups (Kademlia).")
-OVERLAY.counter("lookup_timeouts", "Lookup queries that got no reply (Kademlia).")
-OVERLAY.counter("lookup_bad_answers", "Lookup answers dropped as malformed (Kademlia).")
-OVERLAY.counter("hops_total", "Hops of every lookup, summed.")
-OVERLAY.counter("messages_total", "Queries sent by lookups.")
-OVERLAY.counter("timeouts", "Lookup queries that got no reply.")
-OVERLAY.counter("bad_answers", "Lookup answers dropped as malformed.")
+OVERLAY.counter("lookup_hops", "Hops of every lookup, summed.")
+OVERLAY.counter("lookup_messages", "Queries sent by lookups.")
+OVERLAY.counter("lookup_timeouts", "Lookup queries that got no reply.")
+OVERLAY.counter("lookup_bad_answers", "Lookup answers dropped as malformed.")
+OVERLAY.counter(
+    "bad_answers",
+    "Answers outside lookups (placement, ring merges, repairs) dropped as malformed.",
+)
 OVERLAY.counter("no_progress", "Lookup hops refused: no closer to the key (they could loop).")
 OVERLAY.counter("refreshes", "Buckets refreshed by a lookup of a random id in them.")
 OVERLAY.counter(

@@ -1,23 +1,34 @@
-"""What the value layer needs from an overlay, and the simplest overlay.
+"""What the value layer needs from an overlay, the kit every overlay uses, and the simplest overlay.
 
 The value layer (:mod:`dhtkit.node`) asks one question of an overlay: which
 nodes are responsible for a key. Kademlia, Chord and Pastry each answer it
 their own way; :class:`StaticOverlay` answers it for a fixed set of nodes
 that all know each other, which is what small clusters and the value
 layer's own tests need.
+
+The kit: :class:`RoutingOverlayBase` (``find_responsible`` through the
+overlay's own lookup), :class:`LookupStats` (the same lookup counters and
+hop histogram for every overlay), :class:`JoinFailed` and :class:`LookupFailed` (each
+overlay's own failures subclass them), and :func:`ping_bootstrap`, the
+first step of every join. The periodic-task runner is
+:mod:`dhtkit.periodic`; the registry of overlays is :mod:`dhtkit.overlays`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet import defer
 from zope.interface import Attribute, Interface, implementer
 
 from dhtkit.contact import Address, Contact
+from dhtkit.histogram import Histogram
 from dhtkit.keyspace import check_id, distance
+
+if TYPE_CHECKING:
+    from dhtkit.rpc import RPCProtocol
 
 
 class IOverlay(Interface):
@@ -40,7 +51,7 @@ class Lookup:
 
     ``hops`` follows each overlay's convention, stated in its module: for
     Kademlia the length of the longest chain of replies that led to the
-    result, for Chord the nodes asked one after another.
+    result, for Chord and Pastry the nodes that answered one after another.
     """
 
     key: bytes
@@ -53,8 +64,10 @@ class Lookup:
 class IRoutingOverlay(IOverlay):
     """An overlay that builds, keeps and saves routing state of its own."""
 
+    lookup_stats = Attribute("The :class:`LookupStats` of the overlay's lookups.")
     hop_histogram = Attribute(
-        "A :class:`dhtkit.metrics.Histogram` of the hops of each lookup (as in :class:`Lookup`)."
+        "A :class:`dhtkit.histogram.Histogram` of the hops of each lookup (as in "
+        ":class:`Lookup`): ``lookup_stats.hops``."
     )
 
     def start() -> None:
@@ -88,11 +101,11 @@ class IRoutingOverlay(IOverlay):
     def add_neighbour_listener(listener: Callable[[Contact], None]) -> None:
         """Call ``listener(contact)`` when a node appears that may now hold
         some of the keys this node holds (a new predecessor or successor in
-        Chord, a contact among our k closest in Kademlia); the value layer
-        hands those keys over to it."""
+        Chord, a contact among our k closest in Kademlia, a new leaf in
+        Pastry); the value layer hands those keys over to it."""
 
     def stats() -> dict[str, int]:
-        """The overlay's counters (lookups, hops, timeouts, ...)."""
+        """The overlay's counters: :data:`LOOKUP_COUNTERS` and its own."""
 
 
 #: The value layer's answer for a key it holds: ``[record, ttl]`` on the
@@ -136,6 +149,106 @@ class JoinFailed(Exception):
 
 class LookupFailed(Exception):
     """No way to the key answered; each overlay raises a subclass of its own."""
+
+
+#: The lookup counters every overlay's ``stats()`` reports, under these names.
+LOOKUP_COUNTERS = (
+    "lookups", "lookup_hops", "lookup_messages", "lookup_timeouts", "lookup_bad_answers",
+    "lookups_failed",
+)  # fmt: skip
+
+
+class LookupStats:
+    """What an overlay's lookups cost, counted the same way for every overlay.
+
+    A lookup is counted once it ended (one under way is in neither the
+    counters nor the histogram); a failed one counts its cost too.
+    """
+
+    def __init__(self) -> None:
+        self.counters: dict[str, int] = dict.fromkeys(LOOKUP_COUNTERS, 0)
+        #: The hops of each lookup, as the overlay counts them (see :class:`Lookup`).
+        self.hops = Histogram()
+
+    def record(
+        self,
+        hops: int,
+        messages: int,
+        timeouts: int = 0,
+        bad_answers: int = 0,
+        failed: bool = False,
+    ) -> None:
+        """Count one lookup that ended."""
+        c = self.counters
+        c["lookups"] += 1
+        c["lookup_hops"] += hops
+        c["lookup_messages"] += messages
+        c["lookup_timeouts"] += timeouts
+        c["lookup_bad_answers"] += bad_answers
+        c["lookups_failed"] += failed
+        self.hops.observe(hops)
+
+    def stats(self) -> dict[str, int]:
+        """The counters, by the names of :data:`LOOKUP_COUNTERS`."""
+        return dict(self.counters)
+
+
+@attrs.frozen
+class Bootstrapped:
+    """Who answered the first pings of a join."""
+
+    #: The pings sent (one per address and known contact).
+    pinged: int
+    #: The nodes that answered, each having proved its id and address; never ourselves.
+    answered: list[Contact]
+
+
+class RoutingOverlayBase:
+    """What every routing overlay does the same way: it answers
+    :meth:`IOverlay.find_responsible` with its own :meth:`lookup`, and
+    keeps the :class:`LookupStats` of its lookups."""
+
+    def __init__(self) -> None:
+        self.lookup_stats = LookupStats()
+
+    @property
+    def hop_histogram(self) -> Histogram:
+        """The hops of each lookup (``lookup_stats.hops``)."""
+        return self.lookup_stats.hops
+
+    def lookup(self, key: bytes, count: int) -> defer.Deferred[Lookup]:
+        """Find the ``count`` nodes responsible for ``key`` (each overlay's own)."""
+        raise NotImplementedError
+
+    def find_responsible(self, key: bytes, count: int) -> defer.Deferred[list[Contact]]:
+        """The contacts :meth:`lookup` found."""
+        return self.lookup(key, count).addCallback(_contacts_found)
+
+
+def _contacts_found(found: Lookup) -> list[Contact]:
+    return found.contacts
+
+
+async def ping_bootstrap(
+    rpc: RPCProtocol, bootstrap: Sequence[Address], known: Sequence[Contact]
+) -> Bootstrapped | None:
+    """The first step of a join: ping ``bootstrap`` and ``known`` at once.
+
+    Fires with who answered; with None when there is nobody to ask (the
+    first node of a network).
+
+    :raises JoinFailed: nobody answered.
+    """
+    own = rpc.identity.node_id
+    pings = [rpc.ping(address) for address in bootstrap]
+    pings += [rpc.ping(c.address, c.public_key) for c in known if c.node_id != own]
+    if not pings:
+        return None
+    answers = await defer.DeferredList(pings, consumeErrors=True)
+    answered = [c for ok, c in answers if ok and c.node_id != own]
+    if not answered:
+        raise JoinFailed("none of the {} bootstrap nodes answered".format(len(pings)))
+    return Bootstrapped(len(pings), answered)
 
 
 @implementer(IOverlay)

@@ -1,7 +1,7 @@
 """Twisted services: a node with its identity, its UDP port, its store and its overlay.
 
-:class:`KademliaService` and :class:`ChordService` share one
-:class:`OverlayService`: it loads the identity from the data directory,
+:class:`KademliaService`, :class:`ChordService` and :class:`PastryService`
+share one :class:`OverlayService`: it loads the identity from the data directory,
 opens the SQLite store there, listens on UDP, builds the overlay and the
 :class:`~dhtkit.node.DHTNode` on top, and joins through the bootstrap
 addresses plus the contacts it saved the last time it ran.
@@ -21,12 +21,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dhtkit.bootstrap import check_bootstrap, resolve
-from dhtkit.chord import ChordOverlay
 from dhtkit.contact import Address, Contact
 from dhtkit.contactfile import CONTACTS_FILE, ContactFileError, read_contacts, save_contacts
 from dhtkit.gossip.service import GossipService, Peers
 from dhtkit.identity import MAX_PUZZLE_BITS, Identity, solves_puzzle
-from dhtkit.kademlia import KademliaOverlay
 from dhtkit.node import DHTNode
 from dhtkit.nodesocket import (
     IDENTITY_FILE,
@@ -37,6 +35,7 @@ from dhtkit.nodesocket import (
     open_node,
 )
 from dhtkit.overlay import IRoutingOverlay, JoinFailed
+from dhtkit.overlays import CHORD, KADEMLIA, PASTRY
 from dhtkit.rpc import RPCProtocol
 from dhtkit.storage import IValueStore, Quota, SQLiteStore
 
@@ -48,6 +47,7 @@ __all__ = [
     "KademliaService",
     "NodeSocket",
     "OverlayService",
+    "PastryService",
     "Peers",
     "load_identity",
     "open_node",
@@ -374,8 +374,8 @@ class OverlayService(NodeService):
 class KademliaService(OverlayService):
     """A Kademlia node as a Twisted service.
 
-    :param k: bucket size and replication factor.
-    :param alpha: queries in flight per lookup.
+    :param k: bucket size and replication factor (default 20).
+    :param alpha: queries in flight per lookup (default 3).
     :param puzzle_bits: leading zero bits of the S/Kademlia static puzzle
         (:func:`dhtkit.identity.solves_puzzle`) that every id must solve to
         enter the routing table (0: no puzzle). A first run makes an
@@ -384,8 +384,8 @@ class KademliaService(OverlayService):
     The other parameters are :class:`OverlayService`'s.
     """
 
-    protocol = "kademlia"
-    overlay_factory = KademliaOverlay
+    protocol = KADEMLIA.name
+    overlay_factory = KADEMLIA.factory
 
     def __init__(
         self,
@@ -393,8 +393,7 @@ class KademliaService(OverlayService):
         interface: str = "127.0.0.1",
         data_dir: str | os.PathLike[str] = "data",
         bootstrap: Iterable[Address] = (),
-        k: int = 20,
-        alpha: int = 3,
+        *,
         puzzle_bits: int = 0,
         **options: Any,
     ) -> None:
@@ -403,15 +402,7 @@ class KademliaService(OverlayService):
         self.puzzle_bits = puzzle_bits
         if puzzle_bits:
             options["puzzle_bits"] = puzzle_bits
-        super().__init__(
-            port,
-            interface,
-            data_dir,
-            bootstrap,
-            k=k,
-            alpha=alpha,
-            **options,
-        )
+        super().__init__(port, interface, data_dir, bootstrap, **options)
 
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         """As :meth:`OverlayService.startService`, with an identity that solves the puzzle."""
@@ -434,21 +425,27 @@ class KademliaService(OverlayService):
 class ChordService(OverlayService):
     """A Chord node as a Twisted service.
 
-    :param successors: the length of the successor list.
+    :param successors: the length of the successor list (default 16).
+    :param k: how many nodes hold each key (default ``min(4, successors)``).
 
-    The other parameters are :class:`OverlayService`'s.
+    The other parameters are :class:`OverlayService`'s; the rest of the
+    keyword arguments are :class:`~dhtkit.chord.ChordOverlay`'s.
     """
 
-    protocol = "chord"
-    overlay_factory = ChordOverlay
+    protocol = CHORD.name
+    overlay_factory = CHORD.factory
 
-    def __init__(
-        self,
-        port: int,
-        interface: str = "127.0.0.1",
-        data_dir: str | os.PathLike[str] = "data",
-        bootstrap: Iterable[Address] = (),
-        successors: int = 16,
-        **options: Any,
-    ) -> None:
-        super().__init__(port, interface, data_dir, bootstrap, successors=successors, **options)
+
+class PastryService(OverlayService):
+    """A Pastry node as a Twisted service.
+
+    :param leaf_size: ``l``, leaf-set members on each side (default 8).
+    :param digit_bits: ``b``, bits per digit of the routing table (1, 2 or 4; default 4).
+    :param k: how many nodes hold each key (default ``min(4, leaf_size)``).
+
+    The other parameters are :class:`OverlayService`'s; the rest of the
+    keyword arguments are :class:`~dhtkit.pastry.PastryOverlay`'s.
+    """
+
+    protocol = PASTRY.name
+    overlay_factory = PASTRY.factory

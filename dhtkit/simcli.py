@@ -167,11 +167,11 @@ def _print_gossip_summary(config: GossipConfig, result: dict[str, Any], plot: st
         print("  plot written to {}".format(plot))
 
 
-# -- dhtkit sim kademlia | chord --------------------------------------------------
+# -- dhtkit sim OVERLAY (each of dhtkit.overlays) ---------------------------------
 
 
 def add_sim_overlay(sims: Any, kind: str) -> None:
-    """``dhtkit sim kademlia|chord``: lookups and reads on the virtual network."""
+    """``dhtkit sim OVERLAY``: lookups and reads on the virtual network."""
     parser = sims.add_parser(
         kind,
         help="{} lookups on the virtual network".format(kind.capitalize()),
@@ -195,10 +195,10 @@ def add_sim_overlay(sims: Any, kind: str) -> None:
 
 
 def run_sim_overlay(args: argparse.Namespace) -> int:
-    """Run ``dhtkit sim kademlia`` or ``dhtkit sim chord``."""
+    """Run ``dhtkit sim`` for an overlay (one of :data:`dhtkit.overlays.OVERLAYS`)."""
     try:
         memory.check_fits(
-            args.nodes, memory.OVERLAY_BYTES_PER_NODE[args.overlay], memory.available_memory()
+            args.nodes, overlays.OVERLAYS[args.overlay].bytes_per_node, memory.available_memory()
         )
     except ValueError as e:
         raise UsageError("--nodes: {}".format(e)) from None

@@ -28,25 +28,44 @@ from dhtkit.contact import Address
 from dhtkit.daemon import DataDirLock, HttpApiService
 from dhtkit.datadir import default_data_dir, load_or_create_token
 from dhtkit.gossip.service import GossipService
-from dhtkit.service import ChordService, KademliaService, OverlayService
+from dhtkit.overlays import OVERLAYS, OverlayEntry, protocols
+from dhtkit.service import OverlayService
 from dhtkit.storage import Quota
 from dhtkit.version import __version__
 from dhtkit.webguard import FD_RESERVE, HttpLimits, default_max_connections, fd_limit
 from twisted import copyright
 
-#: ``--protocol`` values this version runs, and their services.
-PROTOCOLS: dict[str, type[OverlayService]] = {"kademlia": KademliaService, "chord": ChordService}
-#: The overlay parameters, and the protocols that use them.
-OVERLAY_PARAMETERS = {
-    "k": ("kademlia",),
-    "alpha": ("kademlia",),
-    "puzzle-bits": ("kademlia",),
-    "successors": ("chord",),
-}
+#: ``--protocol`` values this version runs, and their services (from :mod:`dhtkit.overlays`).
+PROTOCOLS: dict[str, type[OverlayService]] = protocols()
 
-#: The hardest static puzzle the daemon accepts: about 2**20 key
-#: generations (a minute or so) for a new node, more is a typo.
-PUZZLE_BITS_LIMIT = 20
+
+def _overlay_parameters() -> dict[str, tuple[str, ...]]:
+    used: dict[str, tuple[str, ...]] = {}
+    for entry in OVERLAYS.values():
+        for option in entry.options:
+            used[option.flag] = (*used.get(option.flag, ()), entry.name)
+    return used
+
+
+#: The overlay parameters, and the protocols that use them.
+OVERLAY_PARAMETERS = _overlay_parameters()
+
+
+def _one_of(words: list[str]) -> str:
+    # "a, b or c"
+    return " or ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
+
+
+def _overlay_help() -> list[list[Any]]:
+    # Each overlay's options, as usage.Options lists them, with the default
+    # the overlay class itself states.
+    out: list[list[Any]] = []
+    for entry in OVERLAYS.values():
+        defaults = entry.defaults()
+        for option in entry.options:
+            text = "{}: {} [default: {}]".format(entry.title, option.help, defaults[option.keyword])
+            out.append([option.flag, option.short, None, text])
+    return out
 
 
 def parse_address(text: str) -> Address:
@@ -141,17 +160,17 @@ class Options(usage.Options):
 
     synopsis = "[options]"
     longdesc = (
-        "Run a dhtkit node: a Kademlia or Chord DHT node on UDP, with its key, its records "
+        "Run a dhtkit node: a {} DHT node on UDP, with its key, its records "
         "and its contacts in a data directory, and its HTTP API (used by the dhtkit "
         "command) on 127.0.0.1 at the UDP port + 1."
-    )
+    ).format(_one_of([e.title for e in OVERLAYS.values()]))
     optFlags = [  # noqa: N815 (Twisted's name)
         ["gossip", "g", "also spread gossip updates, with the overlay's contacts as partners"],
     ]
     optParameters = [  # noqa: N815 (Twisted's name)
         ["port", "p", "4000", "the node's UDP port (0: any free port)"],
         ["interface", "i", "127.0.0.1", "the IP address to listen on (0.0.0.0 or :: for all)"],
-        ["protocol", None, "kademlia", "the overlay: kademlia or chord"],
+        ["protocol", None, next(iter(OVERLAYS)), "the overlay: {}".format(_one_of(list(OVERLAYS)))],
         ["data-dir", "d", None, "the node's directory [default: {}]".format(default_data_dir())],
         [
             "http",
@@ -160,22 +179,14 @@ class Options(usage.Options):
             "the HTTP API's Twisted endpoint description, or none "
             "[default: tcp:<port + 1>:interface=127.0.0.1]",
         ],
-        ["k", None, None, "Kademlia: bucket size [default: 20]"],
-        ["alpha", "a", None, "Kademlia: queries in flight per lookup [default: 3]"],
-        [
-            "puzzle-bits",
-            None,
-            None,
-            "Kademlia: leading zero bits of the S/Kademlia static puzzle every node id "
-            "must solve to enter the routing table; a new identity is made to solve it "
-            "[default: 0, no puzzle]",
-        ],
-        ["successors", None, None, "Chord: length of the successor list [default: 16]"],
+        *_overlay_help(),
         [
             "replication",
             "r",
             None,
-            "nodes each value is stored on [default: k for Kademlia, 4 for Chord]",
+            "nodes each value is stored on [default: {}]".format(
+                ", ".join(e.replication.help for e in OVERLAYS.values())
+            ),
         ],
         [
             "store-max-bytes",
@@ -253,14 +264,14 @@ class Options(usage.Options):
         if protocol not in PROTOCOLS:
             raise usage.UsageError(
                 "--protocol {}: this version of dhtkit runs {}".format(
-                    protocol, " or ".join(PROTOCOLS)
+                    protocol, _one_of(list(PROTOCOLS))
                 )
             )
-        for name, protocols in OVERLAY_PARAMETERS.items():
-            if self[name] is not None and protocol not in protocols:
+        for name, users in OVERLAY_PARAMETERS.items():
+            if self[name] is not None and protocol not in users:
                 raise usage.UsageError(
                     "--{} is a {} parameter; --protocol {} does not use it".format(
-                        name, " and ".join(p.capitalize() for p in protocols), protocol
+                        name, " and ".join(p.capitalize() for p in users), protocol
                     )
                 )
         self._check_overlay(protocol)
@@ -298,18 +309,28 @@ class Options(usage.Options):
         return HttpLimits(timeout, per_source, total)
 
     def _check_overlay(self, protocol: str) -> None:
-        if protocol == "kademlia":
-            self["k"] = k = _whole_number("k", self["k"] or 20, 1, 64)
-            self["alpha"] = _whole_number("alpha", self["alpha"] or 3, 1, 16)
-            self["puzzle-bits"] = _whole_number(
-                "puzzle-bits", self["puzzle-bits"] or 0, 0, PUZZLE_BITS_LIMIT
-            )
-            self["replication"] = _whole_number("replication", self["replication"] or k, 1, k)
-        else:
-            self["successors"] = r = _whole_number("successors", self["successors"] or 16, 1, 16)
-            self["replication"] = _whole_number(
-                "replication", self["replication"] or min(4, r), 1, r
-            )
+        entry = OVERLAYS[protocol]
+        values = entry.defaults()
+        for option in entry.options:
+            given = self[option.flag]
+            if given is not None:
+                value = _whole_number(option.flag, given, option.low, option.high)
+                if option.choices and value not in option.choices:
+                    raise usage.UsageError(
+                        "--{} {}: must be one of {}".format(
+                            option.flag, given, ", ".join(map(str, option.choices))
+                        )
+                    )
+                values[option.keyword] = value
+            self[option.flag] = values[option.keyword]
+        replication = entry.replication
+        given = self["replication"]
+        self["replication"] = _whole_number(
+            "replication",
+            replication.default(values) if given is None else given,
+            1,
+            replication.most(values),
+        )
 
     def _check_quota(self) -> Quota:
         total = _size("store-max-bytes", self["store-max-bytes"], 1024, _MAX_STORE_BYTES)
@@ -363,16 +384,9 @@ class Options(usage.Options):
 
 def overlay_service(config: Options, reactor: Any = None) -> OverlayService:
     """The node's service, as the options describe it."""
-    options: dict[str, Any]
-    if config["protocol"] == "kademlia":
-        options = {
-            "k": config["k"],
-            "alpha": config["alpha"],
-            "puzzle_bits": config["puzzle-bits"],
-            "node_options": {"replication": config["replication"]},
-        }
-    else:  # Chord keeps a key on its successor and the next k - 1 nodes.
-        options = {"successors": config["successors"], "k": config["replication"]}
+    entry: OverlayEntry = OVERLAYS[config["protocol"]]
+    values = {option.keyword: config[option.flag] for option in entry.options}
+    options = entry.service_options(values, config["replication"])
     return PROTOCOLS[config["protocol"]](
         config["port"],
         config["interface"],

@@ -20,6 +20,7 @@ from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 
 import dhtkit
+from dhtkit.histogram import Histogram
 from dhtkit.metricfamilies import (
     GOSSIP,
     HTTP,
@@ -34,7 +35,6 @@ from dhtkit.metricfamilies import (
     VALUES,
     Family,
 )
-from dhtkit.metrics import Histogram
 
 if TYPE_CHECKING:
     from dhtkit.service import OverlayService

@@ -1,14 +1,14 @@
 """Run a small DHT of real nodes on 127.0.0.1: join, put, get, restart, rejoin.
 
-Each node is a :class:`~dhtkit.KademliaService` (or a
-:class:`~dhtkit.ChordService` with ``--protocol chord``) with its own data
+Each node is a :class:`~dhtkit.KademliaService` (or the service of another
+overlay of :mod:`dhtkit.overlays`, ``--protocol chord`` or ``pastry``) with its own data
 directory (identity, SQLite store, saved contacts) in a temporary directory.
 The first node starts alone; each later one joins through the first. One
 node puts values, others read them; then a node is stopped and started
 again *without* a bootstrap list: it rejoins through the contacts it saved,
 with its records still in its SQLite file.
 
-    python examples/dht_network.py [--nodes 12] [--protocol kademlia|chord]
+    python examples/dht_network.py [--nodes 12] [--protocol kademlia|chord|pastry]
 """
 
 from __future__ import annotations
@@ -23,15 +23,13 @@ from typing import Any
 
 from twisted.internet import defer, task
 
-from dhtkit import ChordService, KademliaService, key_for
+from dhtkit import key_for
+from dhtkit.overlays import OVERLAYS
 from dhtkit.service import OverlayService
 
-SERVICES: dict[str, type[OverlayService]] = {"kademlia": KademliaService, "chord": ChordService}
+SERVICES: dict[str, type[OverlayService]] = {n: e.service() for n, e in OVERLAYS.items()}
 #: Maintenance quicker than a long-running node's, for a demonstration.
-QUICK: dict[str, dict[str, float]] = {
-    "kademlia": {},
-    "chord": {"stabilize_every": 0.1, "fix_fingers_every": 0.1},
-}
+QUICK: dict[str, dict[str, float]] = {n: dict(e.quick) for n, e in OVERLAYS.items()}
 
 
 async def main(reactor: Any, count: int, protocol: str, data: Path) -> None:
@@ -47,7 +45,7 @@ async def main(reactor: Any, count: int, protocol: str, data: Path) -> None:
         services.append(svc)
     print("{} {} nodes joined on 127.0.0.1".format(count, protocol.capitalize()))
     # A Chord node fills its successor list in the stabilization rounds after
-    # its join: give the ring a few of them.
+    # its join, a Pastry node its leaf set in the leaf-set rounds: give them a few.
     await task.deferLater(reactor, 1.0, lambda: None)
 
     rng = random.Random(1)

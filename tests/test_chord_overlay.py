@@ -120,7 +120,7 @@ def test_a_dead_finger_is_passed_over_and_the_lookup_still_succeeds() -> None:
     assert [c.node_id for c in lookup.contacts[:1]] == net.responsible(key, 1)
     assert dead.node_id not in asker.overlay.state.fingers
     stats = asker.overlay.stats()
-    assert stats["timeouts"] >= 1 and stats["hops_total"] >= lookup.hops
+    assert stats["lookup_timeouts"] >= 1 and stats["lookup_hops"] >= lookup.hops
 
 
 def test_the_next_successor_takes_over_when_successors_fail() -> None:
@@ -298,4 +298,4 @@ def test_a_malformed_find_answer_is_dropped_counted_and_the_lookup_goes_on(garba
         key = rng.randbytes(20)
         lookup = net.wait(rng.choice(askers).overlay.lookup(key, 3))
         assert [c.node_id for c in lookup.contacts] == net.responsible(key, 3)
-    assert sum(p.overlay.stats()["bad_answers"] for p in askers) >= 1
+    assert sum(p.overlay.stats()["lookup_bad_answers"] for p in askers) >= 1

@@ -10,6 +10,7 @@ import pytest
 
 import dhtkit
 from dhtkit import cli
+from dhtkit.overlays import OVERLAYS
 from dhtkit.sim import memory, overlays
 
 
@@ -163,7 +164,7 @@ def test_a_simulation_too_large_for_memory_is_refused_before_it_starts(
     assert run(capsys, "sim", "gossip", "--nodes", "20", "--seed", "1")[0] == 0
 
 
-@pytest.mark.parametrize("overlay", ["kademlia", "chord"])
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
 def test_sim_overlay_prints_json_with_the_contracted_fields(
     capsys: pytest.CaptureFixture[str], overlay: str
 ) -> None:
@@ -178,7 +179,8 @@ def test_sim_overlay_prints_json_with_the_contracted_fields(
     assert (result["overlay"], result["nodes"], result["lookups"]) == (overlay, 40, 15)
     assert set(result["hops"]) == {"mean", "p50", "p95", "max"}
     assert result["success_rate"] == 1.0 and result["correct_rate"] == 1.0
-    assert 1 <= result["hops"]["mean"] <= result["hops"]["max"] <= 40
+    # Pastry reaches many keys straight from its leaf set: a mean below 1 hop.
+    assert 0 < result["hops"]["mean"] <= result["hops"]["max"] <= 40
     assert result["messages_per_lookup"] >= result["hops"]["mean"]
     # The same seed gives the same figures (apart from the wall clock).
     again = json.loads(run(capsys, *argv)[1])
@@ -196,7 +198,7 @@ def test_sim_overlay_summary_and_churn(capsys: pytest.CaptureFixture[str]) -> No
     assert "hops: mean" in out and "theory: bound log2 N = 5.32" in out
 
 
-@pytest.mark.parametrize("overlay", ["kademlia", "chord"])
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
 def test_sim_overlay_with_datagram_loss_completes(
     capsys: pytest.CaptureFixture[str], overlay: str
 ) -> None:

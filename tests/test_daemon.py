@@ -14,6 +14,7 @@ import pytest
 
 from dhtkit.datadir import API_FILE, LOCK_FILE
 from dhtkit.nodesocket import IDENTITY_FILE
+from dhtkit.overlays import OVERLAYS
 from dhtkit.service import STORE_FILE
 from tests.daemons import Daemon, dhtkit_command, free_udp_port_with_tcp_after
 
@@ -56,7 +57,7 @@ def daemons(tmp_path: Path) -> Iterator[list[Daemon]]:
         daemon.stop()
 
 
-@pytest.mark.parametrize("protocol", ["kademlia", "chord"])
+@pytest.mark.parametrize("protocol", sorted(OVERLAYS))
 def test_three_daemons_put_get_restart_and_stop_cleanly(
     tmp_path: Path, daemons: list[Daemon], protocol: str
 ) -> None:

@@ -15,12 +15,13 @@ from twisted.internet import defer, reactor
 from dhtkit import cli, demo
 from dhtkit.demo import ProgressBar
 from dhtkit.node import DHTNode
+from dhtkit.overlays import OVERLAYS
 from dhtkit.service import KademliaService
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("protocol", ["kademlia", "chord"])
+@pytest.mark.parametrize("protocol", sorted(OVERLAYS))
 @pytest_twisted.ensureDeferred
 async def test_the_demo_finds_every_value_on_other_nodes(
     protocol: str, capsys: pytest.CaptureFixture[str]
@@ -73,7 +74,7 @@ async def test_a_value_not_found_makes_the_demo_fail(
         (["demo", "--nodes", "1"], "--nodes"),
         (["demo", "--nodes", "65"], "maximum of 64"),
         (["demo", "--values", "0"], "--values"),
-        (["demo", "--protocol", "pastry"], "--protocol"),
+        (["demo", "--protocol", "tapestry"], "--protocol"),
     ],
 )
 @pytest_twisted.ensureDeferred

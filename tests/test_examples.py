@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from dhtkit.overlays import OVERLAYS
 from tests.daemons import Daemon, free_udp_port_with_tcp_after
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +56,7 @@ def test_values_example_refuses_bad_arguments(args: list[str]) -> None:
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("protocol", ["kademlia", "chord"])
+@pytest.mark.parametrize("protocol", sorted(OVERLAYS))
 def test_dht_network_example_joins_stores_reads_and_rejoins_after_a_restart(
     protocol: str,
 ) -> None:

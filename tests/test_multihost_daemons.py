@@ -9,15 +9,23 @@ from pathlib import Path
 
 import pytest
 
+from dhtkit.overlays import OVERLAYS
 from tests.daemons import HostDaemon
 from tests.netns import NetnsLab, unavailable
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
 
 
+#: Each overlay once; the second on every interface (0.0.0.0), the others on the host's address.
+PARAMS = [(name, "0.0.0.0" if i == 1 else "host") for i, name in enumerate(OVERLAYS)]
+
+
 @pytest.fixture(
-    params=[("kademlia", "host"), ("chord", "0.0.0.0")],
-    ids=["kademlia-on-its-address", "chord-on-every-interface"],
+    params=PARAMS,
+    ids=[
+        "{}-on-{}".format(name, "every-interface" if where == "0.0.0.0" else "its-address")
+        for name, where in PARAMS
+    ],
 )
 def daemons(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[list[HostDaemon]]:
     # Bound to every interface, a node's socket calls it 0.0.0.0: it must be

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from dhtkit import overlays
 from tests.daemons import HostDaemon, HttpBatch
 from tests.netns import NetnsLab, clean_leftovers, unavailable
 
@@ -48,8 +49,8 @@ JOINED = HOSTS // 2
 
 #: Each overlay's options: replica sets larger than the number of daemons killed.
 OVERLAYS = {
-    "kademlia": ["--k", "8"],
-    "chord": ["--replication", "5"],
+    name: ["--k", "8"] if name == "kademlia" else ["--replication", "5"]
+    for name in overlays.OVERLAYS
 }
 
 pytestmark = [

@@ -1,4 +1,4 @@
-"""The full-mesh overlay."""
+"""The full-mesh overlay and the kit every overlay shares (lookup counters, the join preamble)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from zope.interface.verify import verifyObject
 from dhtkit.contact import Contact
 from dhtkit.identity import Identity
 from dhtkit.keyspace import distance, key_for
-from dhtkit.overlay import IOverlay, StaticOverlay
+from dhtkit.overlay import LOOKUP_COUNTERS, IOverlay, LookupStats, StaticOverlay
 
 
 def contacts(count: int) -> list[Contact]:
@@ -51,3 +51,21 @@ def test_a_bad_key_fails_the_deferred() -> None:
     assert len(failures) == 1
     with pytest.raises(ValueError):
         StaticOverlay().closest(b"", 1)
+
+
+def test_lookup_stats_count_every_lookup_under_the_shared_names() -> None:
+    stats = LookupStats()
+    assert stats.stats() == dict.fromkeys(LOOKUP_COUNTERS, 0)
+    stats.record(3, 7, timeouts=1, bad_answers=2)
+    stats.record(0, 0)
+    stats.record(5, 9, failed=True)
+    assert stats.stats() == {
+        "lookups": 3,
+        "lookup_hops": 8,
+        "lookup_messages": 16,
+        "lookup_timeouts": 1,
+        "lookup_bad_answers": 2,
+        "lookups_failed": 1,
+    }
+    assert (stats.hops.count, stats.hops.sum) == (3, 8)
+    assert stats.hops.buckets()[0] == (0.0, 1)  # the lookup answered from our own state

@@ -239,7 +239,7 @@ def test_a_lying_hop_is_dropped_and_counted_and_the_routes_go_on() -> None:
         key = from_int(rng.getrandbits(160))
         lookup = net.wait(rng.choice(honest).overlay.lookup(key, 1))
         assert lookup.contacts[0].node_id == closest_ids(net, key, 1)[0]
-    assert sum(pastry(n).stats()["bad_answers"] for n in honest) > 0
+    assert sum(pastry(n).stats()["lookup_bad_answers"] for n in honest) > 0
 
 
 def test_a_node_named_in_an_answer_enters_only_once_it_answers() -> None:

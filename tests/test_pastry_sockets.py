@@ -1,19 +1,16 @@
-"""Pastry on real UDP sockets on the loopback interface."""
+"""Twenty PastryServices on real UDP sockets on the loopback interface."""
 
 from __future__ import annotations
 
 import random
-from typing import Any
+from pathlib import Path
 
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
-from dhtkit.identity import Identity
 from dhtkit.keyspace import from_int, numerically_closest_first, ring_distance
-from dhtkit.node import DHTNode
 from dhtkit.pastry import PastryOverlay
-from dhtkit.rpc import RPCProtocol
-from dhtkit.storage import MemoryStore
+from dhtkit.service import PastryService
 
 
 def leaf_sets_right(overlays: list[PastryOverlay]) -> bool:
@@ -29,41 +26,45 @@ def leaf_sets_right(overlays: list[PastryOverlay]) -> bool:
 
 
 @pytest_twisted.ensureDeferred
-async def test_twenty_nodes_on_loopback_join_one_by_one_route_and_store() -> None:
-    overlays: list[PastryOverlay] = []
-    nodes: list[DHTNode] = []
-    ports: list[Any] = []
+async def test_twenty_services_on_loopback_join_one_by_one_route_and_store(
+    tmp_path: Path,
+) -> None:
+    services: list[PastryService] = []
     rng = random.Random(11)
     try:
-        for _ in range(20):
-            rpc = RPCProtocol(Identity.generate(), reactor, timeout=1.0)
-            ports.append(reactor.listenUDP(0, rpc, interface="127.0.0.1"))
-            overlay = PastryOverlay(rpc)
-            node = DHTNode(rpc, overlay, MemoryStore())
-            overlay.start()
-            node.start()
-            through = [] if not overlays else [rng.choice(overlays).rpc.contact.address]
-            await overlay.join(through)
-            overlays.append(overlay)
-            nodes.append(node)
+        for n in range(20):
+            through = [] if not services else [rng.choice(services).address]
+            svc = PastryService(
+                0,
+                "127.0.0.1",
+                tmp_path / "node{}".format(n),
+                through,
+                rng=random.Random(n),
+                rpc_options={"timeout": 1.0},
+            )
+            svc.startService()
+            services.append(svc)
+            await svc.when_joined()
+        overlays = [svc.overlay for svc in services]
+        assert all(isinstance(o, PastryOverlay) for o in overlays)
+        pastries = [o for o in overlays if isinstance(o, PastryOverlay)]
         # The last nodes' neighbours take them in once their addresses are
         # proven, a probe round trip after the announcements.
         for _ in range(100):
-            if leaf_sets_right(overlays):
+            if leaf_sets_right(pastries):
                 break
             await task.deferLater(reactor, 0.05, lambda: None)
-        assert leaf_sets_right(overlays)
-        ids = [o.node_id for o in overlays]
+        assert leaf_sets_right(pastries)
+        ids = [o.node_id for o in pastries]
         for i in range(20):
             key = from_int(rng.getrandbits(160))
-            found = await rng.choice(overlays).lookup(key, 4)
+            found = await rng.choice(pastries).lookup(key, 4)
             assert [c.node_id for c in found.contacts] == sorted(
                 ids, key=numerically_closest_first(key)
             )[:4]
-            assert await rng.choice(nodes).put(key, b"v%d" % i) == 4
-            assert await rng.choice(nodes).get(key) == b"v%d" % i
+            assert await rng.choice(services).node.put(key, b"v%d" % i) == 4
+            assert await rng.choice(services).node.get(key) == b"v%d" % i
+        status = services[3].status()
+        assert status["protocol"] == "pastry" and status["contacts"] >= 8
     finally:
-        for node, overlay in zip(nodes, overlays, strict=False):
-            node.stop()
-            overlay.stop()
-        await defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
+        await defer.gatherResults([s.stopService() for s in services if s.running])

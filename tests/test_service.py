@@ -1,4 +1,4 @@
-"""KademliaService and ChordService: real sockets, restarts, bad input, retries."""
+"""The overlay services (one per registry entry): real sockets, restarts, bad input, retries."""
 
 from __future__ import annotations
 
@@ -16,7 +16,14 @@ import dhtkit
 from dhtkit.contactfile import CONTACTS_FILE, read_contacts
 from dhtkit.identity import solves_puzzle
 from dhtkit.keyspace import key_for
-from dhtkit.service import STORE_FILE, ChordService, KademliaService, OverlayService
+from dhtkit.overlays import OVERLAYS
+from dhtkit.service import (
+    STORE_FILE,
+    ChordService,
+    KademliaService,
+    OverlayService,
+    PastryService,
+)
 from dhtkit.sim.clock import HeapClock
 from dhtkit.sim.network import VirtualNetwork
 from dhtkit.storage import StorageError
@@ -24,8 +31,10 @@ from dhtkit.values import signed_key
 
 FAST_RPC = {"timeout": 0.5}
 #: Chord's maintenance rounds, quick enough for a test to wait for them.
+#: Every overlay's service, from the registry.
+SERVICES = [entry.service() for entry in OVERLAYS.values()]
 FAST_OVERLAY: dict[type, dict[str, float]] = {
-    ChordService: {"stabilize_every": 0.1, "fix_fingers_every": 0.1}
+    entry.service(): dict(entry.quick) for entry in OVERLAYS.values()
 }
 
 
@@ -95,6 +104,8 @@ async def stop_all(services: list[OverlayService]) -> None:
 def test_services_are_exported() -> None:
     assert dhtkit.KademliaService is KademliaService
     assert dhtkit.ChordService is ChordService
+    assert dhtkit.PastryService is PastryService
+    assert SERVICES == [KademliaService, ChordService, PastryService]
 
 
 def test_a_bad_bootstrap_address_fails_before_anything_listens(tmp_path: Path) -> None:
@@ -104,7 +115,7 @@ def test_a_bad_bootstrap_address_fails_before_anything_listens(tmp_path: Path) -
         ChordService(0, data_dir=tmp_path, bootstrap=[("127.0.0.1", 70000)])
 
 
-@pytest.mark.parametrize("cls", [KademliaService, ChordService])
+@pytest.mark.parametrize("cls", SERVICES, ids=list(OVERLAYS))
 @pytest_twisted.ensureDeferred
 async def test_twenty_services_on_loopback_put_and_get(
     cls: type[OverlayService], tmp_path: Path
@@ -132,7 +143,7 @@ async def test_twenty_services_on_loopback_put_and_get(
         await stop_all(services)
 
 
-@pytest.mark.parametrize("cls", [KademliaService, ChordService])
+@pytest.mark.parametrize("cls", SERVICES, ids=list(OVERLAYS))
 @pytest_twisted.ensureDeferred
 async def test_a_restarted_node_rejoins_through_its_saved_contacts(
     cls: type[OverlayService], tmp_path: Path

@@ -20,10 +20,11 @@ from dhtkit.daemon import DaemonError, DataDirLock, HttpApiService
 from dhtkit.datadir import API_FILE, LOCK_FILE, TOKEN_FILE, read_api_url
 from dhtkit.gossip.service import GossipService
 from dhtkit.identity import Identity
+from dhtkit.overlays import OVERLAYS
 from dhtkit.rpc import RemoteError, RPCProtocol
-from dhtkit.service import ChordService, KademliaService
+from dhtkit.service import ChordService, KademliaService, PastryService
 from dhtkit.storage import Quota
-from dhtkit.tap import Options, makeService, needs_token, parse_address
+from dhtkit.tap import OVERLAY_PARAMETERS, Options, makeService, needs_token, parse_address
 from dhtkit.values import SignedValue, to_wire
 from dhtkit.webguard import (
     FD_RESERVE,
@@ -103,7 +104,10 @@ def test_a_bad_bootstrap_address_says_what_to_write(text: str, says: str) -> Non
         (["--port", "65536"], "--port 65536: must be from 0 to 65535"),
         (["--port", "four"], "--port four: not a whole number"),
         (["--interface", "localhost"], "--interface localhost: not an IP address"),
-        (["--protocol", "pastry"], "--protocol pastry: this version of dhtkit runs"),
+        (
+            ["--protocol", "tapestry"],
+            "--protocol tapestry: this version of dhtkit runs kademlia, chord or pastry",
+        ),
         (["--protocol", "chord", "--alpha", "3"], "--alpha is a Kademlia parameter"),
         (["--successors", "8"], "--successors is a Chord parameter"),
         (["--puzzle-bits", "21"], "--puzzle-bits 21: must be from 0 to 20"),
@@ -112,6 +116,11 @@ def test_a_bad_bootstrap_address_says_what_to_write(text: str, says: str) -> Non
         (["--k", "8", "--replication", "9"], "--replication 9: must be from 1 to 8"),
         (["--protocol", "chord", "--successors", "17"], "--successors 17"),
         (["--protocol", "chord", "--successors", "4", "-r", "5"], "--replication 5"),
+        (["--leaf-set", "8"], "--leaf-set is a Pastry parameter"),
+        (["--protocol", "pastry", "--leaf-set", "13"], "--leaf-set 13: must be from 1 to 12"),
+        (["--protocol", "pastry", "--digit-bits", "3"], "--digit-bits 3: must be one of 1, 2, 4"),
+        (["--protocol", "pastry", "--leaf-set", "2", "-r", "3"], "--replication 3"),
+        (["--protocol", "pastry", "-r", "9"], "--replication 9: must be from 1 to 8"),
         (["--http", "carrier-pigeon:1"], "--http carrier-pigeon:1: not a Twisted endpoint"),
         (["--http", "tcp:4001:colour=blue"], "not a Twisted endpoint"),
         (["--port", "65535"], "no port + 1 for the HTTP API"),
@@ -137,6 +146,25 @@ def test_http_none_disables_the_api_and_port_0_picks_any_port(tmp_path: Path) ->
 def test_chord_options(tmp_path: Path) -> None:
     options = parse("-d", str(tmp_path), "--protocol", "chord", "--successors", "8")
     assert (options["successors"], options["replication"]) == (8, 4)
+
+
+def test_pastry_options_default_to_the_overlay_s_own(tmp_path: Path) -> None:
+    options = parse("-d", str(tmp_path), "--protocol", "pastry")
+    assert (options["leaf-set"], options["digit-bits"], options["replication"]) == (8, 4, 4)
+    options = parse("-d", str(tmp_path), "--protocol", "pastry", "--leaf-set", "2")
+    assert (options["leaf-set"], options["replication"]) == (2, 2)
+    options = parse("-d", str(tmp_path), "--protocol", "pastry", "--digit-bits", "2", "-r", "6")
+    assert (options["digit-bits"], options["replication"]) == (2, 6)
+
+
+def test_every_overlay_option_is_in_the_help_with_its_default() -> None:
+    text = str(Options())
+    for entry in OVERLAYS.values():
+        assert entry.name in text
+        for option in entry.options:
+            assert "--{}=".format(option.flag) in text
+            assert OVERLAY_PARAMETERS[option.flag] == (entry.name,)
+    assert "Pastry: leaf-set members on each side (l)" in " ".join(text.split())
 
 
 @pytest.mark.parametrize(
@@ -180,6 +208,14 @@ def test_puzzle_bits_reach_the_kademlia_overlay(tmp_path: Path) -> None:
     assert isinstance(node, KademliaService)
     assert node.puzzle_bits == 12
     assert node.overlay_options == {"k": 20, "alpha": 3, "puzzle_bits": 12}
+
+
+def test_pastry_options_reach_the_pastry_service(tmp_path: Path) -> None:
+    argv = ["-d", str(tmp_path), "--protocol", "pastry", "--leaf-set", "6", "--digit-bits", "2"]
+    top = makeService(parse(*argv, "-r", "3"))
+    node = list(top)[1]
+    assert isinstance(node, PastryService)
+    assert node.overlay_options == {"leaf_size": 6, "digit_bits": 2, "k": 3}
 
 
 def test_chord_without_api(tmp_path: Path) -> None:

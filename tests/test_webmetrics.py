@@ -24,7 +24,9 @@ from dhtkit import __version__
 from dhtkit.gossip.config import GossipConfig
 from dhtkit.gossip.service import GossipService
 from dhtkit.keyspace import key_for
-from dhtkit.service import ChordService, KademliaService, OverlayService
+from dhtkit.overlay import LOOKUP_COUNTERS
+from dhtkit.overlays import OVERLAYS
+from dhtkit.service import KademliaService, OverlayService
 from dhtkit.web import make_api_factory
 from dhtkit.webmetrics import CONTENT_TYPE, node_registry, render
 from tests.test_metricfamilies import compare, documented, expected_on, parse
@@ -182,13 +184,12 @@ async def scrape(api: Any, token: str, pool: HTTPConnectionPool) -> tuple[int, s
     return response.code, content_type, body.decode("utf-8")
 
 
-@pytest.mark.parametrize("cls", [KademliaService, ChordService])
+@pytest.mark.parametrize("kind", sorted(OVERLAYS))
 @pytest_twisted.ensureDeferred
-async def test_docs_list_exactly_what_a_real_node_exports(
-    tmp_path: Path, cls: type[OverlayService]
-) -> None:
+async def test_docs_list_exactly_what_a_real_node_exports(tmp_path: Path, kind: str) -> None:
     """A node with gossip and a token-protected API, scraped as Prometheus does."""
-    services = await start_three(tmp_path, cls)
+    services = await start_three(tmp_path, OVERLAYS[kind].service())
+    await services[0].overlay.lookup(key_for("x"), 1)
     svc = services[0]
     rider = GossipService.riding_on(svc, svc.overlay.contacts, config=GossipConfig(period=0.05))
     rider.startService()
@@ -208,6 +209,10 @@ async def test_docs_list_exactly_what_a_real_node_exports(
         protocol = svc.status()["protocol"]
         missing = expected_on(table, str(protocol), gossip=True) - set(scraped)
         assert not missing, "documented for {} but not exported: {}".format(protocol, missing)
+        # Every overlay counts its lookups under the same names.
+        for counter in LOOKUP_COUNTERS:
+            assert "dhtkit_overlay_{}_total".format(counter) in scraped
+        assert scraped["dhtkit_overlay_lookups_total"].samples[0].value >= 1
     finally:
         await api.stopListening()
         await rider.stopService()

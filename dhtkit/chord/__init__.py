@@ -6,7 +6,6 @@ are public for tests and tools.
 
 from dhtkit.chord.fingers import FingerTable
 from dhtkit.chord.lookup import LookupFailed, SuccessorSearch
-from dhtkit.chord.maintenance import Maintenance
 from dhtkit.chord.overlay import ChordOverlay
 from dhtkit.chord.state import RingState
 from dhtkit.chord.successors import SuccessorList, may_hold
@@ -15,7 +14,6 @@ __all__ = [
     "ChordOverlay",
     "FingerTable",
     "LookupFailed",
-    "Maintenance",
     "RingState",
     "SuccessorList",
     "SuccessorSearch",

@@ -36,7 +36,6 @@ from zope.interface import implementer
 
 from dhtkit.chord import messages
 from dhtkit.chord.lookup import SuccessorSearch
-from dhtkit.chord.maintenance import Maintenance
 from dhtkit.chord.messages import FIND, LEAVE, STATE, State
 from dhtkit.chord.placement import Placement
 from dhtkit.chord.protocol import ChordResponder
@@ -44,8 +43,8 @@ from dhtkit.chord.rounds import Rounds
 from dhtkit.chord.state import RingState
 from dhtkit.contact import Address, Contact
 from dhtkit.keyspace import check_id
-from dhtkit.metrics import Histogram
-from dhtkit.overlay import IRoutingOverlay, JoinFailed, Lookup
+from dhtkit.overlay import IRoutingOverlay, JoinFailed, Lookup, RoutingOverlayBase, ping_bootstrap
+from dhtkit.periodic import Maintenance
 from dhtkit.rpc import RPCProtocol
 
 #: Default seconds between maintenance rounds (each drawn in [0.5, 1.5] x this).
@@ -59,18 +58,20 @@ MERGE_EVERY = 10.0
 DEFAULT_K = 4
 
 #: What :meth:`ChordOverlay.stats` counts, besides the sizes of the tables.
+#: (The lookups' are :data:`~dhtkit.overlay.LOOKUP_COUNTERS`.)
 COUNTERS = (
-    "lookups", "hops_total", "messages_total", "timeouts", "bad_answers", "lookups_failed",
-    "joins", "rejoins", "leaves", "leaves_received", "notifies_received",
+    "bad_answers", "joins", "rejoins", "leaves", "leaves_received", "notifies_received",
     "stabilize_rounds", "successor_changes", "successor_refreshes", "successors_failed",
     "fix_fingers_rounds", "successor_checks", "successor_checks_corrected",
     "check_predecessor_rounds", "predecessor_changes", "predecessors_failed",
     "merge_attempts", "merges", "merge_notifies",
 )  # fmt: skip
+#: The keys of :meth:`ChordOverlay.stats` that are levels, not event counts.
+GAUGES = frozenset({"fingers", "successors", "has_predecessor"})
 
 
 @implementer(IRoutingOverlay)
-class ChordOverlay:
+class ChordOverlay(RoutingOverlayBase):
     """Chord routing for one node.
 
     :param rpc: the node's RPC layer; :meth:`start` registers the ``chord_*``
@@ -118,7 +119,7 @@ class ChordOverlay:
         self.timeout = timeout
         self.retries = retries
         self.counters: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
-        self.hop_histogram = Histogram()
+        super().__init__()
         # k - 1 predecessors tell exactly who else holds the keys we hold.
         predecessors = max(1, min(k - 1, messages.MAX_PREDECESSORS))
         self.state = RingState(self.node_id, successors, self.counters, predecessors)
@@ -132,7 +133,9 @@ class ChordOverlay:
             self.clock,
             fresh_for=check_predecessor_every,
         )
-        self.maintenance = Maintenance(self.clock, rng if rng is not None else random.Random())
+        self.maintenance = Maintenance(
+            self.clock, rng if rng is not None else random.Random(), owner="chord"
+        )
         self.maintenance.add("stabilize", stabilize_every, self.rounds.stabilize)
         self.maintenance.add("fix_fingers", fix_fingers_every, self.rounds.fix_fingers)
         self.maintenance.add(
@@ -170,18 +173,13 @@ class ChordOverlay:
         return defer.Deferred.fromCoroutine(self._join(bootstrap, known))
 
     async def _join(self, bootstrap: Sequence[Address], known: Sequence[Contact]) -> int:
-        pings = [self.rpc.ping(address) for address in bootstrap]
-        pings += [
-            self.rpc.ping(c.address, c.public_key) for c in known if c.node_id != self.node_id
-        ]
         self.state.joined = False
-        if pings:
-            answers = await defer.DeferredList(pings, consumeErrors=True)
-            verified = [c for ok, c in answers if ok and c.node_id != self.node_id]
-            for contact in known:
+        for contact in known:
+            if contact.node_id != self.node_id:
                 self.state.lost.add(contact)
-            if not verified:
-                raise JoinFailed("none of the {} bootstrap nodes answered".format(len(pings)))
+        pinged = await ping_bootstrap(self.rpc, bootstrap, known)
+        if pinged is not None:
+            verified = pinged.answered
             for contact in verified:
                 self.state.fingers.offer(contact)
                 # Where we came in (and the known contacts above): the
@@ -192,7 +190,7 @@ class ChordOverlay:
         # else the first node: a ring of one
         self.state.joined = True
         self.counters["joins"] += 1
-        if pings:
+        if pinged is not None:
             # In the background; its lookups fail quietly, only a bug is logged.
             self.rounds.fill_fingers().addErrback(
                 lambda f: self._log.failure("filling the fingers failed", f)
@@ -237,8 +235,7 @@ class ChordOverlay:
         count = max(1, min(count, messages.MAX_CONTACTS))
         answer = self.state.answer_find(me, key, count)
         if answer.done:
-            self.counters["lookups"] += 1
-            self.hop_histogram.observe(0)  # answered from our own state
+            self.lookup_stats.record(0, 0)  # answered from our own state
             return defer.succeed(Lookup(key, answer.contacts, 0, 0))
         search = self._search(
             key,
@@ -249,17 +246,13 @@ class ChordOverlay:
         return search.run().addBoth(self._count_lookup, search)
 
     def _count_lookup(self, result: Any, search: SuccessorSearch) -> Any:
-        # Counted once it ended, with its hops: a lookup under way is in
-        # neither the counters nor the histogram.
-        self.counters["lookups"] += 1
-        self.counters["hops_total"] += search.hops
-        self.hop_histogram.observe(search.hops)
-        self.counters["messages_total"] += search.messages
-        self.counters["timeouts"] += search.timeouts
-        self.counters["bad_answers"] += search.bad_answers
-        if isinstance(result, Lookup):
-            return result
-        self.counters["lookups_failed"] += 1
+        self.lookup_stats.record(
+            search.hops,
+            search.messages,
+            search.timeouts,
+            search.bad_answers,
+            failed=not isinstance(result, Lookup),
+        )
         return result
 
     def _search(
@@ -286,9 +279,6 @@ class ChordOverlay:
             own_successors=own_successors or (),
         )  # fmt: skip
 
-    def find_responsible(self, key: bytes, count: int) -> defer.Deferred[list[Contact]]:
-        return self.lookup(key, count).addCallback(lambda found: found.contacts)
-
     def contacts(self) -> list[Contact]:
         return self.state.contacts()
 
@@ -302,7 +292,8 @@ class ChordOverlay:
         self.state.add_listener(listener)
 
     def stats(self) -> dict[str, int]:
-        out = dict(self.counters)
+        out = self.lookup_stats.stats()
+        out.update(self.counters)
         out["fingers"] = len(self.state.fingers)
         out["successors"] = len(self.state.successors)
         out["has_predecessor"] = int(self.state.predecessor is not None)

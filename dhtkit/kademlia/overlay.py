@@ -35,14 +35,14 @@ from dhtkit.kademlia.diversity import NetworkLimit
 from dhtkit.kademlia.lookup import Answer, IterativeLookup, LookupOutcome
 from dhtkit.kademlia.table import STALE_AFTER, RoutingTable
 from dhtkit.keyspace import check_id, distance
-from dhtkit.metrics import Histogram
 from dhtkit.overlay import (
     IRoutingOverlay,
     IValueFinder,
-    JoinFailed,
     Lookup,
+    RoutingOverlayBase,
     ValueLookup,
     ValueSource,
+    ping_bootstrap,
 )
 from dhtkit.rpc import RemoteError, RPCProtocol
 
@@ -62,9 +62,12 @@ RECHECK_BATCH = 64
 #: The most disjoint paths a read may ask for.
 MAX_PATHS = 8
 
+#: The keys of :meth:`KademliaOverlay.stats` that are levels, not event counts.
+GAUGES = frozenset({"contacts", "buckets", "replacements", "pinging"})
+
 
 @implementer(IRoutingOverlay, IValueFinder)
-class KademliaOverlay:
+class KademliaOverlay(RoutingOverlayBase):
     """Kademlia routing for one node.
 
     :param rpc: the node's RPC layer (``find_node`` and ``find_value`` are
@@ -136,19 +139,9 @@ class KademliaOverlay:
         self._recheck_timer: IDelayedCall | None = None
         self._started = False
         self.counters: dict[str, int] = dict.fromkeys(
-            (
-                "lookups",
-                "lookup_hops",
-                "lookup_messages",
-                "lookup_timeouts",
-                "lookup_bad_answers",
-                "refreshes",
-                "unsolved_contacts_dropped",
-                "disjoint_lookups",
-            ),
-            0,
+            ("refreshes", "unsolved_contacts_dropped", "disjoint_lookups"), 0
         )
-        self.hop_histogram = Histogram()
+        super().__init__()
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -180,15 +173,8 @@ class KademliaOverlay:
         return defer.Deferred.fromCoroutine(self._join(bootstrap, known))
 
     async def _join(self, bootstrap: Sequence[Address], known: Sequence[Contact]) -> int:
-        pings = [self.rpc.ping(address) for address in bootstrap]
-        pings += [
-            self.rpc.ping(c.address, c.public_key) for c in known if c.node_id != self.node_id
-        ]
-        if not pings:
+        if await ping_bootstrap(self.rpc, bootstrap, known) is None:
             return 0  # the first node of a network
-        answers = await defer.DeferredList(pings, consumeErrors=True)
-        if not any(ok for ok, _ in answers):
-            raise JoinFailed("none of the {} bootstrap nodes answered".format(len(pings)))
         # The answers went into the table (every verified reply does).
         await self.lookup(self.node_id, self.k)
         for target in self.table.refresh_ids_after_join():
@@ -207,9 +193,6 @@ class KademliaOverlay:
         except ValueError as e:
             return defer.fail(e)
         return self._run(key, self._find_node).addCallback(self._as_lookup, key, count)
-
-    def find_responsible(self, key: bytes, count: int) -> defer.Deferred[list[Contact]]:
-        return self.lookup(key, count).addCallback(lambda found: found.contacts)
 
     def find_value(
         self, key: bytes, count: int, enough: Callable[[Contact, Any], bool]
@@ -300,7 +283,8 @@ class KademliaOverlay:
         self._neighbour_listeners.append(listener)
 
     def stats(self) -> dict[str, int]:
-        out = dict(self.counters)
+        out = self.lookup_stats.stats()
+        out.update(self.counters)
         out.update(self.table.stats())
         return out
 
@@ -340,12 +324,9 @@ class KademliaOverlay:
         return search.run().addCallback(self._count)
 
     def _count(self, outcome: LookupOutcome) -> LookupOutcome:
-        self.counters["lookups"] += 1
-        self.counters["lookup_hops"] += outcome.hops
-        self.hop_histogram.observe(outcome.hops)
-        self.counters["lookup_messages"] += outcome.messages
-        self.counters["lookup_timeouts"] += outcome.timeouts
-        self.counters["lookup_bad_answers"] += outcome.bad_answers
+        self.lookup_stats.record(
+            outcome.hops, outcome.messages, outcome.timeouts, outcome.bad_answers
+        )
         return outcome
 
     def _as_lookup(self, outcome: LookupOutcome, key: bytes, count: int) -> Lookup:

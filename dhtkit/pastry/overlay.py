@@ -30,11 +30,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from dhtkit.chord.maintenance import Maintenance
 from dhtkit.contact import Address, Contact
 from dhtkit.keyspace import check_id
-from dhtkit.metrics import Histogram
-from dhtkit.overlay import IRoutingOverlay, JoinFailed, Lookup
+from dhtkit.overlay import IRoutingOverlay, JoinFailed, Lookup, RoutingOverlayBase, ping_bootstrap
 from dhtkit.pastry import messages
 from dhtkit.pastry.digits import Digits
 from dhtkit.pastry.join import Join, JoinReport
@@ -44,6 +42,7 @@ from dhtkit.pastry.repair import Repair
 from dhtkit.pastry.responder import Departed, PastryResponder
 from dhtkit.pastry.routing import route
 from dhtkit.pastry.state import PastryState
+from dhtkit.periodic import Maintenance
 from dhtkit.rpc import RPCProtocol, RPCTimeout
 
 #: Default replication: the responsible node and the three next closest.
@@ -53,21 +52,23 @@ LEAF_EVERY = 20.0
 NEIGHBOURHOOD_EVERY = 60.0
 
 #: What :meth:`PastryOverlay.stats` counts, besides the sizes of the state.
+#: (The lookups' are :data:`~dhtkit.overlay.LOOKUP_COUNTERS`.)
 COUNTERS = (
-    "lookups", "hops_total", "messages_total", "timeouts", "bad_answers", "no_progress",
-    "lookups_failed", "joins", "join_messages", "leaves", "leaves_received",
+    "bad_answers", "no_progress", "joins", "join_messages", "leaves", "leaves_received",
     "announces_received", "leaf_repairs", "table_repairs", "leaf_rounds",
     "neighbourhood_rounds", "candidates_pinged", "candidates_dropped",
 )  # fmt: skip
+#: The keys of :meth:`PastryOverlay.stats` that are levels, not event counts.
+GAUGES = frozenset({"leaf_set", "table_entries", "neighbourhood"})
 
 
 @implementer(IRoutingOverlay)
-class PastryOverlay:
+class PastryOverlay(RoutingOverlayBase):
     """Pastry routing for one node.
 
     :param rpc: the node's RPC layer; :meth:`start` registers ``pastry_*`` on it.
     :param clock: the timers' clock, and round-trip times (default: the RPC's reactor).
-    :param leaf_size: ``l``, leaf-set members on each side (|L| = 2l).
+    :param leaf_size: ``l``, leaf-set members on each side (``|L| = 2l``).
     :param digit_bits: ``b``, bits per digit (1, 2 or 4).
     :param neighbourhood_size: ``|M|``.
     :param k: how many nodes hold each key (1 to ``min(l, 8)``; default 4).
@@ -107,9 +108,11 @@ class PastryOverlay:
         self.retries = retries
         self.state = PastryState(self.node_id, digits, leaf_size, neighbourhood_size)
         self.counters: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
-        self.hop_histogram = Histogram()
+        super().__init__()
         self.repair = Repair(self.state, self._call, self.clock, self.counters)
-        self.maintenance = Maintenance(self.clock, rng if rng is not None else random.Random())
+        self.maintenance = Maintenance(
+            self.clock, rng if rng is not None else random.Random(), owner="pastry"
+        )
         self.maintenance.add("leaves", leaf_every, lambda: self.repair.check_leaves(leaf_every))
         self.maintenance.add("neighbourhood", neighbourhood_every, self.repair.check_neighbourhood)
         self.joined = False
@@ -152,21 +155,14 @@ class PastryOverlay:
         return defer.Deferred.fromCoroutine(self._join(bootstrap, known))
 
     async def _join(self, bootstrap: Sequence[Address], known: Sequence[Contact]) -> int:
-        pings = [self.rpc.ping(address) for address in bootstrap]
-        pings += [
-            self.rpc.ping(c.address, c.public_key) for c in known if c.node_id != self.node_id
-        ]
         self.joined = False
-        if not pings:
+        pinged = await ping_bootstrap(self.rpc, bootstrap, known)
+        if pinged is None:
             self.joined = True
             self.counters["joins"] += 1
             return 0
-        answers = await defer.DeferredList(pings, consumeErrors=True)
-        verified = [c for ok, c in answers if ok and c.node_id != self.node_id]
-        if not verified:
-            raise JoinFailed("none of the {} bootstrap nodes answered".format(len(pings)))
-        spent = len(pings)
-        for via in verified:
+        spent = pinged.pinged
+        for via in pinged.answered:
             join = Join(self.state, self._call)
             try:
                 report = await join.run(via)
@@ -218,7 +214,6 @@ class PastryOverlay:
         if me is None:
             return defer.succeed(Lookup(key, [], 0, 0))
         count = max(1, min(count, messages.MAX_COUNT))
-        self.counters["lookups"] += 1
 
         def ask(contact: Contact, hop: int) -> defer.Deferred[messages.RouteAnswer]:
             call = self._call(contact, ROUTE, messages.route_args(key, count))
@@ -232,18 +227,15 @@ class PastryOverlay:
         return search.run().addBoth(self._count_lookup, search)
 
     def _count_lookup(self, result: Any, search: RouteSearch) -> Any:
-        self.counters["hops_total"] += search.hops
-        self.hop_histogram.observe(search.hops)
-        self.counters["messages_total"] += search.messages
-        self.counters["timeouts"] += search.timeouts
-        self.counters["bad_answers"] += search.bad_answers
+        self.lookup_stats.record(
+            search.hops,
+            search.messages,
+            search.timeouts,
+            search.bad_answers,
+            failed=not isinstance(result, Lookup),
+        )
         self.counters["no_progress"] += search.no_progress
-        if not isinstance(result, Lookup):
-            self.counters["lookups_failed"] += 1
         return result
-
-    def find_responsible(self, key: bytes, count: int) -> defer.Deferred[list[Contact]]:
-        return self.lookup(key, count).addCallback(lambda found: found.contacts)
 
     def contacts(self) -> list[Contact]:
         return self.state.contacts()
@@ -257,7 +249,8 @@ class PastryOverlay:
         self.state.add_listener(listener)
 
     def stats(self) -> dict[str, int]:
-        out = dict(self.counters)
+        out = self.lookup_stats.stats()
+        out.update(self.counters)
         out["leaf_set"] = len(self.state.leafset)
         out["table_entries"] = len(self.state.table)
         out["neighbourhood"] = len(self.state.neighbourhood)

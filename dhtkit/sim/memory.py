@@ -15,10 +15,9 @@ GIB = 1 << 30
 #: Peak bytes per node of a gossip simulation: 7.6 GB at 100,000 nodes
 #: (benchmarks/gossip_rounds.py), rounded up.
 GOSSIP_BYTES_PER_NODE = 80_000
-#: Peak bytes per node of an overlay simulation (``dhtkit sim kademlia|chord``),
-#: measured at 1,000 nodes and rounded up: each node keeps sessions with the
-#: hundreds of peers its lookups met.
-OVERLAY_BYTES_PER_NODE = {"kademlia": 350_000, "chord": 220_000, "pastry": 150_000}
+# An overlay simulation's bytes per node is its registry entry's
+# ``bytes_per_node`` (dhtkit.overlays): each node keeps sessions with the
+# hundreds of peers its lookups met.
 
 
 def available_memory(meminfo: str = "/proc/meminfo") -> int | None:

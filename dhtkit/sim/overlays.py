@@ -8,7 +8,7 @@ one :class:`~dhtkit.sim.network.VirtualNetwork` driven by a
 has joined already, a batch at a time, as a network grows; every timer (a
 Chord stabilization, a Kademlia refresh) runs on the one clock.
 
-:func:`simulate` is what ``dhtkit sim kademlia|chord`` runs: build the
+:func:`simulate` is what ``dhtkit sim kademlia|chord|pastry`` runs: build the
 network, put values from random nodes, optionally remove a fraction of the
 nodes at once and let the overlay repair itself, then look keys up from
 random live nodes and read the values back. A lookup is *correct* when the
@@ -19,11 +19,9 @@ returns the value that was put.
 
 from __future__ import annotations
 
-import math
 import random
 import statistics
 import time
-from collections.abc import Callable
 from typing import Any, cast
 
 import attrs
@@ -31,14 +29,12 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
-from dhtkit.chord import ChordOverlay
+from dhtkit import overlays
 from dhtkit.contact import Contact
 from dhtkit.identity import Identity
-from dhtkit.kademlia import KademliaOverlay
-from dhtkit.keyspace import distance, from_int, numerically_closest_first, ring_distance
+from dhtkit.keyspace import from_int
 from dhtkit.node import DHTNode
 from dhtkit.overlay import IRoutingOverlay, JoinFailed, LookupFailed
-from dhtkit.pastry import PastryOverlay
 from dhtkit.rpc import RPCProtocol
 from dhtkit.sim.clock import HeapClock
 from dhtkit.sim.gossip import PORT, host_address
@@ -46,56 +42,9 @@ from dhtkit.sim.latency import ConstantLatency
 from dhtkit.sim.network import VirtualNetwork
 from dhtkit.storage import MemoryStore
 
-Factory = Callable[..., IRoutingOverlay]
-
-
-@attrs.frozen
-class OverlayKind:
-    """How the simulator builds one overlay, and whom it holds responsible."""
-
-    name: str
-    factory: Factory
-    #: Seconds of virtual time for the overlay to settle after joins or churn.
-    settle: float
-    #: The node truly responsible for a key, among the given ids.
-    owner: Callable[[bytes, list[bytes]], bytes]
-    #: What the published analysis says of the hops at N nodes: (label, value).
-    theory: Callable[[int], tuple[str, float]]
-
-
-def _closest_by_xor(key: bytes, ids: list[bytes]) -> bytes:
-    return min(ids, key=lambda node_id: distance(node_id, key))
-
-
-def _successor(key: bytes, ids: list[bytes]) -> bytes:
-    return min(ids, key=lambda node_id: ring_distance(key, node_id))
-
-
-def _kademlia_theory(nodes: int) -> tuple[str, float]:
-    # Maymounkov and Mazieres: a lookup contacts at most ceil(log2 N) + c nodes
-    # in sequence; k-buckets make the mean much lower.
-    return ("bound log2 N", math.log2(nodes))
-
-
-def _chord_theory(nodes: int) -> tuple[str, float]:
-    # Stoica et al.: the mean path length is 1/2 log2 N.
-    return ("1/2 log2 N", math.log2(nodes) / 2)
-
-
-def _numerically_closest(key: bytes, ids: list[bytes]) -> bytes:
-    return min(ids, key=numerically_closest_first(key))
-
-
-def _pastry_theory(nodes: int) -> tuple[str, float]:
-    # Rowstron and Druschel: a route takes at most ceil(log_{2^b} N) hops (b = 4).
-    return ("log16 N", math.log(nodes, 16))
-
-
-OVERLAYS: dict[str, OverlayKind] = {
-    "kademlia": OverlayKind("kademlia", KademliaOverlay, 60.0, _closest_by_xor, _kademlia_theory),
-    "chord": OverlayKind("chord", ChordOverlay, 60.0, _successor, _chord_theory),
-    "pastry": OverlayKind("pastry", PastryOverlay, 60.0, _numerically_closest, _pastry_theory),
-}
+#: The overlays the simulator runs: the registry's entries (owner rule,
+#: theory line and settle time included).
+OVERLAYS = overlays.OVERLAYS
 
 
 @attrs.define

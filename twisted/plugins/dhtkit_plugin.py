@@ -3,5 +3,5 @@
 from twisted.application.service import ServiceMaker
 
 dhtkit = ServiceMaker(
-    "dhtkit", "dhtkit.tap", "a dhtkit DHT node (Kademlia or Chord) with its HTTP API", "dhtkit"
+    "dhtkit", "dhtkit.tap", "a dhtkit DHT node (Kademlia, Chord or Pastry) with its HTTP API", "dhtkit"
 )

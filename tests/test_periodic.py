@@ -1,4 +1,4 @@
-"""Chord's periodic rounds on a task.Clock: randomized, never overlapping, stoppable."""
+"""Periodic overlay tasks on a task.Clock: randomized, never overlapping, stoppable."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from twisted.internet import defer, task
 
-from dhtkit.chord.maintenance import Maintenance
+from dhtkit.periodic import Maintenance
 from tests.conftest import LoggedErrors
 
 
@@ -101,7 +101,7 @@ def test_run_now_runs_at_once_or_right_after_the_current_run() -> None:
 
 def test_a_failing_round_is_logged_and_the_schedule_goes_on(logged_errors: LoggedErrors) -> None:
     clock = task.Clock()
-    maintenance = Maintenance(clock, random.Random(5))
+    maintenance = Maintenance(clock, random.Random(5), owner="pastry")
     calls: list[float] = []
 
     def broken() -> defer.Deferred[None]:
@@ -112,4 +112,7 @@ def test_a_failing_round_is_logged_and_the_schedule_goes_on(logged_errors: Logge
     maintenance.start()
     clock.pump([0.1] * 50)
     assert len(calls) >= 3
-    assert len(logged_errors.take()) == len(calls)
+    errors = logged_errors.take()
+    assert len(errors) == len(calls)
+    assert all(e["log_format"].startswith("{owner} {name} failed") for e in errors)
+    assert all((e["owner"], e["name"]) == ("pastry", "check_predecessor") for e in errors)

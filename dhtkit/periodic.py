@@ -1,7 +1,7 @@
-"""Chord's periodic work on the injected clock, with randomized periods.
+"""An overlay's periodic work on the injected clock, with randomized periods.
 
-Each task (stabilize, fix_fingers, check_predecessor) runs again a random
-time after its previous run *ended*, uniform in ``[0.5, 1.5] x period``:
+Each task (Chord's stabilize, Pastry's leaf-set round, ...) runs again a
+random time after its previous run *ended*, uniform in ``[0.5, 1.5] x period``:
 the randomness keeps thousands of nodes from falling into step, and waiting
 for the end keeps a slow round (a timeout) from overlapping the next.
 """
@@ -39,13 +39,15 @@ class Maintenance:
 
     :param clock: where the timers live.
     :param rng: draws the intervals (seed it in simulations).
+    :param owner: who runs them (an overlay's name), as the log says it.
     """
 
     _log = Logger()
 
-    def __init__(self, clock: IReactorTime, rng: random.Random) -> None:
+    def __init__(self, clock: IReactorTime, rng: random.Random, owner: str = "overlay") -> None:
         self.clock = clock
         self.rng = rng
+        self.owner = owner
         self.running = False
         self._jobs: dict[str, _Job] = {}
 
@@ -106,5 +108,5 @@ class Maintenance:
 
     def _failed(self, failure: Failure, job: _Job) -> None:
         # Tasks handle the network's failures themselves; this is a bug.
-        self._log.failure("chord {name} failed", failure, name=job.name)
+        self._log.failure("{owner} {name} failed", failure, owner=self.owner, name=job.name)
         self._done(None, job)

@@ -1,7 +1,8 @@
-"""The histogram the overlays keep of their lookups' hop counts, as Prometheus counts.
+"""A histogram with fixed bucket bounds, as Prometheus counts one.
 
-:mod:`dhtkit.webmetrics` exports it, with every other counter of a node,
-on ``GET /metrics``.
+The overlays keep one of their lookups' hop counts (see
+:class:`~dhtkit.overlay.LookupStats`); the metrics surface renders it. It
+lives on the ground floor so that an overlay never imports a surface module.
 """
 
 from __future__ import annotations

@@ -1,0 +1,161 @@
+"""The contract every overlay of the registry keeps, on the virtual network.
+
+Each test runs once per entry of :data:`dhtkit.overlays.OVERLAYS`: a new
+overlay is done when it passes them. The simulator's owner oracle (the
+entry's ``owner`` rule over the global view only the simulator has) says
+which node truly holds a key.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from zope.interface.verify import verifyObject
+
+from dhtkit.contact import Contact
+from dhtkit.keyspace import from_int
+from dhtkit.overlay import IRoutingOverlay, JoinFailed
+from dhtkit.overlays import OVERLAYS
+from dhtkit.sim.gossip import PORT
+from dhtkit.sim.overlays import OverlayNetwork
+
+pytestmark = pytest.mark.parametrize("kind", sorted(OVERLAYS))
+
+#: Nodes in the networks of these tests, and how many hold each value.
+NODES = 40
+K = 4
+
+
+def network(kind: str, count: int = NODES, seed: int = 1) -> OverlayNetwork:
+    """``count`` nodes joined through the join protocol, replication ``K``."""
+    entry = OVERLAYS[kind]
+    replication = entry.service_options({}, K)
+    net = OverlayNetwork(
+        kind,
+        seed=seed,
+        overlay_options={k: v for k, v in replication.items() if k != "node_options"},
+        node_options=replication.get("node_options", {}),
+    )
+    net.grow(count, batch=10)
+    return net
+
+
+def holders(net: OverlayNetwork, key: bytes, count: int) -> list[bytes]:
+    """The ``count`` live nodes truly responsible for ``key``, most responsible first."""
+    ids = [n.node_id for n in net.live()]
+    ranked: list[bytes] = []
+    while ids and len(ranked) < count:
+        owner = net.kind.owner(key, ids)
+        ranked.append(owner)
+        ids.remove(owner)
+    return ranked
+
+
+def keys(count: int, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    return [from_int(rng.getrandbits(160)) for _ in range(count)]
+
+
+def test_provides_the_routing_overlay_interface(kind: str) -> None:
+    net = OverlayNetwork(kind)
+    node = net.add_node()
+    assert verifyObject(IRoutingOverlay, node.overlay)
+    assert node.overlay.hop_histogram is node.overlay.lookup_stats.hops
+
+
+def test_joining_through_nobody_starts_a_network_of_one(kind: str) -> None:
+    net = OverlayNetwork(kind)
+    first = net.add_node()
+    assert net.wait(first.overlay.join([])) == 0
+    key = from_int(12345)
+    found = net.wait(first.overlay.lookup(key, 3))
+    assert [c.node_id for c in found.contacts] == [first.node_id]
+    assert first.overlay.holds(first.node_id, key, 1)
+    # And the next node joins through it.
+    second = net.add_node()
+    assert net.wait(second.overlay.join([(first.host, PORT)])) >= 1
+    assert first.contact in second.overlay.contacts()
+
+
+def test_join_fails_when_nobody_answers(kind: str) -> None:
+    net = OverlayNetwork(kind)
+    gone = net.add_node()
+    net.network.set_down(gone.host)
+    newcomer = net.add_node()
+    with pytest.raises(JoinFailed):
+        net.wait(newcomer.overlay.join([(gone.host, PORT), ("10.0.99.99", PORT)]))
+    with pytest.raises(JoinFailed):
+        net.wait(newcomer.overlay.join([], known=[gone.contact]))
+
+
+def test_lookups_agree_with_the_owner_oracle(kind: str) -> None:
+    net = network(kind)
+    rng = random.Random(2)
+    for key in keys(30, seed=3):
+        asker = rng.choice(net.live()).overlay
+        found = net.wait(asker.lookup(key, K))
+        assert [c.node_id for c in found.contacts] == holders(net, key, K)
+        # What the value layer asks: the same nodes.
+        assert net.wait(asker.find_responsible(key, K)) == found.contacts
+    assert sum(n.overlay.stats()["lookups"] for n in net.live()) >= 30
+
+
+def test_holds_agrees_with_the_owner_oracle_on_the_holders(kind: str) -> None:
+    net = network(kind)
+    by_id = {n.node_id: n for n in net.live()}
+    for key in keys(30, seed=4):
+        ranked = holders(net, key, K + 1)
+        inside, outside = ranked[:K], ranked[K]
+        for node_id in inside:
+            overlay = by_id[node_id].overlay
+            assert overlay.holds(node_id, key, K)
+            assert not overlay.holds(outside, key, K)
+
+
+def test_the_neighbour_listener_hears_of_a_node_that_joins_next_to_it(kind: str) -> None:
+    net = network(kind, count=30)
+    heard: dict[bytes, list[Contact]] = {n.node_id: [] for n in net.live()}
+    for n in net.live():
+        n.overlay.add_neighbour_listener(heard[n.node_id].append)
+    newcomer = net.add_node()
+    net.wait(newcomer.overlay.join([(net.nodes[0].host, PORT)]))
+    net.advance(net.kind.settle)
+    # The node nearest to it by the overlay's own rule shares keys with it,
+    # and so do others (as many as the overlay's neighbourhood holds).
+    others = [n.node_id for n in net.live() if n is not newcomer]
+    assert newcomer.contact in heard[net.kind.owner(newcomer.node_id, others)]
+    assert sum(newcomer.contact in contacts for contacts in heard.values()) >= 2
+
+
+def test_leave_hands_every_key_over(kind: str) -> None:
+    net = network(kind)
+    rng = random.Random(6)
+    values = {key: b"v%d" % i for i, key in enumerate(keys(40, seed=5))}
+    for key, value in values.items():
+        net.wait(rng.choice(net.live()).node.put(key, value))
+    leaver = max(net.live(), key=lambda n: len(list(n.node.store.records())))
+    held = [e.key for e in leaver.node.store.records()]
+    assert held
+    net.wait(leaver.node.leave())
+    leaver.up = False
+    net.network.set_down(leaver.host)
+    by_id = {n.node_id: n for n in net.live()}
+    for key in held:
+        # The node now responsible has it, without a republish or a repair round.
+        owner = by_id[holders(net, key, 1)[0]]
+        assert owner.node.store.get(key) is not None
+        assert net.wait(rng.choice(net.live()).node.get(key)) == values[key]
+
+
+def test_values_survive_a_fifth_of_the_nodes_removed_at_once(kind: str) -> None:
+    net = network(kind, count=50)
+    rng = random.Random(7)
+    values = {key: b"v%d" % i for i, key in enumerate(keys(40, seed=8))}
+    for key, value in values.items():
+        net.wait(rng.choice(net.live()).node.put(key, value))
+    gone = net.remove(0.2)
+    assert len(gone) == 10
+    net.advance(net.kind.settle)
+    for key, value in values.items():
+        assert net.wait(rng.choice(net.live()).node.get(key)) == value
