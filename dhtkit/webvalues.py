@@ -4,8 +4,9 @@
 ``GET /v1/signed/{public_key}/{salt}`` over the node's
 :class:`~dhtkit.node.DHTNode`. Bad input is answered with a 4xx
 :class:`ApiError` before any traffic; the network's own failures (no
-contacts, too few replicas, lookups that found no way) with 503, so that a
-client can tell "fix your request" from "try again later".
+contacts while it should have some, too few replicas, lookups that found
+no way) with 503, so that a client can tell "fix your request" from "try
+again later".
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import attrs
 
 from dhtkit.keyspace import key_for
-from dhtkit.node import PutFailed
+from dhtkit.node import NotJoined, PutFailed
 from dhtkit.overlay import LookupFailed
 from dhtkit.rpc import RPCError
 from dhtkit.service import OverlayService
@@ -130,15 +131,6 @@ def json_reply(obj: Any, code: int = 200) -> Reply:
     return Reply(code, json.dumps(obj).encode("utf-8") + b"\n")
 
 
-def _needs_contacts(call: Call) -> None:
-    if not call.service.overlay.contacts():
-        raise ApiError(
-            503,
-            "the node has no contacts yet: it has not joined a network "
-            "(check its bootstrap addresses)",
-        )
-
-
 def network_error(error: BaseException) -> ApiError | None:
     """The answer to a failure of the value layer, or None if it is unexpected."""
     if isinstance(error, CASMismatch):
@@ -147,7 +139,7 @@ def network_error(error: BaseException) -> ApiError | None:
         return ApiError(413, str(error))
     if isinstance(error, ValueRefused):
         return ApiError(409, "the nodes refused the value: {}".format(error))
-    if isinstance(error, PutFailed):
+    if isinstance(error, (NotJoined, PutFailed)):
         return ApiError(503, str(error))
     if isinstance(error, RPCError):
         return ApiError(503, "the network did not answer in time: {}".format(error))
@@ -160,7 +152,6 @@ async def put_value(call: Call) -> Reply:
     """``PUT /v1/values/{key}``: store the body, last writer wins."""
     key, _ = key_from(call.params[0])
     value = value_from(call)
-    _needs_contacts(call)
     replicas = await call.service.node.put(key, value)
     return json_reply({"key": key.hex(), "replicas": replicas})
 
@@ -168,7 +159,6 @@ async def put_value(call: Call) -> Reply:
 async def get_value(call: Call) -> Reply:
     """``GET /v1/values/{key}``: the newest value, raw."""
     key, name = key_from(call.params[0])
-    _needs_contacts(call)
     value = await call.service.node.get(key)
     if value is None:
         raise ApiError(404, "no value is stored under {}".format(name))
@@ -181,7 +171,6 @@ async def put_signed(call: Call) -> Reply:
     seq = sequence_from(call.query, "seq")
     cas = sequence_from(call.query, "cas")
     value = value_from(call)
-    _needs_contacts(call)
     node = call.service.node
     public_key = call.service.identity.public_key
     if seq is None:
@@ -207,7 +196,6 @@ async def get_signed(call: Call) -> Reply:
     if not _HEX_KEY.fullmatch(hex_key):
         raise ApiError(400, "the public key must be 64 hex digits")
     salt, _ = salt_from(call.params[1])
-    _needs_contacts(call)
     found = await call.service.node.get_signed(bytes.fromhex(hex_key), salt)
     if found is None:
         raise ApiError(
