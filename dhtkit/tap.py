@@ -399,7 +399,7 @@ def makeService(config: Options, reactor: Any = None) -> MultiService:  # noqa: 
         startup.exit_unless_startable(
             config["data-dir"], config["interface"], config["port"], config["http"]
         )
-        top = startup.StartupGuard(daemon=not twistd["nodaemon"])
+        top = startup.StartupGuard(daemon=not twistd.get("nodaemon", True))
     else:
         top = MultiService()  # type: ignore[no-untyped-call]
     DataDirLock(config["data-dir"]).setServiceParent(top)  # type: ignore[no-untyped-call]
