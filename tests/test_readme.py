@@ -148,7 +148,7 @@ def test_the_readme_three_daemon_block_works_as_written(tmp_path: Path) -> None:
     assert re.search(r"^replicas [123]$", said, re.M), said
     assert said.count("hello") == 2, said
     assert re.search(r"^node_id [0-9a-f]{40}$", said, re.M), said
-    assert re.search(r"^contacts [12]$", said, re.M), said
+    assert re.search(r"^contacts \d+$", said, re.M), said
 
 
 def test_the_quickstart_daemon_block_works_as_written(tmp_path: Path) -> None:
