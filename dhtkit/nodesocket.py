@@ -19,8 +19,8 @@ from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUD
 
 from dhtkit.contact import Address
 from dhtkit.identity import Identity
+from dhtkit.ports import PortUnavailable
 from dhtkit.rpc import RPCProtocol
-from dhtkit.startup import PortUnavailable
 
 #: The file in the data directory that holds the node's private key.
 IDENTITY_FILE = "identity.key"

@@ -19,8 +19,9 @@ import pytest
 from dhtkit import cli
 from dhtkit.datadir import LOCK_FILE
 from dhtkit.nodesocket import IDENTITY_FILE
+from dhtkit.ports import PortUnavailable
 from dhtkit.service import STORE_FILE
-from dhtkit.startup import PortUnavailable, describe, port_holder, tcp_address
+from dhtkit.startup import describe, tcp_address
 from dhtkit.storage import StorageError
 from tests.daemons import TWISTD, child_env, free_udp_port_with_tcp_after
 
@@ -129,14 +130,6 @@ def test_a_daemon_reports_a_port_in_use_before_it_forks(tmp_path: Path, udp_take
     assert one_line(done).startswith("UDP port {} on 127.0.0.1 is in use".format(udp_taken))
 
 
-def test_the_holder_of_a_port_is_found(udp_taken: int) -> None:
-    holder = port_holder("udp", udp_taken)
-    if holder is None:
-        pytest.skip("no /proc/net here to find the holder of a port")
-    assert holder.startswith("process {} (".format(os.getpid()))
-    assert port_holder("tcp", udp_taken) is None  # only a UDP socket is there
-
-
 def test_describe_knows_start_up_errors_only() -> None:
     error = PortUnavailable("UDP", "127.0.0.1", 9, OSError(13, "Permission denied"))
     assert (
@@ -163,17 +156,3 @@ def test_the_command_reports_a_start_up_error_in_one_line(
     # As `dhtkit demo` would, were its node's store damaged: no "internal error".
     assert cli._report(StorageError("x.sqlite is not a readable SQLite database")) == 1
     assert capsys.readouterr().err == "dhtkit: error: x.sqlite is not a readable SQLite database\n"
-
-
-def test_a_node_service_names_its_udp_port_in_use(tmp_path: Path, udp_taken: int) -> None:
-    from twisted.internet.error import CannotListenError
-
-    from dhtkit.service import KademliaService
-
-    svc = KademliaService(udp_taken, "127.0.0.1", tmp_path)
-    with pytest.raises(CannotListenError) as caught:  # a PortUnavailable, as before
-        svc.startService()
-    assert describe(caught.value) == str(caught.value)
-    assert str(caught.value).startswith(
-        "UDP port {} on 127.0.0.1 is in use by process {} (".format(udp_taken, os.getpid())
-    )
