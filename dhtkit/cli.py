@@ -177,7 +177,13 @@ def _report(e: BaseException | None) -> int:
     elif isinstance(e, BrokenPipeError):
         message = "the output was closed before everything was written"
     else:
-        message = "internal error, please report it: {}: {}".format(type(e).__name__, e)
+        from dhtkit.startup import describe  # a port in use, a damaged file...
+
+        known = describe(e) if e is not None else None
+        if known is not None:
+            message = known
+        else:
+            message = "internal error, please report it: {}: {}".format(type(e).__name__, e)
     print("dhtkit: error: {}".format(one_line(message)), file=sys.stderr)
     return status
 

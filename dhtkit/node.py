@@ -99,6 +99,34 @@ class PutFailed(Exception):
         self.replica_set = replica_set if replica_set is not None else reached
 
 
+class NotJoined(Exception):
+    """This node belongs to a network of others but has no contact in it.
+
+    It joins through bootstrap addresses or contacts it knew, or it had
+    contacts and lost them all: a put would stay on this node alone and a
+    get would answer from its own copies, so both are refused until it
+    is back in its network. (A node that started a network of its own and
+    has been alone since is not refused: it is the whole network.)
+
+    :ivar lost: whether the node had contacts (and lost them all) rather
+        than never joined.
+    """
+
+    def __init__(self, lost: bool) -> None:
+        if lost:
+            message = (
+                "the node has lost every contact: it is cut off from its network "
+                "(check the network and its bootstrap addresses)"
+            )
+        else:
+            message = (
+                "the node has no contacts yet: it has not joined its network "
+                "(check its bootstrap addresses)"
+            )
+        super().__init__(message)
+        self.lost = lost
+
+
 class DHTNode:
     """The value layer of one node.
 
@@ -218,6 +246,8 @@ class DHTNode:
             self._routing.add_neighbour_listener(self._hand_over)
         self._running = False
         self._peak_seen = (1, self.clock.seconds())
+        self._peers_expected = False  # told it joins through others (expect_peers)
+        self._had_peers = False  # has seen a contact since it started
 
     @property
     def identity(self) -> Identity:
@@ -235,6 +265,27 @@ class DHTNode:
         self.hand_overs.stop()
         self.listenings.stop()
         self.listeners.clear()
+
+    def expect_peers(self) -> None:
+        """Say that this node joins a network of others (through bootstrap
+        addresses, or contacts it knew before a restart).
+
+        Until it has a contact, puts and gets then fail with
+        :class:`NotJoined`. A node never told so started a network of its
+        own: alone, it stores and reads on itself (one replica of one);
+        once it has had contacts, losing them all makes it refuse too.
+        """
+        self._peers_expected = True
+
+    def _check_in_network(self) -> None:
+        """Raise :class:`NotJoined` when this node should have contacts and has none."""
+        routing = self._routing
+        if routing is None:
+            return  # a static overlay's members are all there are
+        if routing.contacts():
+            self._had_peers = True
+        elif self._had_peers or self._peers_expected:
+            raise NotJoined(lost=self._had_peers)
 
     # -- the public API --------------------------------------------------------
 
@@ -477,6 +528,7 @@ class DHTNode:
 
     async def _publish_async(self, record: Record, expected_seq: int | None) -> int:
         check_record(record, record.key, self.max_value_size)
+        self._check_in_network()
         local = self.holder.live(record.key)
         if local is not None:
             # A version we already hold newer than this one is refused here,
@@ -560,6 +612,7 @@ class DHTNode:
             return 1
         now = self.clock.seconds()
         size = len(routing.contacts()) + 1
+        self._had_peers = self._had_peers or size > 1
         peak, when = self._peak_seen
         if size >= peak or now - when > self.replicate_every:
             self._peak_seen = (size, now)
@@ -613,7 +666,8 @@ class DHTNode:
     ) -> defer.Deferred[Record | None]:
         try:
             check_id(key)
-        except ValueError as e:
+            self._check_in_network()
+        except (ValueError, NotJoined) as e:
             return defer.fail(e)
         if self._finder is not None:
             local = self.holder.live(key)

@@ -14,10 +14,12 @@ from typing import Any, cast
 import attrs
 from twisted.application.service import Service
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUDP
 
 from dhtkit.contact import Address
 from dhtkit.identity import Identity
+from dhtkit.ports import PortUnavailable
 from dhtkit.rpc import RPCProtocol
 
 #: The file in the data directory that holds the node's private key.
@@ -71,13 +73,17 @@ def open_node(
     ``reactor`` provides ``IReactorUDP`` and ``IReactorTime``;
     ``rpc_options`` go to :class:`RPCProtocol`.
 
-    :raises CannotListenError: the port is taken.
+    :raises PortUnavailable: (a ``CannotListenError``) the port is taken;
+        its message names it, and the process holding it.
     """
     identity = load_identity(data_dir)
     rpc = RPCProtocol(identity, cast(IReactorTime, reactor), **rpc_options)
-    listening = cast(IReactorUDP, reactor).listenUDP(
-        port, rpc, interface=interface, maxPacketSize=8192
-    )
+    try:
+        listening = cast(IReactorUDP, reactor).listenUDP(
+            port, rpc, interface=interface, maxPacketSize=8192
+        )
+    except CannotListenError as e:
+        raise PortUnavailable("UDP", interface, port, e.socketError) from None
     return NodeSocket(identity, rpc, listening)
 
 

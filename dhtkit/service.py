@@ -235,6 +235,8 @@ class OverlayService(NodeService):
             return
         self._timer, self._joining = None, True
         known = list({c.node_id: c for c in self._saved() + self._last_contacts}.values())
+        if self.bootstrap or known:
+            self.node.expect_peers()  # not a network of its own: no puts until joined
 
         def join(addresses: list[Address]) -> defer.Deferred[int]:
             if self._overlay is not overlay:

@@ -23,6 +23,7 @@ from twisted.internet import endpoints
 from twisted.internet.protocol import Factory
 from twisted.python import usage
 
+from dhtkit import startup
 from dhtkit.bootstrap import parse_bootstrap
 from dhtkit.contact import Address
 from dhtkit.daemon import DataDirLock, HttpApiService
@@ -399,10 +400,23 @@ def overlay_service(config: Options, reactor: Any = None) -> OverlayService:
 
 
 def makeService(config: Options, reactor: Any = None) -> MultiService:  # noqa: N802 (Twisted's name)
-    """The daemon: the data directory's lock, the node, its gossip and its HTTP API."""
+    """The daemon: the data directory's lock, the node, its gossip and its HTTP API.
+
+    Under twistd (whose options are the parent of ``config``), it first
+    checks what would stop the start, and exits with one line naming it
+    (:mod:`dhtkit.startup`), before twistd forks or starts logging.
+    """
     if reactor is None:
         from twisted.internet import reactor
-    top = MultiService()  # type: ignore[no-untyped-call]
+    top: MultiService
+    twistd = getattr(config, "parent", None)
+    if twistd is not None:
+        startup.exit_unless_startable(
+            config["data-dir"], config["interface"], config["port"], config["http"]
+        )
+        top = startup.StartupGuard(daemon=not twistd.get("nodaemon", True))
+    else:
+        top = MultiService()  # type: ignore[no-untyped-call]
     DataDirLock(config["data-dir"]).setServiceParent(top)  # type: ignore[no-untyped-call]
     node = overlay_service(config, reactor)
     node.setServiceParent(top)  # type: ignore[no-untyped-call]

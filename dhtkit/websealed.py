@@ -15,7 +15,6 @@ from dhtkit.webvalues import (
     ApiError,
     Call,
     Reply,
-    needs_contacts,
     public_key_from,
     salt_from,
     sequence_from,
@@ -52,7 +51,6 @@ async def put_encrypted(call: Call) -> Reply:
                 len(value), limit
             ),
         )
-    needs_contacts(call)
     seq = await signed_version(call, salt, seq, cas)
     node = call.service.node
     replicas = await node.put_encrypted(value, recipient, salt, seq=seq, expected_seq=cas)
@@ -63,7 +61,6 @@ async def get_encrypted(call: Call) -> Reply:
     """``GET /v1/encrypted/{public_key}/{salt}``: the value sealed for this node, opened."""
     public_key = public_key_from(call.params[0])
     salt, _ = salt_from(call.params[1])
-    needs_contacts(call)
     found = await call.service.node.get_signed(public_key, salt)
     if found is None:
         raise ApiError(

@@ -4,8 +4,9 @@
 /v1/signed/{salt}`` / ``GET /v1/signed/{public_key}/{salt}`` over the node's
 :class:`~dhtkit.node.DHTNode`. A read of a deleted key answers 410. Bad input is answered with a 4xx
 :class:`ApiError` before any traffic; the network's own failures (no
-contacts, too few replicas, lookups that found no way) with 503, so that a
-client can tell "fix your request" from "try again later".
+contacts while it should have some, too few replicas, lookups that found
+no way) with 503, so that a client can tell "fix your request" from "try
+again later".
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import attrs
 
 from dhtkit.keyspace import key_for
-from dhtkit.node import PutFailed
+from dhtkit.node import NotJoined, PutFailed
 from dhtkit.overlay import LookupFailed
 from dhtkit.rpc import RPCError
 from dhtkit.sealed import BadRecipient, NotSealedForUs
@@ -135,15 +136,6 @@ def json_reply(obj: Any, code: int = 200) -> Reply:
     return Reply(code, json.dumps(obj).encode("utf-8") + b"\n")
 
 
-def needs_contacts(call: Call) -> None:
-    if not call.service.overlay.contacts():
-        raise ApiError(
-            503,
-            "the node has no contacts yet: it has not joined a network "
-            "(check its bootstrap addresses)",
-        )
-
-
 def network_error(error: BaseException) -> ApiError | None:
     """The answer to a failure of the value layer, or None if it is unexpected."""
     if isinstance(error, ValueDeleted):
@@ -160,7 +152,7 @@ def network_error(error: BaseException) -> ApiError | None:
         return ApiError(413, str(error))
     if isinstance(error, ValueRefused):
         return ApiError(409, "the nodes refused the value: {}".format(error))
-    if isinstance(error, PutFailed):
+    if isinstance(error, (NotJoined, PutFailed)):
         return ApiError(503, str(error))
     if isinstance(error, RPCError):
         return ApiError(503, "the network did not answer in time: {}".format(error))
@@ -173,7 +165,6 @@ async def put_value(call: Call) -> Reply:
     """``PUT /v1/values/{key}``: store the body, last writer wins."""
     key, _ = key_from(call.params[0])
     value = value_from(call)
-    needs_contacts(call)
     replicas = await call.service.node.put(key, value)
     return json_reply({"key": key.hex(), "replicas": replicas})
 
@@ -181,7 +172,6 @@ async def put_value(call: Call) -> Reply:
 async def get_value(call: Call) -> Reply:
     """``GET /v1/values/{key}``: the newest value, raw; 410 if it was deleted."""
     key, name = key_from(call.params[0])
-    needs_contacts(call)
     try:
         value = await call.service.node.get(key)
     except ValueDeleted as e:
@@ -201,7 +191,6 @@ async def delete_value(call: Call) -> Reply:
     404 when nothing is stored, 403 when another node wrote the value.
     """
     key, name = key_from(call.params[0])
-    needs_contacts(call)
     try:
         replicas = await call.service.node.delete(key)
     except NotPublisher as e:
@@ -244,7 +233,6 @@ async def put_signed(call: Call) -> Reply:
     seq = sequence_from(call.query, "seq")
     cas = sequence_from(call.query, "cas")
     value = value_from(call)
-    needs_contacts(call)
     seq = await signed_version(call, salt, seq, cas)
     replicas = await call.service.node.put_signed(value, salt, seq=seq, expected_seq=cas)
     return signed_reply(call, salt, salt_text, seq, replicas)
@@ -255,7 +243,6 @@ async def delete_signed(call: Call) -> Reply:
     salt, salt_text = salt_from(call.params[0])
     seq = sequence_from(call.query, "seq")
     cas = sequence_from(call.query, "cas")
-    needs_contacts(call)
     seq = await signed_version(call, salt, seq, cas)
     replicas = await call.service.node.delete_signed(salt, seq=seq, expected_seq=cas)
     return signed_reply(call, salt, salt_text, seq, replicas)
@@ -265,7 +252,6 @@ async def get_signed(call: Call) -> Reply:
     """``GET /v1/signed/{public_key}/{salt}``: the newest version, raw, with its seq."""
     public_key = public_key_from(call.params[0])
     salt, _ = salt_from(call.params[1])
-    needs_contacts(call)
     found = await call.service.node.get_signed(public_key, salt)
     if found is None:
         raise ApiError(

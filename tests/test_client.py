@@ -224,16 +224,37 @@ def test_the_token_is_not_sent_to_another_url(
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_node_without_contacts_is_reported(
+async def test_a_node_that_started_a_network_of_its_own_stores_on_itself(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     alone = await start_nodes(tmp_path, 1)
     try:
-        assert await run("--api", alone[0].url, "--wait", "0", "put", "x", "y") == 1
-        err = capsys.readouterr().err
-        assert err.startswith("dhtkit: error: the node has no contacts yet")
+        assert await run("--api", alone[0].url, "--wait", "0", "put", "x", "y") == 0
+        assert capsys.readouterr().out.splitlines()[1] == "replicas 1"
+        assert await run("--api", alone[0].url, "--wait", "0", "get", "x") == 0
+        assert capsys.readouterr().out == "y"
     finally:
         await stop_nodes(alone)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_node_not_joined_is_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as nobody:
+        nobody.bind(("127.0.0.1", 0))  # a bootstrap address where no node answers
+        svc = KademliaService(0, "127.0.0.1", tmp_path, [nobody.getsockname()])
+        svc.startService()
+        port = reactor.listenTCP(0, make_site(svc), interface="127.0.0.1")
+        try:
+            url = "http://127.0.0.1:{}".format(port.getHost().port)
+            assert await run("--api", url, "--wait", "0", "put", "x", "y") == 1
+            err = capsys.readouterr().err
+            assert err.startswith("dhtkit: error: the node has no contacts yet")
+            assert "check its bootstrap addresses" in err
+        finally:
+            await port.stopListening()
+            await svc.stopService()
 
 
 @pytest_twisted.ensureDeferred

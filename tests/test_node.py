@@ -10,9 +10,11 @@ import pytest
 
 from dhtkit.identity import Identity
 from dhtkit.keyspace import key_for
-from dhtkit.node import PutFailed
+from dhtkit.node import NotJoined, PutFailed
 from dhtkit.overlay import StaticOverlay
 from dhtkit.rpc import RemoteError
+from dhtkit.sim.gossip import PORT
+from dhtkit.sim.overlays import OverlayNetwork
 from dhtkit.storage import MemoryStore, Quota, SQLiteStore, StoredRecord
 from dhtkit.values import (
     CASMismatch,
@@ -339,6 +341,62 @@ def test_a_node_alone_cannot_put() -> None:
     loner = net.add_node(overlay=StaticOverlay())
     with pytest.raises(PutFailed, match="0 of the 0"):
         net.wait(loner.put(key_for("a"), b"1"))
+
+
+#: Every routing overlay: the value layer treats a lone node the same over each.
+ROUTING = ["kademlia", "chord", "pastry"]
+
+
+@pytest.mark.parametrize("kind", ROUTING)
+def test_a_node_that_started_a_network_of_its_own_stores_and_reads_on_itself(kind: str) -> None:
+    net = OverlayNetwork(kind)
+    loner = net.add_node()
+    assert net.wait(loner.overlay.join([])) == 0  # no bootstrap: a network of its own
+    key = key_for("alone")
+    assert net.wait(loner.node.put(key, b"v")) == 1  # one replica of one
+    assert net.wait(loner.node.get(key)) == b"v"
+    assert net.wait(loner.node.put_signed(b"w", b"s")) == 1
+    found = net.wait(loner.node.get_signed(loner.node.identity.public_key, b"s"))
+    assert found is not None and found.value == b"w"
+
+
+@pytest.mark.parametrize("kind", ROUTING)
+def test_a_node_that_joins_through_others_refuses_until_it_has_a_contact(kind: str) -> None:
+    net = OverlayNetwork(kind)
+    net.grow(1)
+    newcomer = net.add_node()
+    newcomer.node.expect_peers()  # it has bootstrap addresses
+    key = key_for("early")
+    with pytest.raises(NotJoined, match=r"no contacts yet.*check its bootstrap addresses") as e:
+        net.wait(newcomer.node.put(key, b"v"))
+    assert not e.value.lost
+    with pytest.raises(NotJoined):
+        net.wait(newcomer.node.get(key))
+    with pytest.raises(NotJoined):
+        net.wait(newcomer.node.put_signed(b"w"))
+    assert len(newcomer.node.store) == 0
+    net.wait(newcomer.overlay.join([(net.nodes[0].host, PORT)]))
+    net.advance(net.kind.settle)
+    assert net.wait(newcomer.node.put(key, b"v")) == 2
+    assert net.wait(net.nodes[0].node.get(key)) == b"v"
+
+
+# Chord and Pastry nodes that leave tell their neighbours, which forget them
+# at once; a Kademlia node keeps a silent contact until it fails its checks
+# (and until then a put fails for want of replicas, test_kademlia_overlay).
+@pytest.mark.parametrize("kind", ["chord", "pastry"])
+def test_a_node_that_lost_every_contact_refuses(kind: str) -> None:
+    net = OverlayNetwork(kind)
+    net.grow(2)
+    first, second = net.nodes
+    assert first.overlay.contacts()
+    net.wait(second.node.leave())
+    assert not first.overlay.contacts()
+    with pytest.raises(NotJoined, match="lost every contact") as e:
+        net.wait(first.node.put(key_for("x"), b"v"))
+    assert e.value.lost
+    with pytest.raises(NotJoined, match="lost every contact"):
+        net.wait(first.node.get(key_for("x")))
 
 
 def test_the_replication_factor_limits_the_holders() -> None:

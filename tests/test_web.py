@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from zope.interface import implementer
 
 from dhtkit import __version__
 from dhtkit.chord import LookupFailed
+from dhtkit.contact import Address
 from dhtkit.keyspace import key_for
 from dhtkit.rpc import RPCTimeout
 from dhtkit.service import ChordService, KademliaService, OverlayService
@@ -88,10 +90,14 @@ class Cluster:
         cls: type[OverlayService] = KademliaService,
         token: str | None = None,
         limits: HttpLimits | None = None,
+        bootstrap: list[Address] | None = None,
         **options: Any,
     ) -> tuple[OverlayService, Api]:
+        """A node joined through the first one (or through ``bootstrap``, not waited for)."""
         n = len(self.services)
-        bootstrap = [self.services[0].address] if self.services else []
+        given = bootstrap is not None
+        if bootstrap is None:
+            bootstrap = [self.services[0].address] if self.services else []
         svc = cls(
             0,
             "127.0.0.1",
@@ -103,7 +109,8 @@ class Cluster:
         )
         svc.startService()
         self.services.append(svc)
-        await svc.when_joined()
+        if not given:
+            await svc.when_joined()
         # With limits, the API has its connection caps too, as the daemon's has.
         site = (
             make_site(svc, token=token)
@@ -466,8 +473,34 @@ async def test_a_wrong_method_is_405_with_allow(cluster: Cluster) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_network_operations_on_a_node_without_contacts_are_503(cluster: Cluster) -> None:
+async def test_a_node_that_started_a_network_of_its_own_stores_and_reads_alone(
+    cluster: Cluster,
+) -> None:
     svc, api = await cluster.add()  # alone: no bootstrap, nobody joined it
+    stored = await api.call("PUT", "/v1/values/x", b"v")
+    assert stored.code == 200, stored.body
+    assert stored.json()["replicas"] == 1
+    got = await api.call("GET", "/v1/values/x")
+    assert (got.code, got.body) == (200, b"v")
+    signed = await api.call("PUT", "/v1/signed/s", b"w")
+    assert (signed.code, signed.json()["replicas"], signed.json()["seq"]) == (200, 1, 1)
+    pk = svc.identity.public_key.hex()
+    got = await api.call("GET", "/v1/signed/{}/s".format(pk))
+    assert (got.code, got.body) == (200, b"w")
+
+
+@pytest_twisted.ensureDeferred
+async def test_network_operations_on_a_node_not_joined_yet_are_503(cluster: Cluster) -> None:
+    nobody = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    nobody.bind(("127.0.0.1", 0))  # a bootstrap address where no node answers
+    try:
+        svc, api = await cluster.add(bootstrap=[nobody.getsockname()])
+        await _network_operations_are_503(svc, api, "the node has no contacts yet: ")
+    finally:
+        nobody.close()
+
+
+async def _network_operations_are_503(svc: OverlayService, api: Api, hint: str) -> None:
     pk = svc.identity.public_key.hex()
     for method, path in [
         ("PUT", "/v1/values/x"),
@@ -476,9 +509,25 @@ async def test_network_operations_on_a_node_without_contacts_are_503(cluster: Cl
         ("GET", "/v1/signed/{}/s".format(pk)),
     ]:
         message = error_of(await api.call(method, path, b"v"), 503)
-        assert message.startswith("the node has no contacts yet: ")
+        assert message.startswith(hint)
+        assert "bootstrap addresses)" in message
     assert (await api.call("GET", "/v1/status")).json()["contacts"] == 0
     assert len(svc.node.store) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_network_operations_on_a_node_that_lost_every_contact_are_503(
+    cluster: Cluster,
+) -> None:
+    first, api = await cluster.add(ChordService, stabilize_every=0.05)
+    second, _ = await cluster.add(ChordService, stabilize_every=0.05)
+    for _ in range(600):  # the first node learns of the second from its stabilization
+        if first.overlay.contacts():
+            break
+        await task.deferLater(reactor, 0.05, lambda: None)
+    await second.leave()  # Chord tells its neighbours: the first node is alone again
+    assert not first.overlay.contacts()
+    await _network_operations_are_503(first, api, "the node has lost every contact: ")
 
 
 @pytest_twisted.ensureDeferred
