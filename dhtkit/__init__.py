@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from dhtkit.version import __version__
+from dhtkit._version import __version__
 
 if TYPE_CHECKING:
     from dhtkit.identity import Identity, IdentityError

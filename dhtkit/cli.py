@@ -138,12 +138,12 @@ def run_keygen(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand."""
     # Imported here: those modules import this one's parsers and errors.
+    from dhtkit._version import __version__
     from dhtkit.apicli import add_api_options, add_commands
     from dhtkit.demo import add_demo
     from dhtkit.gossipcli import add_gossip_commands
     from dhtkit.listencli import add_listen_commands
     from dhtkit.simcli import add_sim
-    from dhtkit.version import __version__
 
     parser = _Parser(
         prog="dhtkit",

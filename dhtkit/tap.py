@@ -24,6 +24,7 @@ from twisted.internet.protocol import Factory
 from twisted.python import usage
 
 from dhtkit import startup
+from dhtkit._version import __version__
 from dhtkit.bootstrap import parse_bootstrap
 from dhtkit.contact import Address
 from dhtkit.daemon import DataDirLock, HttpApiService
@@ -32,7 +33,6 @@ from dhtkit.gossip.service import GossipService
 from dhtkit.overlays import OVERLAYS, OverlayEntry, protocols
 from dhtkit.service import OverlayService
 from dhtkit.storage import Quota
-from dhtkit.version import __version__
 from dhtkit.webguard import FD_RESERVE, HttpLimits, default_max_connections, fd_limit
 from twisted import copyright
 

@@ -23,8 +23,8 @@ from twisted.web import resource, server
 from twisted.web.server import NOT_DONE_YET
 
 from dhtkit import webmetrics
+from dhtkit._version import __version__
 from dhtkit.service import OverlayService
-from dhtkit.version import __version__
 from dhtkit.webgossip import delete_update, list_updates, publish_update
 from dhtkit.webguard import (
     MAX_LENGTH_DIGITS,

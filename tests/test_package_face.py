@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import dhtkit
-from dhtkit.version import __version__
+from dhtkit._version import __version__
 
 
 @pytest.mark.parametrize("name", dhtkit.__all__)
