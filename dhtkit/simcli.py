@@ -1,15 +1,18 @@
 """``dhtkit sim``: the real protocol code on the virtual network, against the theory.
 
 ``dhtkit sim gossip`` spreads rumours in synchronous rounds; ``dhtkit sim
-kademlia`` and ``dhtkit sim chord`` build an overlay, put values and read
-them back from random nodes. Each prints a short summary or, with
-``--json``, one JSON object with the fields DESIGN.md names.
+kademlia|chord|pastry`` build an overlay, put values and read them back from
+random nodes, under churn and a latency model if asked. Each prints a short
+summary or, with ``--json``, one JSON object with the fields DESIGN.md names
+(stdout); a progress bar goes to stderr when it is a terminal, or with
+``--progress``; ``--plot`` draws the figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,10 @@ from dhtkit.gossip.config import MODELS, MODES, VARIANTS, GossipConfig
 from dhtkit.gossip.plot import PlotUnavailable, plot_susceptible, require_matplotlib
 from dhtkit.sim import memory, overlays
 from dhtkit.sim.gossip import MAX_CONCURRENT, simulate, summarize
+from dhtkit.sim.latency import LATENCY_MODELS
+from dhtkit.sim.plot import plot_overlay
+from dhtkit.sim.progress import Progress, wanted
+from dhtkit.sim.scenario import DEFAULT_RATE
 
 
 def add_sim(commands: Any) -> None:
@@ -61,48 +68,95 @@ def add_sim_gossip(sims: Any) -> None:
         help="rumours spread together, at most {} (default 1)".format(MAX_CONCURRENT),
     )
     parser.add_argument("--max-rounds", type=at_least(1), default=None, metavar="ROUNDS")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--plot", metavar="PNG", help="draw the curves (needs matplotlib)")
+    _add_output_options(parser, "draw the curves (needs matplotlib)")
     parser.set_defaults(run=run_sim_gossip)
 
 
+def _add_output_options(parser: Any, plot_help: str) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--plot", metavar="PNG", help=plot_help)
+    parser.add_argument(
+        "--progress",
+        action="store_true",
+        help="draw the progress bar on stderr even when it is not a terminal",
+    )
+
+
+def _progress(args: argparse.Namespace) -> Progress | None:
+    return Progress(sys.stderr) if wanted(sys.stderr, args.progress) else None
+
+
+def _check_plot(path: str | None) -> None:
+    # Found out now, not after a long simulation.
+    if not path:
+        return
+    try:
+        require_matplotlib()
+    except PlotUnavailable as e:
+        raise UsageError("--plot: {}".format(e)) from None
+    if not Path(path).resolve().parent.is_dir():
+        raise UsageError("--plot: no directory to write {} in".format(path))
+
+
+def _check_memory(nodes: int, bytes_per_node: int) -> None:
+    try:
+        memory.check_fits(nodes, bytes_per_node, memory.available_memory())
+    except ValueError as e:
+        raise UsageError("--nodes: {}".format(e)) from None
+
+
 def run_sim_gossip(args: argparse.Namespace) -> int:
-    """Run ``dhtkit sim gossip``."""
+    """Run ``dhtkit sim gossip``: check the options, simulate, report."""
+    config = _gossip_config(args)
+    result = summarize(
+        simulate(
+            config,
+            args.nodes,
+            seed=args.seed,
+            runs=args.runs,
+            concurrent=args.concurrent,
+            max_rounds=args.max_rounds,
+            progress=_progress(args),
+        )
+    )
+    _add_gossip_theory(config, args.nodes, result)
+    if args.plot:
+        plot_susceptible(
+            args.plot,
+            result["susceptible"],
+            result["theory"]["susceptible"],
+            title=_title(config, args.nodes, args.runs),
+            theory_label=result["theory"]["label"],
+            nodes=args.nodes,
+        )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_gossip_summary(config, result, args.plot)
+    return 0
+
+
+def _gossip_config(args: argparse.Namespace) -> GossipConfig:
     try:
         config = GossipConfig(model=args.model, mode=args.mode, variant=args.variant, k=args.k)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    if args.plot:
-        try:
-            require_matplotlib()
-        except PlotUnavailable as e:
-            raise UsageError("--plot: {}".format(e)) from None
-        # Found out now, not after a long simulation.
-        if not Path(args.plot).resolve().parent.is_dir():
-            raise UsageError("--plot: no directory to write {} in".format(args.plot))
-    try:
-        memory.check_fits(args.nodes, memory.GOSSIP_BYTES_PER_NODE, memory.available_memory())
-    except ValueError as e:
-        raise UsageError("--nodes: {}".format(e)) from None
+    _check_plot(args.plot)
+    _check_memory(args.nodes, memory.GOSSIP_BYTES_PER_NODE)
     if args.concurrent > min(MAX_CONCURRENT, args.nodes):
         raise UsageError(
             "--concurrent: at most {} rumours spread together".format(
                 min(MAX_CONCURRENT, args.nodes)
             )
         )
-    runs = simulate(
-        config,
-        args.nodes,
-        seed=args.seed,
-        runs=args.runs,
-        concurrent=args.concurrent,
-        max_rounds=args.max_rounds,
-    )
-    result = summarize(runs)
+    return config
+
+
+def _add_gossip_theory(config: GossipConfig, nodes: int, result: dict[str, Any]) -> None:
     curve, label = theory.susceptible_curve(
         config.model,
         config.mode,
-        args.nodes,
+        nodes,
         len(result["susceptible"]) - 1,
         config.k,
         config.variant,
@@ -114,22 +168,8 @@ def run_sim_gossip(args: argparse.Namespace) -> int:
             result["messages_per_node"]
         )
     else:
-        result["theory"]["rounds_push"] = theory.rounds_push(args.nodes)
-        result["theory"]["rounds_pushpull"] = theory.rounds_pushpull(args.nodes)
-    if args.plot:
-        plot_susceptible(
-            args.plot,
-            result["susceptible"],
-            curve,
-            title=_title(config, args.nodes, args.runs),
-            theory_label=label,
-            nodes=args.nodes,
-        )
-    if args.json:
-        print(json.dumps(result))
-    else:
-        _print_gossip_summary(config, result, args.plot)
-    return 0
+        result["theory"]["rounds_push"] = theory.rounds_push(nodes)
+        result["theory"]["rounds_pushpull"] = theory.rounds_pushpull(nodes)
 
 
 def _title(config: GossipConfig, nodes: int, runs: int) -> str:
@@ -185,44 +225,87 @@ def add_sim_overlay(sims: Any, kind: str) -> None:
     )
     parser.add_argument("--seed", type=int, default=1, metavar="S")
     parser.add_argument(
-        "--churn", type=number(0, 0.9), default=0.0, metavar="F", help="fraction removed"
+        "--churn",
+        type=number(0, 10),
+        default=0.0,
+        metavar="F",
+        help="fraction of the nodes that leaves per simulated hour, each replaced by a "
+        "newcomer (exponential sessions of mean 1/F hours; the lookups spread over an hour)",
+    )
+    parser.add_argument(
+        "--remove",
+        type=number(0, 0.9),
+        default=0.0,
+        metavar="F",
+        help="fraction of the nodes taken down at once before the lookups",
     )
     parser.add_argument(
         "--loss", type=number(0, 0.5), default=0.0, metavar="P", help="datagram loss"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--latency",
+        choices=LATENCY_MODELS,
+        default="constant",
+        help="how long a datagram takes (default: constant)",
+    )
+    parser.add_argument(
+        "--rtt",
+        type=number(0.001, 10_000),
+        default=20.0,
+        metavar="MS",
+        help="median round-trip time in milliseconds (default 20)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=number(0.001, 30 * 86_400),
+        default=None,
+        metavar="SECONDS",
+        help="simulated seconds over which the lookups are spread "
+        "(default: an hour with --churn, else {:g} lookups a second)".format(DEFAULT_RATE),
+    )
+    _add_output_options(parser, "draw the hop histogram and success and latency over time")
     parser.set_defaults(run=run_sim_overlay, overlay=kind)
 
 
 def run_sim_overlay(args: argparse.Namespace) -> int:
     """Run ``dhtkit sim`` for an overlay (one of :data:`dhtkit.overlays.OVERLAYS`)."""
-    try:
-        memory.check_fits(
-            args.nodes, overlays.OVERLAYS[args.overlay].bytes_per_node, memory.available_memory()
-        )
-    except ValueError as e:
-        raise UsageError("--nodes: {}".format(e)) from None
-    result = overlays.simulate(
-        args.overlay,
-        args.nodes,
-        args.lookups,
-        seed=args.seed,
-        churn=args.churn,
-        loss=args.loss,
-    )
+    _check_memory(args.nodes, overlays.OVERLAYS[args.overlay].bytes_per_node)
+    _check_plot(args.plot)
+    options: dict[str, Any] = {
+        "seed": args.seed,
+        "churn": args.churn,
+        "remove": args.remove,
+        "loss": args.loss,
+        "latency": args.latency,
+        "rtt": args.rtt / 1000,
+        "progress": _progress(args),
+    }
+    if args.duration is not None:
+        options["duration"] = args.duration
+    result = overlays.simulate(args.overlay, args.nodes, args.lookups, **options)
+    if args.plot:
+        plot_overlay(args.plot, result, title=_overlay_title(result))
     if args.json:
         print(json.dumps(result))
-        return 0
-    hops = result["hops"]
-    print(
-        "{} nodes of {}, {} lookups{}{}".format(
-            result["nodes"],
-            result["overlay"].capitalize(),
-            result["lookups"],
-            ", {:.0%} removed".format(args.churn) if args.churn else "",
-            ", {:.0%} loss".format(args.loss) if args.loss else "",
-        )
+    else:
+        _print_overlay_summary(result, args.plot)
+    return 0
+
+
+def _overlay_title(result: dict[str, Any]) -> str:
+    return "{} nodes of {}, {} lookups{}{}{}".format(
+        result["nodes"],
+        result["overlay"].capitalize(),
+        result["lookups"],
+        ", {:.0%} removed".format(result["remove"]) if result["remove"] else "",
+        ", {:.0%} churn per hour".format(result["churn"]) if result["churn"] else "",
+        ", {:.0%} loss".format(result["loss"]) if result["loss"] else "",
     )
+
+
+def _print_overlay_summary(result: dict[str, Any], plot: str | None) -> None:
+    hops = result["hops"]
+    print(_overlay_title(result))
     print(
         "  reads found {:.1%} of the values; lookups named the true owner {:.1%}".format(
             result["success_rate"], result["correct_rate"]
@@ -239,8 +322,17 @@ def run_sim_overlay(args: argparse.Namespace) -> int:
         )
     )
     print(
+        "  lookup latency ({} model, median RTT {:g} ms): p50 {:.1f} ms, p99 {:.1f} ms".format(
+            result["latency_model"]["name"],
+            result["latency_model"]["rtt_ms"],
+            result["latency_ms"]["p50"],
+            result["latency_ms"]["p99"],
+        )
+    )
+    print(
         "  {:.1f} messages per lookup; built in {:.1f} s, {:.1f} s in all".format(
             result["messages_per_lookup"], result["build_s"], result["wall_s"]
         )
     )
-    return 0
+    if plot:
+        print("  plot written to {}".format(plot))

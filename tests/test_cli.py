@@ -123,7 +123,7 @@ def test_plot_without_matplotlib_is_a_clear_error(
         (["sim", "gossip", "--frobnicate"], "--frobnicate"),
         (["sim", "kademlia", "--nodes", "1"], "--nodes"),
         (["sim", "chord", "--lookups", "0"], "--lookups"),
-        (["sim", "kademlia", "--churn", "0.95"], "--churn"),
+        (["sim", "kademlia", "--remove", "0.95"], "--remove"),
         (["sim", "chord", "--churn", "some"], "--churn"),
         (["sim", "kademlia", "--loss", "-0.1"], "--loss"),
         (["sim", "chord", "--loss", "inf"], "--loss"),
@@ -189,9 +189,9 @@ def test_sim_overlay_prints_json_with_the_contracted_fields(
     }
 
 
-def test_sim_overlay_summary_and_churn(capsys: pytest.CaptureFixture[str]) -> None:
+def test_sim_overlay_summary_and_removal(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(
-        capsys, "sim", "kademlia", "--nodes", "40", "--lookups", "10", "--churn", "0.2"
+        capsys, "sim", "kademlia", "--nodes", "40", "--lookups", "10", "--remove", "0.2"
     )
     assert status == 0
     assert out.startswith("40 nodes of Kademlia, 10 lookups, 20% removed")

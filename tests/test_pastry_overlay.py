@@ -270,7 +270,7 @@ def test_an_announcement_alone_does_not_put_its_sender_in_our_state() -> None:
 
 
 def test_dhtkit_sim_pastry_reports_the_fields_of_the_other_overlays() -> None:
-    result = simulate("pastry", 60, 20, seed=3, churn=0.1)
+    result = simulate("pastry", 60, 20, seed=3, remove=0.1)
     assert result["overlay"] == "pastry" and result["success_rate"] == 1.0
     assert result["correct_rate"] == 1.0
     assert result["theory"]["label"] == "log16 N"

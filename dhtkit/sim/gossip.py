@@ -31,6 +31,7 @@ runs: the simulator's cost is in the exchanges, not the updates.
 
 from __future__ import annotations
 
+import gc
 import math
 import random
 import statistics
@@ -49,6 +50,7 @@ from dhtkit.rpc import RPCProtocol
 from dhtkit.sim.clock import HeapClock
 from dhtkit.sim.latency import ConstantLatency
 from dhtkit.sim.network import VirtualNetwork
+from dhtkit.sim.progress import Progress
 
 #: The UDP port every simulated node listens on.
 PORT = 4000
@@ -114,6 +116,7 @@ class GossipNetwork:
         nodes in each round all follow from it.
     :param latency: one-way delay of every datagram, in seconds.
     :param period: simulated seconds per round.
+    :param progress: counts the nodes started, then the rounds of each spread.
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class GossipNetwork:
         seed: int = 1,
         latency: float = 0.01,
         period: float = 1.0,
+        progress: Progress | None = None,
     ) -> None:
         if nodes < 2:
             raise ValueError("a gossip network needs at least 2 nodes")
@@ -132,6 +136,7 @@ class GossipNetwork:
         self.config = config
         self.seed = seed
         self.period = period
+        self.progress = progress
         self.rng = random.Random(seed)
         self.clock = HeapClock(now=1_000_000.0)
         self.network = VirtualNetwork(
@@ -140,6 +145,8 @@ class GossipNetwork:
         contacts: list[Contact] = []
         self.nodes: list[GossipProtocol] = []
         sampler = ContactList(contacts)
+        if progress is not None:
+            progress.stage("started", nodes)
         for n in range(nodes):
             host = host_address(n)
             reactor = self.network.reactor_for(host)
@@ -151,6 +158,8 @@ class GossipNetwork:
                 rpc, sampler, config, rng=random.Random(self.rng.getrandbits(64))
             )
             self.nodes.append(gossip)
+            if progress is not None and ((n + 1) % 1000 == 0 or n + 1 == nodes):
+                progress.advance(n + 1 - progress.done)
 
     def _total(self, counter: str) -> int:
         return sum(node.counters[counter] for node in self.nodes)
@@ -188,8 +197,13 @@ class GossipNetwork:
         held = [node.state.store.by_id for node in nodes]
         hot = [node.state.rumors.counts for node in nodes if node.state.rumors is not None]
         rounds = 0
+        progress = self.progress
+        if progress is not None:
+            progress.stage("rounds", max_rounds)
         while rounds < max_rounds and None in finished:
             rounds += 1
+            if progress is not None:
+                progress.advance()
             began = self.clock.seconds()
             self.rng.shuffle(order)
             for node in order:
@@ -204,6 +218,8 @@ class GossipNetwork:
                 spreading[r].append(active / count)
                 if (sir and active == 0) or (not sir and knowing == count):
                     finished[r] = rounds
+        if progress is not None:
+            progress.finish()
         messages = (self._total("updates_sent") - sent_before) / (count * concurrent)
         exchanges = (self._total("exchanges") - exchanges_before) / count
         wall_s = (time.perf_counter() - start) / concurrent
@@ -237,12 +253,20 @@ def simulate(
     concurrent: int = 1,
     max_rounds: int | None = None,
     latency: float = 0.01,
+    progress: Progress | None = None,
 ) -> list[GossipRun]:
     """``runs`` rumours on one network of ``nodes`` nodes, ``concurrent`` at a time."""
-    network = GossipNetwork(nodes, config, seed=seed, latency=latency)
+    network = GossipNetwork(nodes, config, seed=seed, latency=latency, progress=progress)
+    # A network of 10^5 nodes is millions of objects that the collector would
+    # otherwise scan on each full pass, and they live as long as the run.
+    gc.collect()
+    gc.freeze()
     out: list[GossipRun] = []
-    while len(out) < runs:
-        out.extend(network.spread(max_rounds, min(concurrent, runs - len(out))))
+    try:
+        while len(out) < runs:
+            out.extend(network.spread(max_rounds, min(concurrent, runs - len(out))))
+    finally:
+        gc.unfreeze()
     return out
 
 

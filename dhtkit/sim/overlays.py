@@ -8,20 +8,14 @@ one :class:`~dhtkit.sim.network.VirtualNetwork` driven by a
 has joined already, a batch at a time, as a network grows; every timer (a
 Chord stabilization, a Kademlia refresh) runs on the one clock.
 
-:func:`simulate` is what ``dhtkit sim kademlia|chord|pastry`` runs: build the
-network, put values from random nodes, optionally remove a fraction of the
-nodes at once and let the overlay repair itself, then look keys up from
-random live nodes and read the values back. A lookup is *correct* when the
-first node it names is the node truly responsible for the key, computed
-from the global view only the simulator has; a read *succeeds* when it
-returns the value that was put.
+:func:`simulate` is what ``dhtkit sim kademlia|chord|pastry`` runs; the
+scenario itself (build, run under churn, report) is :mod:`dhtkit.sim.scenario`.
 """
 
 from __future__ import annotations
 
 import random
-import statistics
-import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import attrs
@@ -32,13 +26,12 @@ from twisted.python.failure import Failure
 from dhtkit import overlays
 from dhtkit.contact import Contact
 from dhtkit.identity import Identity
-from dhtkit.keyspace import from_int
 from dhtkit.node import DHTNode
-from dhtkit.overlay import IRoutingOverlay, JoinFailed, LookupFailed
+from dhtkit.overlay import IRoutingOverlay, JoinFailed
 from dhtkit.rpc import RPCProtocol
 from dhtkit.sim.clock import HeapClock
 from dhtkit.sim.gossip import PORT, host_address
-from dhtkit.sim.latency import ConstantLatency
+from dhtkit.sim.latency import ConstantLatency, LatencyModel
 from dhtkit.sim.network import VirtualNetwork
 from dhtkit.storage import MemoryStore
 
@@ -75,6 +68,7 @@ class OverlayNetwork:
     :param kind: a key of :data:`OVERLAYS`.
     :param seed: every random choice (identities, hosts, keys) follows it.
     :param loss: the fraction of datagrams lost.
+    :param latency: one-way seconds per datagram, or a :class:`LatencyModel`.
     :param overlay_options: keyword arguments for the overlay.
     :param node_options: keyword arguments for :class:`DHTNode`.
     """
@@ -85,7 +79,7 @@ class OverlayNetwork:
         *,
         seed: int = 1,
         loss: float = 0.0,
-        latency: float = 0.01,
+        latency: float | LatencyModel = 0.01,
         timeout: float = 1.0,
         overlay_options: dict[str, Any] | None = None,
         node_options: dict[str, Any] | None = None,
@@ -94,7 +88,10 @@ class OverlayNetwork:
         self.rng = random.Random(seed)
         self.clock = HeapClock(now=1_800_000_000.0)
         self.network = VirtualNetwork(
-            cast(IReactorTime, self.clock), latency=ConstantLatency(latency), loss=loss, seed=seed
+            cast(IReactorTime, self.clock),
+            latency=ConstantLatency(latency) if isinstance(latency, float | int) else latency,
+            loss=loss,
+            seed=seed,
         )
         self.timeout = timeout
         self.overlay_options = dict(overlay_options or {})
@@ -146,19 +143,35 @@ class OverlayNetwork:
         self.nodes.append(sim)
         return sim
 
-    def grow(self, count: int, batch: int = 25) -> None:
-        """Add ``count`` nodes, each joining through a random joined node."""
+    def grow(
+        self, count: int, batch: int = 25, joined: Callable[[int], object] | None = None
+    ) -> None:
+        """Add ``count`` nodes, each joining through a random joined node.
+
+        :param joined: called with the number of nodes joined after each batch.
+        """
+        done = 0
         if not self.nodes:
             first = self.add_node()
             self.wait(first.overlay.join([]))
             count -= 1
+            done += 1
+            if joined is not None:
+                joined(done)
         while count > 0:
-            joined = [n for n in self.nodes if n.up]
+            up = [n for n in self.nodes if n.up]
             newcomers = [self.add_node() for _ in range(min(batch, count))]
             count -= len(newcomers)
-            joins = [self._join(n, joined, attempts=5) for n in newcomers]
+            joins = [self._join(n, up, attempts=5) for n in newcomers]
             self.wait(defer.gatherResults(joins, consumeErrors=True))
+            done += len(newcomers)
+            if joined is not None:
+                joined(done)
         self.advance(self.kind.settle)
+
+    def join(self, node: SimNode, joined: list[SimNode], attempts: int = 5) -> defer.Deferred[int]:
+        """Join ``node`` through a random one of ``joined``, trying up to ``attempts`` of them."""
+        return self._join(node, joined, attempts)
 
     def _join(self, node: SimNode, joined: list[SimNode], attempts: int) -> defer.Deferred[int]:
         # With datagram loss a join can fail (a ping and its retry both
@@ -179,11 +192,15 @@ class OverlayNetwork:
         live = self.live()
         gone = self.rng.sample(live, round(len(live) * fraction))
         for n in gone:
-            n.up = False
-            self.network.set_down(n.host)
-            n.node.stop()
-            n.overlay.stop()
+            self.take_down(n)
         return gone
+
+    def take_down(self, node: SimNode) -> None:
+        """Take ``node`` off the network for good, without a goodbye."""
+        node.up = False
+        self.network.set_down(node.host)
+        node.node.stop()
+        node.overlay.stop()
 
     def live(self) -> list[SimNode]:
         return [n for n in self.nodes if n.up]
@@ -193,74 +210,14 @@ class OverlayNetwork:
         return self.kind.owner(key, [n.node_id for n in self.live()])
 
 
-def _percentile(values: list[int], fraction: float) -> float:
-    ordered = sorted(values)
-    return float(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))])
+def simulate(kind: str, nodes: int, lookups: int, **options: Any) -> dict[str, Any]:
+    """Run one scenario and return the report ``dhtkit sim`` prints.
 
+    The keyword arguments are :class:`~dhtkit.sim.scenario.Scenario`'s, and
+    ``progress`` (a :class:`~dhtkit.sim.progress.Progress`).
+    """
+    # Here, not at the top: the scenario builds on this module's network.
+    from dhtkit.sim import scenario
 
-def simulate(
-    kind: str,
-    nodes: int,
-    lookups: int,
-    *,
-    seed: int = 1,
-    churn: float = 0.0,
-    loss: float = 0.0,
-    overlay_options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Run one scenario; the JSON ``dhtkit sim`` prints (see the module docstring)."""
-    started = time.perf_counter()
-    net = OverlayNetwork(kind, seed=seed, loss=loss, overlay_options=overlay_options)
-    net.grow(nodes)
-    built = time.perf_counter()
-    values: list[tuple[bytes, bytes]] = []
-    for i in range(lookups):
-        key = from_int(net.rng.getrandbits(160))
-        value = b"value %d" % i
-        writer = net.rng.choice(net.live())
-        try:
-            net.wait(writer.node.put(key, value))
-            values.append((key, value))
-        except Exception:
-            values.append((key, value))
-    if churn:
-        net.remove(churn)
-        net.advance(net.kind.settle)
-    hops: list[int] = []
-    messages: list[int] = []
-    correct = found = 0
-    for key, value in values:
-        reader = net.rng.choice(net.live())
-        try:
-            lookup = net.wait(reader.overlay.lookup(key, 1))
-        except LookupFailed:
-            continue  # neither correct nor found
-        hops.append(lookup.hops)
-        messages.append(lookup.messages)
-        correct += bool(lookup.contacts) and lookup.contacts[0].node_id == net.owner(key)
-        try:
-            found += net.wait(reader.node.get(key)) == value
-        except Exception:  # noqa: S110 (a read that fails is a miss)
-            pass
-    count = max(len(values), 1)
-    return {
-        "overlay": kind,
-        "nodes": nodes,
-        "lookups": len(values),
-        "seed": seed,
-        "churn": churn,
-        "loss": loss,
-        "success_rate": found / count,
-        "correct_rate": correct / count,
-        "hops": {
-            "mean": statistics.fmean(hops) if hops else 0.0,
-            "p50": _percentile(hops, 0.5) if hops else 0.0,
-            "p95": _percentile(hops, 0.95) if hops else 0.0,
-            "max": max(hops, default=0),
-        },
-        "theory": dict(zip(("label", "hops"), net.kind.theory(nodes), strict=True)),
-        "messages_per_lookup": statistics.fmean(messages) if messages else 0.0,
-        "datagrams": net.network.counters.get("sent", 0),
-        "build_s": built - started,
-        "wall_s": time.perf_counter() - started,
-    }
+    progress = options.pop("progress", None)
+    return scenario.simulate(scenario.Scenario(kind, nodes, lookups, **options), progress)

@@ -1,0 +1,66 @@
+"""``dhtkit sim OVERLAY`` scenarios: the report's fields, latency in simulated ms, churn."""
+
+from __future__ import annotations
+
+import pytest
+
+from dhtkit.sim.overlays import simulate
+from dhtkit.sim.scenario import TIMELINE_BINS, Scenario, build, report, run
+
+
+def test_the_report_says_datagrams_are_authenticated_and_gives_latency_in_ms() -> None:
+    result = simulate("pastry", 40, 12, seed=2, rtt=0.05)
+    assert result["authenticated"] is True
+    assert result["latency_model"] == {"name": "constant", "rtt_ms": 50.0}
+    assert result["success_rate"] == 1.0 and result["correct_rate"] == 1.0
+    latency = result["latency_ms"]
+    assert set(latency) == {"mean", "p50", "p95", "p99"}
+    # Constant latency: each hop is one round trip of 50 ms.
+    assert latency["p50"] == pytest.approx(50.0 * result["hops"]["p50"], abs=0.01)
+    assert latency["p50"] <= latency["p99"]
+    assert sum(result["hop_histogram"].values()) == 12
+    assert len(result["timeline"]) == TIMELINE_BINS
+
+
+def test_a_slower_network_gives_slower_lookups() -> None:
+    fast = simulate("kademlia", 30, 8, seed=4, rtt=0.01)
+    slow = simulate("kademlia", 30, 8, seed=4, rtt=0.1)
+    assert fast["hops"] == slow["hops"]
+    assert slow["latency_ms"]["p50"] == pytest.approx(10 * fast["latency_ms"]["p50"], rel=0.01)
+
+
+def test_lognormal_latency_spreads_the_lookups() -> None:
+    result = simulate("kademlia", 30, 20, seed=4, latency="lognormal")
+    assert result["latency_model"]["name"] == "lognormal"
+    assert result["latency_ms"]["p99"] > result["latency_ms"]["p50"] > 0
+
+
+def test_churn_replaces_nodes_during_the_window() -> None:
+    built = run(build(Scenario("pastry", 40, 10, seed=5, churn=2.0, duration=600.0)))
+    result = report(built)
+    # 40 nodes at 200% per hour for 10 minutes: about 13 leave, each replaced.
+    assert 5 <= result["left"] <= 25
+    assert result["joined"] == result["left"]
+    assert len(built.live) == 40
+    assert all(node.up for node in built.live)
+    assert result["window_s_simulated"] == 600.0
+    assert result["success_rate"] >= 0.8
+
+
+def test_without_churn_nobody_leaves() -> None:
+    result = simulate("chord", 30, 5, seed=1)
+    assert (result["left"], result["joined"], result["churn"]) == (0, 0, 0.0)
+
+
+def test_remove_takes_nodes_down_at_once() -> None:
+    built = run(build(Scenario("kademlia", 40, 5, seed=6, remove=0.25)))
+    assert len(built.live) == 30
+    assert report(built)["remove"] == 0.25
+
+
+def test_the_same_seed_gives_the_same_report() -> None:
+    first = simulate("pastry", 30, 10, seed=9, churn=1.0, duration=300.0, latency="uniform")
+    second = simulate("pastry", 30, 10, seed=9, churn=1.0, duration=300.0, latency="uniform")
+    assert {k: v for k, v in first.items() if not k.endswith("_s")} == {
+        k: v for k, v in second.items() if not k.endswith("_s")
+    }

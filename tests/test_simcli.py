@@ -1,0 +1,96 @@
+"""``dhtkit sim``: the progress bar on stderr, plots for every overlay, churn and latency flags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dhtkit import cli
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_progress_goes_to_stderr_and_json_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ("sim", "kademlia", "--nodes", "30", "--lookups", "6", "--json", "--progress")
+    status, out, err = run(capsys, *argv)
+    assert status == 0
+    assert json.loads(out)["nodes"] == 30
+    for stage in ("joined 30/30", "put 6/6", "looked up 6/6"):
+        assert stage in err
+    assert "\r" in err and "/s" in err
+
+
+def test_no_progress_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "sim", "pastry", "--nodes", "20", "--lookups", "3", "--json")
+    assert status == 0 and err == ""
+    assert json.loads(out)["lookups"] == 3
+
+
+def test_gossip_progress_counts_nodes_and_rounds(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "sim", "gossip", "--nodes", "50", "--json", "--progress")
+    assert status == 0
+    rounds = json.loads(out)["rounds"]
+    assert "started 50/50" in err
+    assert "rounds {0:g}/{0:g}".format(rounds) in err
+
+
+def test_churn_latency_and_rtt_reach_the_report(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["sim", "pastry", "--nodes", "30", "--lookups", "5", "--churn", "0.5"]
+    argv += ["--duration", "120", "--latency", "lognormal", "--rtt", "80", "--json"]
+    status, out, _ = run(capsys, *argv)
+    assert status == 0
+    result = json.loads(out)
+    assert result["churn"] == 0.5 and result["window_s_simulated"] == 120.0
+    assert result["latency_model"] == {"name": "lognormal", "rtt_ms": 80.0}
+    assert result["authenticated"] is True
+    assert {"p50", "p99"} <= set(result["latency_ms"])
+
+
+def test_summary_shows_latency(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "sim", "chord", "--nodes", "20", "--lookups", "4")
+    assert status == 0
+    assert "lookup latency (constant model, median RTT 20 ms): p50" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["--latency", "gaussian"], "--latency"),
+        (["--rtt", "0"], "--rtt"),
+        (["--churn", "-1"], "--churn"),
+        (["--remove", "0.95"], "--remove"),
+        (["--duration", "0"], "--duration"),
+    ],
+)
+def test_bad_options_are_one_line_errors(
+    capsys: pytest.CaptureFixture[str], argv: list[str], option: str
+) -> None:
+    status, out, err = run(capsys, "sim", "kademlia", *argv)
+    assert status == 2 and out == "" and option in err
+
+
+@pytest.mark.parametrize("overlay", ["kademlia", "chord", "pastry"])
+def test_plot_for_every_overlay(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, overlay: str
+) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "{}.png".format(overlay)
+    argv = ("sim", overlay, "--nodes", "20", "--lookups", "5", "--plot", str(png))
+    status, out, _ = run(capsys, *argv)
+    assert status == 0 and "plot written" in out
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_overlay_plot_into_a_missing_directory_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "missing" / "x.png"
+    status, _, err = run(capsys, "sim", "chord", "--nodes", "100000", "--plot", str(target))
+    assert status == 2 and "no directory" in err
