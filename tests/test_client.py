@@ -19,7 +19,8 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.web import resource, server
 
-from dhtkit import apicli, cli
+from dhtkit import cli
+from dhtkit.cli import api as apicli
 from dhtkit.client import ApiClient, ApiError
 from dhtkit.datadir import TOKEN_FILE, write_api_url
 from dhtkit.identity import Identity

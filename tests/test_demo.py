@@ -12,8 +12,9 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
-from dhtkit import cli, demo
-from dhtkit.demo import ProgressBar
+from dhtkit import cli
+from dhtkit.cli import demo
+from dhtkit.cli.demo import ProgressBar
 from dhtkit.node import DHTNode
 from dhtkit.overlays import OVERLAYS
 from dhtkit.service import KademliaService

@@ -139,10 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand."""
     # Imported here: those modules import this one's parsers and errors.
     from dhtkit._version import __version__
-    from dhtkit.apicli import add_api_options, add_commands
-    from dhtkit.demo import add_demo
-    from dhtkit.gossipcli import add_gossip_commands
-    from dhtkit.listencli import add_listen_commands
+    from dhtkit.cli.api import add_api_options, add_commands
+    from dhtkit.cli.demo import add_demo
+    from dhtkit.cli.gossip import add_gossip_commands
+    from dhtkit.cli.listen import add_listen_commands
     from dhtkit.simcli import add_sim
 
     parser = _Parser(
@@ -260,11 +260,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcome: list[int | Failure] = []
     _start(args, None).addBoth(outcome.append)  # fires at once: no reactor
     return _status(outcome[0])
-
-
-if __name__ == "__main__":
-    # Through the imported module, not this __main__ copy: the subcommand
-    # modules raise the errors of dhtkit.cli, and main() must catch those.
-    from dhtkit import cli
-
-    sys.exit(cli.main())

@@ -17,8 +17,8 @@ from typing import Any
 
 from twisted.internet import defer
 
-from dhtkit.apicli import add_api_options, call_api, print_fields, read_value
 from dhtkit.cli import CommandFailed, at_least, at_most, number
+from dhtkit.cli.api import add_api_options, call_api, print_fields, read_value
 from dhtkit.webgossip import MAX_LIMIT
 
 #: How many hex digits of an id ``dhtkit updates`` shows: enough to tell

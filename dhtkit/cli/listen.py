@@ -20,8 +20,8 @@ from typing import Any
 
 from twisted.internet import defer
 
-from dhtkit.apicli import _public_key_hex, add_api_options, call_api
 from dhtkit.cli import CommandFailed, at_least
+from dhtkit.cli.api import _public_key_hex, add_api_options, call_api
 
 
 class _Enough(Exception):
