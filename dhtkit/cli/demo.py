@@ -21,7 +21,8 @@ from typing import Any, TextIO
 
 from twisted.internet import defer, task
 
-from dhtkit.cli import CommandFailed, at_most
+from dhtkit.cli.args import CommandFailed, at_most
+from dhtkit.cli.commands import summary
 from dhtkit.keyspace import key_for
 from dhtkit.node import PutFailed
 from dhtkit.overlays import OVERLAYS, protocols
@@ -33,11 +34,11 @@ JOIN_TIMEOUT = 10.0
 SETTLE_TIMEOUT = 15.0
 
 
-def add_demo(commands: Any) -> None:
-    """``dhtkit demo``: start, join, put, get and stop a local network."""
+def add_commands(commands: Any) -> None:
+    """Add ``dhtkit demo``: start, join, put, get and stop a local network."""
     parser = commands.add_parser(
         "demo",
-        help="run a small network of real nodes on 127.0.0.1 and pass values through it",
+        help=summary("demo"),
         description="Start N nodes of the real protocol on 127.0.0.1 in this process, join "
         "them, put values on one node, get them back on the others, and stop. Exit status 1 "
         "if a value was not found.",
@@ -226,4 +227,4 @@ async def _settle(services: list[OverlayService], keys: list[bytes], reactor: An
         await task.deferLater(reactor, 0.5, lambda: None)
 
 
-__all__ = ["PROTOCOLS", "ProgressBar", "add_demo", "run_demo"]
+__all__ = ["PROTOCOLS", "ProgressBar", "add_commands", "run_demo"]
