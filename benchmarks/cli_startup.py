@@ -126,7 +126,7 @@ def main() -> None:
         print("{tree:<10} {command:<14} {median_ms:>10} {p90_ms:>8} {dhtkit_modules:>15} "
               "{all_modules:>12}".format(**row))  # fmt: skip
     if others is not None:
-        print("other processes kept {:.2f} cores busy meanwhile".format(others))
+        print("the rest of the machine kept about {:.2f} cores busy meanwhile".format(others))
 
 
 if __name__ == "__main__":
