@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from dhtkit import cli
 from dhtkit.cli.commands import COMMANDS
 from dhtkit.overlays import OVERLAYS
 from dhtkit.sim import memory, overlays
+from tests.test_package_face import _loaded_after
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -255,13 +255,7 @@ HEAVY = (
 )
 
 
-def _loaded_after(statement: str) -> list[str]:
-    code = "import sys\n{}\nprint('\\n'.join(sorted(sys.modules)))".format(statement)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return [name for name in out.stdout.split() if name.startswith("dhtkit")]
-
-
-def _heavy(loaded: list[str]) -> list[str]:
+def _heavy(loaded: set[str]) -> list[str]:
     return [name for name in loaded if any(name == h or name.startswith(h + ".") for h in HEAVY)]
 
 
