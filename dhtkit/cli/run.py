@@ -35,8 +35,6 @@ from dhtkit.cli.args import (
 )
 from dhtkit.cli.commands import COMMANDS
 
-# -- the command ------------------------------------------------------------------
-
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of the ``dhtkit`` command.
