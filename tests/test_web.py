@@ -30,7 +30,7 @@ from dhtkit.rpc import RPCTimeout
 from dhtkit.service import ChordService, KademliaService, OverlayService
 from dhtkit.values import signed_key
 from dhtkit.web import MAX_BODY, ApiResource, format_address, make_api_factory, make_site
-from dhtkit.webguard import HttpLimits
+from dhtkit.web.guard import HttpLimits
 
 FAST_RPC = {"timeout": 0.5}
 
