@@ -265,11 +265,17 @@ def test_building_the_parser_loads_no_node_overlay_simulator_or_gossip() -> None
     assert "dhtkit.cli.api" not in loaded and "dhtkit.client" not in loaded
 
 
-def test_get_help_loads_no_node_overlay_simulator_or_gossip() -> None:
-    statement = "from dhtkit.cli import main\nassert main(['get', '--help']) == 0"
+@pytest.mark.parametrize(
+    ("command", "module"),
+    [("get", "dhtkit.cli.api"), ("updates", "dhtkit.cli.gossip"), ("listen", "dhtkit.cli.listen")],
+)
+def test_a_client_command_loads_no_node_overlay_simulator_or_gossip(
+    command: str, module: str
+) -> None:
+    statement = "from dhtkit.cli import main\nassert main([{!r}, '--help']) == 0".format(command)
     loaded = _loaded_after(statement)
     assert not _heavy(loaded), loaded
-    assert "dhtkit.cli.api" in loaded  # the parser of get was built, and it ran
+    assert module in loaded  # the command's parser was built, and it ran
 
 
 def test_each_command_is_parsed_by_the_module_the_registry_names(

@@ -20,7 +20,7 @@ from twisted.internet import defer
 from dhtkit.cli.args import CommandFailed, add_api_options, at_least, at_most, number
 from dhtkit.cli.calls import call_api, print_fields, read_value
 from dhtkit.cli.commands import summary
-from dhtkit.web.gossip import MAX_LIMIT
+from dhtkit.web.limits import MAX_LIMIT
 
 #: How many hex digits of an id ``dhtkit updates`` shows: enough to tell
 #: apart the updates of a topic, and what ``unpublish`` accepts at least.
