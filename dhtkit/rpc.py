@@ -170,6 +170,7 @@ class RPCProtocol(DatagramProtocol):
         self.receive_buffer = receive_buffer
         self.answers = AnswerCache(answer_ttl, max_answers)
         self.limiter = RateLimiter(rate, burst)
+        self._contact: tuple[object, Contact] | None = None
         self.sessions = SessionTable(
             identity,
             max_sessions=max_sessions,
@@ -245,8 +246,17 @@ class RPCProtocol(DatagramProtocol):
         """This node as others reach it, once listening."""
         if self.transport is None:
             return None
-        host = self.transport.getHost()
-        return Contact.from_key(self.identity.public_key, (host.host, host.port))
+        if self._contact is None or self._contact[0] is not self.transport:
+            # Kept per transport: overlays ask for it on every round.
+            host = self.transport.getHost()
+            me = Contact.from_key(self.identity.public_key, (host.host, host.port))
+            self._contact = (self.transport, me)
+        return self._contact[1]
+
+    def is_proven(self, contact: Contact) -> bool:
+        """Whether ``contact``'s key has proven that it receives at its address."""
+        session = self.sessions.get(contact.public_key)
+        return session is not None and session.is_proven(contact.address)
 
     # -- calls ----------------------------------------------------------------
 

@@ -29,8 +29,8 @@ from dhtkit.node import DHTNode
 from dhtkit.nodesocket import IDENTITY_FILE, NodeService, NodeSocket, load_identity, open_node
 from dhtkit.overlay import IRoutingOverlay, JoinFailed
 from dhtkit.overlays import CHORD, KADEMLIA, PASTRY
-from dhtkit.rpc import RPCProtocol
 from dhtkit.storage import IValueStore, Quota, SQLiteStore
+from dhtkit.transport import IRPC
 
 __all__ = [
     "IDENTITY_FILE",
@@ -139,7 +139,7 @@ class OverlayService(NodeService):
         self._saved_at: float | None = None  # when it was written, this run
         self._started_at = 0.0
 
-    def make_overlay(self, rpc: RPCProtocol, clock: IReactorTime) -> IRoutingOverlay:
+    def make_overlay(self, rpc: IRPC, clock: IReactorTime) -> IRoutingOverlay:
         """The overlay this service runs."""
         return type(self).overlay_factory(rpc, clock=clock, rng=self.rng, **self.overlay_options)
 

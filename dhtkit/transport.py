@@ -74,5 +74,12 @@ class IRPC(Interface):
     def ping(address: Address, key: bytes | None = None) -> defer.Deferred[Contact]:
         """Ping an address; a Deferred firing with the verified contact that answered."""
 
+    def is_proven(contact: Contact) -> bool:
+        """Whether ``contact``'s key has proven that it receives at its address.
+
+        Nothing big goes to an unproven address (:mod:`dhtkit.routability`):
+        a caller about to send much there pings it first.
+        """
+
     def stats() -> dict[str, int]:
         """Counters of the transport, by name."""

@@ -45,7 +45,8 @@ from dhtkit.gossip.rumor import Rumors
 from dhtkit.gossip.sampler import IPeerSampler
 from dhtkit.gossip.state import GossipState, Outcome
 from dhtkit.gossip.update import Update
-from dhtkit.rpc import RemoteError, RPCError, RPCProtocol
+from dhtkit.rpcerrors import RemoteError, RPCError
+from dhtkit.transport import IRPC
 
 #: Follow-up calls at most, per exchange, to send the updates a peer lacks.
 MAX_BATCHES = 4
@@ -62,7 +63,7 @@ _COUNTERS = (
 
 
 class GossipProtocol:
-    """Epidemic dissemination of signed updates over an :class:`RPCProtocol`.
+    """Epidemic dissemination of signed updates over an :class:`~dhtkit.transport.IRPC`.
 
     :param rpc: the node's RPC layer; the ``gossip`` method is registered on it.
     :param sampler: where partners come from (:class:`IPeerSampler`).
@@ -76,7 +77,7 @@ class GossipProtocol:
 
     def __init__(
         self,
-        rpc: RPCProtocol,
+        rpc: IRPC,
         sampler: IPeerSampler,
         config: GossipConfig | None = None,
         *,
@@ -94,20 +95,25 @@ class GossipProtocol:
             {} if config.call_timeout is None else {"timeout": config.call_timeout}
         )
         self._timer: IDelayedCall | None = None
-        rpc.register(METHOD, self._answer)
 
     # -- running ----------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the sampler and the rounds (the first within one period)."""
-        if self._timer is None:
+    def start(self, rounds: bool = True) -> None:
+        """Answer exchanges, and start the sampler and the rounds (the first within one period).
+
+        With ``rounds=False`` the node only answers: whoever drives it (a
+        simulation) calls :meth:`run_round` itself.
+        """
+        self.rpc.register(METHOD, self._answer)
+        if rounds and self._timer is None:
             self.sampler.start()
             self._timer = self.reactor.callLater(
                 self.rng.uniform(0, self.config.period), self._tick
             )
 
     def stop(self) -> None:
-        """Stop the rounds and the sampler; calls in flight end on their own."""
+        """Stop answering, the rounds and the sampler; calls in flight end on their own."""
+        self.rpc.unregister(METHOD)
         if self._timer is not None:
             if self._timer.active():
                 self._timer.cancel()

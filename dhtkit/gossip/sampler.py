@@ -18,7 +18,8 @@ from twisted.python.failure import Failure
 from zope.interface import Interface, implementer  # type: ignore[import-untyped]
 
 from dhtkit.contact import Address, Contact, normalize_address
-from dhtkit.rpc import RPCError, RPCProtocol
+from dhtkit.rpcerrors import RPCError
+from dhtkit.transport import IRPC
 
 
 class IPeerSampler(Interface):  # type: ignore[misc]
@@ -107,7 +108,7 @@ class StaticPeers:
     def __init__(
         self,
         addresses: Iterable[Address],
-        rpc: RPCProtocol,
+        rpc: IRPC,
         reactor: IReactorTime,
         *,
         retry: float = 30.0,
