@@ -135,7 +135,7 @@ class DHTNode:
         registers ``store`` and ``get`` on it.
     :param overlay: answers who is responsible for a key.
     :param store: this node's records.
-    :param clock: defaults to the RPC protocol's reactor.
+    :param clock: defaults to the RPC layer's clock.
     :param replication: nodes each value is stored on (default: the
         overlay's ``k``).
     :param quorum: acknowledgments that make a put succeed (default: a
@@ -186,7 +186,7 @@ class DHTNode:
         self.disjoint_paths = disjoint_paths
         self.overlay = overlay
         self.store = store
-        self.clock = clock if clock is not None else rpc.reactor
+        self.clock = clock if clock is not None else rpc.clock
         self.replication = replication if replication is not None else int(overlay.k)
         self.quorum = quorum
         self.max_value_size = max_value_size

@@ -105,14 +105,15 @@ class NodeService(Service):
     :param rpc_options: keyword arguments for :class:`RPCProtocol`.
     :param rng: the randomness of the protocol on top (seeded in tests).
 
-    Subclasses set :attr:`protocol`, open the socket with :meth:`_open_socket`
+    Subclasses set :attr:`overlay_name`, open the socket with :meth:`_open_socket`
     when they start and close it with :meth:`_close_socket` when they stop. A
     service made to ride on another (:meth:`_ride_on`) borrows that one's
     socket instead, and leaves it open.
     """
 
-    #: The protocol's name, as ``--protocol`` and ``/v1/status`` spell it.
-    protocol = ""
+    #: The overlay's name ("kademlia", "gossip"), as ``--protocol`` and
+    #: ``/v1/status``'s ``protocol`` field spell it.
+    overlay_name = ""
     data_dir: Path
     _socket: NodeSocket | None = None
     _host: NodeService | None = None
@@ -170,7 +171,7 @@ class NodeService(Service):
     def socket(self) -> NodeSocket:
         """The node's identity, RPC layer and port (once started)."""
         if self._socket is None:
-            raise RuntimeError("the {} service is not running".format(self.protocol))
+            raise RuntimeError("the {} service is not running".format(self.overlay_name))
         return self._socket
 
     @property

@@ -75,7 +75,8 @@ class OverlayService(NodeService):
         overlay whose contacts change all the time writes at most once in
         this many seconds (the first change after a start is saved at once).
     :param rejoin_after: seconds before a failed join is tried again (it
-        doubles up to ten times as long while no one answers).
+        doubles up to ten times as long while no one answers, each wait
+        jittered; see :class:`~dhtkit.membership.Membership`).
     :param watch_every: seconds between checks that the node still has
         contacts; one that lost them all (cut off the network, or every
         neighbour gone) joins again through its bootstrap addresses and the
@@ -131,7 +132,7 @@ class OverlayService(NodeService):
             rejoin_after=rejoin_after,
             watch_every=watch_every,
             on_joined=self._start_saving,
-            name=self.protocol,
+            name=self.overlay_name,
         )
         self._saving: task.LoopingCall | None = None
         self._last_contacts: list[Contact] = []
@@ -167,8 +168,8 @@ class OverlayService(NodeService):
         self._started_at = reactor.seconds()
         super().startService()  # type: ignore[no-untyped-call]
         self._log.info(
-            "{protocol} node {node_id} listening on {host}:{port}",
-            protocol=self.protocol,
+            "{overlay} node {node_id} listening on {host}:{port}",
+            overlay=self.overlay_name,
             node_id=sock.identity.node_id.hex(),
             host=sock.address[0],
             port=sock.address[1],
@@ -288,14 +289,14 @@ class OverlayService(NodeService):
     def node(self) -> DHTNode:
         """The value layer: put, get, put_signed, get_signed (once started)."""
         if self._node is None:
-            raise RuntimeError("the {} service is not running".format(self.protocol))
+            raise RuntimeError("the {} service is not running".format(self.overlay_name))
         return self._node
 
     @property
     def overlay(self) -> IRoutingOverlay:
         """The overlay's routing state and lookups (once started)."""
         if self._overlay is None:
-            raise RuntimeError("the {} service is not running".format(self.protocol))
+            raise RuntimeError("the {} service is not running".format(self.overlay_name))
         return self._overlay
 
     def status(self) -> dict[str, Any]:
@@ -304,7 +305,7 @@ class OverlayService(NodeService):
         reactor = self._reactor()
         return {
             "node_id": sock.identity.node_id.hex(),
-            "protocol": self.protocol,
+            "protocol": self.overlay_name,
             "address": "{}:{}".format(*sock.address),
             "contacts": len(self.overlay.contacts()),
             "values": len(self.node.store),
@@ -325,7 +326,7 @@ class KademliaService(OverlayService):
     The other parameters are :class:`OverlayService`'s.
     """
 
-    protocol = KADEMLIA.name
+    overlay_name = KADEMLIA.name
     overlay_factory = KADEMLIA.factory
 
     def __init__(
@@ -373,7 +374,7 @@ class ChordService(OverlayService):
     keyword arguments are :class:`~dhtkit.chord.ChordOverlay`'s.
     """
 
-    protocol = CHORD.name
+    overlay_name = CHORD.name
     overlay_factory = CHORD.factory
 
 
@@ -388,5 +389,5 @@ class PastryService(OverlayService):
     keyword arguments are :class:`~dhtkit.pastry.PastryOverlay`'s.
     """
 
-    protocol = PASTRY.name
+    overlay_name = PASTRY.name
     overlay_factory = PASTRY.factory

@@ -25,12 +25,16 @@ Handler = Callable[[Contact, Any], Any]
 Listener = Callable[[Contact], None]
 """``listener(contact)``, called for the sender of every verified message."""
 
+Caller = Callable[[Contact, str, Any], "defer.Deferred[Any]"]
+"""``call(contact, method, args)``: :meth:`IRPC.call_contact` as an overlay's
+rounds use it (with the overlay's own timeout and retries)."""
+
 
 class IRPC(Interface):
     """Authenticated request/reply between nodes."""
 
     identity = Attribute("The :class:`~dhtkit.identity.Identity` whose key signs what we send.")
-    reactor = Attribute("The IReactorTime that times calls out.")
+    clock = Attribute("The IReactorTime that times calls out.")
     timeout = Attribute("Seconds a call waits for a reply, per attempt.")
     contact = Attribute("This node as others reach it (a Contact), or None before listening.")
 

@@ -113,7 +113,7 @@ class ChordOverlay(RoutingOverlayBase):
         if not 1 <= k <= successors:
             raise ValueError("k is between 1 and successors ({})".format(successors))
         self.rpc = rpc
-        self.clock = clock if clock is not None else rpc.reactor
+        self.clock = clock if clock is not None else rpc.clock
         self.k = k
         self.node_id = rpc.identity.node_id
         self.timeout = timeout

@@ -109,7 +109,7 @@ class StaticPeers:
         self,
         addresses: Iterable[Address],
         rpc: IRPC,
-        reactor: IReactorTime,
+        clock: IReactorTime,
         *,
         retry: float = 30.0,
         max_learned: int = 1000,
@@ -118,7 +118,7 @@ class StaticPeers:
         self._resolved: dict[Address, Contact] = {}
         self._learned: OrderedDict[bytes, Contact] = OrderedDict()
         self._rpc = rpc
-        self._reactor = reactor
+        self._clock = clock
         self.retry = retry
         self.max_learned = max_learned
         self._timer: IDelayedCall | None = None
@@ -159,7 +159,7 @@ class StaticPeers:
             del self._resolved[address]
             self._unresolved.add(address)
             if self._running and self._timer is None:
-                self._timer = self._reactor.callLater(self.retry, self._resolve)
+                self._timer = self._clock.callLater(self.retry, self._resolve)
 
     def _resolve(self) -> None:
         self._timer = None
@@ -176,7 +176,7 @@ class StaticPeers:
                 errbackArgs=(address,),
             )
         if self._unresolved:
-            self._timer = self._reactor.callLater(self.retry, self._resolve)
+            self._timer = self._clock.callLater(self.retry, self._resolve)
 
     def _resolved_one(self, contact: Contact, address: Address) -> None:
         self._resolving.discard(address)

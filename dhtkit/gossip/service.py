@@ -40,7 +40,7 @@ class GossipService(NodeService):
     :class:`GossipProtocol`) and :attr:`address`.
     """
 
-    protocol = "gossip"
+    overlay_name = "gossip"
     _log = Logger()
 
     def __init__(
@@ -97,7 +97,7 @@ class GossipService(NodeService):
             sampler = OverlayPeers(peers)
         else:
             sampler = StaticPeers(peers, node.rpc, reactor)
-        self._gossip = GossipProtocol(node.rpc, sampler, self.config, reactor=reactor, rng=self.rng)
+        self._gossip = GossipProtocol(node.rpc, sampler, self.config, clock=reactor, rng=self.rng)
         self._gossip.start()
         super().startService()  # type: ignore[no-untyped-call]
         self._log.info(

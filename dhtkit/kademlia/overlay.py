@@ -115,7 +115,7 @@ class KademliaOverlay(RoutingOverlayBase):
             raise ValueError("recheck_every must be positive")
         self.recheck_every = recheck_every
         self.rpc = rpc
-        self.clock = clock if clock is not None else rpc.reactor
+        self.clock = clock if clock is not None else rpc.clock
         self.k = k
         self.alpha = alpha
         self.refresh_every = refresh_every

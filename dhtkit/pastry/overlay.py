@@ -102,7 +102,7 @@ class PastryOverlay(RoutingOverlayBase):
         if not 1 <= k <= min(leaf_size, messages.MAX_COUNT):
             raise ValueError("k is between 1 and min(leaf_size, {})".format(messages.MAX_COUNT))
         self.rpc = rpc
-        self.clock = clock if clock is not None else rpc.reactor
+        self.clock = clock if clock is not None else rpc.clock
         self.k = k
         self.node_id = rpc.identity.node_id
         self.timeout = timeout
