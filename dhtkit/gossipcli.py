@@ -1,7 +1,7 @@
 """``dhtkit publish``, ``updates`` and ``unpublish``: gossip through a running node.
 
 Clients of the gossip endpoints of a node's HTTP API
-(:mod:`dhtkit.webgossip`), which a daemon started with ``--gossip`` serves.
+(:mod:`dhtkit.web.gossip`), which a daemon started with ``--gossip`` serves.
 The node is found as for the other API commands (:mod:`dhtkit.apicli`):
 ``--api URL``, or the ``api.url`` of its data directory.
 """
@@ -19,7 +19,7 @@ from twisted.internet import defer
 
 from dhtkit.apicli import add_api_options, call_api, print_fields, read_value
 from dhtkit.cli import CommandFailed, at_least, at_most, number
-from dhtkit.webgossip import MAX_LIMIT
+from dhtkit.web.gossip import MAX_LIMIT
 
 #: How many hex digits of an id ``dhtkit updates`` shows: enough to tell
 #: apart the updates of a topic, and what ``unpublish`` accepts at least.

@@ -1,7 +1,7 @@
 """``dhtkit listen NAME`` and ``dhtkit listen-signed PUBLIC_KEY_HEX SALT``.
 
 Each opens the node's event stream of a key (``GET /v1/listen/...``, see
-:mod:`dhtkit.weblisten`) and prints each version as it arrives: the value
+:mod:`dhtkit.web.listen`) and prints each version as it arrives: the value
 and a newline, or with ``--json`` one JSON object a line (the value in
 base64), on standard output, flushed at once so that a pipe sees it; what
 the command is doing and why it stopped goes to standard error (as for

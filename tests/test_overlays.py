@@ -63,7 +63,7 @@ def test_the_owner_rule_picks_one_of_the_ids(entry: OverlayEntry) -> None:
 
 
 def test_every_overlay_s_gauges_are_known_to_the_metrics() -> None:
-    from dhtkit.metricfamilies import FAMILIES, GAUGE, OVERLAY
+    from dhtkit.web.families import FAMILIES, GAUGE, OVERLAY
 
     for gauge in gauges() - OVERLAY.skip:  # contacts: dhtkit_routing_contacts, for all
         found = OVERLAY.family_of(gauge)

@@ -24,7 +24,7 @@ from dhtkit.gossip.protocol import GossipProtocol
 from dhtkit.gossip.service import GossipService
 from dhtkit.gossip.state import GossipState
 from dhtkit.gossip.update import MAX_SEQ, MAX_TOPIC_BYTES, Update, UpdateTooLarge
-from dhtkit.webvalues import ApiError, Call, Reply, json_reply, text
+from dhtkit.web.call import ApiError, Call, Reply, json_reply, text
 
 __all__ = [
     "DEFAULT_LIMIT",

@@ -17,7 +17,7 @@ from twisted.web.client import HTTPConnectionPool
 from dhtkit.gossip.config import GossipConfig
 from dhtkit.service import GossipService, KademliaService
 from dhtkit.web import MAX_BODY, make_site
-from dhtkit.webgossip import DEFAULT_LIMIT
+from dhtkit.web.gossip import DEFAULT_LIMIT
 from tests.test_web import Api, error_of
 
 FAST_GOSSIP = GossipConfig(period=0.05, jitter=0.5)
