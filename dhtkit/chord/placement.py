@@ -35,7 +35,7 @@ from dhtkit.chord.protocol import ignore_rpc_errors
 from dhtkit.chord.state import RingState
 from dhtkit.contact import Contact
 from dhtkit.keyspace import in_interval
-from dhtkit.rpc import RPCError, RPCStopped, RPCTimeout
+from dhtkit.rpcerrors import RPCError, RPCStopped, RPCTimeout
 from dhtkit.transport import Caller
 
 Search = Callable[[bytes, int, list[Contact]], SuccessorSearch]

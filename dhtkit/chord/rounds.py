@@ -52,7 +52,7 @@ from dhtkit.chord.state import RingState
 from dhtkit.contact import Contact
 from dhtkit.keyspace import ring_distance
 from dhtkit.overlay import Lookup
-from dhtkit.rpc import RPCError, RPCStopped, RPCTimeout
+from dhtkit.rpcerrors import RPCError, RPCStopped, RPCTimeout
 from dhtkit.transport import Caller
 
 Find = Callable[[bytes, int], "defer.Deferred[Lookup]"]

@@ -25,7 +25,7 @@ from dhtkit.pastry.lookup import RouteSearch
 from dhtkit.pastry.messages import ANNOUNCE, LEAFSET, ROUTE, MalformedPayload, RouteAnswer
 from dhtkit.pastry.routing import Route
 from dhtkit.pastry.state import PastryState
-from dhtkit.rpc import RPCError
+from dhtkit.rpcerrors import RPCError
 from dhtkit.transport import Caller
 
 

@@ -27,7 +27,7 @@ from dhtkit.contact import Contact
 from dhtkit.pastry import messages
 from dhtkit.pastry.messages import LEAFSET, ROW, MalformedPayload
 from dhtkit.pastry.state import PastryState
-from dhtkit.rpc import RPCError, RPCTimeout
+from dhtkit.rpcerrors import RPCError, RPCTimeout
 from dhtkit.transport import Caller
 
 #: Candidates being pinged at once, at most.
