@@ -64,7 +64,7 @@ class Membership:
     :param rng: draws the jitter of the back-off (seed it in tests).
     :param rejoin_after: the first wait after a failed attempt, in seconds;
         it doubles after each failure up to :data:`BACKOFF_CAP` times this.
-    :param watch_every: seconds between two :paramref:`cut_off` checks.
+    :param watch_every: seconds between two ``cut_off`` checks.
     :param on_joined: called with the number of contacts after every
         successful attempt.
     :param name: the network's name, as the log says it ("kademlia").
