@@ -6,7 +6,8 @@ import inspect
 
 import pytest
 
-from dhtkit import demo, tap
+from dhtkit import tap
+from dhtkit.cli import demo
 from dhtkit.keyspace import from_int
 from dhtkit.overlays import OVERLAYS, OverlayEntry, gauges, protocols
 from dhtkit.sim import overlays as sim_overlays
