@@ -30,7 +30,7 @@ def test_the_surfaces_read_the_registry() -> None:
 
 def test_the_service_runs_the_entry_s_overlay(entry: OverlayEntry) -> None:
     service = entry.service()
-    assert service.protocol == entry.name
+    assert service.overlay_name == entry.name
     assert service.overlay_factory is entry.factory
 
 

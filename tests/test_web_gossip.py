@@ -170,7 +170,7 @@ async def test_expired_updates_are_not_listed(
     # The state's clock is moved past the first expiry, not the test's.
     later = task.Clock()
     later.advance(short["expires"])
-    monkeypatch.setattr(node.gossip.gossip.state, "reactor", later)
+    monkeypatch.setattr(node.gossip.gossip.state, "clock", later)
     assert [u["update_id"] for u in await listed(node.api, "t")] == [long["update_id"]]
 
 

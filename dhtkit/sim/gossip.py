@@ -150,6 +150,7 @@ class GossipNetwork:
             gossip = GossipProtocol(
                 rpc, sampler, config, rng=random.Random(self.rng.getrandbits(64))
             )
+            gossip.start(rounds=False)  # the rounds are driven from here
             self.nodes.append(gossip)
 
     def _total(self, counter: str) -> int:

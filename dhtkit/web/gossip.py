@@ -175,7 +175,7 @@ async def list_updates(call: Call) -> Reply:
     limit = limit_from(call.query)
     since = since_from(call.query)
     state = _state(call)
-    now = state.reactor.seconds()
+    now = state.clock.seconds()
     live = [
         u
         for u in reversed(state.updates(topic))
