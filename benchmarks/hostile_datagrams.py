@@ -190,7 +190,7 @@ def amplification() -> None:
         proto = receiver()
         answer = b"x" * size
         proto.register("read", lambda sender, args, answer=answer: answer, idempotent=True)
-        attacker = RPCProtocol(ALICE, proto.reactor)
+        attacker = RPCProtocol(ALICE, proto.clock)
         attacker.makeConnection(FakeDatagramTransport())
         bob = Contact.from_key(BOB.public_key, ("10.0.0.2", 4000))
         victim = ("10.9.9.9", 53)
@@ -201,7 +201,7 @@ def amplification() -> None:
                 sent += len(data)
                 proto.datagramReceived(data, victim)
             attacker.transport.written.clear()
-        proto.reactor.advance(proto.timeout * 2)  # type: ignore[attr-defined]
+        proto.clock.advance(proto.timeout * 2)  # type: ignore[attr-defined]
         for data, addr in proto.transport.written:
             if addr == victim:
                 received += len(data)

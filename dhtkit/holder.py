@@ -24,9 +24,10 @@ from twisted.internet.interfaces import IReactorTime
 from dhtkit.contact import Contact
 from dhtkit.keyspace import check_id
 from dhtkit.republish import Scheduler
-from dhtkit.rpc import RemoteError, RPCProtocol
+from dhtkit.rpcerrors import RemoteError
 from dhtkit.storage.interface import SELF, IValueStore, StoredRecord
 from dhtkit.storage.networks import source_network
+from dhtkit.transport import IRPC
 from dhtkit.values import (
     PlainValue,
     Record,
@@ -56,7 +57,7 @@ class Holder:
 
     def __init__(
         self,
-        rpc: RPCProtocol,
+        rpc: IRPC,
         store: IValueStore,
         clock: IReactorTime,
         scheduler: Scheduler,
@@ -78,8 +79,16 @@ class Holder:
         self.max_clock_skew = max_clock_skew
         #: Told of every new version of the keys they watch.
         self.watchers: list[Watcher] = []
-        rpc.register("store", self.answer_store)
-        rpc.register("get", self.answer_get, idempotent=True)
+
+    def start(self) -> None:
+        """Answer ``store`` and ``get`` queries."""
+        self.rpc.register("store", self.answer_store)
+        self.rpc.register("get", self.answer_get, idempotent=True)
+
+    def stop(self) -> None:
+        """Stop answering them (the store stays open: its owner closes it)."""
+        self.rpc.unregister("store")
+        self.rpc.unregister("get")
 
     def keep(self, entry: StoredRecord, expected_seq: int | None = None) -> StoredRecord:
         """Put ``entry`` in the store; a new version goes to the watchers of its key.

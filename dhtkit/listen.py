@@ -42,7 +42,8 @@ from dhtkit.holder import Holder
 from dhtkit.keyspace import check_id
 from dhtkit.listeners import NOT_LISTENING
 from dhtkit.overlay import IOverlay, LookupFailed
-from dhtkit.rpc import RemoteError, RPCError, RPCProtocol
+from dhtkit.rpcerrors import RemoteError, RPCError
+from dhtkit.transport import IRPC
 from dhtkit.values import (
     PlainValue,
     Record,
@@ -118,7 +119,7 @@ class ListenHub:
 
     def __init__(
         self,
-        rpc: RPCProtocol,
+        rpc: IRPC,
         overlay: IOverlay,
         holder: Holder,
         clock: IReactorTime,
@@ -141,7 +142,10 @@ class ListenHub:
         self.refresh_every = refresh_every
         self.retry_after = retry_after
         self._listenings: dict[bytes, list[Listening]] = {}
-        rpc.register("notify", self.answer_notify, idempotent=True)
+
+    def start(self) -> None:
+        """Take ``notify`` pushes from the nodes that keep our listenings."""
+        self.rpc.register("notify", self.answer_notify, idempotent=True)
 
     def listen(self, key: bytes, callback: Callback) -> Listening:
         """Call ``callback(record)`` with each new version of ``key``; see the module."""
@@ -169,7 +173,8 @@ class ListenHub:
         listening.ended.callback(None)
 
     def stop(self) -> None:
-        """End every listening (the node stops)."""
+        """End every listening and stop taking pushes (the node stops)."""
+        self.rpc.unregister("notify")
         for listenings in list(self._listenings.values()):
             for listening in list(listenings):
                 self.cancel(listening)

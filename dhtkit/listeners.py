@@ -39,8 +39,9 @@ from twisted.python.failure import Failure
 
 from dhtkit.contact import Contact
 from dhtkit.keyspace import check_id
-from dhtkit.rpc import RemoteError, RPCError, RPCProtocol
+from dhtkit.rpcerrors import RemoteError, RPCError
 from dhtkit.storage.networks import source_network
+from dhtkit.transport import IRPC
 from dhtkit.values import Record, to_wire
 from dhtkit.wire import WireError
 
@@ -93,7 +94,7 @@ class ListenerTable:
 
     def __init__(
         self,
-        rpc: RPCProtocol,
+        rpc: IRPC,
         clock: IReactorTime,
         answer: AnswerSource,
         counters: Counter[str],
@@ -119,8 +120,17 @@ class ListenerTable:
         self._registrations: OrderedDict[tuple[bytes, bytes], Registration] = OrderedDict()
         self._by_key: dict[bytes, dict[bytes, Registration]] = {}
         self._by_source: dict[str, int] = {}
-        rpc.register("listen", self.answer_listen, idempotent=True)
-        rpc.register("unlisten", self.answer_unlisten, idempotent=True)
+
+    def start(self) -> None:
+        """Answer ``listen`` and ``unlisten`` queries."""
+        self.rpc.register("listen", self.answer_listen, idempotent=True)
+        self.rpc.register("unlisten", self.answer_unlisten, idempotent=True)
+
+    def stop(self) -> None:
+        """Stop answering, and forget every listener (the node stops)."""
+        self.rpc.unregister("listen")
+        self.rpc.unregister("unlisten")
+        self.clear()
 
     def __len__(self) -> int:
         self._expire()
@@ -249,8 +259,7 @@ class ListenerTable:
         registration.sending = True
         record = registration.queue.popleft()
         contact = registration.contact
-        session = self.rpc.sessions.get(contact.public_key)
-        if session is not None and session.is_proven(contact.address):
+        if self.rpc.is_proven(contact):
             d = self._push(contact, record)
         else:
             # The address came with a query and may be forged: a small

@@ -38,9 +38,10 @@ from dhtkit.listen import Callback, ListenHub, Listening
 from dhtkit.listeners import ListenerTable
 from dhtkit.overlay import IOverlay, IRoutingOverlay, IValueFinder
 from dhtkit.republish import EXPIRE_AFTER, REPLICATE_EVERY, REPUBLISH_EVERY, Scheduler
-from dhtkit.rpc import RemoteError, RPCError, RPCProtocol
+from dhtkit.rpcerrors import RemoteError, RPCError
 from dhtkit.sealed import seal, unseal
 from dhtkit.storage.interface import SELF, IValueStore, StoredRecord
+from dhtkit.transport import IRPC
 from dhtkit.values import (
     MAX_TTL,
     MAX_VALUE_SIZE,
@@ -134,7 +135,7 @@ class DHTNode:
         registers ``store`` and ``get`` on it.
     :param overlay: answers who is responsible for a key.
     :param store: this node's records.
-    :param clock: defaults to the RPC protocol's reactor.
+    :param clock: defaults to the RPC layer's clock.
     :param replication: nodes each value is stored on (default: the
         overlay's ``k``).
     :param quorum: acknowledgments that make a put succeed (default: a
@@ -163,7 +164,7 @@ class DHTNode:
 
     def __init__(
         self,
-        rpc: RPCProtocol,
+        rpc: IRPC,
         overlay: IOverlay,
         store: IValueStore,
         *,
@@ -185,7 +186,7 @@ class DHTNode:
         self.disjoint_paths = disjoint_paths
         self.overlay = overlay
         self.store = store
-        self.clock = clock if clock is not None else rpc.reactor
+        self.clock = clock if clock is not None else rpc.clock
         self.replication = replication if replication is not None else int(overlay.k)
         self.quorum = quorum
         self.max_value_size = max_value_size
@@ -251,20 +252,28 @@ class DHTNode:
 
     @property
     def identity(self) -> Identity:
-        return self.rpc.identity
+        identity: Identity = self.rpc.identity
+        return identity
 
     def start(self) -> None:
-        """Start the expire / replicate / republish schedule."""
+        """Answer the value layer's RPCs and start the expire / replicate / republish schedule."""
         self._running = True
+        self.holder.start()
+        self.listeners.start()
+        self.listenings.start()
         self.scheduler.start()
 
     def stop(self) -> None:
-        """Stop the schedule and the hand-overs (the store stays open; its owner closes it)."""
+        """Stop answering, the schedule and the hand-overs.
+
+        The store stays open: its owner closes it.
+        """
         self._running = False
         self.scheduler.stop()
         self.hand_overs.stop()
         self.listenings.stop()
-        self.listeners.clear()
+        self.listeners.stop()
+        self.holder.stop()
 
     def expect_peers(self) -> None:
         """Say that this node joins a network of others (through bootstrap

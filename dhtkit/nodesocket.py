@@ -8,6 +8,8 @@ its protocol runs on top.
 from __future__ import annotations
 
 import os
+import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -94,20 +96,82 @@ def default_reactor() -> Any:
 
 
 class NodeService(Service):
-    """What every node service shares: its identity, RPC layer and address.
+    """What every node service shares: its identity, its UDP socket, its RPC layer.
 
-    Subclasses set :attr:`protocol`, :attr:`data_dir`, and ``_socket`` (from
-    :func:`open_node`) while they run.
+    :param port: the UDP port (0: any free one; see :attr:`address`).
+    :param interface: the address to listen on (IPv4 or IPv6).
+    :param data_dir: holds ``identity.key`` (created on first start).
+    :param reactor: the reactor (the global one by default).
+    :param rpc_options: keyword arguments for :class:`RPCProtocol`.
+    :param rng: the randomness of the protocol on top (seeded in tests).
+
+    Subclasses set :attr:`overlay_name`, open the socket with :meth:`_open_socket`
+    when they start and close it with :meth:`_close_socket` when they stop. A
+    service made to ride on another (:meth:`_ride_on`) borrows that one's
+    socket instead, and leaves it open.
     """
 
-    #: The protocol's name, as ``--protocol`` and ``/v1/status`` spell it.
-    protocol = ""
-    data_dir: str | os.PathLike[str]
+    #: The overlay's name ("kademlia", "gossip"), as ``--protocol`` and
+    #: ``/v1/status``'s ``protocol`` field spell it.
+    overlay_name = ""
+    data_dir: Path
     _socket: NodeSocket | None = None
+    _host: NodeService | None = None
 
-    def _node_socket(self) -> NodeSocket:
+    def __init__(
+        self,
+        port: int,
+        interface: str = "127.0.0.1",
+        data_dir: str | os.PathLike[str] = "data",
+        *,
+        reactor: Any = None,
+        rpc_options: Mapping[str, Any] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.port = port
+        self.interface = interface
+        self.data_dir = Path(data_dir)
+        self.reactor = reactor
+        self.rpc_options = dict(rpc_options or {})
+        self.rng = rng
+        self._socket = None
+        self._host = None
+
+    def _ride_on(self, host: NodeService) -> None:
+        """Use ``host``'s socket (and reactor) once started, instead of a port of our own."""
+        self._host = host
+        self.data_dir = host.data_dir
+
+    def _reactor(self) -> Any:
+        if self._host is not None:
+            return self._host._reactor()
+        return self.reactor if self.reactor is not None else default_reactor()
+
+    def _open_socket(self) -> NodeSocket:
+        """Listen (or borrow the host's socket); the socket is :attr:`socket` until closed.
+
+        :raises PortUnavailable: the port is taken.
+        """
+        if self._host is not None:
+            self._socket = self._host.socket
+        else:
+            self._socket = open_node(
+                self._reactor(), self.data_dir, self.port, self.interface, **self.rpc_options
+            )
+        return self._socket
+
+    def _close_socket(self) -> defer.Deferred[None]:
+        """Stop listening (a borrowed socket stays open: it is the host's); fires once closed."""
+        sock, self._socket = self._socket, None
+        if sock is None or self._host is not None:
+            return defer.succeed(None)
+        return sock.close()
+
+    @property
+    def socket(self) -> NodeSocket:
+        """The node's identity, RPC layer and port (once started)."""
         if self._socket is None:
-            raise RuntimeError("the {} service is not running".format(self.protocol))
+            raise RuntimeError("the {} service is not running".format(self.overlay_name))
         return self._socket
 
     @property
@@ -120,9 +184,9 @@ class NodeService(Service):
     @property
     def rpc(self) -> RPCProtocol:
         """The node's RPC layer (once started)."""
-        return self._node_socket().rpc
+        return self.socket.rpc
 
     @property
     def address(self) -> Address:
         """Where the node listens (once started)."""
-        return self._node_socket().address
+        return self.socket.address

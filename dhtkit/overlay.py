@@ -28,7 +28,7 @@ from dhtkit.histogram import Histogram
 from dhtkit.keyspace import check_id, distance
 
 if TYPE_CHECKING:
-    from dhtkit.rpc import RPCProtocol
+    from dhtkit.transport import IRPC
 
 
 class IOverlay(Interface):
@@ -230,7 +230,7 @@ def _contacts_found(found: Lookup) -> list[Contact]:
 
 
 async def ping_bootstrap(
-    rpc: RPCProtocol, bootstrap: Sequence[Address], known: Sequence[Contact]
+    rpc: IRPC, bootstrap: Sequence[Address], known: Sequence[Contact]
 ) -> Bootstrapped | None:
     """The first step of a join: ping ``bootstrap`` and ``known`` at once.
 

@@ -118,7 +118,7 @@ class RPCProtocol(DatagramProtocol):
     """Authenticated RPC over one UDP socket.
 
     :param identity: whose key signs and MACs what we send.
-    :param reactor: the clock for timeouts (and the time in sequence numbers).
+    :param clock: the clock for timeouts (and the time in sequence numbers).
     :param timeout: seconds to wait for a reply, per attempt.
     :param retries: how many times a call is resent before :class:`RPCTimeout`.
     :param rate: datagrams per second accepted from one source host (from
@@ -146,7 +146,7 @@ class RPCProtocol(DatagramProtocol):
     def __init__(
         self,
         identity: Identity,
-        reactor: IReactorTime,
+        clock: IReactorTime,
         *,
         timeout: float = 2.0,
         retries: int = 1,
@@ -162,7 +162,7 @@ class RPCProtocol(DatagramProtocol):
         rng: random.Random | None = None,
     ) -> None:
         self.identity = identity
-        self.reactor = reactor
+        self.clock = clock
         self.timeout = timeout
         self.retries = retries
         self.max_datagram = max_datagram
@@ -170,6 +170,7 @@ class RPCProtocol(DatagramProtocol):
         self.receive_buffer = receive_buffer
         self.answers = AnswerCache(answer_ttl, max_answers)
         self.limiter = RateLimiter(rate, burst)
+        self._contact: tuple[object, Contact] | None = None
         self.sessions = SessionTable(
             identity,
             max_sessions=max_sessions,
@@ -245,8 +246,17 @@ class RPCProtocol(DatagramProtocol):
         """This node as others reach it, once listening."""
         if self.transport is None:
             return None
-        host = self.transport.getHost()
-        return Contact.from_key(self.identity.public_key, (host.host, host.port))
+        if self._contact is None or self._contact[0] is not self.transport:
+            # Kept per transport: overlays ask for it on every round.
+            host = self.transport.getHost()
+            me = Contact.from_key(self.identity.public_key, (host.host, host.port))
+            self._contact = (self.transport, me)
+        return self._contact[1]
+
+    def is_proven(self, contact: Contact) -> bool:
+        """Whether ``contact``'s key has proven that it receives at its address."""
+        session = self.sessions.get(contact.public_key)
+        return session is not None and session.is_proven(contact.address)
 
     # -- calls ----------------------------------------------------------------
 
@@ -368,7 +378,7 @@ class RPCProtocol(DatagramProtocol):
             auth = wire.mac(body, self.sessions.key_for(pending.peer_key))
         self._write(wire.seal(body, auth, self.max_datagram), pending.address)
         self.counters["queries_sent"] += 1
-        pending.timer = self.reactor.callLater(pending.timeout, self._timed_out, txid)
+        pending.timer = self.clock.callLater(pending.timeout, self._timed_out, txid)
 
     def _timed_out(self, txid: int) -> None:
         pending = self._pending.get(txid)
@@ -391,7 +401,7 @@ class RPCProtocol(DatagramProtocol):
         counters = self.counters
         counters["received"] += 1
         host = addr[0]
-        now = self.reactor.seconds()
+        now = self.clock.seconds()
         # One budget per host: an attacker's ports are free. Loopback is
         # the exception: the nodes of one machine differ only by port.
         source = "{}:{}".format(host, addr[1]) if host.startswith(_LOOPBACK) else host
@@ -402,7 +412,7 @@ class RPCProtocol(DatagramProtocol):
             message = wire.decode(data, self.max_datagram)
             session = self.sessions.admit(message, now)
         except wire.WireError as e:
-            counters["dropped_" + e.cause] += 1
+            counters["dropped_" + e.reason] += 1
             return
         sender = Contact(message.sender_id, message.sender_key, (host, addr[1]))
         if message.kind != wire.QUERY:
@@ -541,7 +551,7 @@ class RPCProtocol(DatagramProtocol):
     def _log_failure(
         self, topic: str, format: str, failure: Failure | None = None, **fields: Any
     ) -> None:
-        if self._failure_log.allow(topic, self.reactor.seconds()):
+        if self._failure_log.allow(topic, self.clock.seconds()):
             self._log.failure(format, failure, **fields)
 
     def _reply_error(self, query: _Query, error: RemoteError) -> None:
@@ -575,7 +585,7 @@ class RPCProtocol(DatagramProtocol):
     def _next_seq(self) -> int:
         # Microseconds of our clock, and strictly increasing: unique for the
         # replay windows, and close to real time for a peer that restarted.
-        now = int(self.reactor.seconds() * 1_000_000)
+        now = int(self.clock.seconds() * 1_000_000)
         self._seq = now if now > self._seq else self._seq + 1
         return self._seq
 

@@ -16,28 +16,21 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from twisted.internet import defer, task
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from dhtkit.bootstrap import check_bootstrap, resolve
 from dhtkit.contact import Address, Contact
 from dhtkit.contactfile import CONTACTS_FILE, ContactFileError, read_contacts, save_contacts
 from dhtkit.gossip.service import GossipService, Peers
 from dhtkit.identity import MAX_PUZZLE_BITS, Identity, solves_puzzle
+from dhtkit.membership import Membership
 from dhtkit.node import DHTNode
-from dhtkit.nodesocket import (
-    IDENTITY_FILE,
-    NodeService,
-    NodeSocket,
-    default_reactor,
-    load_identity,
-    open_node,
-)
+from dhtkit.nodesocket import IDENTITY_FILE, NodeService, NodeSocket, load_identity, open_node
 from dhtkit.overlay import IRoutingOverlay, JoinFailed
 from dhtkit.overlays import CHORD, KADEMLIA, PASTRY
-from dhtkit.rpc import RPCProtocol
 from dhtkit.storage import IValueStore, Quota, SQLiteStore
+from dhtkit.transport import IRPC
 
 __all__ = [
     "IDENTITY_FILE",
@@ -82,7 +75,8 @@ class OverlayService(NodeService):
         overlay whose contacts change all the time writes at most once in
         this many seconds (the first change after a start is saved at once).
     :param rejoin_after: seconds before a failed join is tried again (it
-        doubles up to ten times as long while no one answers).
+        doubles up to ten times as long while no one answers, each wait
+        jittered; see :class:`~dhtkit.membership.Membership`).
     :param watch_every: seconds between checks that the node still has
         contacts; one that lost them all (cut off the network, or every
         neighbour gone) joins again through its bootstrap addresses and the
@@ -116,37 +110,37 @@ class OverlayService(NodeService):
         rng: random.Random | None = None,
         **overlay_options: Any,
     ) -> None:
-        self.port = port
-        self.interface = interface
-        self.data_dir = Path(data_dir)
+        rng = rng if rng is not None else random.Random()
+        super().__init__(
+            port, interface, data_dir, reactor=reactor, rpc_options=rpc_options, rng=rng
+        )
         # Checked here, so that a bad address fails before anything listens.
         self.bootstrap = [check_bootstrap(address) for address in bootstrap]
-        self.reactor = reactor
-        self.rpc_options = dict(rpc_options or {})
         self.node_options = dict(node_options or {})
         self.save_after = save_after
         self.save_every = save_every
-        self.rejoin_after = rejoin_after
-        self.watch_every = watch_every
-        self.rng = rng if rng is not None else random.Random()
         self.overlay_options = overlay_options
         self._given_store = store
         self.quota = quota
-        self._socket: NodeSocket | None = None
         self._store: IValueStore | None = None
         self._overlay: IRoutingOverlay | None = None
         self._node: DHTNode | None = None
-        self._timer: IDelayedCall | None = None  # the next join attempt
-        self._joining = False
-        self._loops: list[task.LoopingCall] = []  # saving and watching, once joined
+        self.membership = Membership(
+            self._attempt_join,
+            self._cut_off,
+            rng,
+            rejoin_after=rejoin_after,
+            watch_every=watch_every,
+            on_joined=self._start_saving,
+            name=self.overlay_name,
+        )
+        self._saving: task.LoopingCall | None = None
         self._last_contacts: list[Contact] = []
         self._saved_set: frozenset[Contact] = frozenset()  # what the file holds
         self._saved_at: float | None = None  # when it was written, this run
-        self._joined = False
-        self._waiting: list[defer.Deferred[int]] = []
         self._started_at = 0.0
 
-    def make_overlay(self, rpc: RPCProtocol, clock: IReactorTime) -> IRoutingOverlay:
+    def make_overlay(self, rpc: IRPC, clock: IReactorTime) -> IRoutingOverlay:
         """The overlay this service runs."""
         return type(self).overlay_factory(rpc, clock=clock, rng=self.rng, **self.overlay_options)
 
@@ -162,11 +156,11 @@ class OverlayService(NodeService):
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         store = self._given_store or SQLiteStore(self.data_dir / STORE_FILE, self.quota)
         try:
-            sock = open_node(reactor, self.data_dir, self.port, self.interface, **self.rpc_options)
+            sock = self._open_socket()
         except BaseException:
             store.close()
             raise
-        self._store, self._socket = store, sock
+        self._store = store
         self._overlay = self.make_overlay(sock.rpc, reactor)
         self._node = DHTNode(sock.rpc, self._overlay, store, clock=reactor, **self.node_options)
         self._overlay.start()
@@ -174,32 +168,29 @@ class OverlayService(NodeService):
         self._started_at = reactor.seconds()
         super().startService()  # type: ignore[no-untyped-call]
         self._log.info(
-            "{protocol} node {node_id} listening on {host}:{port}",
-            protocol=self.protocol,
+            "{overlay} node {node_id} listening on {host}:{port}",
+            overlay=self.overlay_name,
             node_id=sock.identity.node_id.hex(),
             host=sock.address[0],
             port=sock.address[1],
         )
-        self._join(self.rejoin_after)
+        self.membership.start(reactor)
 
     def stopService(self) -> defer.Deferred[None]:  # noqa: N802 (Twisted's name)
         """Stop the timers, save the contacts, close the store and the port."""
         super().stopService()  # type: ignore[no-untyped-call]
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        for loop in self._loops:
-            loop.stop()
-        self._loops = []
+        self.membership.stop()
+        if self._saving is not None:
+            self._saving.stop()
+            self._saving = None
         if self._node is not None:
             self._node.stop()
         if self._overlay is not None:
             self._overlay.stop()
             self._save()
         self._node = self._overlay = None
-        sock, self._socket = self._socket, None
         store, self._store = self._store, None
-        closing = sock.close() if sock is not None else defer.succeed(None)
+        closing = self._close_socket()
 
         def close_store(result: object) -> object:
             # Only once the port is closed: a datagram still being handled
@@ -229,11 +220,10 @@ class OverlayService(NodeService):
             self._log.warn("ignoring the saved contacts: {error}", error=str(e))
             return []
 
-    def _join(self, retry_after: float) -> None:
+    def _attempt_join(self) -> defer.Deferred[int]:
         overlay = self._overlay
         if overlay is None:
-            return
-        self._timer, self._joining = None, True
+            return defer.fail(JoinFailed("the service stopped"))
         known = list({c.node_id: c for c in self._saved() + self._last_contacts}.values())
         if self.bootstrap or known:
             self.node.expect_peers()  # not a network of its own: no puts until joined
@@ -246,70 +236,22 @@ class OverlayService(NodeService):
                 raise JoinFailed("none of the bootstrap hosts could be resolved")
             return overlay.join(addresses, known)
 
-        joining = resolve(self._reactor(), self.bootstrap).addCallback(join)
-        joining.addCallbacks(self._joined_with, self._join_failed, errbackArgs=(retry_after,))
+        return resolve(self._reactor(), self.bootstrap).addCallback(join)
 
-    def _joined_with(self, contacts: int) -> None:
-        self._joining = False
-        rejoined, self._joined = self._joined, True
-        if rejoined:
-            self._log.info("back in the {protocol} network", protocol=self.protocol)
-        elif contacts:
-            self._log.info(
-                "joined the {protocol} network: {contacts} contacts",
-                protocol=self.protocol,
-                contacts=contacts,
-            )
-        else:
-            self._log.info(
-                "no bootstrap node and no saved contacts: this node starts a {protocol} "
-                "network of its own, for others to join through it",
-                protocol=self.protocol,
-            )
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(contacts)
-        if not self._loops:
-            self._loops = [self._every(self.save_after, self._save_if_changed)]
-            self._loops.append(self._every(self.watch_every, self._watch))
-
-    def _every(self, seconds: float, f: Callable[[], None]) -> task.LoopingCall:
-        loop = task.LoopingCall(f)
-        loop.clock = self._reactor()
-        loop.start(seconds, now=False)
-        return loop
-
-    def _watch(self) -> None:
-        if self._overlay is None or self._joining or self._timer is not None:
-            return  # stopped, or a join is under way or due
+    def _cut_off(self) -> bool:
+        if self._overlay is None:
+            return False
         contacts = self._overlay.contacts()
         if contacts:
             self._last_contacts = contacts[:64]
-        elif self.bootstrap or self._last_contacts:
-            self._log.warn(
-                "this node lost every contact: joining the {protocol} network again",
-                protocol=self.protocol,
-            )
-            self._join(self.rejoin_after)
+            return False
+        return bool(self.bootstrap or self._last_contacts)
 
-    def _join_failed(self, failure: Failure, retry_after: float) -> None:
-        self._joining = False
-        if self._overlay is None:
-            return
-        if not isinstance(failure.value, JoinFailed):
-            self._log.failure("joining failed", failure)
-        else:
-            self._log.warn(
-                "no bootstrap node answered; trying again in {delay:.0f} s", delay=retry_after
-            )
-        later = min(retry_after * 2, self.rejoin_after * 10)
-        self._schedule(retry_after, self._join, later)
-
-    def _reactor(self) -> Any:
-        return self.reactor if self.reactor is not None else default_reactor()
-
-    def _schedule(self, delay: float, f: Any, *args: Any) -> None:
-        self._timer = self._reactor().callLater(delay, f, *args)
+    def _start_saving(self, contacts: int) -> None:
+        if self._saving is None:
+            self._saving = task.LoopingCall(self._save_if_changed)
+            self._saving.clock = self._reactor()
+            self._saving.start(self.save_after, now=False)
 
     def _save_if_changed(self) -> None:
         if self._overlay is None or frozenset(self._overlay.contacts()) == self._saved_set:
@@ -337,11 +279,9 @@ class OverlayService(NodeService):
 
     def when_joined(self) -> defer.Deferred[int]:
         """Fires with the number of contacts once the node has joined."""
-        if self._joined and self._overlay is not None:
+        if self.membership.joined_once and self._overlay is not None:
             return defer.succeed(len(self._overlay.contacts()))
-        d: defer.Deferred[int] = defer.Deferred()
-        self._waiting.append(d)
-        return d
+        return self.membership.when_joined()
 
     # -- while running ---------------------------------------------------------------
 
@@ -349,23 +289,23 @@ class OverlayService(NodeService):
     def node(self) -> DHTNode:
         """The value layer: put, get, put_signed, get_signed (once started)."""
         if self._node is None:
-            raise RuntimeError("the {} service is not running".format(self.protocol))
+            raise RuntimeError("the {} service is not running".format(self.overlay_name))
         return self._node
 
     @property
     def overlay(self) -> IRoutingOverlay:
         """The overlay's routing state and lookups (once started)."""
         if self._overlay is None:
-            raise RuntimeError("the {} service is not running".format(self.protocol))
+            raise RuntimeError("the {} service is not running".format(self.overlay_name))
         return self._overlay
 
     def status(self) -> dict[str, Any]:
         """What ``/v1/status`` reports."""
-        sock = self._node_socket()
+        sock = self.socket
         reactor = self._reactor()
         return {
             "node_id": sock.identity.node_id.hex(),
-            "protocol": self.protocol,
+            "protocol": self.overlay_name,
             "address": "{}:{}".format(*sock.address),
             "contacts": len(self.overlay.contacts()),
             "values": len(self.node.store),
@@ -386,7 +326,7 @@ class KademliaService(OverlayService):
     The other parameters are :class:`OverlayService`'s.
     """
 
-    protocol = KADEMLIA.name
+    overlay_name = KADEMLIA.name
     overlay_factory = KADEMLIA.factory
 
     def __init__(
@@ -434,7 +374,7 @@ class ChordService(OverlayService):
     keyword arguments are :class:`~dhtkit.chord.ChordOverlay`'s.
     """
 
-    protocol = CHORD.name
+    overlay_name = CHORD.name
     overlay_factory = CHORD.factory
 
 
@@ -449,5 +389,5 @@ class PastryService(OverlayService):
     keyword arguments are :class:`~dhtkit.pastry.PastryOverlay`'s.
     """
 
-    protocol = PASTRY.name
+    overlay_name = PASTRY.name
     overlay_factory = PASTRY.factory

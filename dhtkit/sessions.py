@@ -7,7 +7,7 @@ key we share with its sender (or its signature, for a first contact), and its
 sequence number must not have been accepted before.
 
 :meth:`SessionTable.admit` is the one door: it returns the sender's
-:class:`Session` or raises a :class:`Dropped` whose ``cause`` names the
+:class:`Session` or raises a :class:`Dropped` whose ``reason`` names the
 counter. Everything kept per peer has a constant bound: a session is its key,
 a :class:`ReplayWindow` of at most :data:`REPLAY_WINDOW` numbers, and at most
 :data:`MAX_PROVEN` addresses; at most ``max_sessions`` sessions are kept, and
@@ -40,25 +40,25 @@ class Dropped(wire.WireError):
 class FromSelf(Dropped):
     """Our own datagram, reflected back to us."""
 
-    cause = "self"
+    reason = "self"
 
 
 class Stale(Dropped):
     """The first datagram of a peer we remember nothing of is not fresh."""
 
-    cause = "stale"
+    reason = "stale"
 
 
 class Replayed(Dropped):
     """A sequence number accepted before, or too old to tell."""
 
-    cause = "replay"
+    reason = "replay"
 
 
 class HandshakeLimited(Dropped):
     """Public-key work is over its budget for now."""
 
-    cause = "handshake_limited"
+    reason = "handshake_limited"
 
 
 class ReplayWindow:
@@ -180,7 +180,7 @@ class SessionTable:
         """The sender's session, once ``message`` passed every check.
 
         :raises wire.WireError: a :class:`Dropped` or the authenticator's
-            :class:`wire.BadAuthenticator`; ``cause`` names the counter.
+            :class:`wire.BadAuthenticator`; ``reason`` names the counter.
         """
         peer_key = message.sender_key
         if peer_key == self.identity.public_key:

@@ -1,7 +1,7 @@
 """Server-sent events (the ``text/event-stream`` format): writing and reading.
 
 Pure functions and a parser, no I/O: the HTTP API writes its streams with
-:func:`event` and :func:`comment` (:mod:`dhtkit.weblisten`), and the
+:func:`event` and :func:`comment` (:mod:`dhtkit.web.listen`), and the
 ``dhtkit listen`` command reads them with :class:`EventParser`. Only what
 the WHATWG format needs for dhtkit's streams: ``event``, ``data`` and
 ``id`` fields, comments, and any of the three line endings.

@@ -33,7 +33,7 @@ from dhtkit.gossip.service import GossipService
 from dhtkit.overlays import OVERLAYS, OverlayEntry, protocols
 from dhtkit.service import OverlayService
 from dhtkit.storage import Quota
-from dhtkit.webguard import FD_RESERVE, HttpLimits, default_max_connections, fd_limit
+from dhtkit.web.guard import FD_RESERVE, HttpLimits, default_max_connections, fd_limit
 from twisted import copyright
 
 #: ``--protocol`` values this version runs, and their services (from :mod:`dhtkit.overlays`).

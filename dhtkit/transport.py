@@ -25,12 +25,16 @@ Handler = Callable[[Contact, Any], Any]
 Listener = Callable[[Contact], None]
 """``listener(contact)``, called for the sender of every verified message."""
 
+Caller = Callable[[Contact, str, Any], "defer.Deferred[Any]"]
+"""``call(contact, method, args)``: :meth:`IRPC.call_contact` as an overlay's
+rounds use it (with the overlay's own timeout and retries)."""
+
 
 class IRPC(Interface):
     """Authenticated request/reply between nodes."""
 
     identity = Attribute("The :class:`~dhtkit.identity.Identity` whose key signs what we send.")
-    reactor = Attribute("The IReactorTime that times calls out.")
+    clock = Attribute("The IReactorTime that times calls out.")
     timeout = Attribute("Seconds a call waits for a reply, per attempt.")
     contact = Attribute("This node as others reach it (a Contact), or None before listening.")
 
@@ -73,6 +77,13 @@ class IRPC(Interface):
 
     def ping(address: Address, key: bytes | None = None) -> defer.Deferred[Contact]:
         """Ping an address; a Deferred firing with the verified contact that answered."""
+
+    def is_proven(contact: Contact) -> bool:
+        """Whether ``contact``'s key has proven that it receives at its address.
+
+        Nothing big goes to an unproven address (:mod:`dhtkit.routability`):
+        a caller about to send much there pings it first.
+        """
 
     def stats() -> dict[str, int]:
         """Counters of the transport, by name."""

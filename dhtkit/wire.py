@@ -19,7 +19,7 @@ Either proves that the sender holds the private key behind ``sender_key``;
 per-datagram counter, which the RPC layer uses to refuse replays.
 
 Everything here is pure: no clock, no sockets. Each failure is a
-:class:`WireError` subclass whose ``cause`` names the counter it goes to.
+:class:`WireError` subclass whose ``reason`` names the counter it goes to.
 """
 
 from __future__ import annotations
@@ -60,33 +60,33 @@ _SESSION_PERSON = b"dhtkit-session1"
 
 
 class WireError(ValueError):
-    """A datagram that must be dropped; ``cause`` names its counter."""
+    """A datagram that must be dropped; ``reason`` names its counter."""
 
-    cause: ClassVar[str] = "malformed"
+    reason: ClassVar[str] = "malformed"
 
 
 class MalformedMessage(WireError):
     """Not a dhtkit datagram: bad CBOR, wrong types or lengths."""
 
-    cause = "malformed"
+    reason = "malformed"
 
 
 class MessageTooLarge(WireError):
     """Larger than the datagram size limit."""
 
-    cause = "oversized"
+    reason = "oversized"
 
 
 class BadNodeId(WireError):
     """The sender's node id is not the hash of its public key."""
 
-    cause = "bad_node_id"
+    reason = "bad_node_id"
 
 
 class BadAuthenticator(WireError):
     """The MAC or signature does not match the body and the sender's key."""
 
-    cause = "bad_auth"
+    reason = "bad_auth"
 
 
 @attrs.frozen(slots=True)

@@ -10,8 +10,10 @@ import pytest
 
 import dhtkit
 from dhtkit import cli
+from dhtkit.cli.commands import COMMANDS
 from dhtkit.overlays import OVERLAYS
 from dhtkit.sim import memory, overlays
+from tests.test_package_face import _loaded_after
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -239,3 +241,56 @@ def test_ctrl_c_during_a_simulation_is_one_line(
 
     monkeypatch.setattr(overlays, "simulate", interrupted)
     assert run(capsys, "sim", "chord", "--nodes", "10") == (1, "", "dhtkit: error: interrupted\n")
+
+
+#: What only some commands need: no other command may wait for it to load.
+HEAVY = (
+    "dhtkit.node",
+    "dhtkit.service",
+    "dhtkit.kademlia",
+    "dhtkit.chord",
+    "dhtkit.pastry",
+    "dhtkit.sim",
+    "dhtkit.gossip.protocol",
+)
+
+
+def _heavy(loaded: set[str]) -> list[str]:
+    return [name for name in loaded if any(name == h or name.startswith(h + ".") for h in HEAVY)]
+
+
+def test_building_the_parser_loads_no_node_overlay_simulator_or_gossip() -> None:
+    loaded = _loaded_after("from dhtkit.cli import build_parser\nbuild_parser()")
+    assert not _heavy(loaded), loaded
+    assert "dhtkit.cli.api" not in loaded and "dhtkit.client" not in loaded
+
+
+@pytest.mark.parametrize(
+    ("command", "module"),
+    [("get", "dhtkit.cli.api"), ("updates", "dhtkit.cli.gossip"), ("listen", "dhtkit.cli.listen")],
+)
+def test_a_client_command_loads_no_node_overlay_simulator_or_gossip(
+    command: str, module: str
+) -> None:
+    statement = "from dhtkit.cli import main\nassert main([{!r}, '--help']) == 0".format(command)
+    loaded = _loaded_after(statement)
+    assert not _heavy(loaded), loaded
+    assert module in loaded  # the command's parser was built, and it ran
+
+
+def test_each_command_is_parsed_by_the_module_the_registry_names(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A module that added a command the registry gives to another would
+    # collide with that command's placeholder, and building would fail.
+    for name in COMMANDS:
+        status, out, _ = run(capsys, name, "--help")
+        assert status == 0 and out.startswith("usage: dhtkit {} ".format(name)), out
+
+
+def test_help_lists_every_command_with_its_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "--help")
+    assert status == 0
+    listed = " ".join(out.split())
+    for name, command in COMMANDS.items():
+        assert "{} {}".format(name, command.summary) in listed

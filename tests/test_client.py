@@ -19,7 +19,8 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.web import resource, server
 
-from dhtkit import apicli, cli
+from dhtkit import cli
+from dhtkit.cli import calls
 from dhtkit.client import ApiClient, ApiError
 from dhtkit.datadir import TOKEN_FILE, write_api_url
 from dhtkit.identity import Identity
@@ -211,14 +212,14 @@ def test_the_token_is_not_sent_to_another_url(
     monkeypatch.setenv("DHTKIT_DATA_DIR", str(tmp_path))
     write_api_url(tmp_path, "http://127.0.0.1:4001")
     (tmp_path / TOKEN_FILE).write_text("secret\n")
-    parser = cli.build_parser()
+    parser = cli.build_parser("status")
     for argv, sent in [
         (["status"], True),
         (["--api", "http://127.0.0.1:4001/", "status"], True),
         (["--api", "http://elsewhere:4001", "status"], False),
         (["--api", "http://elsewhere:4001", "--data-dir", str(tmp_path), "status"], True),
     ]:
-        client, token_file = apicli.client_for(parser.parse_args(argv), reactor)
+        client, token_file = calls.client_for(parser.parse_args(argv), reactor)
         assert (token_file == tmp_path / TOKEN_FILE) is sent, argv
         assert (client._token == "secret") is sent
 

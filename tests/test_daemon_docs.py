@@ -1,7 +1,7 @@
 """docs/daemon.rst's production recipes, run or parsed as written: the systemd unit and JSON logs.
 
 (Scraping ``/metrics`` with the token is tested against real nodes in
-``tests/test_webmetrics.py``.)
+``tests/test_web_metrics.py``.)
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
-from dhtkit import cli, demo
-from dhtkit.demo import ProgressBar
+from dhtkit import cli
+from dhtkit.cli import demo
+from dhtkit.cli.demo import ProgressBar
 from dhtkit.node import DHTNode
 from dhtkit.overlays import OVERLAYS
 from dhtkit.service import KademliaService
@@ -127,3 +128,18 @@ def test_the_demo_runs_as_a_command() -> None:
     assert "Traceback" not in done.stderr
     assert done.stdout.splitlines()[-1] == "5 of 5 values found"
     assert "putting  [####################] 5/5" in done.stderr.splitlines()
+
+
+def test_the_report_says_which_values_were_missing_or_wrong() -> None:
+    out = io.StringIO()
+    report = demo.Report(out)
+    report.read(demo.Read("demo-1", 2, b"value of demo-1", 0.0015, 1, 3))
+    report.read(demo.Read("demo-2", 3, None, 0.5, 2, 1))
+    report.read(demo.Read("demo-3", 1, b"other", 0.25, 0, 0))
+    report.total(1, 3)
+    assert out.getvalue().splitlines() == [
+        "  demo-1 on node 2: found 'value of demo-1' in 1.5 ms (a lookup: 1 hop, 3 messages)",
+        "  demo-2 on node 3: NOT FOUND in 500.0 ms (a lookup: 2 hops, 1 message)",
+        "  demo-3 on node 1: WRONG VALUE b'other' in 250.0 ms (a lookup: 0 hops, 0 messages)",
+        "1 of 3 values found",
+    ]

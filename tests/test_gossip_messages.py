@@ -15,9 +15,9 @@ from dhtkit.gossip.messages import (
     MAX_DIGEST,
     METHOD,
     PAYLOAD_BUDGET,
+    ExchangeReply,
+    ExchangeRequest,
     MalformedPayload,
-    Reply,
-    Request,
     parse_reply,
     parse_request,
 )
@@ -28,17 +28,17 @@ ID = b"i" * 20
 
 
 def test_a_request_round_trips() -> None:
-    request = Request([b"update"], [ID], window=((1, ID), None), pull=True, want=True)
+    request = ExchangeRequest([b"update"], [ID], window=((1, ID), None), pull=True, want=True)
     assert parse_request(request.to_payload()) == request
-    assert parse_request({}) == Request()
-    whole = Request([], [ID], window=(None, None))
+    assert parse_request({}) == ExchangeRequest()
+    whole = ExchangeRequest([], [ID], window=(None, None))
     assert parse_request(whole.to_payload()) == whole
 
 
 def test_a_reply_round_trips() -> None:
-    reply = Reply([True, False], [b"update"], [ID])
+    reply = ExchangeReply([True, False], [b"update"], [ID])
     assert parse_reply(reply.to_payload()) == reply
-    assert parse_reply(None) == Reply() == parse_reply({})
+    assert parse_reply(None) == ExchangeReply() == parse_reply({})
 
 
 @pytest.mark.parametrize(
@@ -115,16 +115,18 @@ def test_the_largest_update_fits_the_budget_beside_the_flags() -> None:
     data = b"x" * (MAX_UPDATE_BYTES - len(empty.encoded) - 2)
     largest = make_update(identity, "t" * 64, data, seq=2**63, expires=2**40)
     assert len(largest.encoded) == MAX_UPDATE_BYTES
-    request = Request([largest.encoded], [], None, pull=True, want=True).to_payload()
+    request = ExchangeRequest([largest.encoded], [], None, pull=True, want=True).to_payload()
     assert len(cbor2.dumps(request)) <= PAYLOAD_BUDGET
-    reply = Reply([True] * 8, [largest.encoded], []).to_payload()
+    reply = ExchangeReply([True] * 8, [largest.encoded], []).to_payload()
     assert len(cbor2.dumps(reply)) <= PAYLOAD_BUDGET
 
 
 def test_a_window_and_the_digest_it_leaves_room_for_fit_the_budget() -> None:
     window = ((2**64 - 2, ID), (2**64 - 1, ID))
     room = PAYLOAD_BUDGET - messages.request_overhead(2, window=True) - messages.list_size([])
-    request = Request([], [ID] * (room // messages.ID_SIZE), window, True, True).to_payload()
+    request = ExchangeRequest(
+        [], [ID] * (room // messages.ID_SIZE), window, True, True
+    ).to_payload()
     assert len(cbor2.dumps(request)) <= PAYLOAD_BUDGET
     assert room // messages.ID_SIZE >= 50
 

@@ -63,9 +63,11 @@ class Net:
 
     def gossip(self, n: int, peers: Sequence[int], **options: Any) -> GossipProtocol:
         sampler = Recording([self.contact(p) for p in peers])
-        return GossipProtocol(
+        node = GossipProtocol(
             self.rpcs[n], sampler, GossipConfig(**options), rng=random.Random(100 + n)
         )
+        node.start(rounds=False)  # the tests run the rounds
+        return node
 
     def settle(self) -> None:
         self.clock.pump([0.01] * 20)
@@ -371,3 +373,24 @@ def test_the_largest_answer_a_request_can_ask_for_still_fits(logged_errors: Logg
     assert len(reply["w"]) == 56 and reply["k"] == [True] * 30
     assert b.counters["dropped_malformed"] == 30
     assert logged_errors.events == []
+
+
+def test_a_stopped_node_answers_unknown_method_and_a_restarted_one_answers_again() -> None:
+    net = Net(2)
+    net.gossip(0, [1])
+    b = net.gossip(1, [0])
+
+    def ask() -> str:
+        errors: list[Any] = []
+        net.rpcs[0].call_contact(net.contact(1), METHOD, None).addErrback(errors.append)
+        net.settle()
+        (failure,) = errors
+        return str(failure.value.code)
+
+    assert ask() == "bad_request"  # answered: the handler refused the empty exchange
+    b.stop()
+    assert ask() == "unknown_method"
+    b.start()  # on the same RPC layer
+    b.stop()
+    b.start(rounds=False)
+    assert ask() == "bad_request"

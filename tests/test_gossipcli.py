@@ -16,10 +16,10 @@ import pytest_twisted
 from twisted.internet import defer, reactor
 
 from dhtkit import cli
+from dhtkit.cli.gossip import shown
 from dhtkit.client import ApiClient
 from dhtkit.datadir import write_api_url
 from dhtkit.gossip.config import GossipConfig
-from dhtkit.gossipcli import shown
 from dhtkit.service import GossipService, KademliaService
 from dhtkit.web import make_site
 

@@ -13,12 +13,15 @@ import random
 import pytest
 from zope.interface.verify import verifyObject
 
+from dhtkit.chord import messages as chord_messages
 from dhtkit.contact import Contact
 from dhtkit.keyspace import from_int
 from dhtkit.overlay import IRoutingOverlay, JoinFailed
 from dhtkit.overlays import OVERLAYS
+from dhtkit.pastry import messages as pastry_messages
+from dhtkit.rpcerrors import RemoteError
 from dhtkit.sim.gossip import PORT
-from dhtkit.sim.overlays import OverlayNetwork
+from dhtkit.sim.overlays import OverlayNetwork, SimNode
 
 pytestmark = pytest.mark.parametrize("kind", sorted(OVERLAYS))
 
@@ -159,3 +162,47 @@ def test_values_survive_a_fifth_of_the_nodes_removed_at_once(kind: str) -> None:
     net.advance(net.kind.settle)
     for key, value in values.items():
         assert net.wait(rng.choice(net.live()).node.get(key)) == value
+
+
+#: The RPCs each overlay answers while started.
+OVERLAY_METHODS = {
+    "kademlia": ("find_node", "find_value"),
+    "chord": (
+        chord_messages.FIND,
+        chord_messages.STATE,
+        chord_messages.NOTIFY,
+        chord_messages.LEAVE,
+    ),
+    "pastry": (
+        pastry_messages.ROUTE,
+        pastry_messages.LEAFSET,
+        pastry_messages.ROW,
+        pastry_messages.ANNOUNCE,
+        pastry_messages.LEAVE,
+    ),
+}
+
+#: The value layer's RPCs (its holder, its listener table, its listenings).
+VALUE_METHODS = ("store", "get", "listen", "unlisten", "notify")
+
+
+def answered(net: OverlayNetwork, asker: SimNode, target: SimNode, method: str) -> bool:
+    """Whether ``target`` has a handler for ``method`` (bad arguments are still an answer)."""
+    try:
+        net.wait(asker.rpc.call_contact(target.contact, method, None))
+    except RemoteError as e:
+        return e.code != "unknown_method"
+    return True
+
+
+def test_stop_takes_the_rpcs_off_and_a_start_on_the_same_rpc_puts_them_back(kind: str) -> None:
+    net = OverlayNetwork(kind)
+    asker, target = net.add_node(), net.add_node()
+    methods = OVERLAY_METHODS[kind] + VALUE_METHODS
+    assert [m for m in methods if not answered(net, asker, target, m)] == []
+    target.node.stop()
+    target.overlay.stop()
+    assert [m for m in methods if answered(net, asker, target, m)] == []
+    target.overlay.start()
+    target.node.start()
+    assert [m for m in methods if not answered(net, asker, target, m)] == []

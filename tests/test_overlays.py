@@ -6,7 +6,8 @@ import inspect
 
 import pytest
 
-from dhtkit import demo, tap
+from dhtkit import tap
+from dhtkit.cli import demo
 from dhtkit.keyspace import from_int
 from dhtkit.overlays import OVERLAYS, OverlayEntry, gauges, protocols
 from dhtkit.sim import overlays as sim_overlays
@@ -29,7 +30,7 @@ def test_the_surfaces_read_the_registry() -> None:
 
 def test_the_service_runs_the_entry_s_overlay(entry: OverlayEntry) -> None:
     service = entry.service()
-    assert service.protocol == entry.name
+    assert service.overlay_name == entry.name
     assert service.overlay_factory is entry.factory
 
 
@@ -63,7 +64,7 @@ def test_the_owner_rule_picks_one_of_the_ids(entry: OverlayEntry) -> None:
 
 
 def test_every_overlay_s_gauges_are_known_to_the_metrics() -> None:
-    from dhtkit.metricfamilies import FAMILIES, GAUGE, OVERLAY
+    from dhtkit.web.families import FAMILIES, GAUGE, OVERLAY
 
     for gauge in gauges() - OVERLAY.skip:  # contacts: dhtkit_routing_contacts, for all
         found = OVERLAY.family_of(gauge)

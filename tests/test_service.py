@@ -136,7 +136,7 @@ async def test_twenty_services_on_loopback_put_and_get(
         found = await services[15].node.get_signed(services[7].identity.public_key, b"s")
         assert found is not None and (found.seq, found.value) == (2, b"v2")
         status = services[0].status()
-        assert status["protocol"] == cls.protocol
+        assert status["protocol"] == cls.overlay_name
         assert status["node_id"] == services[0].identity.node_id.hex()
         assert status["contacts"] >= 1
     finally:

@@ -88,7 +88,7 @@ def test_admission_opens_a_session_and_refuses_a_replay() -> None:
     assert session is table.get(ALICE.public_key)
     with pytest.raises(wire.WireError) as refused:
         table.admit(message, NOW)
-    assert refused.value.cause == "replay"
+    assert refused.value.reason == "replay"
 
 
 def test_our_own_datagrams_and_stale_first_datagrams_are_refused() -> None:

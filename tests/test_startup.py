@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dhtkit import cli
+from dhtkit.cli import run as cli
 from dhtkit.datadir import LOCK_FILE
 from dhtkit.nodesocket import IDENTITY_FILE
 from dhtkit.ports import PortUnavailable

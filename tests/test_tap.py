@@ -26,7 +26,7 @@ from dhtkit.service import ChordService, KademliaService, PastryService
 from dhtkit.storage import Quota
 from dhtkit.tap import OVERLAY_PARAMETERS, Options, makeService, needs_token, parse_address
 from dhtkit.values import SignedValue, to_wire
-from dhtkit.webguard import (
+from dhtkit.web.guard import (
     FD_RESERVE,
     GuardedFactory,
     HttpLimits,

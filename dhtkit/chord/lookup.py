@@ -28,7 +28,7 @@ from dhtkit.chord.messages import FindAnswer, MalformedPayload
 from dhtkit.contact import Contact
 from dhtkit.keyspace import in_interval, ring_distance
 from dhtkit.overlay import Lookup
-from dhtkit.rpc import RemoteError, RPCTimeout
+from dhtkit.rpcerrors import RemoteError, RPCTimeout
 
 #: Nodes asked at most by one lookup; far above what a healthy ring needs
 #: (½·log2 N plus a few timeouts), it bounds what a hostile node can cause.

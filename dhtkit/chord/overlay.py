@@ -45,7 +45,7 @@ from dhtkit.contact import Address, Contact
 from dhtkit.keyspace import check_id
 from dhtkit.overlay import IRoutingOverlay, JoinFailed, Lookup, RoutingOverlayBase, ping_bootstrap
 from dhtkit.periodic import Maintenance
-from dhtkit.rpc import RPCProtocol
+from dhtkit.transport import IRPC
 
 #: Default seconds between maintenance rounds (each drawn in [0.5, 1.5] x this).
 STABILIZE_EVERY = 2.0
@@ -94,7 +94,7 @@ class ChordOverlay(RoutingOverlayBase):
 
     def __init__(
         self,
-        rpc: RPCProtocol,
+        rpc: IRPC,
         *,
         clock: IReactorTime | None = None,
         successors: int = 16,
@@ -113,7 +113,7 @@ class ChordOverlay(RoutingOverlayBase):
         if not 1 <= k <= successors:
             raise ValueError("k is between 1 and successors ({})".format(successors))
         self.rpc = rpc
-        self.clock = clock if clock is not None else rpc.reactor
+        self.clock = clock if clock is not None else rpc.clock
         self.k = k
         self.node_id = rpc.identity.node_id
         self.timeout = timeout
@@ -145,8 +145,6 @@ class ChordOverlay(RoutingOverlayBase):
         self.responder = ChordResponder(
             self.state, self._own_contact, self._verify, self._stabilize_now
         )
-        self._me: Contact | None = None
-        self._me_transport: object = None
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -157,8 +155,9 @@ class ChordOverlay(RoutingOverlayBase):
         self.maintenance.start()
 
     def stop(self) -> None:
-        """Stop the maintenance rounds (the RPCs stay registered)."""
+        """Stop the maintenance rounds and take the RPCs off."""
         self.maintenance.stop()
+        self.responder.unregister(self.rpc)
         try:
             self.rpc.remove_listener(self._heard_from)
         except ValueError:
@@ -311,10 +310,8 @@ class ChordOverlay(RoutingOverlayBase):
         return self.rpc.ping(contact.address, contact.public_key)
 
     def _own_contact(self) -> Contact | None:
-        transport = self.rpc.transport
-        if transport is not self._me_transport:
-            self._me, self._me_transport = self.rpc.contact, transport
-        return self._me
+        contact: Contact | None = self.rpc.contact
+        return contact
 
     def _stabilize_now(self) -> None:
         self.maintenance.run_now("stabilize")

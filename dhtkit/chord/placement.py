@@ -18,7 +18,6 @@ each node that finds, on the other ring, a successor nearer than its own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from twisted.internet import defer
 
@@ -36,9 +35,9 @@ from dhtkit.chord.protocol import ignore_rpc_errors
 from dhtkit.chord.state import RingState
 from dhtkit.contact import Contact
 from dhtkit.keyspace import in_interval
-from dhtkit.rpc import RPCError, RPCStopped, RPCTimeout
+from dhtkit.rpcerrors import RPCError, RPCStopped, RPCTimeout
+from dhtkit.transport import Caller
 
-Call = Callable[[Contact, str, Any], "defer.Deferred[Any]"]
 Search = Callable[[bytes, int, list[Contact]], SuccessorSearch]
 
 
@@ -57,7 +56,7 @@ class Placement:
     :param search: a lookup of a key starting from the given contacts.
     """
 
-    def __init__(self, state: RingState, call: Call, search: Search) -> None:
+    def __init__(self, state: RingState, call: Caller, search: Search) -> None:
         self.state = state
         self._call = call
         self._search = search

@@ -18,7 +18,8 @@ from dhtkit.chord import messages
 from dhtkit.chord.messages import FIND, LEAVE, NOTIFY, STATE, MalformedPayload, State
 from dhtkit.chord.state import RingState
 from dhtkit.contact import Contact
-from dhtkit.rpc import RemoteError, RPCError, RPCProtocol
+from dhtkit.rpcerrors import RemoteError, RPCError
+from dhtkit.transport import IRPC
 
 
 def malformed(e: Exception) -> RemoteError:
@@ -53,7 +54,7 @@ class ChordResponder:
         self._verify = verify
         self._stabilize_now = stabilize_now
 
-    def register(self, rpc: RPCProtocol) -> None:
+    def register(self, rpc: IRPC) -> None:
         """Register the four handlers on ``rpc``."""
         # Running any of them twice for a retried query does no harm (a
         # notify or a leave only sets what is already set), so no reply is
@@ -66,6 +67,11 @@ class ChordResponder:
             (LEAVE, self.answer_leave),
         ):
             rpc.register(method, handler, idempotent=True)
+
+    def unregister(self, rpc: IRPC) -> None:
+        """Take the four handlers off ``rpc``."""
+        for method in (FIND, STATE, NOTIFY, LEAVE):
+            rpc.unregister(method)
 
     def answer_find(self, sender: Contact, args: Any) -> list[Any]:
         """``chord_find``: the key's successors, or nodes nearer to it."""

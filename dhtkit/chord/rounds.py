@@ -52,9 +52,9 @@ from dhtkit.chord.state import RingState
 from dhtkit.contact import Contact
 from dhtkit.keyspace import ring_distance
 from dhtkit.overlay import Lookup
-from dhtkit.rpc import RPCError, RPCStopped, RPCTimeout
+from dhtkit.rpcerrors import RPCError, RPCStopped, RPCTimeout
+from dhtkit.transport import Caller
 
-Call = Callable[[Contact, str, Any], "defer.Deferred[Any]"]
 Find = Callable[[bytes, int], "defer.Deferred[Lookup]"]
 Verify = Callable[[Contact], "defer.Deferred[Contact]"]
 
@@ -74,7 +74,7 @@ class Rounds:
     def __init__(
         self,
         state: RingState,
-        call: Call,
+        call: Caller,
         find: Find,
         placement: Placement,
         verify: Verify,

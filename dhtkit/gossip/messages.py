@@ -96,7 +96,7 @@ def list_size(items: list[bytes]) -> int:
 
 
 @attrs.frozen
-class Request:
+class ExchangeRequest:
     """A parsed gossip request."""
 
     updates: list[bytes] = attrs.Factory(list)
@@ -123,7 +123,7 @@ class Request:
 
 
 @attrs.frozen
-class Reply:
+class ExchangeReply:
     """A parsed gossip reply."""
 
     known: list[bool] = attrs.Factory(list)
@@ -147,11 +147,11 @@ def request_overhead(flags: int, window: bool = False) -> int:
     return _MAP_BYTES + _FLAG_BYTES * flags + (WINDOW_BYTES if window else 0)
 
 
-def parse_request(payload: Any) -> Request:
+def parse_request(payload: Any) -> ExchangeRequest:
     """Check and parse a request payload."""
     if type(payload) is not dict or not set(payload) <= {"u", "d", "r", "p", "w"}:
         raise MalformedPayload("a gossip request is a map of u, d, r, p, w")
-    return Request(
+    return ExchangeRequest(
         _updates(payload.get("u")),
         _ids(payload.get("d")),
         _window(payload.get("r")),
@@ -160,10 +160,10 @@ def parse_request(payload: Any) -> Request:
     )
 
 
-def parse_reply(payload: Any) -> Reply:
+def parse_reply(payload: Any) -> ExchangeReply:
     """Check and parse a reply payload."""
     if payload is None:
-        return Reply()
+        return ExchangeReply()
     if type(payload) is not dict or not set(payload) <= {"k", "u", "w"}:
         raise MalformedPayload("a gossip reply is a map of k, u, w")
     known = payload.get("k", [])
@@ -173,7 +173,7 @@ def parse_reply(payload: Any) -> Reply:
         or any(type(b) is not bool for b in known)
     ):
         raise MalformedPayload("k is a list of booleans")
-    return Reply(known, _updates(payload.get("u")), _ids(payload.get("w")))
+    return ExchangeReply(known, _updates(payload.get("u")), _ids(payload.get("w")))
 
 
 def _flag(value: Any) -> bool:

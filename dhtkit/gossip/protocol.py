@@ -37,15 +37,16 @@ from dhtkit.gossip.config import GossipConfig
 from dhtkit.gossip.messages import (
     METHOD,
     PAYLOAD_BUDGET,
+    ExchangeReply,
+    ExchangeRequest,
     MalformedPayload,
-    Reply,
-    Request,
 )
 from dhtkit.gossip.rumor import Rumors
 from dhtkit.gossip.sampler import IPeerSampler
 from dhtkit.gossip.state import GossipState, Outcome
 from dhtkit.gossip.update import Update
-from dhtkit.rpc import RemoteError, RPCError, RPCProtocol
+from dhtkit.rpcerrors import RemoteError, RPCError
+from dhtkit.transport import IRPC
 
 #: Follow-up calls at most, per exchange, to send the updates a peer lacks.
 MAX_BATCHES = 4
@@ -62,12 +63,12 @@ _COUNTERS = (
 
 
 class GossipProtocol:
-    """Epidemic dissemination of signed updates over an :class:`RPCProtocol`.
+    """Epidemic dissemination of signed updates over an :class:`~dhtkit.transport.IRPC`.
 
     :param rpc: the node's RPC layer; the ``gossip`` method is registered on it.
     :param sampler: where partners come from (:class:`IPeerSampler`).
     :param config: model, mode, loss rule and limits (:class:`GossipConfig`).
-    :param reactor: the clock for rounds and expiry (the RPC's by default).
+    :param clock: the clock for rounds and expiry (the RPC's by default).
     :param rng: partner choice, coins and round intervals (seed it in simulations).
 
     Publishing, deleting and subscribing go to :attr:`state`
@@ -76,38 +77,41 @@ class GossipProtocol:
 
     def __init__(
         self,
-        rpc: RPCProtocol,
+        rpc: IRPC,
         sampler: IPeerSampler,
         config: GossipConfig | None = None,
         *,
-        reactor: IReactorTime | None = None,
+        clock: IReactorTime | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config = config if config is not None else GossipConfig()
         self.rpc = rpc
         self.sampler = sampler
-        self.reactor = reactor if reactor is not None else rpc.reactor
+        self.clock = clock if clock is not None else rpc.clock
         self.rng = rng if rng is not None else random.Random(os.urandom(16))
         self.counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
-        self.state = GossipState(rpc.identity, config, self.reactor, self.counters)
+        self.state = GossipState(rpc.identity, config, self.clock, self.counters)
         self._call_options: dict[str, Any] = (
             {} if config.call_timeout is None else {"timeout": config.call_timeout}
         )
         self._timer: IDelayedCall | None = None
-        rpc.register(METHOD, self._answer)
 
     # -- running ----------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the sampler and the rounds (the first within one period)."""
-        if self._timer is None:
+    def start(self, rounds: bool = True) -> None:
+        """Answer exchanges, and start the sampler and the rounds (the first within one period).
+
+        With ``rounds=False`` the node only answers: whoever drives it (a
+        simulation) calls :meth:`run_round` itself.
+        """
+        self.rpc.register(METHOD, self._answer)
+        if rounds and self._timer is None:
             self.sampler.start()
-            self._timer = self.reactor.callLater(
-                self.rng.uniform(0, self.config.period), self._tick
-            )
+            self._timer = self.clock.callLater(self.rng.uniform(0, self.config.period), self._tick)
 
     def stop(self) -> None:
-        """Stop the rounds and the sampler; calls in flight end on their own."""
+        """Stop answering, the rounds and the sampler; calls in flight end on their own."""
+        self.rpc.unregister(METHOD)
         if self._timer is not None:
             if self._timer.active():
                 self._timer.cancel()
@@ -123,7 +127,7 @@ class GossipProtocol:
         jitter = self.config.jitter
         interval = self.config.period * self.rng.uniform(1 - jitter, 1 + jitter)
         # Rescheduled first: a round that fails must not end the rounds.
-        self._timer = self.reactor.callLater(interval, self._tick)
+        self._timer = self.clock.callLater(interval, self._tick)
         self.run_round()
 
     def run_round(self) -> None:
@@ -134,7 +138,7 @@ class GossipProtocol:
         """
         self.counters["rounds"] += 1
         state = self.state
-        state.expire(self.reactor.seconds())
+        state.expire(self.clock.seconds())
         rumors = state.rumors
         if not self.config.pull and not (state.store if rumors is None else rumors):
             return  # push only, and nothing to push
@@ -167,7 +171,7 @@ class GossipProtocol:
         budget = PAYLOAD_BUDGET - messages.request_overhead(2, window=True)
         limit = min(messages.MAX_DIGEST, (budget - messages.list_size([])) // messages.ID_SIZE)
         digest, window = self.state.store.window(limit, self.rng)
-        request = Request(digest=digest, window=window, pull=config.pull, want=config.push)
+        request = ExchangeRequest(digest=digest, window=window, pull=config.pull, want=config.push)
         self._exchange(peer, request, [])
 
     def _monger(self, peer: Contact, rumors: Rumors) -> None:
@@ -186,10 +190,10 @@ class GossipProtocol:
             # finds listed here is one it need not send (and counts as known).
             limit = min(messages.MAX_DIGEST, (budget - messages.list_size([])) // messages.ID_SIZE)
             digest = [u.update_id for u in self.state.store.newest(limit)]
-        request = Request([u.encoded for u in pushed], digest, None, config.pull)
+        request = ExchangeRequest([u.encoded for u in pushed], digest, None, config.pull)
         self._exchange(peer, request, pushed)
 
-    def _exchange(self, peer: Contact, request: Request, pushed: list[Update]) -> None:
+    def _exchange(self, peer: Contact, request: ExchangeRequest, pushed: list[Update]) -> None:
         self.counters["exchanges"] += 1
         self.counters["updates_sent"] += len(request.updates)
         d = self.rpc.call_contact(peer, METHOD, request.to_payload(), **self._call_options)
@@ -200,7 +204,9 @@ class GossipProtocol:
             errbackArgs=(peer,),
         )
 
-    def _replied(self, payload: Any, peer: Contact, request: Request, pushed: list[Update]) -> None:
+    def _replied(
+        self, payload: Any, peer: Contact, request: ExchangeRequest, pushed: list[Update]
+    ) -> None:
         try:
             reply = messages.parse_reply(payload)
         except MalformedPayload:
@@ -211,7 +217,7 @@ class GossipProtocol:
             known = reply.known
             for n, update in enumerate(pushed):
                 rumors.contacted(update.update_id, n < len(known) and known[n], self.rng)
-        now = self.reactor.seconds()
+        now = self.clock.seconds()
         for encoded in reply.updates:
             self.state.receive(encoded, now)
         if reply.wanted and request.want:
@@ -225,7 +231,7 @@ class GossipProtocol:
             batch = messages.fit(updates, budget)
             if not batch:
                 return
-            self._exchange(peer, Request(updates=[u.encoded for u in batch]), [])
+            self._exchange(peer, ExchangeRequest(updates=[u.encoded for u in batch]), [])
             sent = {u.update_id for u in batch}
             updates = [u for u in updates if u is not None and u.update_id not in sent]
 
@@ -247,7 +253,7 @@ class GossipProtocol:
         self.counters["requests_received"] += 1
         self.sampler.offer(sender)
         state = self.state
-        now = self.reactor.seconds()
+        now = self.clock.seconds()
         # Anything but a new update tells the caller that sending it here was
         # of no use: the feedback its loss rule counts.
         known = [state.receive(encoded, now) is not Outcome.NEW for encoded in request.updates]
@@ -264,9 +270,9 @@ class GossipProtocol:
                 for update in sent:
                     rumors.contacted(update.update_id, False, self.rng)
         self.counters["updates_sent"] += len(sent)
-        return Reply(known, [u.encoded for u in sent], wanted).to_payload()
+        return ExchangeReply(known, [u.encoded for u in sent], wanted).to_payload()
 
-    def _offer_for(self, request: Request) -> list[Update | None]:
+    def _offer_for(self, request: ExchangeRequest) -> list[Update | None]:
         # What a pull may send: in SI what the digest lacks; in SIR only hot
         # rumours, and one the caller knew already is a contact that counts
         # toward losing it (the feedback).

@@ -18,7 +18,8 @@ from twisted.python.failure import Failure
 from zope.interface import Interface, implementer  # type: ignore[import-untyped]
 
 from dhtkit.contact import Address, Contact, normalize_address
-from dhtkit.rpc import RPCError, RPCProtocol
+from dhtkit.rpcerrors import RPCError
+from dhtkit.transport import IRPC
 
 
 class IPeerSampler(Interface):  # type: ignore[misc]
@@ -107,8 +108,8 @@ class StaticPeers:
     def __init__(
         self,
         addresses: Iterable[Address],
-        rpc: RPCProtocol,
-        reactor: IReactorTime,
+        rpc: IRPC,
+        clock: IReactorTime,
         *,
         retry: float = 30.0,
         max_learned: int = 1000,
@@ -117,7 +118,7 @@ class StaticPeers:
         self._resolved: dict[Address, Contact] = {}
         self._learned: OrderedDict[bytes, Contact] = OrderedDict()
         self._rpc = rpc
-        self._reactor = reactor
+        self._clock = clock
         self.retry = retry
         self.max_learned = max_learned
         self._timer: IDelayedCall | None = None
@@ -158,7 +159,7 @@ class StaticPeers:
             del self._resolved[address]
             self._unresolved.add(address)
             if self._running and self._timer is None:
-                self._timer = self._reactor.callLater(self.retry, self._resolve)
+                self._timer = self._clock.callLater(self.retry, self._resolve)
 
     def _resolve(self) -> None:
         self._timer = None
@@ -175,7 +176,7 @@ class StaticPeers:
                 errbackArgs=(address,),
             )
         if self._unresolved:
-            self._timer = self._reactor.callLater(self.retry, self._resolve)
+            self._timer = self._clock.callLater(self.retry, self._resolve)
 
     def _resolved_one(self, contact: Contact, address: Address) -> None:
         self._resolving.discard(address)

@@ -16,7 +16,7 @@ from dhtkit.gossip.protocol import GossipProtocol
 from dhtkit.gossip.sampler import IPeerSampler, OverlayPeers, StaticPeers
 from dhtkit.gossip.state import Subscription, UpdateCallback
 from dhtkit.gossip.update import Update
-from dhtkit.nodesocket import NodeService, NodeSocket, default_reactor, open_node
+from dhtkit.nodesocket import NodeService
 
 Peers = Sequence[Address] | IPeerSampler | Callable[[], Iterable[Contact]]
 
@@ -40,7 +40,7 @@ class GossipService(NodeService):
     :class:`GossipProtocol`) and :attr:`address`.
     """
 
-    protocol = "gossip"
+    overlay_name = "gossip"
     _log = Logger()
 
     def __init__(
@@ -55,21 +55,15 @@ class GossipService(NodeService):
         rpc_options: Mapping[str, Any] | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.port = port
-        self.interface = interface
-        self.data_dir = data_dir
+        super().__init__(
+            port, interface, data_dir, reactor=reactor, rpc_options=rpc_options, rng=rng
+        )
         if not IPeerSampler.providedBy(peers) and not callable(peers):
             # Checked here, so that a bad address fails before anything listens.
             peers = [normalize_address(address) for address in peers]
         self.peers = peers
         self.config = config if config is not None else GossipConfig()
-        self.reactor = reactor
-        self.rpc_options = dict(rpc_options or {})
-        self.rng = rng
-        self._socket: NodeSocket | None = None
         self._gossip: GossipProtocol | None = None
-        # Set by riding_on(): the node service whose socket and contacts we use.
-        self._host: NodeService | None = None
 
     @classmethod
     def riding_on(
@@ -88,18 +82,13 @@ class GossipService(NodeService):
         partners each round. The daemon's ``--gossip`` is this.
         """
         service = cls(0, data_dir=host.data_dir, peers=contacts, config=config, rng=rng)
-        service._host = host
+        service._ride_on(host)
         return service
 
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         """Load the identity, listen, and start the rounds."""
-        reactor = self.reactor if self.reactor is not None else default_reactor()
-        if self._host is not None:
-            node = self._host._node_socket()
-            reactor = node.rpc.reactor
-        else:
-            node = open_node(reactor, self.data_dir, self.port, self.interface, **self.rpc_options)
-        self._socket = node
+        reactor = self._reactor()
+        node = self._open_socket()
         peers = self.peers
         sampler: IPeerSampler
         if IPeerSampler.providedBy(peers):
@@ -108,7 +97,7 @@ class GossipService(NodeService):
             sampler = OverlayPeers(peers)
         else:
             sampler = StaticPeers(peers, node.rpc, reactor)
-        self._gossip = GossipProtocol(node.rpc, sampler, self.config, reactor=reactor, rng=self.rng)
+        self._gossip = GossipProtocol(node.rpc, sampler, self.config, clock=reactor, rng=self.rng)
         self._gossip.start()
         super().startService()  # type: ignore[no-untyped-call]
         self._log.info(
@@ -123,10 +112,7 @@ class GossipService(NodeService):
         super().stopService()  # type: ignore[no-untyped-call]
         if self._gossip is not None:
             self._gossip.stop()
-        node, self._socket = self._socket, None
-        if node is None or self._host is not None:  # a host's socket is the host's to close
-            return defer.succeed(None)
-        return node.close()
+        return self._close_socket()
 
     # -- while running ------------------------------------------------------------
 

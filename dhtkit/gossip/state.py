@@ -79,7 +79,7 @@ class GossipState:
 
     :param identity: signs what this node publishes.
     :param config: limits and the model (SIR keeps :class:`Rumors`).
-    :param reactor: the clock that expiry and sequence numbers read.
+    :param clock: the clock that expiry and sequence numbers read.
     :param counters: the dict to count in (shared with the protocol's).
     """
 
@@ -89,12 +89,12 @@ class GossipState:
         self,
         identity: Identity,
         config: GossipConfig,
-        reactor: IReactorTime,
+        clock: IReactorTime,
         counters: dict[str, int] | None = None,
     ) -> None:
         self.identity = identity
         self.config = config
-        self.reactor = reactor
+        self.clock = clock
         self.store = UpdateStore(config.max_updates)
         #: The updates this node is infected with (SIR only; None for SI).
         self.rumors: Rumors | None = (
@@ -132,13 +132,13 @@ class GossipState:
         try:
             update = decode_update(encoded, config.max_update_bytes, update_id)
         except UpdateError as e:
-            counters["dropped_" + e.cause] += 1
+            counters["dropped_" + e.reason] += 1
             return Outcome.DROPPED
         if self.store.deleted_by(update) is not None:
             counters["updates_known"] += 1
             return Outcome.KNOWN
         if now is None:
-            now = self.reactor.seconds()
+            now = self.clock.seconds()
         if update.expires <= now:
             counters["dropped_expired"] += 1
             return Outcome.DROPPED
@@ -192,7 +192,7 @@ class GossipState:
         """
         ttl = self._check_ttl(ttl)
         update = make_update(
-            self.identity, topic, data, seq=self._next_seq(), expires=self.reactor.seconds() + ttl
+            self.identity, topic, data, seq=self._next_seq(), expires=self.clock.seconds() + ttl
         )
         if len(update.encoded) > self.config.max_update_bytes:
             raise UpdateTooLarge(
@@ -212,7 +212,7 @@ class GossipState:
 
         :raises ValueError: the update is not this node's.
         """
-        expires = max(update.expires, self.reactor.seconds() + self._check_ttl(ttl))
+        expires = max(update.expires, self.clock.seconds() + self._check_ttl(ttl))
         certificate = death_certificate(
             self.identity, update, seq=self._next_seq(), expires=expires
         )
@@ -230,7 +230,7 @@ class GossipState:
     def _next_seq(self) -> int:
         # Microseconds of the clock, strictly increasing: unique per origin,
         # even across restarts.
-        now = int(self.reactor.seconds() * 1_000_000)
+        now = int(self.clock.seconds() * 1_000_000)
         self._seq = now if now > self._seq else self._seq + 1
         return self._seq
 

@@ -49,27 +49,27 @@ _ARRAY_OF_SEVEN = 0x87
 
 
 class UpdateError(ValueError):
-    """An update that must be dropped; ``cause`` names its counter."""
+    """An update that must be dropped; ``reason`` names its counter."""
 
-    cause: ClassVar[str] = "malformed"
+    reason: ClassVar[str] = "malformed"
 
 
 class MalformedUpdate(UpdateError):
     """Not an encoded update: bad CBOR, wrong types or lengths."""
 
-    cause = "malformed"
+    reason = "malformed"
 
 
 class UpdateTooLarge(UpdateError):
     """Larger than the update size limit."""
 
-    cause = "oversized"
+    reason = "oversized"
 
 
 class ForgedUpdate(UpdateError):
     """The signature does not match the body and the origin's key."""
 
-    cause = "forged"
+    reason = "forged"
 
 
 @attrs.frozen(slots=True)

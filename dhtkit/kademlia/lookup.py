@@ -38,7 +38,7 @@ from twisted.python.failure import Failure
 
 from dhtkit.contact import Contact
 from dhtkit.keyspace import distance
-from dhtkit.rpc import RPCError
+from dhtkit.rpcerrors import RPCError
 from dhtkit.wire import WireError
 
 _log = Logger()

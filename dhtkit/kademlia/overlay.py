@@ -44,7 +44,8 @@ from dhtkit.overlay import (
     ValueSource,
     ping_bootstrap,
 )
-from dhtkit.rpc import RemoteError, RPCProtocol
+from dhtkit.rpcerrors import RemoteError
+from dhtkit.transport import IRPC
 
 #: How often a bucket no lookup went through is refreshed (the paper's hour).
 REFRESH_EVERY = 3600.0
@@ -94,7 +95,7 @@ class KademliaOverlay(RoutingOverlayBase):
 
     def __init__(
         self,
-        rpc: RPCProtocol,
+        rpc: IRPC,
         *,
         clock: IReactorTime | None = None,
         k: int = 20,
@@ -114,7 +115,7 @@ class KademliaOverlay(RoutingOverlayBase):
             raise ValueError("recheck_every must be positive")
         self.recheck_every = recheck_every
         self.rpc = rpc
-        self.clock = clock if clock is not None else rpc.reactor
+        self.clock = clock if clock is not None else rpc.clock
         self.k = k
         self.alpha = alpha
         self.refresh_every = refresh_every
@@ -155,6 +156,8 @@ class KademliaOverlay(RoutingOverlayBase):
         self._schedule_recheck()
 
     def stop(self) -> None:
+        self.rpc.unregister("find_node")
+        self.rpc.unregister("find_value")
         if self._started:
             self._started = False
             self.rpc.remove_listener(self._heard_from)

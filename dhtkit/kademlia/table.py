@@ -47,7 +47,7 @@ from dhtkit.identity import solves_puzzle
 from dhtkit.kademlia.bucket import KBucket
 from dhtkit.kademlia.diversity import NetworkLimit
 from dhtkit.keyspace import ID_BYTES, RING_SIZE, check_id, distance, to_int
-from dhtkit.rpc import RPCError
+from dhtkit.rpcerrors import RPCError
 
 #: The counters of :meth:`RoutingTable.stats` that grow as the table works.
 COUNTERS = tuple(

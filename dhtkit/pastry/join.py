@@ -16,9 +16,6 @@ per announcement; about ``log16 N`` rows of up to 15 nodes and the leaf set.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import attrs
 from twisted.internet import defer
 
@@ -28,9 +25,8 @@ from dhtkit.pastry.lookup import RouteSearch
 from dhtkit.pastry.messages import ANNOUNCE, LEAFSET, ROUTE, MalformedPayload, RouteAnswer
 from dhtkit.pastry.routing import Route
 from dhtkit.pastry.state import PastryState
-from dhtkit.rpc import RPCError
-
-Call = Callable[[Contact, str, Any], "defer.Deferred[Any]"]
+from dhtkit.rpcerrors import RPCError
+from dhtkit.transport import Caller
 
 
 @attrs.define
@@ -51,7 +47,7 @@ class Join:
     :param call: sends an RPC (and offers a node that answers to ``state``).
     """
 
-    def __init__(self, state: PastryState, call: Call) -> None:
+    def __init__(self, state: PastryState, call: Caller) -> None:
         self.state = state
         self._call = call
         self.report = JoinReport()

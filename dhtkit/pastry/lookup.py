@@ -29,7 +29,7 @@ from dhtkit.overlay import Lookup
 from dhtkit.pastry.digits import Digits
 from dhtkit.pastry.messages import MalformedPayload, RouteAnswer
 from dhtkit.pastry.routing import Route, makes_progress
-from dhtkit.rpc import RemoteError, RPCTimeout
+from dhtkit.rpcerrors import RemoteError, RPCTimeout
 
 #: Nodes asked at most by one route; far above what a healthy network
 #: needs (log16 N plus a few timeouts), it bounds what a hostile node can cause.

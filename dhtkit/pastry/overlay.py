@@ -43,7 +43,8 @@ from dhtkit.pastry.responder import Departed, PastryResponder
 from dhtkit.pastry.routing import route
 from dhtkit.pastry.state import PastryState
 from dhtkit.periodic import Maintenance
-from dhtkit.rpc import RPCProtocol, RPCTimeout
+from dhtkit.rpcerrors import RPCTimeout
+from dhtkit.transport import IRPC
 
 #: Default replication: the responsible node and the three next closest.
 DEFAULT_K = 4
@@ -83,7 +84,7 @@ class PastryOverlay(RoutingOverlayBase):
 
     def __init__(
         self,
-        rpc: RPCProtocol,
+        rpc: IRPC,
         *,
         clock: IReactorTime | None = None,
         leaf_size: int = 8,
@@ -101,7 +102,7 @@ class PastryOverlay(RoutingOverlayBase):
         if not 1 <= k <= min(leaf_size, messages.MAX_COUNT):
             raise ValueError("k is between 1 and min(leaf_size, {})".format(messages.MAX_COUNT))
         self.rpc = rpc
-        self.clock = clock if clock is not None else rpc.reactor
+        self.clock = clock if clock is not None else rpc.clock
         self.k = k
         self.node_id = rpc.identity.node_id
         self.timeout = timeout
@@ -140,8 +141,9 @@ class PastryOverlay(RoutingOverlayBase):
         self.maintenance.start()
 
     def stop(self) -> None:
-        """Stop the periodic rounds (the RPCs stay registered)."""
+        """Stop the periodic rounds and take the RPCs off."""
         self.maintenance.stop()
+        self.responder.unregister(self.rpc)
         if self._listening:
             self._listening = False
             self.rpc.remove_listener(self._heard_from)

@@ -18,7 +18,6 @@ our state when it answers (:meth:`Repair.consider`). At most
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
@@ -28,9 +27,8 @@ from dhtkit.contact import Contact
 from dhtkit.pastry import messages
 from dhtkit.pastry.messages import LEAFSET, ROW, MalformedPayload
 from dhtkit.pastry.state import PastryState
-from dhtkit.rpc import RPCError, RPCTimeout
-
-Call = Callable[[Contact, str, Any], "defer.Deferred[Any]"]
+from dhtkit.rpcerrors import RPCError, RPCTimeout
+from dhtkit.transport import Caller
 
 #: Candidates being pinged at once, at most.
 MAX_PENDING = 32
@@ -46,7 +44,7 @@ class Repair:
     """
 
     def __init__(
-        self, state: PastryState, call: Call, clock: IReactorTime, counters: Counter[str]
+        self, state: PastryState, call: Caller, clock: IReactorTime, counters: Counter[str]
     ) -> None:
         self.state = state
         self._call = call

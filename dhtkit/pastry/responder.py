@@ -27,7 +27,8 @@ from dhtkit.pastry import messages
 from dhtkit.pastry.messages import ANNOUNCE, LEAFSET, LEAVE, ROUTE, ROW, MalformedPayload
 from dhtkit.pastry.routing import route
 from dhtkit.pastry.state import PastryState
-from dhtkit.rpc import RemoteError, RPCProtocol
+from dhtkit.rpcerrors import RemoteError
+from dhtkit.transport import IRPC
 
 #: Seconds a node that said goodbye is not taken back, and how many are remembered.
 DEPARTED_FOR = 60.0
@@ -95,7 +96,7 @@ class PastryResponder:
         self.departed = departed
         self.counters = counters
 
-    def register(self, rpc: RPCProtocol) -> None:
+    def register(self, rpc: IRPC) -> None:
         """Register the five handlers on ``rpc``."""
         # All are reads, or set what is set already when run twice.
         for method, handler in (
@@ -106,6 +107,11 @@ class PastryResponder:
             (LEAVE, self.answer_leave),
         ):
             rpc.register(method, handler, idempotent=True)
+
+    def unregister(self, rpc: IRPC) -> None:
+        """Take the five handlers off ``rpc``."""
+        for method in (ROUTE, LEAFSET, ROW, ANNOUNCE, LEAVE):
+            rpc.unregister(method)
 
     def answer_route(self, sender: Contact, args: Any) -> list[Any]:
         """``pastry_route``: one step of a route, and a table row if asked."""

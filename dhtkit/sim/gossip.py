@@ -157,6 +157,7 @@ class GossipNetwork:
             gossip = GossipProtocol(
                 rpc, sampler, config, rng=random.Random(self.rng.getrandbits(64))
             )
+            gossip.start(rounds=False)  # the rounds are driven from here
             self.nodes.append(gossip)
             if progress is not None and ((n + 1) % 1000 == 0 or n + 1 == nodes):
                 progress.advance(n + 1 - progress.done)

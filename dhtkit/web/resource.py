@@ -2,7 +2,7 @@
 
 One leaf resource answers every path: it checks the bearer token, finds the
 route for the percent-decoded path segments, runs the endpoint (most of
-them wait on the network) and writes its :class:`~dhtkit.webvalues.Reply`,
+them wait on the network) and writes its :class:`~dhtkit.web.call.Reply`,
 unless the client went away meanwhile. Every answer is JSON, except the
 raw values and the Prometheus text; every error is ``{"error": sentence}``.
 The contract is ``docs/http.rst``; :mod:`dhtkit.client` follows it too.
@@ -22,29 +22,25 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 from twisted.web.server import NOT_DONE_YET
 
-from dhtkit import webmetrics
 from dhtkit._version import __version__
 from dhtkit.service import OverlayService
-from dhtkit.webgossip import delete_update, list_updates, publish_update
-from dhtkit.webguard import (
+from dhtkit.web.call import ApiError, Call, Reply, json_reply, network_error
+from dhtkit.web.gossip import delete_update, list_updates, publish_update
+from dhtkit.web.guard import (
     MAX_LENGTH_DIGITS,
     ConnectionStats,
     DeadlineChannel,
     GuardedFactory,
     HttpLimits,
 )
-from dhtkit.weblisten import EventStreams, Stream, listen_signed, listen_value
-from dhtkit.websealed import get_encrypted, put_encrypted
-from dhtkit.webvalues import (
-    ApiError,
-    Call,
-    Reply,
+from dhtkit.web.listen import EventStreams, Stream, listen_signed, listen_value
+from dhtkit.web.metrics import CONTENT_TYPE, exposition, node_registry
+from dhtkit.web.sealed import get_encrypted, put_encrypted
+from dhtkit.web.values import (
     delete_signed,
     delete_value,
     get_signed,
     get_value,
-    json_reply,
-    network_error,
     put_signed,
     put_value,
 )
@@ -97,8 +93,8 @@ async def prometheus(call: Call) -> Reply:
     """``GET /metrics``: the node's counters in Prometheus text format (docs/metrics.rst)."""
     registry = call.metrics
     if registry is None:
-        registry = webmetrics.node_registry(call.service, call.gossip, call.http)
-    return Reply(200, webmetrics.exposition(registry), webmetrics.CONTENT_TYPE)
+        registry = node_registry(call.service, call.gossip, call.http)
+    return Reply(200, exposition(registry), CONTENT_TYPE)
 
 
 #: Path patterns (None captures a segment) and their endpoints by method.
@@ -218,7 +214,7 @@ class ApiResource(resource.Resource):
         self.gossip = gossip
         self.connections = connections
         # The site's own registry: other nodes may share this process.
-        self.metrics = webmetrics.node_registry(service, gossip, connections)
+        self.metrics = node_registry(service, gossip, connections)
         #: The open ``/v1/listen`` streams (None: the API serves none).
         self.streams = streams
 
@@ -345,7 +341,7 @@ class ApiSite(server.Site):
         self.displayTracebacks = False
 
     def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 (Twisted's name)
-        """A :class:`~dhtkit.webguard.DeadlineChannel` on this site's clock."""
+        """A :class:`~dhtkit.web.guard.DeadlineChannel` on this site's clock."""
         channel = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
         channel.request_timeout = self.limits.request_timeout
         channel.counters = self.counters

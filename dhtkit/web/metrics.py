@@ -2,7 +2,7 @@
 
 :class:`NodeCollector` is a ``prometheus_client`` collector that reads the
 components' counters when a scrape asks (nothing runs between scrapes) and
-writes them as the families of :mod:`dhtkit.metricfamilies`.
+writes them as the families of :mod:`dhtkit.web.families`.
 :func:`node_registry` puts it in a registry of its own, beside the
 library's process and platform collectors: several nodes may live in one
 process (the simulator, the tests, the demo), so no node uses the
@@ -21,7 +21,7 @@ from prometheus_client.exposition import generate_latest
 
 import dhtkit
 from dhtkit.histogram import Histogram
-from dhtkit.metricfamilies import (
+from dhtkit.web.families import (
     GOSSIP,
     HTTP,
     LOOKUP_HOPS,
@@ -49,7 +49,7 @@ class NodeCollector:
     :param service: a started :class:`~dhtkit.service.OverlayService`.
     :param gossip: a :class:`~dhtkit.gossip.protocol.GossipProtocol` (or
         anything with ``stats()``), exported as ``dhtkit_gossip_*``.
-    :param http: the HTTP API's :class:`~dhtkit.webguard.ConnectionStats`
+    :param http: the HTTP API's :class:`~dhtkit.web.guard.ConnectionStats`
         (or anything with ``stats()``), exported as ``dhtkit_http_*``.
     """
 

@@ -13,7 +13,7 @@ with ``Last-Event-ID: N`` (as an EventSource does) gets only versions
 with a seq above ``N``.
 
 Streams are bounded per client address and in all
-(:class:`~dhtkit.webguard.HttpLimits`); beyond, the answer is 429. A
+(:class:`~dhtkit.web.guard.HttpLimits`); beyond, the answer is 429. A
 client that does not read what it is sent cannot make the node buffer
 without end: its stream is closed when :data:`MAX_PENDING` events wait.
 When the client goes away the listening is cancelled; when the node
@@ -37,8 +37,8 @@ from dhtkit import sse
 from dhtkit.listen import Listening
 from dhtkit.service import OverlayService
 from dhtkit.values import MAX_SEQ, Record, SignedValue, signed_key
-from dhtkit.webguard import ConnectionStats, HttpLimits, source_of
-from dhtkit.webvalues import ApiError, Call, Reply, json_reply, key_from, salt_from
+from dhtkit.web.call import ApiError, Call, Reply, json_reply, key_from, salt_from
+from dhtkit.web.guard import ConnectionStats, HttpLimits, source_of
 
 __all__ = [
     "KEEPALIVE",

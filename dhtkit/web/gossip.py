@@ -24,7 +24,8 @@ from dhtkit.gossip.protocol import GossipProtocol
 from dhtkit.gossip.service import GossipService
 from dhtkit.gossip.state import GossipState
 from dhtkit.gossip.update import MAX_SEQ, MAX_TOPIC_BYTES, Update, UpdateTooLarge
-from dhtkit.webvalues import ApiError, Call, Reply, json_reply, text
+from dhtkit.web.call import ApiError, Call, Reply, json_reply, text
+from dhtkit.web.limits import DEFAULT_LIMIT, MAX_LIMIT
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -41,12 +42,6 @@ __all__ = [
 
 _HEX_ID = re.compile(r"[0-9a-fA-F]{40}")
 _DIGITS = re.compile(r"[0-9]{1,20}")
-
-#: Updates a listing answers unless ``?limit=`` asks for another number.
-DEFAULT_LIMIT = 100
-#: The most updates one listing answers: about 1.7 MB of JSON at the
-#: largest update size, where a topic's whole store could reach ~16 MB.
-MAX_LIMIT = 1000
 
 #: What the gossip paths answer (404) on a node that runs no gossip.
 NO_GOSSIP = "this node does not run gossip: start it with --gossip"
@@ -180,7 +175,7 @@ async def list_updates(call: Call) -> Reply:
     limit = limit_from(call.query)
     since = since_from(call.query)
     state = _state(call)
-    now = state.reactor.seconds()
+    now = state.clock.seconds()
     live = [
         u
         for u in reversed(state.updates(topic))

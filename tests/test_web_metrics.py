@@ -28,8 +28,8 @@ from dhtkit.overlay import LOOKUP_COUNTERS
 from dhtkit.overlays import OVERLAYS
 from dhtkit.service import KademliaService, OverlayService
 from dhtkit.web import make_api_factory
-from dhtkit.webmetrics import CONTENT_TYPE, node_registry, render
-from tests.test_metricfamilies import compare, documented, expected_on, parse
+from dhtkit.web.metrics import CONTENT_TYPE, node_registry, render
+from tests.test_web_families import compare, documented, expected_on, parse
 
 # -- real nodes ---------------------------------------------------------------------------------
 

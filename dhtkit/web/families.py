@@ -5,7 +5,7 @@ The components keep plain counters: each one's ``stats()`` dict. A
 with a written HELP text and a type, and where one thing is counted by
 cause (datagrams dropped, stores refused) the cause becomes a ``reason``
 label. :data:`FAMILIES` is the whole list, which ``docs/metrics.rst``
-mirrors (a test holds the two together); :mod:`dhtkit.webmetrics` reads
+mirrors (a test holds the two together); :mod:`dhtkit.web.metrics` reads
 them at scrape time.
 """
 

@@ -1,11 +1,11 @@
 """``dhtkit listen NAME`` and ``dhtkit listen-signed PUBLIC_KEY_HEX SALT``.
 
 Each opens the node's event stream of a key (``GET /v1/listen/...``, see
-:mod:`dhtkit.weblisten`) and prints each version as it arrives: the value
+:mod:`dhtkit.web.listen`) and prints each version as it arrives: the value
 and a newline, or with ``--json`` one JSON object a line (the value in
 base64), on standard output, flushed at once so that a pipe sees it; what
 the command is doing and why it stopped goes to standard error (as for
-the other client commands of :mod:`dhtkit.apicli`). It runs
+the other client commands of :mod:`dhtkit.cli.api`). It runs
 until interrupted, or until ``--count`` versions have come.
 """
 
@@ -20,20 +20,21 @@ from typing import Any
 
 from twisted.internet import defer
 
-from dhtkit.apicli import _public_key_hex, add_api_options, call_api
-from dhtkit.cli import CommandFailed, at_least
+from dhtkit.cli.args import CommandFailed, add_api_options, at_least, public_key_hex
+from dhtkit.cli.calls import call_api
+from dhtkit.cli.commands import summary
 
 
 class _Enough(Exception):
     """``--count`` versions have come: the stream is closed on purpose."""
 
 
-def add_listen_commands(commands: Any) -> None:
+def add_commands(commands: Any) -> None:
     """Add ``listen`` and ``listen-signed``."""
 
-    def add(name: str, run: Any, summary: str) -> argparse.ArgumentParser:
+    def add(name: str, run: Any) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = commands.add_parser(
-            name, help=summary, description=summary + " (until interrupted)"
+            name, help=summary(name), description=summary(name) + " (until interrupted)"
         )
         add_api_options(parser, default=argparse.SUPPRESS)
         parser.add_argument(
@@ -45,14 +46,12 @@ def add_listen_commands(commands: Any) -> None:
         parser.set_defaults(run=run, uses_reactor=True)
         return parser
 
-    listen = add("listen", run_listen, "print each version of NAME's value as it arrives")
+    listen = add("listen", run_listen)
     listen.add_argument("name", metavar="NAME", help="a name, or a key of 40 hex digits")
-    signed = add(
-        "listen-signed", run_listen_signed, "print each version of a signed value as it arrives"
-    )
+    signed = add("listen-signed", run_listen_signed)
     signed.add_argument(
         "public_key",
-        type=_public_key_hex,
+        type=public_key_hex,
         metavar="PUBLIC_KEY_HEX",
         help="the signer's public key, 64 hex digits",
     )

@@ -17,9 +17,9 @@ from dhtkit.identity import Identity
 from dhtkit.keyspace import key_for
 from dhtkit.values import PlainValue, SignedValue
 from dhtkit.web import route
-from dhtkit.webguard import ConnectionStats, HttpLimits
-from dhtkit.weblisten import EventStreams, Stream, listen_signed, listen_value, record_json
-from dhtkit.webvalues import ApiError, Call
+from dhtkit.web.call import ApiError, Call
+from dhtkit.web.guard import ConnectionStats, HttpLimits
+from dhtkit.web.listen import EventStreams, Stream, listen_signed, listen_value, record_json
 from tests.valuenet import Cluster
 
 OWNER = Identity(b"\x05" * 32)

@@ -19,9 +19,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
+import attrs
 from twisted.internet import defer, task
 
-from dhtkit.cli import CommandFailed, at_most
+from dhtkit.cli.args import CommandFailed, at_most
+from dhtkit.cli.commands import summary
 from dhtkit.keyspace import key_for
 from dhtkit.node import PutFailed
 from dhtkit.overlays import OVERLAYS, protocols
@@ -33,11 +35,11 @@ JOIN_TIMEOUT = 10.0
 SETTLE_TIMEOUT = 15.0
 
 
-def add_demo(commands: Any) -> None:
-    """``dhtkit demo``: start, join, put, get and stop a local network."""
+def add_commands(commands: Any) -> None:
+    """Add ``dhtkit demo``: start, join, put, get and stop a local network."""
     parser = commands.add_parser(
         "demo",
-        help="run a small network of real nodes on 127.0.0.1 and pass values through it",
+        help=summary("demo"),
         description="Start N nodes of the real protocol on 127.0.0.1 in this process, join "
         "them, put values on one node, get them back on the others, and stop. Exit status 1 "
         "if a value was not found.",
@@ -72,6 +74,83 @@ class ProgressBar:
         self.stream.flush()
 
 
+def _value_of(name: str) -> bytes:
+    return "value of {}".format(name).encode()
+
+
+@attrs.frozen
+class Read:
+    """A demo value read back on another node than the one that put it."""
+
+    name: str
+    node: int
+    value: bytes | None
+    seconds: float
+    #: A lookup of the value's key from the same node: its hops and messages.
+    hops: int
+    messages: int
+
+    @property
+    def found(self) -> bool:
+        """Whether the value read is the one that was put."""
+        return self.value == _value_of(self.name)
+
+
+class Report:
+    """What ``dhtkit demo`` tells on its output, step by step, as the steps end."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def joined(self, nodes: int, protocol: str, seconds: float) -> None:
+        """Every node has joined."""
+        self._say(
+            "{} {} nodes joined on 127.0.0.1 in {:.2f} s".format(
+                nodes, protocol.capitalize(), seconds
+            )
+        )
+
+    def settled(self, seconds: float) -> None:
+        """Every node names the same holders of every key."""
+        self._say("every node agrees on the holders after {:.2f} s".format(seconds))
+
+    def stored(self, values: int, replicas: list[int]) -> None:
+        """The values are put, each on ``replicas`` nodes."""
+        self._say(
+            "{} values put on node 0, stored on {} to {} nodes each".format(
+                values, min(replicas), max(replicas)
+            )
+        )
+
+    def read(self, read: Read) -> None:
+        """A value was read back (or not)."""
+        if read.value is None:
+            what = "NOT FOUND"
+        elif read.found:
+            what = "found {!r}".format(read.value.decode())
+        else:
+            what = "WRONG VALUE {!r}".format(read.value)
+        self._say(
+            "  {} on node {}: {} in {:.1f} ms (a lookup: {} hop{}, {} message{})".format(
+                read.name,
+                read.node,
+                what,
+                read.seconds * 1000,
+                read.hops,
+                "" if read.hops == 1 else "s",
+                read.messages,
+                "" if read.messages == 1 else "s",
+            )
+        )
+
+    def total(self, found: int, values: int) -> None:
+        """How many of the values were found."""
+        self._say("{} of {} values found".format(found, values))
+
+    def _say(self, line: str) -> None:
+        print(line, file=self.out)
+
+
 def run_demo(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
     """Run ``dhtkit demo``; fires with 0 if every value was found, else 1."""
     services: list[OverlayService] = []
@@ -104,11 +183,26 @@ async def _demo(
     out: TextIO,
     progress: TextIO,
 ) -> int:
+    report = Report(out)
+    began = reactor.seconds()
+    await _build(args, reactor, scratch, services, ProgressBar(progress, "joining", args.nodes))
+    report.joined(args.nodes, args.protocol, reactor.seconds() - began)
+    found = await _run(args.values, reactor, services, report, progress)
+    print("stopping the nodes", file=progress)
+    return 0 if found == args.values else 1
+
+
+async def _build(
+    args: argparse.Namespace,
+    reactor: Any,
+    scratch: Path,
+    services: list[OverlayService],
+    joining: ProgressBar,
+) -> None:
+    """Start ``args.nodes`` nodes into ``services``, each joining through the first."""
     cls = PROTOCOLS[args.protocol]
     # Maintenance rounds fast enough for a few nodes to settle in a second.
     options: dict[str, Any] = dict(OVERLAYS[args.protocol].quick)
-    began = reactor.seconds()
-    joining = ProgressBar(progress, "joining", args.nodes)
     for n in range(args.nodes):
         bootstrap = [services[0].address] if services else []
         svc = cls(
@@ -128,35 +222,27 @@ async def _demo(
             message = "node {} did not join within {:g} s".format(n, JOIN_TIMEOUT)
             raise CommandFailed(message) from None
         joining.show(n + 1)
-    print(
-        "{} {} nodes joined on 127.0.0.1 in {:.2f} s".format(
-            args.nodes, args.protocol.capitalize(), reactor.seconds() - began
-        ),
-        file=out,
-    )
-    names = ["demo-{}".format(i) for i in range(1, args.values + 1)]
+
+
+async def _run(
+    values: int, reactor: Any, services: list[OverlayService], report: Report, progress: TextIO
+) -> int:
+    """Put ``values`` values on the first node and read each back on another: how many came."""
+    names = ["demo-{}".format(i) for i in range(1, values + 1)]
     keys = [key_for(name) for name in names]
     began = reactor.seconds()
     await _settle(services, keys, reactor)
-    print(
-        "every node agrees on the holders after {:.2f} s".format(reactor.seconds() - began),
-        file=out,
-    )
+    report.settled(reactor.seconds() - began)
     writer = services[0].node
     putting = ProgressBar(progress, "putting", len(names))
     replicas = []
     for i, (name, key) in enumerate(zip(names, keys, strict=True)):
         try:
-            replicas.append(await writer.put(key, "value of {}".format(name).encode()))
+            replicas.append(await writer.put(key, _value_of(name)))
         except PutFailed as e:
             raise CommandFailed("putting {}: {}".format(name, e)) from None
         putting.show(i + 1)
-    print(
-        "{} values put on node 0, stored on {} to {} nodes each".format(
-            len(names), min(replicas), max(replicas)
-        ),
-        file=out,
-    )
+    report.stored(len(names), replicas)
     found = 0
     for i, (name, key) in enumerate(zip(names, keys, strict=True)):
         n = 1 + i % (len(services) - 1)
@@ -165,27 +251,12 @@ async def _demo(
         value = await reader.node.get(key)
         took = reactor.seconds() - start
         lookup = await reader.overlay.lookup(key, reader.overlay.k)
-        if value == "value of {}".format(name).encode():
+        read = Read(name, n, value, took, lookup.hops, lookup.messages)
+        if read.found:
             found += 1
-            what = "found {!r}".format(value.decode())
-        else:
-            what = "NOT FOUND" if value is None else "WRONG VALUE {!r}".format(value)
-        print(
-            "  {} on node {}: {} in {:.1f} ms (a lookup: {} hop{}, {} message{})".format(
-                name,
-                n,
-                what,
-                took * 1000,
-                lookup.hops,
-                "" if lookup.hops == 1 else "s",
-                lookup.messages,
-                "" if lookup.messages == 1 else "s",
-            ),
-            file=out,
-        )
-    print("{} of {} values found".format(found, len(names)), file=out)
-    print("stopping the nodes", file=progress)
-    return 0 if found == len(names) else 1
+        report.read(read)
+    report.total(found, len(names))
+    return found
 
 
 async def _settle(services: list[OverlayService], keys: list[bytes], reactor: Any) -> None:
@@ -226,4 +297,4 @@ async def _settle(services: list[OverlayService], keys: list[bytes], reactor: An
         await task.deferLater(reactor, 0.5, lambda: None)
 
 
-__all__ = ["PROTOCOLS", "ProgressBar", "add_demo", "run_demo"]
+__all__ = ["PROTOCOLS", "ProgressBar", "Read", "Report", "add_commands", "run_demo"]

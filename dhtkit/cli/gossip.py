@@ -1,8 +1,8 @@
 """``dhtkit publish``, ``updates`` and ``unpublish``: gossip through a running node.
 
 Clients of the gossip endpoints of a node's HTTP API
-(:mod:`dhtkit.webgossip`), which a daemon started with ``--gossip`` serves.
-The node is found as for the other API commands (:mod:`dhtkit.apicli`):
+(:mod:`dhtkit.web.gossip`), which a daemon started with ``--gossip`` serves.
+The node is found as for the other API commands (:mod:`dhtkit.cli.calls`):
 ``--api URL``, or the ``api.url`` of its data directory.
 """
 
@@ -17,9 +17,10 @@ from typing import Any
 
 from twisted.internet import defer
 
-from dhtkit.apicli import add_api_options, call_api, print_fields, read_value
-from dhtkit.cli import CommandFailed, at_least, at_most, number
-from dhtkit.webgossip import MAX_LIMIT
+from dhtkit.cli.args import CommandFailed, add_api_options, at_least, at_most, number
+from dhtkit.cli.calls import call_api, print_fields, read_value
+from dhtkit.cli.commands import summary
+from dhtkit.web.limits import MAX_LIMIT
 
 #: How many hex digits of an id ``dhtkit updates`` shows: enough to tell
 #: apart the updates of a topic, and what ``unpublish`` accepts at least.
@@ -37,12 +38,12 @@ def _update_id(text: str) -> str:
     return text.lower()
 
 
-def add_gossip_commands(commands: Any) -> None:
+def add_commands(commands: Any) -> None:
     """Add ``publish``, ``updates`` and ``unpublish``."""
 
-    def add(name: str, run: Any, summary: str) -> argparse.ArgumentParser:
+    def add(name: str, run: Any) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = commands.add_parser(
-            name, help=summary, description=summary + " (the node runs with --gossip)"
+            name, help=summary(name), description=summary(name) + " (the node runs with --gossip)"
         )
         add_api_options(parser, default=argparse.SUPPRESS)
         parser.add_argument("--json", action="store_true", help="print the reply's JSON")
@@ -50,7 +51,7 @@ def add_gossip_commands(commands: Any) -> None:
         parser.set_defaults(run=run, uses_reactor=True)
         return parser
 
-    publish = add("publish", run_publish, "sign DATA as a gossip update of TOPIC and spread it")
+    publish = add("publish", run_publish)
     publish.add_argument("data", metavar="DATA", help="the data; - reads it from stdin")
     publish.add_argument(
         "--ttl",
@@ -58,16 +59,14 @@ def add_gossip_commands(commands: Any) -> None:
         metavar="S",
         help="seconds until the update expires (default: the node's)",
     )
-    updates = add("updates", run_updates, "list the live gossip updates of TOPIC the node holds")
+    updates = add("updates", run_updates)
     updates.add_argument(
         "--limit", type=at_most(1, MAX_LIMIT), metavar="N", help="at most N updates (default 100)"
     )
     updates.add_argument(
         "--since", type=at_least(0), metavar="SEQ", help="only updates whose seq is above SEQ"
     )
-    unpublish = add(
-        "unpublish", run_unpublish, "delete a gossip update of TOPIC that this node published"
-    )
+    unpublish = add("unpublish", run_unpublish)
     unpublish.add_argument(
         "update_id",
         type=_update_id,

@@ -11,17 +11,16 @@ when it was deleted). See :mod:`dhtkit.sealed`.
 from __future__ import annotations
 
 from dhtkit.sealed import OVERHEAD, NotSealedForUs, unseal
-from dhtkit.webvalues import (
+from dhtkit.web.call import (
     ApiError,
     Call,
     Reply,
     public_key_from,
     salt_from,
     sequence_from,
-    signed_reply,
-    signed_version,
     value_from,
 )
+from dhtkit.web.values import signed_reply, signed_version
 
 __all__ = ["get_encrypted", "put_encrypted"]
 

@@ -11,7 +11,7 @@ from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.testing import StringTransportWithDisconnection
 
 from dhtkit.web import make_api_factory
-from dhtkit.webguard import (
+from dhtkit.web.guard import (
     EVICT_AFTER,
     FD_RESERVE,
     GuardedFactory,

@@ -16,7 +16,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from dhtkit.metricfamilies import FAMILIES, Source
+from dhtkit.web.families import FAMILIES, Source
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "metrics.rst"
 

@@ -17,7 +17,7 @@ from twisted.web.client import HTTPConnectionPool
 from dhtkit.gossip.config import GossipConfig
 from dhtkit.service import GossipService, KademliaService
 from dhtkit.web import MAX_BODY, make_site
-from dhtkit.webgossip import DEFAULT_LIMIT
+from dhtkit.web.gossip import DEFAULT_LIMIT
 from tests.test_web import Api, error_of
 
 FAST_GOSSIP = GossipConfig(period=0.05, jitter=0.5)
@@ -170,7 +170,7 @@ async def test_expired_updates_are_not_listed(
     # The state's clock is moved past the first expiry, not the test's.
     later = task.Clock()
     later.advance(short["expires"])
-    monkeypatch.setattr(node.gossip.gossip.state, "reactor", later)
+    monkeypatch.setattr(node.gossip.gossip.state, "clock", later)
     assert [u["update_id"] for u in await listed(node.api, "t")] == [long["update_id"]]
 
 
