@@ -391,11 +391,11 @@ class RPCProtocol(DatagramProtocol):
         counters = self.counters
         counters["received"] += 1
         host = addr[0]
+        port = addr[1]
         now = self.reactor.seconds()
         # One budget per host: an attacker's ports are free. Loopback is
         # the exception: the nodes of one machine differ only by port.
-        source = "{}:{}".format(host, addr[1]) if host.startswith(_LOOPBACK) else host
-        if not self.limiter.allow(source, now):
+        if not self.limiter.allow((host, port) if host.startswith(_LOOPBACK) else host, now):
             counters["dropped_rate_limited"] += 1
             return
         try:
@@ -404,15 +404,20 @@ class RPCProtocol(DatagramProtocol):
         except wire.WireError as e:
             counters["dropped_" + e.cause] += 1
             return
-        sender = Contact(message.sender_id, message.sender_key, (host, addr[1]))
+        # The peer's datagrams come from one address, as a rule: one contact
+        # serves them all.
+        sender = session.contact
+        if sender is None or sender.address[1] != port or sender.address[0] != host:
+            sender = session.contact = Contact(message.sender_id, message.sender_key, (host, port))
         if message.kind != wire.QUERY:
             self._handle_reply(message, sender, session)
             return
         counters["queries_received"] += 1
         # The routing state hears of a sender only at an address that proved
         # it receives there; anyone can put any source address on a query.
-        if session.is_proven(sender.address):
-            self._offer(sender)
+        if sender.address in session.proven:
+            if self._listeners:
+                self._offer(sender)
         elif not self._awaits(sender):
             self.routability.check(sender.public_key, sender.address)
         elif len(self._unprobed) < len(self._awaiting):
@@ -494,6 +499,9 @@ class RPCProtocol(DatagramProtocol):
         except Exception:
             self._handler_failed(query, None)  # the failure being handled
             return
+        if type(result) in _PLAIN_RESULTS:  # most handlers answer at once
+            self._reply(query, result, now)
+            return
         if isinstance(result, Coroutine):
             result = defer.Deferred.fromCoroutine(result)
         if isinstance(result, defer.Deferred):
@@ -502,12 +510,12 @@ class RPCProtocol(DatagramProtocol):
                 lambda failure: self._reply_failure(query, failure),
             )
         else:
-            self._reply(query, result)
+            self._reply(query, result, now)
 
-    def _reply(self, query: _Query, value: Any) -> None:
+    def _reply(self, query: _Query, value: Any, now: float | None = None) -> None:
         try:
             body = wire.encode_body(
-                wire.RESPONSE, query.message.txid, "", value, self.identity, self._next_seq()
+                wire.RESPONSE, query.message.txid, "", value, self.identity, self._next_seq(now)
             )
             data = wire.seal(body, wire.mac(body, query.key), self.max_datagram)
         except wire.WireError as e:
@@ -557,7 +565,8 @@ class RPCProtocol(DatagramProtocol):
         self._send_answer(query, wire.seal(body, wire.mac(body, query.key), self.max_datagram))
 
     def _send_answer(self, query: _Query, data: bytes) -> None:
-        self.answers.fill((query.message.sender_key, query.message.txid), data)
+        if query.message.method not in self._idempotent:  # else nothing was claimed
+            self.answers.fill((query.message.sender_key, query.message.txid), data)
         self._send(query, data)
 
     def _send(self, query: _Query, data: bytes) -> None:
@@ -572,11 +581,12 @@ class RPCProtocol(DatagramProtocol):
 
     # -- plumbing ---------------------------------------------------------------
 
-    def _next_seq(self) -> int:
-        # Microseconds of our clock, and strictly increasing: unique for the
-        # replay windows, and close to real time for a peer that restarted.
-        now = int(self.reactor.seconds() * 1_000_000)
-        self._seq = now if now > self._seq else self._seq + 1
+    def _next_seq(self, now: float | None = None) -> int:
+        # Microseconds of our clock (``now``, if the caller just read it), and
+        # strictly increasing: unique for the replay windows, and close to
+        # real time for a peer that restarted.
+        us = int((self.reactor.seconds() if now is None else now) * 1_000_000)
+        self._seq = us if us > self._seq else self._seq + 1
         return self._seq
 
     def _write(self, data: bytes, address: Address) -> None:
@@ -626,6 +636,9 @@ class _Query:
         self.key = key
         self.size = size
 
+
+#: Results that are sent as they are (no Deferred, no coroutine).
+_PLAIN_RESULTS = frozenset((bytes, str, int, float, bool, type(None), list, dict))
 
 #: Loopback sources, which the rate limit tells apart by port.
 _LOOPBACK = ("127.", "::1", "::ffff:127.")

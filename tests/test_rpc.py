@@ -481,6 +481,24 @@ def test_listeners_hear_every_verified_sender() -> None:
     pair.a.remove_listener(seen_by_a.append)
 
 
+def test_handlers_see_each_datagram_from_the_address_it_came_from() -> None:
+    # The sender's contact is kept per session between datagrams; a peer
+    # that moves (or a forger reusing its key's session) must be seen where
+    # each datagram came from, never at an address an earlier one used.
+    pair = Pair()
+    seen: list[Contact] = []
+    pair.b.register("where", lambda sender, args: seen.append(sender))
+    pair.a.ping(B_ADDR)
+    pair.exchange()
+    moved = ("10.0.0.7", 4001)
+    for source in (A_ADDR, moved, moved, A_ADDR):
+        pair.a.call_contact(pair.b_contact, "where")
+        for data, _ in pair.take(pair.a):
+            pair.b.datagramReceived(data, source)
+    assert [c.address for c in seen] == [A_ADDR, moved, moved, A_ADDR]
+    assert {c.public_key for c in seen} == {pair.a.identity.public_key}
+
+
 def test_the_rate_limit_drops_a_flood_and_recovers() -> None:
     pair = Pair(rate=10, burst=5)
     for _ in range(8):
