@@ -612,6 +612,32 @@ def test_real_sockets_on_loopback():
         yield port_b.stopListening()
 
 
+@pytest_twisted.inlineCallbacks
+def test_an_answer_the_socket_refuses_is_counted_as_a_send_error(logged_errors):
+    # Answers go straight to the socket; when it refuses one, the error is
+    # counted as the transport's write would have (and nothing is raised).
+    from twisted.internet import reactor
+
+    a = RPCProtocol(Identity.generate(), reactor, max_datagram=70_000, timeout=0.3, retries=0)
+    b = RPCProtocol(Identity.generate(), reactor, max_datagram=70_000)
+    b.register("huge", lambda sender, args: bytes(66_000))  # beyond any UDP datagram
+    port_a = reactor.listenUDP(0, a, interface="127.0.0.1")
+    port_b = reactor.listenUDP(0, b, interface="127.0.0.1")
+    try:
+        contact = yield a.ping(("127.0.0.1", port_b.getHost().port))
+        yield a.ping(contact.address, contact.public_key)  # b has proven a's address by now
+        sent = b.stats()["sent"]
+        with pytest.raises(RPCTimeout):
+            yield a.call_contact(contact, "huge")
+        assert b.stats()["send_errors"] == 1
+        assert b.stats()["sent"] == sent
+        assert b.stats()["handler_errors"] == 0
+    finally:
+        yield port_a.stopListening()
+        yield port_b.stopListening()
+    assert logged_errors.take() == []
+
+
 def _has_ipv6_loopback() -> bool:
     import socket
 
