@@ -28,7 +28,7 @@ import hashlib
 import hmac
 import socket
 import struct
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, ClassVar, NamedTuple
 
 import cbor2
@@ -56,6 +56,7 @@ MAX_SEQ = 2**64
 MAX_PAYLOAD_DEPTH = 12
 
 _SIGNATURE_CONTEXT = b"dhtkit-datagram-v1:"
+_blake2b = hashlib.blake2b
 _SESSION_PERSON = b"dhtkit-session1"
 
 
@@ -127,11 +128,6 @@ _TEXT_HEADS = [bytes((0x60 | n,)) for n in range(24)]
 _NO_PAYLOAD = b"\xf6"
 
 
-def _identity_tail(identity: Identity) -> bytes:
-    # What every datagram of ``identity`` ends its body with, before seq.
-    return b"\x58\x20" + identity.public_key + b"\x54" + identity.node_id
-
-
 def encode_body(
     kind: int, txid: int, method: str, payload: Any, identity: Identity, seq: int
 ) -> bytes:
@@ -164,7 +160,10 @@ def encode_body(
                 _TEXT_HEADS[len(method)],
                 method.encode(),
                 encoded,
-                _identity_tail(identity),
+                b"\x58\x20",  # the public key: 32 bytes
+                identity.public_key,
+                b"\x54",  # the node id: 20 bytes
+                identity.node_id,
                 _SEQ(0x1B, seq),
             )
         )
@@ -285,7 +284,7 @@ def decode(data: bytes, max_size: int = MAX_DATAGRAM) -> Message:
                 raise MalformedMessage("the envelope holds no body and authenticator")
         else:
             body, auth = parts
-        fields = _loads(body, MAX_PAYLOAD_DEPTH + 2)
+        fields = _load_body(body)
     except WireError:
         raise
     except Exception as e:  # cbor2 raises many types on hostile input
@@ -317,7 +316,13 @@ def decode(data: bytes, max_size: int = MAX_DATAGRAM) -> Message:
         check_plain(payload)
     if node_id_for(sender_key) != sender_id:
         raise BadNodeId("node id is not the hash of the sender's key")
-    return Message(kind, txid, method, payload, sender_key, sender_id, seq, body, auth)
+    return _new_message(
+        Message, (kind, txid, method, payload, sender_key, sender_id, seq, body, auth)
+    )
+
+
+# Message(...) without the Python-level __new__ a named tuple has.
+_new_message = tuple.__new__
 
 
 class _TagRefused(Exception):
@@ -346,6 +351,14 @@ def _loads(data: bytes, max_depth: int) -> Any:
     )
 
 
+_load_body = partial(
+    cbor2.loads,
+    semantic_decoders=_NO_SEMANTICS,
+    tag_hook=_refuse_tag,
+    max_depth=MAX_PAYLOAD_DEPTH + 2,
+)
+
+
 def verify(message: Message, session_key: bytes | None) -> None:
     """Check the authenticator: the MAC under ``session_key``, or the signature.
 
@@ -357,7 +370,9 @@ def verify(message: Message, session_key: bytes | None) -> None:
         except (BadSignatureError, ValueError, TypeError) as e:
             raise BadAuthenticator("bad signature") from e
         return
-    if session_key is None or not hmac.compare_digest(mac(message.body, session_key), message.auth):
+    if session_key is None or not hmac.compare_digest(
+        _blake2b(message.body, key=session_key, digest_size=MAC_BYTES).digest(), message.auth
+    ):  # mac(), written out: this runs for every datagram
         raise BadAuthenticator("bad MAC")
 
 
