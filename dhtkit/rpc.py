@@ -364,14 +364,24 @@ class RPCProtocol(DatagramProtocol):
         return self._call(address, "ping", None, peer_key, None, None)
 
     def _send_query(self, txid: int, pending: _Pending) -> None:
-        body = wire.encode_body(
-            wire.QUERY, txid, pending.method, pending.args, self.identity, self._next_seq()
-        )
+        seq = self._next_seq()
         if pending.peer_key is None:
-            auth = wire.sign(body, self.identity)
+            body = wire.encode_body(
+                wire.QUERY, txid, pending.method, pending.args, self.identity, seq
+            )
+            data = wire.seal(body, wire.sign(body, self.identity), self.max_datagram)
         else:
-            auth = wire.mac(body, self.sessions.key_for(pending.peer_key))
-        self._write(wire.seal(body, auth, self.max_datagram), pending.address)
+            data = wire.encode(
+                wire.QUERY,
+                txid,
+                pending.method,
+                pending.args,
+                self.identity,
+                seq,
+                self.sessions.key_for(pending.peer_key),
+                self.max_datagram,
+            )
+        self._write(data, pending.address)
         self.counters["queries_sent"] += 1
         pending.timer = self.reactor.callLater(pending.timeout, self._timed_out, txid)
 
@@ -519,10 +529,16 @@ class RPCProtocol(DatagramProtocol):
 
     def _reply(self, query: _Query, value: Any, now: float | None = None) -> None:
         try:
-            body = wire.encode_body(
-                wire.RESPONSE, query.message.txid, "", value, self.identity, self._next_seq(now)
+            data = wire.encode(
+                wire.RESPONSE,
+                query.message.txid,
+                "",
+                value,
+                self.identity,
+                self._next_seq(now),
+                query.key,
+                self.max_datagram,
             )
-            data = wire.seal(body, wire.mac(body, query.key), self.max_datagram)
         except wire.WireError as e:
             self._log.error(
                 "reply to {method} cannot be sent: {error}",
@@ -558,16 +574,18 @@ class RPCProtocol(DatagramProtocol):
             self._log.failure(format, failure, **fields)
 
     def _reply_error(self, query: _Query, error: RemoteError) -> None:
-        body = wire.encode_body(
+        data = wire.encode(
             wire.ERROR,
             query.message.txid,
             "",
             [error.code[:64], error.message[:400]],
             self.identity,
             self._next_seq(),
+            query.key,
+            self.max_datagram,
         )
         self.counters["errors_sent"] += 1
-        self._send_answer(query, wire.seal(body, wire.mac(body, query.key), self.max_datagram))
+        self._send_answer(query, data)
 
     def _send_answer(self, query: _Query, data: bytes) -> None:
         if query.message.method not in self._idempotent:  # else nothing was claimed

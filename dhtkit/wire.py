@@ -147,8 +147,8 @@ def encode_body(
     ):
         if payload is None:
             encoded = _NO_PAYLOAD
-        elif type(payload) is bytes and len(payload) < 0x10000:
-            encoded = _bytes_head(len(payload)) + payload
+        elif type(payload) is bytes and len(payload) < 0x100:
+            encoded = _BYTES_HEADS[len(payload)] + payload
         else:
             try:
                 encoded = cbor2.dumps(payload)
@@ -186,6 +186,8 @@ def _bytes_head(n: int) -> bytes:
     return cbor2.dumps(bytes(n))[:-n]
 
 
+_BYTES_HEADS = [_bytes_head(n) for n in range(0x100)]
+_MAC_HEAD = _bytes_head(MAC_BYTES)
 _AUTH_HEADS = {MAC_BYTES: _bytes_head(MAC_BYTES), SIGNATURE_BYTES: _bytes_head(SIGNATURE_BYTES)}
 
 
@@ -211,6 +213,37 @@ def seal(body: bytes, auth: bytes, max_size: int = MAX_DATAGRAM) -> bytes:
 def mac(body: bytes, session_key: bytes) -> bytes:
     """The 16-byte MAC of ``body`` under a session key."""
     return hashlib.blake2b(body, key=session_key, digest_size=MAC_BYTES).digest()
+
+
+def encode(
+    kind: int,
+    txid: int,
+    method: str,
+    payload: Any,
+    identity: Identity,
+    seq: int,
+    session_key: bytes,
+    max_size: int = MAX_DATAGRAM,
+) -> bytes:
+    """A datagram MAC'd under ``session_key``, in one step: what
+    ``seal(body, mac(body, session_key), max_size)`` makes of
+    :func:`encode_body`'s body."""
+    body = encode_body(kind, txid, method, payload, identity, seq)
+    n = len(body)
+    data = b"".join(
+        (
+            b"\x82",
+            _BYTES_HEADS[n] if n < 0x100 else _bytes_head(n),
+            body,
+            _MAC_HEAD,
+            _blake2b(body, key=session_key, digest_size=MAC_BYTES).digest(),
+        )
+    )
+    if len(data) > max_size:
+        raise MessageTooLarge(
+            "datagram of {} bytes exceeds the limit of {}".format(len(data), max_size)
+        )
+    return data
 
 
 def sign(body: bytes, identity: Identity) -> bytes:

@@ -357,3 +357,14 @@ def test_envelopes_in_other_cbor_forms_decode_the_same() -> None:
         wire.decode(data[:-1])  # an authenticator one byte short
     with pytest.raises(wire.MalformedMessage):
         wire.decode(data[:-17] + b"\x41\x00")  # too short to be a MAC
+
+
+@given(st.sampled_from(wire.KINDS), plain, st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1))
+def test_encode_is_seal_of_the_maced_body(kind: int, payload: Any, txid: int, seq: int) -> None:
+    key = wire.session_key(ALICE, BOB.public_key)
+    body = wire.encode_body(kind, txid, "find_node", payload, ALICE, seq)
+    expected = wire.seal(body, wire.mac(body, key), max_size=10_000)
+    assert wire.encode(kind, txid, "find_node", payload, ALICE, seq, key, 10_000) == expected
+    if len(expected) > wire.MAX_DATAGRAM:
+        with pytest.raises(wire.MessageTooLarge):
+            wire.encode(kind, txid, "find_node", payload, ALICE, seq, key)
