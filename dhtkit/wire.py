@@ -255,19 +255,39 @@ def session_key(identity: Identity, peer_public_key: bytes) -> bytes:
     """The symmetric key two nodes share: X25519 over their converted keys.
 
     Both sides compute the same value; hashing in both public keys (in a fixed
-    order) binds the key to the pair.
+    order) binds the key to the pair. The latest keys are remembered by pair,
+    so that where both nodes live in one process (a simulation) the second
+    one's agreement, as costly as the first's, is not done again.
 
     :raises BadAuthenticator: the peer's key is not a usable curve point.
     """
+    low, high = (
+        (identity.public_key, peer_public_key)
+        if identity.public_key < peer_public_key
+        else (peer_public_key, identity.public_key)
+    )
+    # Only an agreement made with one of the two secret keys ever fills an
+    # entry: a pair's key is the same whichever side made it.
+    key = _SESSION_KEYS.get((low, high))
+    if key is not None:
+        return key
     try:
         peer_curve = _curve25519_public(peer_public_key)
         shared = crypto_scalarmult(identity.curve25519_secret(), peer_curve)
     except Exception as e:  # libsodium refuses low-order and invalid points
         raise BadAuthenticator("unusable public key: {}".format(e)) from e
-    low, high = sorted((identity.public_key, peer_public_key))
-    return hashlib.blake2b(
+    key = hashlib.blake2b(
         shared + low + high, digest_size=SESSION_KEY_BYTES, person=_SESSION_PERSON
     ).digest()
+    if len(_SESSION_KEYS) >= _MAX_SESSION_KEYS:
+        del _SESSION_KEYS[next(iter(_SESSION_KEYS))]  # the oldest
+    _SESSION_KEYS[(low, high)] = key
+    return key
+
+
+#: (lower public key, higher public key) -> their session key, oldest first.
+_SESSION_KEYS: dict[tuple[bytes, bytes], bytes] = {}
+_MAX_SESSION_KEYS = 8192
 
 
 @lru_cache(maxsize=65536)

@@ -368,3 +368,22 @@ def test_encode_is_seal_of_the_maced_body(kind: int, payload: Any, txid: int, se
     if len(expected) > wire.MAX_DATAGRAM:
         with pytest.raises(wire.MessageTooLarge):
             wire.encode(kind, txid, "find_node", payload, ALICE, seq, key)
+
+
+def test_a_session_key_agreed_by_one_side_serves_the_other_in_the_same_process() -> None:
+    carol, dave = Identity.generate(), Identity.generate()
+    first = wire.session_key(carol, dave.public_key)
+    # The very same object: the second agreement was not made again.
+    assert wire.session_key(dave, carol.public_key) is first
+    assert wire.session_key(carol, dave.public_key) is first
+
+
+def test_remembered_session_keys_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wire, "_SESSION_KEYS", {})
+    monkeypatch.setattr(wire, "_MAX_SESSION_KEYS", 16)
+    me = Identity.generate()
+    peers = [Identity.generate() for _ in range(20)]
+    keys = [wire.session_key(me, peer.public_key) for peer in peers]
+    assert len(wire._SESSION_KEYS) == 16
+    # The oldest were forgotten; agreed again, they are the same keys.
+    assert wire.session_key(peers[0], me.public_key) == keys[0]
