@@ -33,7 +33,7 @@ from dhtkit.contact import Contact
 from dhtkit.handover import PER_PEER_RATE, RATE, HandOverQueue
 from dhtkit.holder import Holder
 from dhtkit.identity import Identity
-from dhtkit.keyspace import check_id
+from dhtkit.keyspace import check_id, distance
 from dhtkit.overlay import IOverlay, IRoutingOverlay, IValueFinder
 from dhtkit.republish import EXPIRE_AFTER, REPLICATE_EVERY, REPUBLISH_EVERY, Scheduler
 from dhtkit.rpc import RemoteError, RPCError, RPCProtocol
@@ -64,6 +64,9 @@ from dhtkit.values import (
     to_wire,
 )
 from dhtkit.wire import MessageTooLarge
+
+READ_QUORUM = 3
+"""Copies of a mutable value a get reads before it answers, by default."""
 
 MAX_CLOCK_SKEW = 5.0
 """Seconds a plain value's write time may lead a replica's clock, by default."""
@@ -127,6 +130,12 @@ class DHTNode:
     :param disjoint_paths: signed reads look the key up over this many
         lookups that never ask the same node (S/Kademlia), when the overlay
         can (Kademlia); 1 is a plain lookup.
+    :param read_quorum: over an overlay with FIND_VALUE (Kademlia), a get
+        of a mutable value ends once this many of the closest nodes
+        answered with a valid copy (our own copy counts as one) and every
+        node closer than them answered too (see ``docs/values.rst``);
+        ``replication - quorum + 1`` makes every read meet every successful
+        write, at more datagrams per get.
     """
 
     _log = Logger()
@@ -148,7 +157,11 @@ class DHTNode:
         hand_over_rate: float = RATE,
         hand_over_peer_rate: float = PER_PEER_RATE,
         disjoint_paths: int = 1,
+        read_quorum: int = READ_QUORUM,
     ) -> None:
+        if read_quorum < 1:
+            raise ValueError("read_quorum must be at least 1")
+        self.read_quorum = read_quorum
         self.rpc = rpc
         # Signed reads over this many disjoint lookups, where the overlay
         # offers them (Kademlia's find_value_disjoint).
@@ -625,6 +638,7 @@ class DHTNode:
         # Kademlia's FIND_VALUE: the lookup itself collects the answers.
         self.counters["gets"] += 1
         checked: dict[bytes, tuple[Record, float] | None] = {}
+        immutable_found = False
 
         def check(contact: Contact, answer: Any) -> tuple[Record, float] | None:
             if contact.node_id not in checked:
@@ -632,22 +646,44 @@ class DHTNode:
             return checked[contact.node_id]
 
         def enough(contact: Contact, answer: Any) -> bool:
+            nonlocal immutable_found
             valid = check(contact, answer)
-            return stop_at_immutable and valid is not None and isinstance(valid[0], ImmutableValue)
+            immutable_found = (
+                stop_at_immutable and valid is not None and isinstance(valid[0], ImmutableValue)
+            )
+            return immutable_found
 
+        def counts(contact: Contact, answer: Any) -> bool:
+            return check(contact, answer) is not None
+
+        # Our own copy (not a cached one) is one of the read quorum's answers.
+        local = self.holder.live(key)
+        own = local is not None and not local.cached
+        # A read needs no more copies than a write: a majority of the replicas.
+        quorum = max(0, min(self.read_quorum, self.replication // 2 + 1) - own)
+        if quorum == 0 and local is not None:
+            self.counters["gets_answered_locally"] += 1
+            return local.record
         disjoint = getattr(finder, "find_value_disjoint", None)
         if paths > 1 and disjoint is not None:
-            result = await disjoint(key, self.replication, enough, paths)
+            result = await disjoint(key, self.replication, enough, paths, quorum, counts)
         else:
-            result = await finder.find_value(key, self.replication, enough)
+            result = await finder.find_value(key, self.replication, enough, quorum, counts)
         found: list[tuple[Contact | None, Record, float]] = []
         for contact, answer in result.answers:
             valid = check(contact, answer)
             if valid is not None:
                 found.append((contact, *valid))
-        if not result.stopped_early:
-            answered = [c for c in result.lookup.contacts if not self._is_self(c)]
-            return self._settle(key, result.lookup.contacts, found, answered)
+        if not immutable_found:
+            contacts = result.lookup.contacts
+            if result.stopped_early:
+                # A read quorum answered: the nodes it heard from are those
+                # up to the quorum's farthest, and we are one of them only
+                # if we are no farther.
+                self.counters["gets_by_quorum"] += 1
+                contacts = self._up_to_farthest(key, contacts)
+            answered = [c for c in contacts if not self._is_self(c)]
+            return self._settle(key, contacts, found, answered)
         # As the paper says: the closest node on the path that did not have
         # the value gets a cached copy, so popular keys spread outward.
         record, ttl = found[0][1], found[0][2]
@@ -677,6 +713,15 @@ class DHTNode:
             if stale:
                 self._repair(stale, best, max(t for _, r, t in found if r == best))
         return best
+
+    def _up_to_farthest(self, key: bytes, contacts: list[Contact]) -> list[Contact]:
+        """``contacts`` without our own, when it is farther from ``key`` than
+        every other (it was put there by the overlay, not found)."""
+        others = [c for c in contacts if not self._is_self(c)]
+        if not others:
+            return others
+        farthest = max(distance(c.node_id, key) for c in others)
+        return [c for c in contacts if not self._is_self(c) or distance(c.node_id, key) <= farthest]
 
     def _repair(self, stale: list[Contact], record: Record, ttl: float) -> None:
         """Store the newest version on replicas that answered with less."""

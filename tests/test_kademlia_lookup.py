@@ -301,3 +301,74 @@ def test_a_lookup_never_asks_a_contact_it_may_not_claim() -> None:
     )
     assert not barred & {c.node_id for c in net.asked}
     assert not barred & {c.node_id for c in outcome.contacts}
+
+
+def test_a_read_quorum_ends_the_lookup_once_the_closest_holders_answered() -> None:
+    net = well_connected()
+    target = random.Random(21).randbytes(20)
+    closest = true_closest(net, target)
+    for c in closest:
+        net.holders[c.node_id] = ["record", 60]
+    full = result_of(run(net, target, net.contacts[:3], enough=lambda c, a: False))
+    net.asked.clear()
+    outcome = result_of(run(net, target, net.contacts[:3], enough=lambda c, a: False, quorum=3))
+    assert outcome.stopped_early and outcome.quorum_reached
+    assert outcome.messages < full.messages
+    holders = [c for c, _ in outcome.values]
+    assert len(holders) >= 3
+    # What it returns are the closest that answered, none beyond the quorum.
+    farthest = sorted(distance(c.node_id, target) for c in holders)[2]
+    assert outcome.contacts
+    assert all(distance(c.node_id, target) <= farthest for c in outcome.contacts)
+    assert set(outcome.contacts) <= set(net.asked)
+
+
+def test_answers_that_fail_the_check_do_not_make_a_quorum() -> None:
+    net = well_connected()
+    target = random.Random(22).randbytes(20)
+    closest = true_closest(net, target)
+    for c in closest:
+        net.holders[c.node_id] = "forged"
+    outcome = result_of(
+        run(
+            net,
+            target,
+            net.contacts[:3],
+            enough=lambda c, a: False,
+            quorum=3,
+            valid=lambda c, a: a != "forged",
+        )
+    )
+    # No valid copy: it went on until k contacts answered.
+    assert not outcome.stopped_early and not outcome.quorum_reached
+    assert len(outcome.contacts) == K
+
+
+def test_without_a_quorum_of_holders_it_goes_on_until_the_k_closest_answered() -> None:
+    net = well_connected()
+    target = random.Random(23).randbytes(20)
+    closest = true_closest(net, target)
+    for c in closest[:2]:
+        net.holders[c.node_id] = ["record", 60]
+    outcome = result_of(run(net, target, net.contacts[:3], enough=lambda c, a: False, quorum=3))
+    assert not outcome.stopped_early
+    assert outcome.contacts == closest
+    assert {c for c, _ in outcome.values} == set(closest[:2])
+
+
+def test_a_silent_contact_is_hedged_after_a_few_round_trips_not_a_stall() -> None:
+    net = well_connected()
+    net.delay = 0.01  # every answer takes 10 ms
+    target = random.Random(24).randbytes(20)
+    closest = true_closest(net, target)
+    net.silent.add(closest[0].node_id)
+    d = run(net, target, [closest[0], *net.contacts[:3]], stall_after=1.0)
+    waited = 0.0
+    while not d.called and waited < 1.0:
+        net.clock.advance(0.005)
+        waited += 0.005
+    outcome = result_of(d)
+    # A few round trips of 10 ms each, far less than the 1 s stall.
+    assert waited < 0.25
+    assert closest[0] not in outcome.contacts
+    assert outcome.timeouts == 0  # hedged, not failed: its answer may still come

@@ -9,7 +9,11 @@ have not failed have all answered.
 
 A slow contact does not hold the lookup up: once it has been waiting
 ``stall_after`` seconds it stops counting against alpha and the next candidate
-is asked; if its answer comes later it is still used. A contact that fails
+is asked; if its answer comes later it is still used. Once some contacts
+have answered, the wait is shorter: a contact is *hedged* (treated as
+stalled, the next candidate asked in its place) after ``HEDGE_FACTOR`` times
+the slowest answer of this lookup so far (at least ``HEDGE_FLOOR``), so a
+dead contact costs a few round trips rather than a timeout. A contact that fails
 (times out after its retries, or answers garbage) leaves the shortlist; a
 malformed answer is counted in ``bad_answers`` (not as a timeout) and the
 lookup goes on with the others.
@@ -18,6 +22,14 @@ Hops are counted as the paper's analysis counts them: a contact from our own
 table is asked at hop 1, a contact learnt from an answer at hop d is asked at
 hop d + 1, and the lookup's ``hops`` is the hop at which the closest contact
 that answered was asked.
+
+A FIND_VALUE lookup with a read ``quorum`` ends as soon as ``quorum``
+contacts have answered with a valid value and every contact of the shortlist
+closer to the key than the farthest of them has answered too (or, when
+replicas died, once the ``replicas`` closest answered and one of them held
+the value): the result
+is then those contacts, the closest the lookup heard from (see
+:mod:`dhtkit.node` for what a read makes of them).
 
 Two hooks harden it against Sybils: ``select`` picks the shortlist and the
 result among the closest (the overlay keeps a few contacts per network),
@@ -57,6 +69,11 @@ def _first(contacts: list[Contact], count: int) -> list[Contact]:
 
 _WAITING, _ASKING, _ANSWERED, _FAILED = range(4)
 
+#: A contact is hedged after this many times the slowest answer seen so far...
+HEDGE_FACTOR = 4.0
+#: ... but never sooner than this (seconds): a busy host's scheduling jitter.
+HEDGE_FLOOR = 0.002
+
 
 @attrs.define
 class _Candidate:
@@ -66,6 +83,7 @@ class _Candidate:
     state: int = _WAITING
     stalled: bool = False
     timer: IDelayedCall | None = None
+    sent_at: float = 0.0
 
 
 @attrs.define
@@ -80,6 +98,8 @@ class LookupOutcome:
     without: list[Contact]
     stopped_early: bool
     bad_answers: int = 0
+    quorum_reached: bool = False
+    slowest: float | None = None  # the slowest round trip of a contact not hedged
 
 
 class IterativeLookup:
@@ -92,6 +112,16 @@ class IterativeLookup:
         (the first k by default).
     :param claim: whether this lookup may ask a contact it learnt of
         (another lookup may have it); every contact by default.
+    :param quorum: for FIND_VALUE, end once this many contacts answered
+        with the value, as the module says (0: go on until the k closest
+        answered).
+    :param replicas: with ``quorum``, the nodes that hold a key: a read
+        also ends once that many of the closest contacts answered, one of
+        them with the value (fewer than ``quorum`` are left alive).
+    :param rtt: a round trip (seconds) earlier lookups saw, to hedge by
+        before this one has seen any (else ``stall_after``).
+    :param valid: whether an answer with the value counts toward the
+        quorum (the value layer checks the record; a forged one does not).
     """
 
     def __init__(
@@ -109,6 +139,10 @@ class IterativeLookup:
         enough: Callable[[Contact, Any], bool] | None = None,
         select: Select = _first,
         claim: Callable[[bytes], bool] | None = None,
+        quorum: int = 0,
+        valid: Callable[[Contact, Any], bool] = lambda contact, answer: True,
+        rtt: float | None = None,
+        replicas: int = 0,
     ) -> None:
         self.target = target
         self.ask = ask
@@ -121,6 +155,14 @@ class IterativeLookup:
         self.enough = enough
         self.select = select
         self.claim = claim
+        self.quorum = quorum
+        self.valid = valid
+        self.replicas = replicas
+        self._holders: list[int] = []  # the distances of those with a valid answer
+        # The slowest answer so far (seconds), to begin with what earlier
+        # lookups saw: so a first round of dead contacts is hedged too.
+        self._slowest: float | None = rtt
+        self._measured: float | None = None  # the slowest answer of this lookup
         self._candidates: dict[bytes, _Candidate] = {}
         self._values: list[tuple[Contact, Any]] = []
         self._messages = 0
@@ -173,6 +215,9 @@ class IterativeLookup:
     def _step(self) -> None:
         if self._done is None or self._done.called:
             return
+        if self._quorum_reached():
+            self._finish(stopped_early=True, quorum=True)
+            return
         shortlist = self._shortlist()
         if all(c.state == _ANSWERED for c in shortlist):
             self._finish(stopped_early=False)
@@ -192,10 +237,35 @@ class IterativeLookup:
     def _query(self, candidate: _Candidate) -> None:
         candidate.state = _ASKING
         self._messages += 1
-        candidate.timer = self.clock.callLater(self.stall_after, self._stalled, candidate)
+        candidate.sent_at = self.clock.seconds()
+        candidate.timer = self.clock.callLater(self._patience(), self._stalled, candidate)
         self.ask(candidate.contact).addCallbacks(
             self._answered, self._no_answer, (candidate,), errbackArgs=(candidate,)
         )
+
+    def _patience(self) -> float:
+        """Seconds to wait for a contact before asking the next one."""
+        if self._slowest is None:
+            return self.stall_after
+        return min(self.stall_after, max(HEDGE_FLOOR, HEDGE_FACTOR * self._slowest))
+
+    def _observe(self, candidate: _Candidate) -> None:
+        """Learn from an answer's round trip; hedge the contacts waited on too long."""
+        now = self.clock.seconds()
+        rtt = now - candidate.sent_at
+        self._measured = max(self._measured or 0.0, rtt)
+        if self._slowest is not None and rtt <= self._slowest:
+            return
+        self._slowest = rtt
+        patience = self._patience()
+        for other in self._candidates.values():
+            if other.state != _ASKING or other.stalled or other.timer is None:
+                continue
+            if other.timer.active():
+                other.timer.cancel()
+            other.timer = self.clock.callLater(
+                max(0.0, other.sent_at + patience - now), self._stalled, other
+            )
 
     def _stalled(self, candidate: _Candidate) -> None:
         candidate.timer = None
@@ -213,14 +283,21 @@ class IterativeLookup:
     def _answered(self, answer: Answer, candidate: _Candidate) -> None:
         if self._done is None or self._done.called:
             return
+        if not candidate.stalled:
+            self._observe(candidate)
         self._settle(candidate, _ANSWERED)
         contacts, value = answer
         if value is not None:
             self._values.append((candidate.contact, value))
+            if self.quorum > 0 and self.valid(candidate.contact, value):
+                self._holders.append(candidate.distance)
             if self.enough is not None and self.enough(candidate.contact, value):
                 self._finish(stopped_early=True)
                 return
-        self._improved = self._add(contacts, candidate.hop + 1)
+        if value is None or self.quorum <= 0:
+            self._improved = self._add(contacts, candidate.hop + 1)
+        # else a copy of the value, which names no contacts: not a sign
+        # that the lookup has converged, so no reason to ask all the k closest.
         self._step()
 
     def _no_answer(self, failure: Failure, candidate: _Candidate) -> None:
@@ -237,7 +314,31 @@ class IterativeLookup:
             self._timeouts += 1
         self._step()
 
-    def _finish(self, stopped_early: bool) -> None:
+    def _quorum_distance(self) -> int | None:
+        """How far from the target a read's answers reach: the distance of the
+        ``quorum``-th closest contact that answered with the value; or, when
+        fewer did (replicas died), of the ``replicas``-th contact of the
+        shortlist if one of those holds it. None while neither is known."""
+        if self.quorum <= 0 or not self._holders:
+            return None
+        if len(self._holders) >= self.quorum:
+            return sorted(self._holders)[self.quorum - 1]
+        shortlist = self._shortlist()
+        if self.replicas <= 0 or len(shortlist) < self.replicas:
+            return None
+        farthest = shortlist[self.replicas - 1].distance
+        return farthest if min(self._holders) <= farthest else None
+
+    def _quorum_reached(self) -> bool:
+        """Whether a read quorum answered with the value (or the whole
+        replica set, one of them with it), and every contact of the
+        shortlist closer than the farthest of them answered too."""
+        farthest = self._quorum_distance()
+        if farthest is None:
+            return False
+        return all(c.state == _ANSWERED for c in self._shortlist() if c.distance <= farthest)
+
+    def _finish(self, stopped_early: bool, quorum: bool = False) -> None:
         assert self._done is not None
         for candidate in self._candidates.values():
             if candidate.timer is not None and candidate.timer.active():
@@ -247,6 +348,10 @@ class IterativeLookup:
             key=lambda c: c.distance,
         )
         holders = {contact.node_id for contact, _ in self._values}
+        if quorum:
+            # The closest that answered, up to the quorum's farthest holder.
+            farthest = self._quorum_distance()
+            answered = [c for c in answered if farthest is None or c.distance <= farthest]
         closest = self._pick(answered)
         self._done.callback(
             LookupOutcome(
@@ -258,5 +363,7 @@ class IterativeLookup:
                 without=[c.contact for c in answered if c.contact.node_id not in holders],
                 stopped_early=stopped_early,
                 bad_answers=self._bad_answers,
+                quorum_reached=quorum,
+                slowest=self._measured,
             )
         )

@@ -149,6 +149,8 @@ class KademliaOverlay:
             0,
         )
         self.hop_histogram = Histogram()
+        #: The slowest round trip of recent lookups (smoothed), seconds.
+        self.round_trip: float | None = None
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -212,7 +214,12 @@ class KademliaOverlay:
         return self.lookup(key, count).addCallback(lambda found: found.contacts)
 
     def find_value(
-        self, key: bytes, count: int, enough: Callable[[Contact, Any], bool]
+        self,
+        key: bytes,
+        count: int,
+        enough: Callable[[Contact, Any], bool],
+        quorum: int = 0,
+        valid: Callable[[Contact, Any], bool] | None = None,
     ) -> defer.Deferred[ValueLookup]:
         try:
             check_id(key)
@@ -227,10 +234,16 @@ class KademliaOverlay:
                 outcome.stopped_early,
             )
 
-        return self._run(key, self._find_value, enough).addCallback(done)
+        return self._run(key, self._find_value, enough, quorum, valid, count).addCallback(done)
 
     def find_value_disjoint(
-        self, key: bytes, count: int, enough: Callable[[Contact, Any], bool], paths: int = 1
+        self,
+        key: bytes,
+        count: int,
+        enough: Callable[[Contact, Any], bool],
+        paths: int = 1,
+        quorum: int = 0,
+        valid: Callable[[Contact, Any], bool] | None = None,
     ) -> defer.Deferred[ValueLookup]:
         """:meth:`find_value` over ``paths`` lookups that never ask the same node.
 
@@ -244,7 +257,7 @@ class KademliaOverlay:
         if not 1 <= paths <= MAX_PATHS:
             return defer.fail(ValueError("paths is 1-{}".format(MAX_PATHS)))
         if paths == 1:
-            return self.find_value(key, count, enough)
+            return self.find_value(key, count, enough, quorum, valid)
         try:
             check_id(key)
         except ValueError as e:
@@ -261,7 +274,9 @@ class KademliaOverlay:
             return lambda node_id: owner.setdefault(node_id, path) == path
 
         runs = [
-            self._search(key, seeds[path], self._find_value, enough, claim_for(path))
+            self._search(
+                key, seeds[path], self._find_value, enough, claim_for(path), quorum, valid, count
+            )
             for path in range(paths)
         ]
 
@@ -311,9 +326,13 @@ class KademliaOverlay:
         target: bytes,
         ask: Callable[[Contact, bytes], defer.Deferred[Answer]],
         enough: Callable[[Contact, Any], bool] | None = None,
+        quorum: int = 0,
+        valid: Callable[[Contact, Any], bool] | None = None,
+        replicas: int = 0,
     ) -> defer.Deferred[LookupOutcome]:
         self.table.touch(target)
-        return self._search(target, self.table.closest(target, SEEDS_PER_K * self.k), ask, enough)
+        seeds = self.table.closest(target, SEEDS_PER_K * self.k)
+        return self._search(target, seeds, ask, enough, None, quorum, valid, replicas)
 
     def _search(
         self,
@@ -322,6 +341,9 @@ class KademliaOverlay:
         ask: Callable[[Contact, bytes], defer.Deferred[Answer]],
         enough: Callable[[Contact, Any], bool] | None = None,
         claim: Callable[[bytes], bool] | None = None,
+        quorum: int = 0,
+        valid: Callable[[Contact, Any], bool] | None = None,
+        replicas: int = 0,
     ) -> defer.Deferred[LookupOutcome]:
         search = IterativeLookup(
             target,
@@ -336,6 +358,10 @@ class KademliaOverlay:
             enough=enough,
             select=self.table.network_limit.select,
             claim=claim,
+            quorum=quorum,
+            rtt=self.round_trip,
+            replicas=replicas,
+            **({} if valid is None else {"valid": valid}),
         )
         return search.run().addCallback(self._count)
 
@@ -346,6 +372,12 @@ class KademliaOverlay:
         self.counters["lookup_messages"] += outcome.messages
         self.counters["lookup_timeouts"] += outcome.timeouts
         self.counters["lookup_bad_answers"] += outcome.bad_answers
+        if outcome.slowest is not None:
+            # What the next lookup hedges by until it has seen answers of its own.
+            previous = self.round_trip
+            self.round_trip = (
+                outcome.slowest if previous is None else 0.75 * previous + 0.25 * outcome.slowest
+            )
         return outcome
 
     def _as_lookup(self, outcome: LookupOutcome, key: bytes, count: int) -> Lookup:
