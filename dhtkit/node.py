@@ -14,9 +14,11 @@ to find (a lookup whose seeds were dead finds only ourselves). Otherwise
 it fails with :class:`PutFailed`, so ``put`` firing with a count always
 means a majority holds the value; when the nodes refuse, the caller gets
 the same typed refusal a local store would raise. A get asks
-every responsible node, checks what comes back, returns the newest valid
+the responsible nodes, checks what comes back, returns the newest valid
 version, and stores that version on the replicas that answered with an
-older one or none (read repair).
+older one or none (read repair). Over Kademlia a get ends once a read
+quorum of the closest copies answered (``read_quorum``); elsewhere it asks
+every responsible node. ``docs/values.rst`` says what a read guarantees.
 """
 
 from __future__ import annotations
@@ -661,7 +663,11 @@ class DHTNode:
         own = local is not None and not local.cached
         # A read needs no more copies than a write: a majority of the replicas.
         quorum = max(0, min(self.read_quorum, self.replication // 2 + 1) - own)
-        if quorum == 0 and local is not None:
+        if paths > 1:
+            # Disjoint paths are asked for against attackers near the key,
+            # who could make up a quorum of stale copies: read them all.
+            quorum = 0
+        elif quorum == 0 and local is not None:
             self.counters["gets_answered_locally"] += 1
             return local.record
         disjoint = getattr(finder, "find_value_disjoint", None)

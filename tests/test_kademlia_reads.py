@@ -54,6 +54,41 @@ def test_a_get_reads_a_quorum_not_every_replica(
     assert sum(n.node.stats().get("gets_by_quorum", 0) for n in network.nodes) > 0
 
 
+def test_a_node_holding_a_copy_answers_from_it_when_one_copy_is_a_quorum(
+    net: tuple[OverlayNetwork, list[tuple[bytes, bytes]]],
+) -> None:
+    network, values = net
+    key, value = values[0]
+    holder = next(n for n in network.nodes if n.node.store.get(key) is not None)
+    lookups = holder.overlay.stats()["lookups"]
+    holder.node.read_quorum = 1
+    try:
+        assert network.wait(holder.node.get(key)) == value
+    finally:
+        holder.node.read_quorum = 3
+    assert holder.overlay.stats()["lookups"] == lookups  # no traffic at all
+    assert holder.node.stats()["gets_answered_locally"] >= 1
+
+
+def test_signed_reads_over_disjoint_paths_read_every_close_node(
+    net: tuple[OverlayNetwork, list[tuple[bytes, bytes]]],
+) -> None:
+    network, _ = net
+    writer, reader = network.nodes[1], network.nodes[2]
+    assert network.wait(writer.node.put_signed(b"signed", b"salt")) >= 2
+    by_quorum = reader.node.stats().get("gets_by_quorum", 0)
+    reader.node.disjoint_paths = 2
+    try:
+        found = network.wait(reader.node.get_signed(writer.node.identity.public_key, b"salt"))
+    finally:
+        reader.node.disjoint_paths = 1
+    assert found is not None and found.value == b"signed"
+    assert reader.node.stats().get("gets_by_quorum", 0) == by_quorum
+    found = network.wait(reader.node.get_signed(writer.node.identity.public_key, b"salt"))
+    assert found is not None and found.value == b"signed"
+    assert reader.node.stats()["gets_by_quorum"] == by_quorum + 1
+
+
 def test_a_get_does_not_wait_for_dead_replicas(
     net: tuple[OverlayNetwork, list[tuple[bytes, bytes]]],
 ) -> None:
