@@ -55,6 +55,9 @@ REFRESH_EVERY = 3600.0
 #: place, and a lookup does not end empty while our table holds live contacts.
 SEEDS_PER_K = 3
 
+#: A full bucket's head heard from this recently is not pinged for a newcomer.
+PING_AFTER = 60.0
+
 #: How often stale contacts are re-checked, and how many at most each time.
 RECHECK_EVERY = 60.0
 RECHECK_BATCH = 64
@@ -129,6 +132,7 @@ class KademliaOverlay:
             network_limit=network_limit,
             puzzle_bits=puzzle_bits,
             stale_after=stale_after,
+            ping_after=PING_AFTER,
         )
         self._values: ValueSource = lambda key: None
         self._neighbour_listeners: list[Callable[[Contact], None]] = []

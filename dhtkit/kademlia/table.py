@@ -15,7 +15,11 @@ contact heard from longest ago) is pinged while the newcomer waits in the
 bucket's replacement cache; a head that answers moves to the tail and the
 newcomer stays a replacement, a head that does not is evicted and the newest
 replacement takes its place. Long-lived contacts are thereby preferred,
-which is what makes the table resist flooding with fresh ids.
+which is what makes the table resist flooding with fresh ids. With
+``ping_after`` a head heard from within that many seconds is known alive
+and is not pinged (BEP 5's "good" node): the newcomer simply waits as a
+replacement, which spares a ping per message from a stranger in a busy
+network.
 
 Against Sybil floods the table adds three rules (see ``docs/kademlia.rst``):
 
@@ -86,6 +90,8 @@ class RoutingTable:
         asks of every id (0: no puzzle).
     :param stale_after: seconds without a word after which a contact is not
         handed out until it answers a re-check.
+    :param ping_after: a full bucket's head heard from within this many
+        seconds is not pinged for a newcomer (0: always pinged).
     """
 
     _log = Logger()
@@ -104,6 +110,7 @@ class RoutingTable:
         network_limit: NetworkLimit | None = None,
         puzzle_bits: int = 0,
         stale_after: float = STALE_AFTER,
+        ping_after: float = 0.0,
     ) -> None:
         if k < 1 or max_failures < 1 or (replacements is not None and replacements < 0):
             raise ValueError("k and max_failures must be positive, replacements not negative")
@@ -112,6 +119,7 @@ class RoutingTable:
         self.network_limit = NetworkLimit() if network_limit is None else network_limit
         self.puzzle_bits = puzzle_bits
         self.stale_after = stale_after
+        self.ping_after = ping_after
         # When each contact (or replacement) was last heard from.
         self._last_seen: dict[bytes, float] = {}
         self.node_id = check_id(node_id)
@@ -166,8 +174,13 @@ class RoutingTable:
         self._last_seen[node_id] = self._clock.seconds()
         for gone in bucket.add_replacement(contact, self.replacements):
             self._last_seen.pop(gone, None)
-        if bucket.pinging is None:
+        if bucket.pinging is None and not self._heard_lately(bucket.head().node_id):
             self._ping_head(bucket)
+
+    def _heard_lately(self, node_id: bytes) -> bool:
+        """Whether ``node_id`` was heard from within ``ping_after`` seconds."""
+        heard = self._last_seen.get(node_id)
+        return heard is not None and self._clock.seconds() - heard < self.ping_after
 
     def _heard(self, bucket: KBucket, contact: Contact) -> None:
         bucket.seen(contact)
