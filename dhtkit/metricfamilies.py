@@ -296,6 +296,7 @@ VALUES.counter("puts_failed", "Puts that reached too few replicas.")
 VALUES.counter("deletes", "Deletes this node published (tombstones of plain and signed values).")
 VALUES.counter("gets", "Values this node looked up.")
 VALUES.counter("gets_answered_locally", "Gets answered from the node's own store, with no traffic.")
+VALUES.counter("lookups_reused", "Writes stored on the nodes the read before them had just found.")
 VALUES.counter(
     "gets_by_quorum", "Gets that ended once a read quorum of the closest copies answered."
 )

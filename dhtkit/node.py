@@ -36,7 +36,7 @@ from dhtkit.handover import PER_PEER_RATE, RATE, HandOverQueue
 from dhtkit.holder import Holder
 from dhtkit.identity import Identity
 from dhtkit.keyspace import check_id, distance
-from dhtkit.overlay import IOverlay, IRoutingOverlay, IValueFinder
+from dhtkit.overlay import IOverlay, IRoutingOverlay, IValueFinder, Lookup
 from dhtkit.republish import EXPIRE_AFTER, REPLICATE_EVERY, REPUBLISH_EVERY, Scheduler
 from dhtkit.rpc import RemoteError, RPCError, RPCProtocol
 from dhtkit.sealed import seal, unseal
@@ -291,10 +291,11 @@ class DHTNode:
         expected_seq: int | None,
     ) -> int:
         check_value(value, self.max_value_size)  # before any traffic
+        found: list[Lookup] = []
         if seq is None:
-            seq = await self.next_seq(identity.public_key, salt, expected_seq)
+            seq = await self._next_seq(identity.public_key, salt, expected_seq, found)
         record = SignedValue.create(identity, value, seq, salt)
-        return await self._publish(record, expected_seq)
+        return await self._publish_async(record, expected_seq, *found[:1])
 
     def next_seq(
         self, public_key: bytes, salt: bytes = b"", expected_seq: int | None = None
@@ -304,12 +305,22 @@ class DHTNode:
         One more than ``expected_seq`` for a compare-and-swap; else one more
         than the newest version found in the network (1 if there is none).
         """
+        return defer.Deferred.fromCoroutine(self._next_seq(public_key, salt, expected_seq))
+
+    async def _next_seq(
+        self,
+        public_key: bytes,
+        salt: bytes,
+        expected_seq: int | None,
+        found: list[Lookup] | None = None,
+    ) -> int:
+        """:meth:`next_seq`; with ``found``, a read of every close node
+        whose lookup lands there, for the write that follows to reuse."""
         if expected_seq is not None:
-            return defer.succeed(expected_seq + 1)
+            return expected_seq + 1
         # A tombstone counts: the next version comes after the delete.
-        return self._fetch_signed(public_key, salt).addCallback(
-            lambda current: 1 if current is None else current.seq + 1
-        )
+        current = await self._fetch_signed(public_key, salt, found)
+        return 1 if current is None else current.seq + 1
 
     def get_signed(
         self, public_key: bytes, salt: bytes = b""
@@ -325,7 +336,7 @@ class DHTNode:
         return self._fetch_signed(public_key, salt).addCallback(live)
 
     def _fetch_signed(
-        self, public_key: bytes, salt: bytes = b""
+        self, public_key: bytes, salt: bytes = b"", found: list[Lookup] | None = None
     ) -> defer.Deferred[SignedValue | None]:
         """The newest version, tombstones included."""
 
@@ -336,7 +347,7 @@ class DHTNode:
             key = signed_key(public_key, salt)
         except TypeError as e:
             return defer.fail(e)
-        return self._fetch(key, paths=self.disjoint_paths).addCallback(signed_only)
+        return self._fetch(key, paths=self.disjoint_paths, found=found).addCallback(signed_only)
 
     def delete(self, key: bytes) -> defer.Deferred[int]:
         """Withdraw the plain value this node put under ``key``; fire with the replica count.
@@ -354,7 +365,8 @@ class DHTNode:
 
     async def _delete(self, key: bytes) -> int:
         check_id(key)
-        current = await self._fetch(key)
+        found: list[Lookup] = []
+        current = await self._fetch(key, found=found)
         if current is None:
             raise LookupError("no value is stored under {}".format(key.hex()))
         if not isinstance(current, PlainValue):
@@ -368,7 +380,9 @@ class DHTNode:
                 "was written by {}".format(key.hex(), current.owner.hex() or "a node unknown")
             )
         seq = max(self._write_time(), current.seq + 1)
-        return await self._publish(PlainValue.tombstone(self.identity, key, seq), None)
+        return await self._publish_async(
+            PlainValue.tombstone(self.identity, key, seq), None, *found[:1]
+        )
 
     def delete_signed(
         self,
@@ -392,9 +406,12 @@ class DHTNode:
     async def _delete_signed(
         self, salt: bytes, identity: Identity, seq: int | None, expected_seq: int | None
     ) -> int:
+        found: list[Lookup] = []
         if seq is None:
-            seq = await self.next_seq(identity.public_key, salt, expected_seq)
-        return await self._publish(SignedValue.tombstone(identity, seq, salt), expected_seq)
+            seq = await self._next_seq(identity.public_key, salt, expected_seq, found)
+        return await self._publish_async(
+            SignedValue.tombstone(identity, seq, salt), expected_seq, *found[:1]
+        )
 
     def put_encrypted(
         self,
@@ -463,7 +480,11 @@ class DHTNode:
     def _publish(self, record: Record, expected_seq: int | None) -> defer.Deferred[int]:
         return defer.Deferred.fromCoroutine(self._publish_async(record, expected_seq))
 
-    async def _publish_async(self, record: Record, expected_seq: int | None) -> int:
+    async def _publish_async(
+        self, record: Record, expected_seq: int | None, found: Lookup | None = None
+    ) -> int:
+        """Store ``record`` on its replica set: the nodes of ``found``, a
+        lookup of its key the caller made just now, else of a new lookup."""
         check_record(record, record.key, self.max_value_size)
         local = self.holder.live(record.key)
         if local is not None:
@@ -479,7 +500,7 @@ class DHTNode:
         if record.deleted and expected_seq is None:
             # Kept before any traffic: a compare-and-swap waits for the nodes' word.
             self._keep_tombstone(record)
-        contacts, replica_set = await self._replica_set(record.key)
+        contacts, replica_set = await self._replica_set(record.key, found)
         stored, refusals = await self._store_on(contacts, record, self.expire_after, expected_seq)
         required = self.quorum if self.quorum is not None else replica_set // 2 + 1
         if stored < required or not contacts:
@@ -520,7 +541,9 @@ class DHTNode:
         )
         self.scheduler.poke()
 
-    async def _replica_set(self, key: bytes) -> tuple[list[Contact], int]:
+    async def _replica_set(
+        self, key: bytes, found: Lookup | None = None
+    ) -> tuple[list[Contact], int]:
         """The nodes found responsible for ``key``, and how many there should be.
 
         Over a routing overlay, a full replica set is ``replication`` nodes,
@@ -530,13 +553,17 @@ class DHTNode:
         ``replicate_every`` seconds, whichever is more. So a node whose
         contacts all died cannot count its own copy as a majority, while a
         node that started a network of its own and is still alone can.
-        Over a static overlay the nodes found are all there are.
+        Over a static overlay the nodes found are all there are. ``found``,
+        a lookup of ``key`` just made (the read before a write), saves one.
         """
         routing = self._routing
         if routing is None:
             contacts = await self.overlay.find_responsible(key, self.replication)
             return contacts, len(contacts)
-        found = await routing.lookup(key, self.replication)
+        if found is None:
+            found = await routing.lookup(key, self.replication)
+        else:
+            self.counters["lookups_reused"] += 1
         contacts = list(found.contacts)
         known = max(len(contacts) + found.timeouts, self._network_seen())
         return contacts, min(self.replication, known)
@@ -597,8 +624,15 @@ class DHTNode:
     # -- reading -------------------------------------------------------------------
 
     def _fetch(
-        self, key: bytes, stop_at_immutable: bool = False, paths: int = 1
+        self,
+        key: bytes,
+        stop_at_immutable: bool = False,
+        paths: int = 1,
+        found: list[Lookup] | None = None,
     ) -> defer.Deferred[Record | None]:
+        """The newest record under ``key``. With ``found`` (a read before a
+        write) every close node is read, and a lookup that converged on the
+        key's replica set is appended to it, for the write to store on."""
         try:
             check_id(key)
         except ValueError as e:
@@ -611,7 +645,7 @@ class DHTNode:
                 self.counters["gets_answered_locally"] += 1
                 return defer.succeed(local.record)
             return defer.Deferred.fromCoroutine(
-                self._find_value(self._finder, key, stop_at_immutable, paths)
+                self._find_value(self._finder, key, stop_at_immutable, paths, found)
             )
         return defer.Deferred.fromCoroutine(self._fetch_async(key))
 
@@ -635,7 +669,12 @@ class DHTNode:
         return self._settle(key, contacts, found, answered)
 
     async def _find_value(
-        self, finder: IValueFinder, key: bytes, stop_at_immutable: bool, paths: int = 1
+        self,
+        finder: IValueFinder,
+        key: bytes,
+        stop_at_immutable: bool,
+        paths: int = 1,
+        found_lookups: list[Lookup] | None = None,
     ) -> Record | None:
         # Kademlia's FIND_VALUE: the lookup itself collects the answers.
         self.counters["gets"] += 1
@@ -663,9 +702,10 @@ class DHTNode:
         own = local is not None and not local.cached
         # A read needs no more copies than a write: a majority of the replicas.
         quorum = max(0, min(self.read_quorum, self.replication // 2 + 1) - own)
-        if paths > 1:
+        if paths > 1 or found_lookups is not None:
             # Disjoint paths are asked for against attackers near the key,
-            # who could make up a quorum of stale copies: read them all.
+            # who could make up a quorum of stale copies; a read before a
+            # write finds the nodes to write to: both read them all.
             quorum = 0
         elif quorum == 0 and local is not None:
             self.counters["gets_answered_locally"] += 1
@@ -680,6 +720,8 @@ class DHTNode:
             valid = check(contact, answer)
             if valid is not None:
                 found.append((contact, *valid))
+        if found_lookups is not None and not result.stopped_early:
+            found_lookups.append(result.lookup)
         if not immutable_found:
             contacts = result.lookup.contacts
             if result.stopped_early:

@@ -15,6 +15,7 @@ import pytest
 
 from dhtkit.keyspace import from_int
 from dhtkit.sim.overlays import OverlayNetwork
+from dhtkit.values import ValueDeleted
 
 NODES = 90
 VALUES = 30
@@ -87,6 +88,26 @@ def test_signed_reads_over_disjoint_paths_read_every_close_node(
     found = network.wait(reader.node.get_signed(writer.node.identity.public_key, b"salt"))
     assert found is not None and found.value == b"signed"
     assert reader.node.stats()["gets_by_quorum"] == by_quorum + 1
+
+
+def test_a_signed_put_stores_on_the_nodes_its_read_found(
+    net: tuple[OverlayNetwork, list[tuple[bytes, bytes]]],
+) -> None:
+    network, _ = net
+    writer, reader = network.nodes[3], network.nodes[4]
+    for version in (b"first", b"second"):
+        lookups = writer.overlay.stats()["lookups"]
+        assert network.wait(writer.node.put_signed(version, b"reused")) >= 2
+        # One lookup, the read of the newest seq, not a second to store.
+        assert writer.overlay.stats()["lookups"] == lookups + 1
+    assert writer.node.stats()["lookups_reused"] >= 2
+    found = network.wait(reader.node.get_signed(writer.node.identity.public_key, b"reused"))
+    assert found is not None and (found.value, found.seq) == (b"second", 2)
+    lookups = writer.overlay.stats()["lookups"]
+    assert network.wait(writer.node.delete_signed(b"reused")) >= 2
+    assert writer.overlay.stats()["lookups"] == lookups + 1
+    with pytest.raises(ValueDeleted):
+        network.wait(reader.node.get_signed(writer.node.identity.public_key, b"reused"))
 
 
 def test_a_get_does_not_wait_for_dead_replicas(
