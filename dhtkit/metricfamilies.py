@@ -298,7 +298,8 @@ VALUES.counter("gets", "Values this node looked up.")
 VALUES.counter("gets_answered_locally", "Gets answered from the node's own store, with no traffic.")
 VALUES.counter("lookups_reused", "Writes stored on the nodes the read before them had just found.")
 VALUES.counter(
-    "gets_by_quorum", "Gets that ended once a read quorum of the closest copies answered."
+    "gets_by_quorum",
+    "Gets that ended before every node asked had answered (a read quorum, or a hedge).",
 )
 VALUES.counter("bad_answers", "Answers to this node's gets dropped as invalid.")
 VALUES.counter("read_repairs", "Stale or missing replicas a get brought up to date.")

@@ -37,6 +37,7 @@ from dhtkit.holder import Holder
 from dhtkit.identity import Identity
 from dhtkit.keyspace import check_id, distance
 from dhtkit.overlay import IOverlay, IRoutingOverlay, IValueFinder, Lookup
+from dhtkit.quorumread import QuorumRead
 from dhtkit.republish import EXPIRE_AFTER, REPLICATE_EVERY, REPUBLISH_EVERY, Scheduler
 from dhtkit.rpc import RemoteError, RPCError, RPCProtocol
 from dhtkit.sealed import seal, unseal
@@ -653,20 +654,43 @@ class DHTNode:
         self.counters["gets"] += 1
         contacts = await self.overlay.find_responsible(key, self.replication)
         remote = [c for c in contacts if not self._is_self(c)]
-        answers = await defer.DeferredList(
-            [self.rpc.call_contact(c, "get", key) for c in remote], consumeErrors=True
-        )
+        local = self.holder.live(key)
+        own = local is not None and not local.cached and len(remote) < len(contacts)
+        quorum = max(0, self._read_quorum() - own)
+        if quorum == 0 and local is not None:
+            self.counters["gets_answered_locally"] += 1
+            return local.record
+        checked: dict[int, tuple[Record, float] | None] = {}
+
+        def check(i: int, answer: Any) -> bool:
+            if i not in checked:  # each answer is checked (and counted) once
+                checked[i] = self._valid_answer(key, answer)
+            return checked[i] is not None
+
+        answers = await QuorumRead(
+            self.clock,
+            remote,
+            lambda c: self.rpc.call_contact(c, "get", key),
+            check,
+            quorum,
+            self.rpc.timeout / 2,
+        ).run()
         # (who answered or None for our own copy, the record, its remaining ttl)
         found: list[tuple[Contact | None, Record, float]] = []
         answered: list[Contact] = []
-        for contact, (ok, answer) in zip(remote, answers, strict=True):
-            if not ok:
-                continue
-            answered.append(contact)
-            valid = self._valid_answer(key, answer)
+        for i, answer in sorted(answers.items()):
+            answered.append(remote[i])
+            check(i, answer)
+            valid = checked[i]
             if valid is not None:
-                found.append((contact, *valid))
+                found.append((remote[i], *valid))
+        if len(answers) < len(remote):
+            self.counters["gets_by_quorum"] += 1
         return self._settle(key, contacts, found, answered)
+
+    def _read_quorum(self) -> int:
+        """Copies a get reads: ``read_quorum``, at most a write's majority."""
+        return min(self.read_quorum, self.replication // 2 + 1)
 
     async def _find_value(
         self,
@@ -701,7 +725,7 @@ class DHTNode:
         local = self.holder.live(key)
         own = local is not None and not local.cached
         # A read needs no more copies than a write: a majority of the replicas.
-        quorum = max(0, min(self.read_quorum, self.replication // 2 + 1) - own)
+        quorum = max(0, self._read_quorum() - own)
         if paths > 1 or found_lookups is not None:
             # Disjoint paths are asked for against attackers near the key,
             # who could make up a quorum of stale copies; a read before a

@@ -11,9 +11,9 @@ A slow contact does not hold the lookup up: once it has been waiting
 ``stall_after`` seconds it stops counting against alpha and the next candidate
 is asked; if its answer comes later it is still used. Once some contacts
 have answered, the wait is shorter: a contact is *hedged* (treated as
-stalled, the next candidate asked in its place) after ``HEDGE_FACTOR`` times
-the slowest answer of this lookup so far (at least ``HEDGE_FLOOR``), so a
-dead contact costs a few round trips rather than a timeout. A contact that fails
+stalled, the next candidate asked in its place) by :mod:`dhtkit.hedge`'s
+rule, a few times the slowest answer so far, so a dead contact costs a few
+round trips rather than a timeout. A contact that fails
 (times out after its retries, or answers garbage) leaves the shortlist; a
 malformed answer is counted in ``bad_answers`` (not as a timeout) and the
 lookup goes on with the others.
@@ -49,6 +49,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dhtkit.contact import Contact
+from dhtkit.hedge import patience
 from dhtkit.keyspace import distance
 from dhtkit.rpc import RPCError
 from dhtkit.wire import WireError
@@ -68,11 +69,6 @@ def _first(contacts: list[Contact], count: int) -> list[Contact]:
 
 
 _WAITING, _ASKING, _ANSWERED, _FAILED = range(4)
-
-#: A contact is hedged after this many times the slowest answer seen so far...
-HEDGE_FACTOR = 4.0
-#: ... but never sooner than this (seconds): a busy host's scheduling jitter.
-HEDGE_FLOOR = 0.002
 
 
 @attrs.define
@@ -245,9 +241,7 @@ class IterativeLookup:
 
     def _patience(self) -> float:
         """Seconds to wait for a contact before asking the next one."""
-        if self._slowest is None:
-            return self.stall_after
-        return min(self.stall_after, max(HEDGE_FLOOR, HEDGE_FACTOR * self._slowest))
+        return patience(self._slowest, self.stall_after)
 
     def _observe(self, candidate: _Candidate) -> None:
         """Learn from an answer's round trip; hedge the contacts waited on too long."""
@@ -257,14 +251,14 @@ class IterativeLookup:
         if self._slowest is not None and rtt <= self._slowest:
             return
         self._slowest = rtt
-        patience = self._patience()
+        wait = self._patience()
         for other in self._candidates.values():
             if other.state != _ASKING or other.stalled or other.timer is None:
                 continue
             if other.timer.active():
                 other.timer.cancel()
             other.timer = self.clock.callLater(
-                max(0.0, other.sent_at + patience - now), self._stalled, other
+                max(0.0, other.sent_at + wait - now), self._stalled, other
             )
 
     def _stalled(self, candidate: _Candidate) -> None:
