@@ -372,3 +372,34 @@ def test_a_silent_contact_is_hedged_after_a_few_round_trips_not_a_stall() -> Non
     assert waited < 0.25
     assert closest[0] not in outcome.contacts
     assert outcome.timeouts == 0  # hedged, not failed: its answer may still come
+
+
+def test_suspects_are_asked_only_when_too_few_others_are_left() -> None:
+    net = well_connected()
+    target = random.Random(25).randbytes(20)
+    closest = true_closest(net, target)
+    suspects = {c.node_id for c in closest[:2]}
+    net.silent |= suspects  # they are dead indeed
+    outcome = result_of(
+        run(net, target, net.contacts[:3], suspect=lambda node_id: node_id in suspects)
+    )
+    assert not suspects & {c.node_id for c in net.asked}
+    assert len(outcome.contacts) == K and not suspects & {c.node_id for c in outcome.contacts}
+    # With only suspects to go on, they are asked all the same.
+    net.asked.clear()
+    lone = run(net, target, closest[2:3], suspect=lambda node_id: True)
+    net.clock.advance(1.0)
+    assert closest[2] in net.asked
+    assert result_of(lone).contacts
+
+
+def test_a_hedged_contact_is_reported_as_slow() -> None:
+    net = well_connected()
+    target = random.Random(26).randbytes(20)
+    closest = true_closest(net, target)
+    net.silent.add(closest[0].node_id)
+    slow: list[Contact] = []
+    d = run(net, target, [closest[0], *net.contacts[:3]], stall_after=1.0, slow=slow.append)
+    net.clock.advance(1.0)
+    result_of(d)
+    assert slow == [closest[0]]

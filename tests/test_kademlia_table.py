@@ -584,3 +584,16 @@ def test_a_head_heard_lately_is_not_pinged_for_a_newcomer() -> None:
     clock.advance(60.0)
     table.add_contact(node(TOP + 4))
     assert pinger.pending() == [from_int(TOP + 1)]  # now it is asked
+
+
+def test_a_contact_that_kept_a_lookup_waiting_is_suspect_until_heard_from() -> None:
+    table, _, _ = make_table(k=3)
+    table.add_contact(node(5))
+    assert not table.is_suspect(node(5).node_id)
+    table.record_silence(node(5).node_id)
+    assert table.is_suspect(node(5).node_id)
+    assert node(5).node_id in table  # silence drops nothing
+    table.add_contact(node(5))
+    assert not table.is_suspect(node(5).node_id)
+    table.record_silence(node(6).node_id)  # not in the table: not remembered
+    assert not table.is_suspect(node(6).node_id)

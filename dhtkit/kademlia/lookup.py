@@ -78,6 +78,7 @@ class _Candidate:
     hop: int
     state: int = _WAITING
     stalled: bool = False
+    suspect: bool = False
     timer: IDelayedCall | None = None
     sent_at: float = 0.0
 
@@ -114,6 +115,9 @@ class IterativeLookup:
     :param replicas: with ``quorum``, the nodes that hold a key: a read
         also ends once that many of the closest contacts answered, one of
         them with the value (fewer than ``quorum`` are left alive).
+    :param suspect: whether a contact failed or kept a lookup waiting
+        before: such contacts are asked only when too few others are left.
+    :param slow: told of each contact hedged (waited for too long).
     :param rtt: a round trip (seconds) earlier lookups saw, to hedge by
         before this one has seen any (else ``stall_after``).
     :param valid: whether an answer with the value counts toward the
@@ -139,6 +143,8 @@ class IterativeLookup:
         valid: Callable[[Contact, Any], bool] = lambda contact, answer: True,
         rtt: float | None = None,
         replicas: int = 0,
+        suspect: Callable[[bytes], bool] = lambda node_id: False,
+        slow: Callable[[Contact], None] = lambda contact: None,
     ) -> None:
         self.target = target
         self.ask = ask
@@ -154,6 +160,8 @@ class IterativeLookup:
         self.quorum = quorum
         self.valid = valid
         self.replicas = replicas
+        self.suspect = suspect
+        self.slow = slow
         self._holders: list[int] = []  # the distances of those with a valid answer
         # The slowest answer so far (seconds), to begin with what earlier
         # lookups saw: so a first round of dead contacts is hedged too.
@@ -186,7 +194,9 @@ class IterativeLookup:
             if self.claim is not None and not self.claim(contact.node_id):
                 continue
             d = distance(contact.node_id, self.target)
-            self._candidates[contact.node_id] = _Candidate(contact, d, hop)
+            self._candidates[contact.node_id] = _Candidate(
+                contact, d, hop, suspect=self.suspect(contact.node_id)
+            )
             if self._closest_seen is None or d < self._closest_seen:
                 self._closest_seen = d
                 closer = True
@@ -200,6 +210,11 @@ class IterativeLookup:
             if c.state != _FAILED and not (c.state == _ASKING and c.stalled)
         ]
         alive.sort(key=lambda c: c.distance)
+        # Suspects (silent or failed in earlier lookups) not yet asked come
+        # last: they are asked only when too few others are left.
+        trusted = [c for c in alive if not (c.suspect and c.state == _WAITING)]
+        if len(trusted) < len(alive):
+            alive = trusted + [c for c in alive if c.suspect and c.state == _WAITING]
         return self._pick(alive)
 
     def _pick(self, candidates: list[_Candidate]) -> list[_Candidate]:
@@ -265,6 +280,7 @@ class IterativeLookup:
         candidate.timer = None
         if candidate.state == _ASKING:
             candidate.stalled = True
+            self.slow(candidate.contact)
             self._step()
 
     def _settle(self, candidate: _Candidate, state: int) -> None:

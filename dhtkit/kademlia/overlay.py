@@ -365,6 +365,8 @@ class KademliaOverlay:
             quorum=quorum,
             rtt=self.round_trip,
             replicas=replicas,
+            suspect=self.table.is_suspect,
+            slow=lambda contact: self.table.record_silence(contact.node_id),
             **({} if valid is None else {"valid": valid}),
         )
         return search.run().addCallback(self._count)

@@ -63,6 +63,9 @@ COUNTERS = tuple(
 #: before it is handed out again.
 STALE_AFTER = 300.0
 
+#: The most contacts remembered as silent (see RoutingTable.record_silence).
+MAX_SILENT = 4096
+
 
 class RoutingTable:
     """The contacts a Kademlia node knows, in k-buckets.
@@ -133,6 +136,7 @@ class RoutingTable:
         self._buckets = [KBucket(0, RING_SIZE, clock.seconds())]
         self._los = [0]  # the buckets' lower bounds, for bisect
         self._failures: dict[bytes, int] = {}
+        self._silent: dict[bytes, None] = {}  # kept a lookup waiting; see is_suspect
         self._rechecking: set[bytes] = set()
         self._counters = dict.fromkeys(COUNTERS, 0)
         self._on_promoted = on_promoted
@@ -185,6 +189,7 @@ class RoutingTable:
     def _heard(self, bucket: KBucket, contact: Contact) -> None:
         bucket.seen(contact)
         self._failures.pop(contact.node_id, None)
+        self._silent.pop(contact.node_id, None)
         self._last_seen[contact.node_id] = self._clock.seconds()
 
     def stats_replacements(self) -> int:
@@ -282,6 +287,22 @@ class RoutingTable:
             self._drop(bucket, node_id, "dropped_failures")
         else:
             self._failures[node_id] = failures
+
+    def record_silence(self, node_id: bytes) -> None:
+        """A lookup gave up waiting for ``node_id`` (it may be slow, or dead).
+
+        Unlike a failure it drops nothing; until the contact is heard from
+        again, lookups ask others first (:meth:`is_suspect`).
+        """
+        if node_id in self:
+            if len(self._silent) >= MAX_SILENT:
+                self._silent.pop(next(iter(self._silent)))
+            self._silent[node_id] = None
+
+    def is_suspect(self, node_id: bytes) -> bool:
+        """Whether ``node_id`` failed or kept a lookup waiting since it was
+        last heard from: lookups ask it only when no one else is left."""
+        return node_id in self._failures or node_id in self._silent
 
     def remove_contact(self, node_id: bytes) -> bool:
         """Forget ``node_id`` (also as a replacement); whether it was in the table."""
