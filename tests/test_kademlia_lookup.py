@@ -403,3 +403,16 @@ def test_a_hedged_contact_is_reported_as_slow() -> None:
     net.clock.advance(1.0)
     result_of(d)
     assert slow == [closest[0]]
+
+
+def test_spare_queries_widen_the_first_round() -> None:
+    net = well_connected()
+    target = random.Random(27).randbytes(20)
+    net.delay = 0.01
+    d = run(net, target, net.contacts[:10], spare=2)
+    assert len(net.asked) == 5  # alpha + spare before any answer
+    net.clock.pump([0.01] * 100)
+    assert result_of(d).contacts
+    net.asked.clear()
+    run(net, target, net.contacts[:10])
+    assert len(net.asked) == 3

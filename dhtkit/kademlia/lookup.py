@@ -118,6 +118,8 @@ class IterativeLookup:
     :param suspect: whether a contact failed or kept a lookup waiting
         before: such contacts are asked only when too few others are left.
     :param slow: told of each contact hedged (waited for too long).
+    :param spare: queries in flight beyond ``alpha`` (while contacts are
+        dying, so that a read quorum need not wait for a hedge).
     :param rtt: a round trip (seconds) earlier lookups saw, to hedge by
         before this one has seen any (else ``stall_after``).
     :param valid: whether an answer with the value counts toward the
@@ -145,6 +147,7 @@ class IterativeLookup:
         replicas: int = 0,
         suspect: Callable[[bytes], bool] = lambda node_id: False,
         slow: Callable[[Contact], None] = lambda contact: None,
+        spare: int = 0,
     ) -> None:
         self.target = target
         self.ask = ask
@@ -162,6 +165,7 @@ class IterativeLookup:
         self.replicas = replicas
         self.suspect = suspect
         self.slow = slow
+        self.spare = spare
         self._holders: list[int] = []  # the distances of those with a valid answer
         # The slowest answer so far (seconds), to begin with what earlier
         # lookups saw: so a first round of dead contacts is hedged too.
@@ -237,7 +241,7 @@ class IterativeLookup:
             1 for c in self._candidates.values() if c.state == _ASKING and not c.stalled
         )
         # After an answer that brought nothing closer, ask all of the k closest.
-        limit = self.alpha if self._improved else self.k
+        limit = self.alpha + self.spare if self._improved else self.k
         for candidate in shortlist:
             if in_flight >= limit or self._done.called:  # an answer may come at once
                 break

@@ -367,6 +367,8 @@ class KademliaOverlay:
             replicas=replicas,
             suspect=self.table.is_suspect,
             slow=lambda contact: self.table.record_silence(contact.node_id),
+            # While contacts are dying, reads ask a few more at once.
+            spare=self.alpha if quorum and self.table.suspects() else 0,
             **({} if valid is None else {"valid": valid}),
         )
         return search.run().addCallback(self._count)

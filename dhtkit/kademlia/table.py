@@ -299,6 +299,10 @@ class RoutingTable:
                 self._silent.pop(next(iter(self._silent)))
             self._silent[node_id] = None
 
+    def suspects(self) -> int:
+        """How many contacts are suspects now (see :meth:`is_suspect`)."""
+        return len(self._failures) + len(self._silent)
+
     def is_suspect(self, node_id: bytes) -> bool:
         """Whether ``node_id`` failed or kept a lookup waiting since it was
         last heard from: lookups ask it only when no one else is left."""
