@@ -12,7 +12,7 @@ A slow contact does not hold the lookup up: once it has been waiting
 is asked; if its answer comes later it is still used. Once some contacts
 have answered, the wait is shorter: a contact is *hedged* (treated as
 stalled, the next candidate asked in its place) by :mod:`dhtkit.hedge`'s
-rule, a few times the slowest answer so far, so a dead contact costs a few
+rule, a few times the typical round trip so far, so a dead contact costs a few
 round trips rather than a timeout. A contact that fails
 (times out after its retries, or answers garbage) leaves the shortlist; a
 malformed answer is counted in ``bad_answers`` (not as a timeout) and the
@@ -96,7 +96,7 @@ class LookupOutcome:
     stopped_early: bool
     bad_answers: int = 0
     quorum_reached: bool = False
-    slowest: float | None = None  # the slowest round trip of a contact not hedged
+    round_trip: float | None = None  # the smoothed round trip it measured (None: no answer)
 
 
 class IterativeLookup:
@@ -167,10 +167,10 @@ class IterativeLookup:
         self.slow = slow
         self.spare = spare
         self._holders: list[int] = []  # the distances of those with a valid answer
-        # The slowest answer so far (seconds), to begin with what earlier
-        # lookups saw: so a first round of dead contacts is hedged too.
-        self._slowest: float | None = rtt
-        self._measured: float | None = None  # the slowest answer of this lookup
+        # The typical answer so far (seconds, smoothed), to begin with what
+        # earlier lookups saw: so a first round of dead contacts is hedged too.
+        self._round_trip: float | None = rtt
+        self._measured: float | None = None  # what this lookup measured
         self._candidates: dict[bytes, _Candidate] = {}
         self._values: list[tuple[Contact, Any]] = []
         self._messages = 0
@@ -260,16 +260,16 @@ class IterativeLookup:
 
     def _patience(self) -> float:
         """Seconds to wait for a contact before asking the next one."""
-        return patience(self._slowest, self.stall_after)
+        return patience(self._round_trip, self.stall_after)
 
     def _observe(self, candidate: _Candidate) -> None:
         """Learn from an answer's round trip; hedge the contacts waited on too long."""
         now = self.clock.seconds()
         rtt = now - candidate.sent_at
-        self._measured = max(self._measured or 0.0, rtt)
-        if self._slowest is not None and rtt <= self._slowest:
-            return
-        self._slowest = rtt
+        # A smoothed round trip (as TCP's SRTT): one slow answer does not
+        # make every later wait long, one fast one does not make it short.
+        typical = rtt if self._round_trip is None else 0.75 * self._round_trip + 0.25 * rtt
+        self._round_trip = self._measured = typical
         wait = self._patience()
         for other in self._candidates.values():
             if other.state != _ASKING or other.stalled or other.timer is None:
@@ -378,6 +378,6 @@ class IterativeLookup:
                 stopped_early=stopped_early,
                 bad_answers=self._bad_answers,
                 quorum_reached=quorum,
-                slowest=self._measured,
+                round_trip=self._measured,
             )
         )

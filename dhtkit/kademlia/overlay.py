@@ -153,7 +153,7 @@ class KademliaOverlay:
             0,
         )
         self.hop_histogram = Histogram()
-        #: The slowest round trip of recent lookups (smoothed), seconds.
+        #: The smoothed round trip of recent lookups, seconds.
         self.round_trip: float | None = None
 
     # -- life cycle ----------------------------------------------------------------
@@ -380,12 +380,9 @@ class KademliaOverlay:
         self.counters["lookup_messages"] += outcome.messages
         self.counters["lookup_timeouts"] += outcome.timeouts
         self.counters["lookup_bad_answers"] += outcome.bad_answers
-        if outcome.slowest is not None:
+        if outcome.round_trip is not None:
             # What the next lookup hedges by until it has seen answers of its own.
-            previous = self.round_trip
-            self.round_trip = (
-                outcome.slowest if previous is None else 0.75 * previous + 0.25 * outcome.slowest
-            )
+            self.round_trip = outcome.round_trip
         return outcome
 
     def _as_lookup(self, outcome: LookupOutcome, key: bytes, count: int) -> Lookup:
