@@ -7,9 +7,9 @@ when the read has heard enough, so that it does not wait out the timeout
 of a dead node. It ends
 
 * once every node answered or failed; or
-* once the silent nodes are *hedged* (silent for
-  :func:`dhtkit.hedge.patience` since the read began, a few times the
-  slowest answer) and at least one valid copy came, or ``quorum`` nodes
+* once the silent nodes are *hedged* (silent since the read began for
+  longer than :class:`dhtkit.hedge.RoundTrip` allows for the answers
+  seen) and at least one valid copy came, or ``quorum`` nodes
   answered without one (a miss).
 
 Every node is asked anyway (the datagrams are those of a full read), so on
@@ -26,7 +26,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from dhtkit.contact import Contact
-from dhtkit.hedge import patience
+from dhtkit.hedge import RoundTrip
 
 _PENDING, _COPY, _NONE, _FAILED = range(4)
 
@@ -62,7 +62,7 @@ class QuorumRead:
         self._state = [_PENDING] * len(self.contacts)
         self._answers: dict[int, Any] = {}
         self._hedged = False
-        self._slowest: float | None = None
+        self._round_trip = RoundTrip()
         self._timer: IDelayedCall | None = None
         self._began = 0.0
         self._done: defer.Deferred[dict[int, Any]] = defer.Deferred()
@@ -81,7 +81,7 @@ class QuorumRead:
     def _answered(self, answer: Any, i: int) -> None:
         if self._done.called:
             return
-        self._slowest = max(self._slowest or 0.0, self.clock.seconds() - self._began)
+        self._round_trip.observe(self.clock.seconds() - self._began)
         self._state[i] = _COPY if self.valid(i, answer) else _NONE
         self._answers[i] = answer
         self._arm()
@@ -96,7 +96,7 @@ class QuorumRead:
         """(Re)start the hedge timer: due ``patience`` after the read began."""
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
-        due = self._began + patience(self._slowest, self.limit)
+        due = self._began + self._round_trip.patience(self.limit)
         self._timer = self.clock.callLater(max(0.0, due - self.clock.seconds()), self._hedge)
 
     def _hedge(self) -> None:

@@ -12,7 +12,7 @@ A slow contact does not hold the lookup up: once it has been waiting
 is asked; if its answer comes later it is still used. Once some contacts
 have answered, the wait is shorter: a contact is *hedged* (treated as
 stalled, the next candidate asked in its place) by :mod:`dhtkit.hedge`'s
-rule, a few times the typical round trip so far, so a dead contact costs a few
+rule (TCP's retransmission timer), so a dead contact costs a few
 round trips rather than a timeout. A contact that fails
 (times out after its retries, or answers garbage) leaves the shortlist; a
 malformed answer is counted in ``bad_answers`` (not as a timeout) and the
@@ -49,7 +49,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dhtkit.contact import Contact
-from dhtkit.hedge import patience
+from dhtkit.hedge import RoundTrip
 from dhtkit.keyspace import distance
 from dhtkit.rpc import RPCError
 from dhtkit.wire import WireError
@@ -96,7 +96,7 @@ class LookupOutcome:
     stopped_early: bool
     bad_answers: int = 0
     quorum_reached: bool = False
-    round_trip: float | None = None  # the smoothed round trip it measured (None: no answer)
+    round_trip: RoundTrip | None = None  # what it learnt of round trips (None: no answer)
 
 
 class IterativeLookup:
@@ -120,8 +120,8 @@ class IterativeLookup:
     :param slow: told of each contact hedged (waited for too long).
     :param spare: queries in flight beyond ``alpha`` (while contacts are
         dying, so that a read quorum need not wait for a hedge).
-    :param rtt: a round trip (seconds) earlier lookups saw, to hedge by
-        before this one has seen any (else ``stall_after``).
+    :param rtt: the round trips earlier lookups saw, to hedge by before
+        this one has seen any (else ``stall_after``); not changed.
     :param valid: whether an answer with the value counts toward the
         quorum (the value layer checks the record; a forged one does not).
     """
@@ -143,7 +143,7 @@ class IterativeLookup:
         claim: Callable[[bytes], bool] | None = None,
         quorum: int = 0,
         valid: Callable[[Contact, Any], bool] = lambda contact, answer: True,
-        rtt: float | None = None,
+        rtt: RoundTrip | None = None,
         replicas: int = 0,
         suspect: Callable[[bytes], bool] = lambda node_id: False,
         slow: Callable[[Contact], None] = lambda contact: None,
@@ -167,10 +167,10 @@ class IterativeLookup:
         self.slow = slow
         self.spare = spare
         self._holders: list[int] = []  # the distances of those with a valid answer
-        # The typical answer so far (seconds, smoothed), to begin with what
-        # earlier lookups saw: so a first round of dead contacts is hedged too.
-        self._round_trip: float | None = rtt
-        self._measured: float | None = None  # what this lookup measured
+        # The round trip so far, to begin with what earlier lookups saw: so a
+        # first round of dead contacts is hedged too.
+        self._round_trip = RoundTrip() if rtt is None else attrs.evolve(rtt)
+        self._measured = False  # whether this lookup had an answer of its own
         self._candidates: dict[bytes, _Candidate] = {}
         self._values: list[tuple[Contact, Any]] = []
         self._messages = 0
@@ -260,16 +260,13 @@ class IterativeLookup:
 
     def _patience(self) -> float:
         """Seconds to wait for a contact before asking the next one."""
-        return patience(self._round_trip, self.stall_after)
+        return self._round_trip.patience(self.stall_after)
 
     def _observe(self, candidate: _Candidate) -> None:
         """Learn from an answer's round trip; hedge the contacts waited on too long."""
         now = self.clock.seconds()
-        rtt = now - candidate.sent_at
-        # A smoothed round trip (as TCP's SRTT): one slow answer does not
-        # make every later wait long, one fast one does not make it short.
-        typical = rtt if self._round_trip is None else 0.75 * self._round_trip + 0.25 * rtt
-        self._round_trip = self._measured = typical
+        self._round_trip.observe(now - candidate.sent_at)
+        self._measured = True
         wait = self._patience()
         for other in self._candidates.values():
             if other.state != _ASKING or other.stalled or other.timer is None:
@@ -378,6 +375,6 @@ class IterativeLookup:
                 stopped_early=stopped_early,
                 bad_answers=self._bad_answers,
                 quorum_reached=quorum,
-                round_trip=self._measured,
+                round_trip=self._round_trip if self._measured else None,
             )
         )

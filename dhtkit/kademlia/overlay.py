@@ -30,6 +30,7 @@ from zope.interface import implementer
 
 from dhtkit import wire
 from dhtkit.contact import Address, Contact
+from dhtkit.hedge import RoundTrip
 from dhtkit.identity import solves_puzzle
 from dhtkit.kademlia.diversity import NetworkLimit
 from dhtkit.kademlia.lookup import Answer, IterativeLookup, LookupOutcome
@@ -153,8 +154,8 @@ class KademliaOverlay:
             0,
         )
         self.hop_histogram = Histogram()
-        #: The smoothed round trip of recent lookups, seconds.
-        self.round_trip: float | None = None
+        #: The round trips of recent lookups.
+        self.round_trip: RoundTrip | None = None
 
     # -- life cycle ----------------------------------------------------------------
 
