@@ -9,11 +9,12 @@ have not failed have all answered.
 
 A slow contact does not hold the lookup up: once it has been waiting
 ``stall_after`` seconds it stops counting against alpha and the next candidate
-is asked; if its answer comes later it is still used. Once some contacts
-have answered, the wait is shorter: a contact is *hedged* (treated as
-stalled, the next candidate asked in its place) by :mod:`dhtkit.hedge`'s
-rule (TCP's retransmission timer), so a dead contact costs a few
-round trips rather than a timeout. A contact that fails
+is asked; if its answer comes later it is still used, and the lookup
+does not end without it until then. Once some contacts have answered,
+a contact is *hedged* much sooner, by :mod:`dhtkit.hedge`'s rule (TCP's
+retransmission timer): it stops counting against alpha and the next
+candidate is asked, so a dead contact costs a few round trips rather
+than a stall; a read quorum (below) does not wait for it at all. A contact that fails
 (times out after its retries, or answers garbage) leaves the shortlist; a
 malformed answer is counted in ``bad_answers`` (not as a timeout) and the
 lookup goes on with the others.
@@ -78,6 +79,7 @@ class _Candidate:
     hop: int
     state: int = _WAITING
     stalled: bool = False
+    hedged: bool = False
     suspect: bool = False
     timer: IDelayedCall | None = None
     sent_at: float = 0.0
@@ -145,8 +147,8 @@ class IterativeLookup:
         valid: Callable[[Contact, Any], bool] = lambda contact, answer: True,
         rtt: RoundTrip | None = None,
         replicas: int = 0,
-        suspect: Callable[[bytes], bool] = lambda node_id: False,
-        slow: Callable[[Contact], None] = lambda contact: None,
+        suspect: Callable[[bytes], bool] | None = None,
+        slow: Callable[[Contact], None] | None = None,
         spare: int = 0,
     ) -> None:
         self.target = target
@@ -199,7 +201,7 @@ class IterativeLookup:
                 continue
             d = distance(contact.node_id, self.target)
             self._candidates[contact.node_id] = _Candidate(
-                contact, d, hop, suspect=self.suspect(contact.node_id)
+                contact, d, hop, suspect=self.suspect is not None and self.suspect(contact.node_id)
             )
             if self._closest_seen is None or d < self._closest_seen:
                 self._closest_seen = d
@@ -211,7 +213,10 @@ class IterativeLookup:
         alive = [
             c
             for c in self._candidates.values()
-            if c.state != _FAILED and not (c.state == _ASKING and c.stalled)
+            if c.state != _FAILED
+            # A read does not wait for a hedged contact; other lookups do,
+            # until it stalls, so as to find the true closest.
+            and not (c.state == _ASKING and (c.stalled or (c.hedged and self.quorum > 0)))
         ]
         alive.sort(key=lambda c: c.distance)
         # Suspects (silent or failed in earlier lookups) not yet asked come
@@ -238,7 +243,9 @@ class IterativeLookup:
             self._finish(stopped_early=False)
             return
         in_flight = sum(
-            1 for c in self._candidates.values() if c.state == _ASKING and not c.stalled
+            1
+            for c in self._candidates.values()
+            if c.state == _ASKING and not (c.stalled or c.hedged)
         )
         # After an answer that brought nothing closer, ask all of the k closest.
         limit = self.alpha + self.spare if self._improved else self.k
@@ -269,7 +276,7 @@ class IterativeLookup:
         self._measured = True
         wait = self._patience()
         for other in self._candidates.values():
-            if other.state != _ASKING or other.stalled or other.timer is None:
+            if other.state != _ASKING or other.hedged or other.timer is None:
                 continue
             if other.timer.active():
                 other.timer.cancel()
@@ -279,14 +286,24 @@ class IterativeLookup:
 
     def _stalled(self, candidate: _Candidate) -> None:
         candidate.timer = None
-        if candidate.state == _ASKING:
-            candidate.stalled = True
-            self.slow(candidate.contact)
-            self._step()
+        if candidate.state != _ASKING:
+            return
+        if not candidate.hedged:
+            # Hedged: the next candidate is asked; it stalls at stall_after.
+            candidate.hedged = True
+            if self.slow is not None:
+                self.slow(candidate.contact)
+            left = candidate.sent_at + self.stall_after - self.clock.seconds()
+            if left > 0:
+                candidate.timer = self.clock.callLater(left, self._stalled, candidate)
+                self._step()
+                return
+        candidate.stalled = True
+        self._step()
 
     def _settle(self, candidate: _Candidate, state: int) -> None:
         candidate.state = state
-        candidate.stalled = False
+        candidate.stalled = candidate.hedged = False
         if candidate.timer is not None and candidate.timer.active():
             candidate.timer.cancel()
         candidate.timer = None
@@ -294,7 +311,7 @@ class IterativeLookup:
     def _answered(self, answer: Answer, candidate: _Candidate) -> None:
         if self._done is None or self._done.called:
             return
-        if not candidate.stalled:
+        if not candidate.hedged:
             self._observe(candidate)
         self._settle(candidate, _ANSWERED)
         contacts, value = answer
@@ -347,7 +364,10 @@ class IterativeLookup:
         farthest = self._quorum_distance()
         if farthest is None:
             return False
-        return all(c.state == _ANSWERED for c in self._shortlist() if c.distance <= farthest)
+        # A hedged contact is not waited for: a read must not stall on the dead.
+        return all(
+            c.state == _ANSWERED or c.hedged for c in self._shortlist() if c.distance <= farthest
+        )
 
     def _finish(self, stopped_early: bool, quorum: bool = False) -> None:
         assert self._done is not None

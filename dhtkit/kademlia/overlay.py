@@ -366,8 +366,10 @@ class KademliaOverlay:
             quorum=quorum,
             rtt=self.round_trip,
             replicas=replicas,
-            suspect=self.table.is_suspect,
-            slow=lambda contact: self.table.record_silence(contact.node_id),
+            # Reads by quorum skip the contacts that kept lookups waiting;
+            # other lookups must find the true closest, slow or not.
+            suspect=self.table.is_suspect if quorum else None,
+            slow=self._slow if quorum else None,
             # While contacts are dying, reads ask a few more at once.
             spare=self.alpha if quorum and self.table.suspects() else 0,
             **({} if valid is None else {"valid": valid}),
@@ -420,6 +422,9 @@ class KademliaOverlay:
             self.counters["unsolved_contacts_dropped"] += len(contacts) - len(solved)
             return solved
         return contacts
+
+    def _slow(self, contact: Contact) -> None:
+        self.table.record_silence(contact.node_id)
 
     def _failed(self, contact: Contact) -> None:
         self.table.record_failure(contact.node_id)
