@@ -713,10 +713,9 @@ class DHTNode:
         def enough(contact: Contact, answer: Any) -> bool:
             nonlocal immutable_found
             valid = check(contact, answer)
-            immutable_found = (
-                stop_at_immutable and valid is not None and isinstance(valid[0], ImmutableValue)
-            )
-            return immutable_found
+            hit = stop_at_immutable and valid is not None and isinstance(valid[0], ImmutableValue)
+            immutable_found = immutable_found or hit  # another path may answer after
+            return hit
 
         def counts(contact: Contact, answer: Any) -> bool:
             return check(contact, answer) is not None
