@@ -25,6 +25,18 @@ The script is also its own server and client: the orchestrator runs
 ``--serve ours|kademlia --port N`` (which prints ``READY port id`` when
 listening) and ``--client ours|kademlia ...`` (which prints JSON) as
 subprocesses, because the Twisted reactor and asyncio each want the process.
+
+Two more servers put dhtkit's cost in context, in the same run:
+
+* ``echo``: a bare Twisted ``DatagramProtocol`` that writes back a datagram
+  the size of dhtkit's reply (the request's size too): what the reactor, the
+  socket calls and the kernel cost per round trip, the floor for any
+  protocol on this stack;
+* ``baseline`` (with ``--baseline DIR``): the dhtkit of another checkout
+  (say an older commit, from ``git archive``), driven by its own client.
+
+The report then gives the server's CPU microseconds per call (one datagram
+in, one out) side by side, and dhtkit's against the floor and the baseline.
 """
 
 from __future__ import annotations
@@ -55,7 +67,9 @@ HOST = "127.0.0.1"
 CONTACTS = 200  # what each server knows
 K = 20  # contacts in a find_node reply
 OPS = ("ping", "find_node")
-SIDES = ("ours", "kademlia")
+SIDES = ("ours", "baseline", "echo", "kademlia")
+#: Which server and client code each side runs (the baseline is dhtkit too).
+CODE = {"ours": "ours", "baseline": "ours", "echo": "echo", "kademlia": "kademlia"}
 DRAIN_LIMIT_S = 12.0  # longer than any call can wait: dhtkit 2 s x 2 tries, kademlia 5 s
 FAKE_PORT_BASE = 20000  # the 200 contacts' ports; nothing is sent to them
 
@@ -417,6 +431,119 @@ def client_ours(args: argparse.Namespace) -> None:
     task.react(lambda r: defer.Deferred.fromCoroutine(main(r)))
 
 
+# -- the floor: a bare Twisted UDP echo ------------------------------------------------
+
+
+def dhtkit_sizes() -> dict[str, tuple[int, int]]:
+    """The sizes (query, reply) of dhtkit's datagrams for each call, in bytes."""
+    from dhtkit import wire
+    from dhtkit.contact import Contact
+    from dhtkit.identity import Identity
+
+    me, peer = Identity.generate(), Identity.generate()
+    seq = int(time.time() * 1_000_000)
+    contacts = [
+        Contact.from_key(Identity.generate().public_key, (HOST, FAKE_PORT_BASE + i))
+        for i in range(K)
+    ]
+
+    def size(kind: int, method: str, payload: Any, who: Identity) -> int:
+        body = wire.encode_body(kind, 2**31, method, payload, who, seq)
+        return len(wire.seal(body, bytes(wire.MAC_BYTES)))
+
+    return {
+        "ping": (
+            size(wire.QUERY, "ping", None, peer),
+            size(wire.RESPONSE, "", wire.encode_address((HOST, 40000)), me),
+        ),
+        "find_node": (
+            size(wire.QUERY, "find_node", os.urandom(20), peer),
+            size(wire.RESPONSE, "", wire.encode_contacts(contacts), me),
+        ),
+    }
+
+
+#: The first byte of an echo request: which call's reply size to answer with.
+ECHO_OPS = {op: bytes([i]) for i, op in enumerate(OPS)}
+
+
+def serve_echo(port: int, rcvbuf: int) -> None:
+    from twisted.internet import reactor
+    from twisted.internet.protocol import DatagramProtocol
+
+    sizes = dhtkit_sizes()
+    # The reply to each call: its first byte and transaction id, then padding.
+    padding = [bytes(sizes[op][1] - 5) for op in OPS]
+
+    class Echo(DatagramProtocol):
+        def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
+            self.transport.write(data[:5] + padding[data[0]], addr)
+
+    listening, _ = listen_udp(reactor, Echo(), port, rcvbuf)
+    print("READY {} -".format(listening.getHost().port), flush=True)
+    reactor.run()
+
+
+def client_echo(args: argparse.Namespace) -> None:
+    from twisted.internet import defer, reactor, task
+    from twisted.internet.protocol import DatagramProtocol
+
+    sizes = dhtkit_sizes()
+    address = (HOST, args.port)
+    results: list[dict[str, Any]] = []
+
+    class EchoClient(DatagramProtocol):
+        # txid -> (success, failure, timer): the same closed loop as the others
+        def __init__(self) -> None:
+            self.pending: dict[bytes, tuple[Any, Any, Any]] = {}
+            self.txid = 0
+
+        def call(self, op: str, ok: Callable[..., None], fail: Callable[..., None]) -> None:
+            self.txid = (self.txid + 1) % 2**32
+            txid = self.txid.to_bytes(4, "big")
+            timer = reactor.callLater(2.0, self.timed_out, txid)
+            self.pending[txid] = (ok, fail, timer)
+            request = ECHO_OPS[op] + txid
+            self.transport.write(request + bytes(sizes[op][0] - len(request)), address)
+
+        def timed_out(self, txid: bytes) -> None:
+            _, fail, _ = self.pending.pop(txid)
+            fail("timeout")
+
+        def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
+            entry = self.pending.pop(data[1:5], None)
+            if entry is not None:
+                entry[2].cancel()
+                entry[0]()
+
+    async def main(_reactor: Any) -> None:
+        proto = EchoClient()
+        listening, rcvbuf = listen_udp(reactor, proto, 0, args.rcvbuf)
+        my_port = listening.getHost().port
+        for op in args.ops.split(","):
+            for inflight in args.inflight:
+                probe = Probe(my_port, args.port, args.server_pid)
+                finished: defer.Deferred[dict[str, Any]] = defer.Deferred()
+                gc.collect()
+                ClosedLoop(
+                    lambda ok, fail, op=op: proto.call(op, ok, fail),
+                    inflight,
+                    args.warmup,
+                    args.duration,
+                    reactor.callLater,
+                    finished.callback,
+                    probe,
+                ).start()
+                result = await finished
+                result.update(side="echo", op=op, client_rcvbuf=rcvbuf)
+                results.append(result)
+                report_progress("echo", op, result)
+        await listening.stopListening()
+        print(json.dumps(results), flush=True)
+
+    task.react(lambda r: defer.Deferred.fromCoroutine(main(r)))
+
+
 # -- kademlia (PyPI) --------------------------------------------------------------------
 
 
@@ -556,16 +683,17 @@ def kademlia_missing() -> str | None:
 
 
 class ServerProcess:
-    """One ``--serve`` subprocess."""
+    """One ``--serve`` subprocess; ``path``, if given, is where its dhtkit comes from."""
 
-    def __init__(self, side: str, rcvbuf: int) -> None:
+    def __init__(self, side: str, rcvbuf: int, path: str | None = None) -> None:
         self.side = side
+        self.env = code_env(path)
         self.process = subprocess.Popen(
             [
                 sys.executable,
                 str(Path(__file__).resolve()),
                 "--serve",
-                side,
+                CODE[side],
                 "--port",
                 "0",
                 "--rcvbuf",
@@ -573,6 +701,7 @@ class ServerProcess:
             ],
             stdout=subprocess.PIPE,
             text=True,
+            env=self.env,
         )
         assert self.process.stdout is not None
         ready = self.process.stdout.readline().split()
@@ -607,7 +736,7 @@ def run_client(
             sys.executable,
             str(Path(__file__).resolve()),
             "--client",
-            server.side,
+            CODE[server.side],
             "--port",
             str(server.port),
             "--server-id",
@@ -628,13 +757,39 @@ def run_client(
         stdout=subprocess.PIPE,
         text=True,
         check=False,
+        env=server.env,
     )
     if client.returncode != 0:
         raise SystemExit(
             "the {} client failed (exit status {})".format(server.side, client.returncode)
         )
     results: list[dict[str, Any]] = json.loads(client.stdout.strip().splitlines()[-1])
+    results[0]["side"] = server.side
     return results[0]
+
+
+def code_env(path: str | None) -> dict[str, str] | None:
+    """The environment of a subprocess whose dhtkit comes from ``path`` (None: ours)."""
+    if path is None:
+        return None
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([path, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def baseline_dhtkit(path: str) -> str:
+    """Where the baseline's subprocesses import dhtkit from (checked, not assumed)."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import dhtkit; print(dhtkit.__file__)"],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+        env=code_env(path),
+        cwd=Path(__file__).resolve().parent,  # where the subprocesses' sys.path starts
+    ).stdout.strip()
+    if not Path(out).resolve().is_relative_to(Path(path).resolve()):
+        raise SystemExit("--baseline {}: dhtkit is imported from {} instead".format(path, out))
+    return out
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -671,6 +826,22 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 TARGETS = {"ping": 1.0, "find_node": 2.0}
+#: dhtkit's server CPU per call at most this many times the echo floor's,
+#: and at most this fraction of the baseline's.
+CPU_TARGET_OVER_ECHO = 2.0
+CPU_TARGET_OVER_BASELINE = 0.5
+
+
+def cpu_ratios(row: dict[str, Any]) -> dict[str, float | None]:
+    """dhtkit's server CPU per call over each other side's, in one summary row."""
+    ours = row["ours"]["server_us_per_call"]
+    out: dict[str, float | None] = {}
+    for side in ("echo", "baseline", "kademlia"):
+        theirs = row[side]["server_us_per_call"] if side in row else None
+        out[side] = round(ours / theirs, 2) if ours and theirs else None
+    return out
+
+
 BUSY_MACHINE_PCT = 20
 
 
@@ -678,8 +849,12 @@ def orchestrate(args: argparse.Namespace) -> int:
     from dhtkit import __version__
 
     missing = kademlia_missing()
-    sides = ["ours"] if missing else ["ours", "kademlia"]
+    sides = ["echo", *(["baseline"] if args.baseline else []), "ours"]
+    if not missing:
+        sides.append("kademlia")
     report: dict[str, Any] = {
+        "sides": sides,
+        "baseline": baseline_dhtkit(args.baseline) if args.baseline else None,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "repeat": args.repeat,
@@ -704,7 +879,9 @@ def orchestrate(args: argparse.Namespace) -> int:
     final: dict[str, Any] = {}
     try:
         for side in sides:
-            servers[side] = ServerProcess(side, args.rcvbuf)
+            servers[side] = ServerProcess(
+                side, args.rcvbuf, args.baseline if side == "baseline" else None
+            )
         # Sides alternate measurement by measurement, so a slow spell of the
         # machine hits both rather than one.
         for op in OPS:
@@ -736,6 +913,7 @@ def orchestrate(args: argparse.Namespace) -> int:
                 row["ratio"] = round(row["ours"]["calls_per_s"] / theirs, 3) if theirs else None
                 row["target_ratio"] = TARGETS[op]
                 row["target_met"] = row["ratio"] is not None and row["ratio"] >= TARGETS[op]
+            row["cpu_ratios"] = cpu_ratios(row)
             summary.append(row)
     report["summary"] = summary
     print_report(report)
@@ -754,7 +932,7 @@ def fmt_pct(value: float | None) -> str:
 
 
 def print_details(side: str, report: dict[str, Any]) -> None:
-    ours = side == "ours"
+    ours = CODE[side] == "ours"
     repeated = report["repeat"] > 1
     header = "  {:<10} {:>9} {:>9}".format("call", "in flight", "calls/s")
     if repeated:
@@ -807,27 +985,25 @@ def print_report(report: dict[str, Any]) -> None:
         )
     )
     print()
+    print("echo (the floor): a bare Twisted DatagramProtocol answering with dhtkit-sized replies")
+    print_details("echo", report)
+    print()
+    if report["baseline"]:
+        print("baseline: dhtkit from {}".format(report["baseline"]))
+        print_dhtkit("baseline", report)
     print(
         "dhtkit {}: every datagram authenticated (the first ping signed, then session MACs)".format(
             report["dhtkit_version"]
         )
     )
-    print_details("ours", report)
-    totals = report["server_final_stats"].get("ours", {})
-    if totals:
-        print(
-            "  server totals: {} queries received, {} replies sent, {} dropped, "
-            "{} send errors".format(
-                totals["queries_received"], totals["sent"], totals["dropped"], totals["send_errors"]
-            )
-        )
-    print()
+    print_dhtkit("ours", report)
     if report["kademlia_missing"]:
         print(
             "kademlia: not measured, it is not importable ({}).".format(report["kademlia_missing"])
         )
         print("To compare, install the optional extra: pip install -e .[bench]")
         print()
+        print_cpu(report)
         print_legend(report)
         return
     print(
@@ -870,7 +1046,52 @@ def print_report(report: dict[str, Any]) -> None:
             "met everywhere" if not missed else "missed at " + ", ".join(missed)
         )
     )
+    print()
+    print_cpu(report)
     print_legend(report)
+
+
+def print_dhtkit(side: str, report: dict[str, Any]) -> None:
+    print_details(side, report)
+    totals = report["server_final_stats"].get(side, {})
+    if totals:
+        print(
+            "  server totals: {} queries received, {} replies sent, {} dropped, "
+            "{} send errors".format(
+                totals["queries_received"], totals["sent"], totals["dropped"], totals["send_errors"]
+            )
+        )
+    print()
+
+
+def print_cpu(report: dict[str, Any]) -> None:
+    """The servers' CPU per call side by side, and dhtkit's against the others'."""
+    sides = report["sides"]
+    print("Server CPU microseconds per call (one datagram in, one out):")
+    header = "  {:<10} {:>9}".format("call", "in flight")
+    for side in sides:
+        header += " {:>9}".format(side)
+    header += " {:>10}".format("ours/echo")
+    if "baseline" in sides:
+        header += " {:>10}".format("ours/base")
+    if "kademlia" in sides:
+        header += " {:>10}".format("ours/kad")
+    print(header)
+    for row in report["summary"]:
+        line = "  {:<10} {:>9}".format(row["op"], row["inflight"])
+        for side in sides:
+            line += " {:>9}".format(fmt_optional(row[side]["server_us_per_call"]))
+        for side in ("echo", "baseline", "kademlia"):
+            if side in sides:
+                line += " {:>10}".format(fmt_optional(row["cpu_ratios"][side], "x"))
+        print(line)
+    print(
+        "Targets: ours/echo <= {:g}x{}.".format(
+            CPU_TARGET_OVER_ECHO,
+            ", ours/base <= {:g}x".format(CPU_TARGET_OVER_BASELINE) if "baseline" in sides else "",
+        )
+    )
+    print()
 
 
 def print_legend(report: dict[str, Any]) -> None:
@@ -939,9 +1160,21 @@ def main(argv: list[str] | None = None) -> int:
         help="receive buffer of every socket, both sides, in bytes "
         "(default 1 MiB; 0: the OS default)",
     )
-    parser.add_argument("--serve", choices=SIDES, help="run only a server (prints READY port id)")
     parser.add_argument(
-        "--client", choices=SIDES, help="run only a client against --port (prints JSON)"
+        "--baseline",
+        metavar="DIR",
+        help="also measure the dhtkit of this checkout (server and client), "
+        "for a before/after comparison in one run",
+    )
+    parser.add_argument(
+        "--serve",
+        choices=("ours", "echo", "kademlia"),
+        help="run only a server (prints READY port id)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("ours", "echo", "kademlia"),
+        help="run only a client against --port (prints JSON)",
     )
     parser.add_argument(
         "--port",
@@ -965,10 +1198,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--client kademlia needs the --server-id the server printed")
     if args.serve == "ours":
         serve_ours(args.port, args.rcvbuf)
+    elif args.serve == "echo":
+        serve_echo(args.port, args.rcvbuf)
     elif args.serve == "kademlia":
         serve_kademlia(args.port, args.rcvbuf)
     elif args.client == "ours":
         client_ours(args)
+    elif args.client == "echo":
+        client_echo(args)
     elif args.client == "kademlia":
         client_kademlia(args)
     else:

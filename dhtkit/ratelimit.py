@@ -1,6 +1,12 @@
-"""Per-source token buckets, checked before a datagram is even decoded."""
+"""Per-source token buckets, checked before a datagram is even decoded.
+
+A source is any hashable value: a host, or a (host, port) pair where ports
+tell nodes apart (loopback).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Hashable
 
 
 class RateLimiter:
@@ -20,9 +26,9 @@ class RateLimiter:
         self.burst = float(burst)
         self.max_sources = max_sources
         # source -> [tokens, time of last refill]
-        self._buckets: dict[str, list[float]] = {}
+        self._buckets: dict[Hashable, list[float]] = {}
 
-    def allow(self, source: str, now: float) -> bool:
+    def allow(self, source: Hashable, now: float) -> bool:
         """Take one token from ``source``'s bucket; False when it is empty."""
         bucket = self._buckets.get(source)
         if bucket is None:

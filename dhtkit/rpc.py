@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 import random
 import socket
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from operator import itemgetter
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, udp
 from twisted.internet.error import MessageLengthError
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import DatagramProtocol
@@ -191,12 +191,17 @@ class RPCProtocol(DatagramProtocol):
         self._unprobed: dict[Address, set[bytes]] = {}
         self._seq = 0
         self.counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
-        self.routability = ReturnRoutability(self._probe, self._write, self.counters)
+        self.routability = ReturnRoutability(self._probe, self._write_answer, self.counters)
+        # The socket's own sendto, for answers (see _write_answer); None
+        # until listening on a real UDP port.
+        self._sendto: Callable[[bytes, Address], object] | None = None
         self._failure_log = RateLimiter(_FAILURES_LOGGED_PER_MINUTE / 60, 5, max_sources=64)
 
     def startProtocol(self) -> None:  # noqa: N802 (Twisted's name)
         """Enlarge the socket's receive buffer, where there is a socket."""
         sock = getattr(self.transport, "socket", None)
+        if isinstance(self.transport, udp.Port) and sock is not None:
+            self._sendto = sock.sendto
         if self.receive_buffer and sock is not None:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
@@ -369,14 +374,24 @@ class RPCProtocol(DatagramProtocol):
         return self._call(address, "ping", None, peer_key, None, None)
 
     def _send_query(self, txid: int, pending: _Pending) -> None:
-        body = wire.encode_body(
-            wire.QUERY, txid, pending.method, pending.args, self.identity, self._next_seq()
-        )
+        seq = self._next_seq()
         if pending.peer_key is None:
-            auth = wire.sign(body, self.identity)
+            body = wire.encode_body(
+                wire.QUERY, txid, pending.method, pending.args, self.identity, seq
+            )
+            data = wire.seal(body, wire.sign(body, self.identity), self.max_datagram)
         else:
-            auth = wire.mac(body, self.sessions.key_for(pending.peer_key))
-        self._write(wire.seal(body, auth, self.max_datagram), pending.address)
+            data = wire.encode(
+                wire.QUERY,
+                txid,
+                pending.method,
+                pending.args,
+                self.identity,
+                seq,
+                self.sessions.key_for(pending.peer_key),
+                self.max_datagram,
+            )
+        self._write(data, pending.address)
         self.counters["queries_sent"] += 1
         pending.timer = self.clock.callLater(pending.timeout, self._timed_out, txid)
 
@@ -401,11 +416,11 @@ class RPCProtocol(DatagramProtocol):
         counters = self.counters
         counters["received"] += 1
         host = addr[0]
+        port = addr[1]
         now = self.clock.seconds()
         # One budget per host: an attacker's ports are free. Loopback is
         # the exception: the nodes of one machine differ only by port.
-        source = "{}:{}".format(host, addr[1]) if host.startswith(_LOOPBACK) else host
-        if not self.limiter.allow(source, now):
+        if not self.limiter.allow((host, port) if host.startswith(_LOOPBACK) else host, now):
             counters["dropped_rate_limited"] += 1
             return
         try:
@@ -414,15 +429,20 @@ class RPCProtocol(DatagramProtocol):
         except wire.WireError as e:
             counters["dropped_" + e.reason] += 1
             return
-        sender = Contact(message.sender_id, message.sender_key, (host, addr[1]))
+        # The peer's datagrams come from one address, as a rule: one contact
+        # serves them all.
+        sender = session.contact
+        if sender is None or sender.address[1] != port or sender.address[0] != host:
+            sender = session.contact = Contact(message.sender_id, message.sender_key, (host, port))
         if message.kind != wire.QUERY:
             self._handle_reply(message, sender, session)
             return
         counters["queries_received"] += 1
         # The routing state hears of a sender only at an address that proved
         # it receives there; anyone can put any source address on a query.
-        if session.is_proven(sender.address):
-            self._offer(sender)
+        if sender.address in session.proven:
+            if self._listeners:
+                self._offer(sender)
         elif not self._awaits(sender):
             self.routability.check(sender.public_key, sender.address)
         elif len(self._unprobed) < len(self._awaiting):
@@ -504,6 +524,9 @@ class RPCProtocol(DatagramProtocol):
         except Exception:
             self._handler_failed(query, None)  # the failure being handled
             return
+        if type(result) in _PLAIN_RESULTS:  # most handlers answer at once
+            self._reply(query, result, now)
+            return
         if isinstance(result, Coroutine):
             result = defer.Deferred.fromCoroutine(result)
         if isinstance(result, defer.Deferred):
@@ -512,14 +535,20 @@ class RPCProtocol(DatagramProtocol):
                 lambda failure: self._reply_failure(query, failure),
             )
         else:
-            self._reply(query, result)
+            self._reply(query, result, now)
 
-    def _reply(self, query: _Query, value: Any) -> None:
+    def _reply(self, query: _Query, value: Any, now: float | None = None) -> None:
         try:
-            body = wire.encode_body(
-                wire.RESPONSE, query.message.txid, "", value, self.identity, self._next_seq()
+            data = wire.encode(
+                wire.RESPONSE,
+                query.message.txid,
+                "",
+                value,
+                self.identity,
+                self._next_seq(now),
+                query.key,
+                self.max_datagram,
             )
-            data = wire.seal(body, wire.mac(body, query.key), self.max_datagram)
         except wire.WireError as e:
             self._log.error(
                 "reply to {method} cannot be sent: {error}",
@@ -555,19 +584,22 @@ class RPCProtocol(DatagramProtocol):
             self._log.failure(format, failure, **fields)
 
     def _reply_error(self, query: _Query, error: RemoteError) -> None:
-        body = wire.encode_body(
+        data = wire.encode(
             wire.ERROR,
             query.message.txid,
             "",
             [error.code[:64], error.message[:400]],
             self.identity,
             self._next_seq(),
+            query.key,
+            self.max_datagram,
         )
         self.counters["errors_sent"] += 1
-        self._send_answer(query, wire.seal(body, wire.mac(body, query.key), self.max_datagram))
+        self._send_answer(query, data)
 
     def _send_answer(self, query: _Query, data: bytes) -> None:
-        self.answers.fill((query.message.sender_key, query.message.txid), data)
+        if query.message.method not in self._idempotent:  # else nothing was claimed
+            self.answers.fill((query.message.sender_key, query.message.txid), data)
         self._send(query, data)
 
     def _send(self, query: _Query, data: bytes) -> None:
@@ -582,12 +614,31 @@ class RPCProtocol(DatagramProtocol):
 
     # -- plumbing ---------------------------------------------------------------
 
-    def _next_seq(self) -> int:
-        # Microseconds of our clock, and strictly increasing: unique for the
-        # replay windows, and close to real time for a peer that restarted.
-        now = int(self.clock.seconds() * 1_000_000)
-        self._seq = now if now > self._seq else self._seq + 1
+    def _next_seq(self, now: float | None = None) -> int:
+        # Microseconds of our clock (``now``, if the caller just read it), and
+        # strictly increasing: unique for the replay windows, and close to
+        # real time for a peer that restarted.
+        us = int((self.clock.seconds() if now is None else now) * 1_000_000)
+        self._seq = us if us > self._seq else self._seq + 1
         return self._seq
+
+    def _write_answer(self, data: bytes, address: Address) -> None:
+        # An answer goes where a datagram came from (or where a call of ours
+        # was just answered from): an IP address of the socket's own family,
+        # which the transport's three checks of the address per write would
+        # only confirm, at a quarter of the cost of answering a ping. So it
+        # goes straight to the socket; on any error the transport's write
+        # sends it again and tells what went wrong.
+        sendto = self._sendto
+        if sendto is not None:
+            try:
+                sendto(data, address)
+            except OSError:
+                pass
+            else:
+                self.counters["sent"] += 1
+                return
+        self._write(data, address)
 
     def _write(self, data: bytes, address: Address) -> None:
         if self.transport is None:  # stopped while a handler was still working
@@ -608,6 +659,7 @@ class RPCProtocol(DatagramProtocol):
 
     def stopProtocol(self) -> None:  # noqa: N802 (Twisted's name)
         """Fail every waiting call with :class:`RPCStopped`."""
+        self._sendto = None
         pending, self._pending = self._pending, {}
         self._awaiting.clear()
         self._unprobed.clear()
@@ -636,6 +688,9 @@ class _Query:
         self.key = key
         self.size = size
 
+
+#: Results that are sent as they are (no Deferred, no coroutine).
+_PLAIN_RESULTS = frozenset((bytes, str, int, float, bool, type(None), list, dict))
 
 #: Loopback sources, which the rate limit tells apart by port.
 _LOOPBACK = ("127.", "::1", "::ffff:127.")

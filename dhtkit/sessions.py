@@ -21,7 +21,7 @@ from bisect import bisect_left
 from collections import OrderedDict
 
 from dhtkit import wire
-from dhtkit.contact import Address
+from dhtkit.contact import Address, Contact
 from dhtkit.identity import Identity
 from dhtkit.ratelimit import RateLimiter
 
@@ -105,14 +105,20 @@ class ReplayWindow:
 
 
 class Session:
-    """What we remember of a peer: the key we share, what it sent, where it is."""
+    """What we remember of a peer: the key we share, what it sent, where it is.
 
-    __slots__ = ("key", "proven", "window")
+    ``contact`` is the peer as its latest datagram showed it (its key and
+    source address), kept so that the datagrams after it, from the same
+    address, need no new :class:`Contact`.
+    """
+
+    __slots__ = ("contact", "key", "proven", "window")
 
     def __init__(self, key: bytes, floor: int = -1) -> None:
         self.key = key
         self.window = ReplayWindow(floor)
         self.proven: list[Address] = []
+        self.contact: Contact | None = None
 
     def is_proven(self, address: Address) -> bool:
         """Whether ``address`` proved that this peer receives there."""
@@ -186,7 +192,7 @@ class SessionTable:
         if peer_key == self.identity.public_key:
             raise FromSelf("our own datagram")
         session = self._sessions.get(peer_key)
-        if session is None or session.window.empty:
+        if session is None or (session.window.floor < 0 and not session.window.recent):
             # Nothing tells what this peer sent before: only a fresh datagram
             # may open the window, or an old one could be replayed once.
             skew = message.seq - int(now * 1_000_000)
@@ -195,7 +201,9 @@ class SessionTable:
             floor = self._tombstones.get(peer_key, self.floor)
             if message.seq <= floor:
                 raise Stale("older than what this peer sent before its session was evicted")
-        if (session is None or message.signed) and not self.handshake_limiter.allow("", now):
+        if (session is None or len(message.auth) != wire.MAC_BYTES) and not (
+            self.handshake_limiter.allow("", now)
+        ):
             raise HandshakeLimited("public-key work is over budget")
         if session is None:
             key = wire.session_key(self.identity, peer_key)

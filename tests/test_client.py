@@ -390,7 +390,19 @@ def test_ctrl_c_while_waiting_for_the_node_is_one_line() -> None:
             cwd=ROOT,
             env=dict(os.environ, PYTHONPATH=str(ROOT)),
         )
-        connection, _ = listener.accept()  # the command is waiting in its reactor now
+        # The command is waiting in its reactor once its request has come.
+        # Any other connection (a port number an earlier test's client
+        # still dials) is not the command's: it is closed and waited past.
+        while True:
+            connection, _ = listener.accept()
+            connection.settimeout(30)
+            try:
+                request = connection.recv(64)
+            except OSError:
+                request = b""
+            if request.startswith(b"GET /v1/status"):
+                break
+            connection.close()
         with connection:
             command.send_signal(signal.SIGINT)
             out, err = command.communicate(timeout=30)

@@ -481,6 +481,24 @@ def test_listeners_hear_every_verified_sender() -> None:
     pair.a.remove_listener(seen_by_a.append)
 
 
+def test_handlers_see_each_datagram_from_the_address_it_came_from() -> None:
+    # The sender's contact is kept per session between datagrams; a peer
+    # that moves (or a forger reusing its key's session) must be seen where
+    # each datagram came from, never at an address an earlier one used.
+    pair = Pair()
+    seen: list[Contact] = []
+    pair.b.register("where", lambda sender, args: seen.append(sender))
+    pair.a.ping(B_ADDR)
+    pair.exchange()
+    moved = ("10.0.0.7", 4001)
+    for source in (A_ADDR, moved, moved, A_ADDR):
+        pair.a.call_contact(pair.b_contact, "where")
+        for data, _ in pair.take(pair.a):
+            pair.b.datagramReceived(data, source)
+    assert [c.address for c in seen] == [A_ADDR, moved, moved, A_ADDR]
+    assert {c.public_key for c in seen} == {pair.a.identity.public_key}
+
+
 def test_the_rate_limit_drops_a_flood_and_recovers() -> None:
     pair = Pair(rate=10, burst=5)
     for _ in range(8):
@@ -592,6 +610,32 @@ def test_real_sockets_on_loopback():
     finally:
         yield port_a.stopListening()
         yield port_b.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_answer_the_socket_refuses_is_counted_as_a_send_error(logged_errors):
+    # Answers go straight to the socket; when it refuses one, the error is
+    # counted as the transport's write would have (and nothing is raised).
+    from twisted.internet import reactor
+
+    a = RPCProtocol(Identity.generate(), reactor, max_datagram=70_000, timeout=0.3, retries=0)
+    b = RPCProtocol(Identity.generate(), reactor, max_datagram=70_000)
+    b.register("huge", lambda sender, args: bytes(66_000))  # beyond any UDP datagram
+    port_a = reactor.listenUDP(0, a, interface="127.0.0.1")
+    port_b = reactor.listenUDP(0, b, interface="127.0.0.1")
+    try:
+        contact = yield a.ping(("127.0.0.1", port_b.getHost().port))
+        yield a.ping(contact.address, contact.public_key)  # b has proven a's address by now
+        sent = b.stats()["sent"]
+        with pytest.raises(RPCTimeout):
+            yield a.call_contact(contact, "huge")
+        assert b.stats()["send_errors"] == 1
+        assert b.stats()["sent"] == sent
+        assert b.stats()["handler_errors"] == 0
+    finally:
+        yield port_a.stopListening()
+        yield port_b.stopListening()
+    assert logged_errors.take() == []
 
 
 def _has_ipv6_loopback() -> bool:
