@@ -14,11 +14,9 @@ to find (a lookup whose seeds were dead finds only ourselves). Otherwise
 it fails with :class:`PutFailed`, so ``put`` firing with a count always
 means a majority holds the value; when the nodes refuse, the caller gets
 the same typed refusal a local store would raise. A get asks
-the responsible nodes, checks what comes back, returns the newest valid
+every responsible node, checks what comes back, returns the newest valid
 version, and stores that version on the replicas that answered with an
-older one or none (read repair). Over Kademlia a get ends once a read
-quorum of the closest copies answered (``read_quorum``); elsewhere it asks
-every responsible node. ``docs/values.rst`` says what a read guarantees.
+older one or none (read repair).
 """
 
 from __future__ import annotations
@@ -35,11 +33,10 @@ from dhtkit.contact import Contact
 from dhtkit.handover import PER_PEER_RATE, RATE, HandOverQueue
 from dhtkit.holder import Holder
 from dhtkit.identity import Identity
-from dhtkit.keyspace import check_id, distance
+from dhtkit.keyspace import check_id
 from dhtkit.listen import Callback, ListenHub, Listening
 from dhtkit.listeners import ListenerTable
-from dhtkit.overlay import IOverlay, IRoutingOverlay, IValueFinder, Lookup
-from dhtkit.quorumread import QuorumRead
+from dhtkit.overlay import IOverlay, IRoutingOverlay, IValueFinder
 from dhtkit.republish import EXPIRE_AFTER, REPLICATE_EVERY, REPUBLISH_EVERY, Scheduler
 from dhtkit.rpcerrors import RemoteError, RPCError
 from dhtkit.sealed import seal, unseal
@@ -70,9 +67,6 @@ from dhtkit.values import (
     to_wire,
 )
 from dhtkit.wire import MessageTooLarge
-
-READ_QUORUM = 3
-"""Copies of a mutable value a get reads before it answers, by default."""
 
 MAX_CLOCK_SKEW = 5.0
 """Seconds a plain value's write time may lead a replica's clock, by default."""
@@ -164,12 +158,6 @@ class DHTNode:
     :param disjoint_paths: signed reads look the key up over this many
         lookups that never ask the same node (S/Kademlia), when the overlay
         can (Kademlia); 1 is a plain lookup.
-    :param read_quorum: over an overlay with FIND_VALUE (Kademlia), a get
-        of a mutable value ends once this many of the closest nodes
-        answered with a valid copy (our own copy counts as one) and every
-        node closer than them answered too (see ``docs/values.rst``);
-        ``replication - quorum + 1`` makes every read meet every successful
-        write, at more datagrams per get.
     """
 
     _log = Logger()
@@ -191,11 +179,7 @@ class DHTNode:
         hand_over_rate: float = RATE,
         hand_over_peer_rate: float = PER_PEER_RATE,
         disjoint_paths: int = 1,
-        read_quorum: int = READ_QUORUM,
     ) -> None:
-        if read_quorum < 1:
-            raise ValueError("read_quorum must be at least 1")
-        self.read_quorum = read_quorum
         self.rpc = rpc
         # Signed reads over this many disjoint lookups, where the overlay
         # offers them (Kademlia's find_value_disjoint).
@@ -369,11 +353,10 @@ class DHTNode:
         expected_seq: int | None,
     ) -> int:
         check_value(value, self.max_value_size)  # before any traffic
-        found: list[Lookup] = []
         if seq is None:
-            seq = await self._next_seq(identity.public_key, salt, expected_seq, found)
+            seq = await self.next_seq(identity.public_key, salt, expected_seq)
         record = SignedValue.create(identity, value, seq, salt)
-        return await self._publish_async(record, expected_seq, *found[:1])
+        return await self._publish(record, expected_seq)
 
     def next_seq(
         self, public_key: bytes, salt: bytes = b"", expected_seq: int | None = None
@@ -383,22 +366,12 @@ class DHTNode:
         One more than ``expected_seq`` for a compare-and-swap; else one more
         than the newest version found in the network (1 if there is none).
         """
-        return defer.Deferred.fromCoroutine(self._next_seq(public_key, salt, expected_seq))
-
-    async def _next_seq(
-        self,
-        public_key: bytes,
-        salt: bytes,
-        expected_seq: int | None,
-        found: list[Lookup] | None = None,
-    ) -> int:
-        """:meth:`next_seq`; with ``found``, a read of every close node
-        whose lookup lands there, for the write that follows to reuse."""
         if expected_seq is not None:
-            return expected_seq + 1
+            return defer.succeed(expected_seq + 1)
         # A tombstone counts: the next version comes after the delete.
-        current = await self._fetch_signed(public_key, salt, found)
-        return 1 if current is None else current.seq + 1
+        return self._fetch_signed(public_key, salt).addCallback(
+            lambda current: 1 if current is None else current.seq + 1
+        )
 
     def get_signed(
         self, public_key: bytes, salt: bytes = b""
@@ -414,7 +387,7 @@ class DHTNode:
         return self._fetch_signed(public_key, salt).addCallback(live)
 
     def _fetch_signed(
-        self, public_key: bytes, salt: bytes = b"", found: list[Lookup] | None = None
+        self, public_key: bytes, salt: bytes = b""
     ) -> defer.Deferred[SignedValue | None]:
         """The newest version, tombstones included."""
 
@@ -425,7 +398,7 @@ class DHTNode:
             key = signed_key(public_key, salt)
         except TypeError as e:
             return defer.fail(e)
-        return self._fetch(key, paths=self.disjoint_paths, found=found).addCallback(signed_only)
+        return self._fetch(key, paths=self.disjoint_paths).addCallback(signed_only)
 
     def delete(self, key: bytes) -> defer.Deferred[int]:
         """Withdraw the plain value this node put under ``key``; fire with the replica count.
@@ -443,8 +416,7 @@ class DHTNode:
 
     async def _delete(self, key: bytes) -> int:
         check_id(key)
-        found: list[Lookup] = []
-        current = await self._fetch(key, found=found)
+        current = await self._fetch(key)
         if current is None:
             raise LookupError("no value is stored under {}".format(key.hex()))
         if not isinstance(current, PlainValue):
@@ -458,9 +430,7 @@ class DHTNode:
                 "was written by {}".format(key.hex(), current.owner.hex() or "a node unknown")
             )
         seq = max(self._write_time(), current.seq + 1)
-        return await self._publish_async(
-            PlainValue.tombstone(self.identity, key, seq), None, *found[:1]
-        )
+        return await self._publish(PlainValue.tombstone(self.identity, key, seq), None)
 
     def delete_signed(
         self,
@@ -484,12 +454,9 @@ class DHTNode:
     async def _delete_signed(
         self, salt: bytes, identity: Identity, seq: int | None, expected_seq: int | None
     ) -> int:
-        found: list[Lookup] = []
         if seq is None:
-            seq = await self._next_seq(identity.public_key, salt, expected_seq, found)
-        return await self._publish_async(
-            SignedValue.tombstone(identity, seq, salt), expected_seq, *found[:1]
-        )
+            seq = await self.next_seq(identity.public_key, salt, expected_seq)
+        return await self._publish(SignedValue.tombstone(identity, seq, salt), expected_seq)
 
     def put_encrypted(
         self,
@@ -568,11 +535,7 @@ class DHTNode:
     def _publish(self, record: Record, expected_seq: int | None) -> defer.Deferred[int]:
         return defer.Deferred.fromCoroutine(self._publish_async(record, expected_seq))
 
-    async def _publish_async(
-        self, record: Record, expected_seq: int | None, found: Lookup | None = None
-    ) -> int:
-        """Store ``record`` on its replica set: the nodes of ``found``, a
-        lookup of its key the caller made just now, else of a new lookup."""
+    async def _publish_async(self, record: Record, expected_seq: int | None) -> int:
         check_record(record, record.key, self.max_value_size)
         self._check_in_network()
         local = self.holder.live(record.key)
@@ -589,7 +552,7 @@ class DHTNode:
         if record.deleted and expected_seq is None:
             # Kept before any traffic: a compare-and-swap waits for the nodes' word.
             self._keep_tombstone(record)
-        contacts, replica_set = await self._replica_set(record.key, found)
+        contacts, replica_set = await self._replica_set(record.key)
         stored, refusals = await self._store_on(contacts, record, self.expire_after, expected_seq)
         required = self.quorum if self.quorum is not None else replica_set // 2 + 1
         if stored < required or not contacts:
@@ -630,9 +593,7 @@ class DHTNode:
         )
         self.scheduler.poke()
 
-    async def _replica_set(
-        self, key: bytes, found: Lookup | None = None
-    ) -> tuple[list[Contact], int]:
+    async def _replica_set(self, key: bytes) -> tuple[list[Contact], int]:
         """The nodes found responsible for ``key``, and how many there should be.
 
         Over a routing overlay, a full replica set is ``replication`` nodes,
@@ -642,17 +603,13 @@ class DHTNode:
         ``replicate_every`` seconds, whichever is more. So a node whose
         contacts all died cannot count its own copy as a majority, while a
         node that started a network of its own and is still alone can.
-        Over a static overlay the nodes found are all there are. ``found``,
-        a lookup of ``key`` just made (the read before a write), saves one.
+        Over a static overlay the nodes found are all there are.
         """
         routing = self._routing
         if routing is None:
             contacts = await self.overlay.find_responsible(key, self.replication)
             return contacts, len(contacts)
-        if found is None:
-            found = await routing.lookup(key, self.replication)
-        else:
-            self.counters["lookups_reused"] += 1
+        found = await routing.lookup(key, self.replication)
         contacts = list(found.contacts)
         known = max(len(contacts) + found.timeouts, self._network_seen())
         return contacts, min(self.replication, known)
@@ -714,15 +671,8 @@ class DHTNode:
     # -- reading -------------------------------------------------------------------
 
     def _fetch(
-        self,
-        key: bytes,
-        stop_at_immutable: bool = False,
-        paths: int = 1,
-        found: list[Lookup] | None = None,
+        self, key: bytes, stop_at_immutable: bool = False, paths: int = 1
     ) -> defer.Deferred[Record | None]:
-        """The newest record under ``key``. With ``found`` (a read before a
-        write) every close node is read, and a lookup that converged on the
-        key's replica set is appended to it, for the write to store on."""
         try:
             check_id(key)
             self._check_in_network()
@@ -736,7 +686,7 @@ class DHTNode:
                 self.counters["gets_answered_locally"] += 1
                 return defer.succeed(local.record)
             return defer.Deferred.fromCoroutine(
-                self._find_value(self._finder, key, stop_at_immutable, paths, found)
+                self._find_value(self._finder, key, stop_at_immutable, paths)
             )
         return defer.Deferred.fromCoroutine(self._fetch_async(key))
 
@@ -744,56 +694,27 @@ class DHTNode:
         self.counters["gets"] += 1
         contacts = await self.overlay.find_responsible(key, self.replication)
         remote = [c for c in contacts if not self._is_self(c)]
-        local = self.holder.live(key)
-        own = local is not None and not local.cached and len(remote) < len(contacts)
-        quorum = max(0, self._read_quorum() - own)
-        if quorum == 0 and local is not None:
-            self.counters["gets_answered_locally"] += 1
-            return local.record
-        checked: dict[int, tuple[Record, float] | None] = {}
-
-        def check(i: int, answer: Any) -> bool:
-            if i not in checked:  # each answer is checked (and counted) once
-                checked[i] = self._valid_answer(key, answer)
-            return checked[i] is not None
-
-        answers = await QuorumRead(
-            self.clock,
-            remote,
-            lambda c: self.rpc.call_contact(c, "get", key),
-            check,
-            quorum,
-            self.rpc.timeout / 2,
-        ).run()
+        answers = await defer.DeferredList(
+            [self.rpc.call_contact(c, "get", key) for c in remote], consumeErrors=True
+        )
         # (who answered or None for our own copy, the record, its remaining ttl)
         found: list[tuple[Contact | None, Record, float]] = []
         answered: list[Contact] = []
-        for i, answer in sorted(answers.items()):
-            answered.append(remote[i])
-            check(i, answer)
-            valid = checked[i]
+        for contact, (ok, answer) in zip(remote, answers, strict=True):
+            if not ok:
+                continue
+            answered.append(contact)
+            valid = self._valid_answer(key, answer)
             if valid is not None:
-                found.append((remote[i], *valid))
-        if len(answers) < len(remote):
-            self.counters["gets_by_quorum"] += 1
+                found.append((contact, *valid))
         return self._settle(key, contacts, found, answered)
 
-    def _read_quorum(self) -> int:
-        """Copies a get reads: ``read_quorum``, at most a write's majority."""
-        return min(self.read_quorum, self.replication // 2 + 1)
-
     async def _find_value(
-        self,
-        finder: IValueFinder,
-        key: bytes,
-        stop_at_immutable: bool,
-        paths: int = 1,
-        found_lookups: list[Lookup] | None = None,
+        self, finder: IValueFinder, key: bytes, stop_at_immutable: bool, paths: int = 1
     ) -> Record | None:
         # Kademlia's FIND_VALUE: the lookup itself collects the answers.
         self.counters["gets"] += 1
         checked: dict[bytes, tuple[Record, float] | None] = {}
-        immutable_found = False
 
         def check(contact: Contact, answer: Any) -> tuple[Record, float] | None:
             if contact.node_id not in checked:
@@ -801,50 +722,22 @@ class DHTNode:
             return checked[contact.node_id]
 
         def enough(contact: Contact, answer: Any) -> bool:
-            nonlocal immutable_found
             valid = check(contact, answer)
-            hit = stop_at_immutable and valid is not None and isinstance(valid[0], ImmutableValue)
-            immutable_found = immutable_found or hit  # another path may answer after
-            return hit
+            return stop_at_immutable and valid is not None and isinstance(valid[0], ImmutableValue)
 
-        def counts(contact: Contact, answer: Any) -> bool:
-            return check(contact, answer) is not None
-
-        # Our own copy (not a cached one) is one of the read quorum's answers.
-        local = self.holder.live(key)
-        own = local is not None and not local.cached
-        # A read needs no more copies than a write: a majority of the replicas.
-        quorum = max(0, self._read_quorum() - own)
-        if paths > 1 or found_lookups is not None:
-            # Disjoint paths are asked for against attackers near the key,
-            # who could make up a quorum of stale copies; a read before a
-            # write finds the nodes to write to: both read them all.
-            quorum = 0
-        elif quorum == 0 and local is not None:
-            self.counters["gets_answered_locally"] += 1
-            return local.record
         disjoint = getattr(finder, "find_value_disjoint", None)
         if paths > 1 and disjoint is not None:
-            result = await disjoint(key, self.replication, enough, paths, quorum, counts)
+            result = await disjoint(key, self.replication, enough, paths)
         else:
-            result = await finder.find_value(key, self.replication, enough, quorum, counts)
+            result = await finder.find_value(key, self.replication, enough)
         found: list[tuple[Contact | None, Record, float]] = []
         for contact, answer in result.answers:
             valid = check(contact, answer)
             if valid is not None:
                 found.append((contact, *valid))
-        if found_lookups is not None and not result.stopped_early:
-            found_lookups.append(result.lookup)
-        if not immutable_found:
-            contacts = result.lookup.contacts
-            if result.stopped_early:
-                # A read quorum answered: the nodes it heard from are those
-                # up to the quorum's farthest, and we are one of them only
-                # if we are no farther.
-                self.counters["gets_by_quorum"] += 1
-                contacts = self._up_to_farthest(key, contacts)
-            answered = [c for c in contacts if not self._is_self(c)]
-            return self._settle(key, contacts, found, answered)
+        if not result.stopped_early:
+            answered = [c for c in result.lookup.contacts if not self._is_self(c)]
+            return self._settle(key, result.lookup.contacts, found, answered)
         # As the paper says: the closest node on the path that did not have
         # the value gets a cached copy, so popular keys spread outward.
         record, ttl = found[0][1], found[0][2]
@@ -874,15 +767,6 @@ class DHTNode:
             if stale:
                 self._repair(stale, best, max(t for _, r, t in found if r == best))
         return best
-
-    def _up_to_farthest(self, key: bytes, contacts: list[Contact]) -> list[Contact]:
-        """``contacts`` without our own, when it is farther from ``key`` than
-        every other (it was put there by the overlay, not found)."""
-        others = [c for c in contacts if not self._is_self(c)]
-        if not others:
-            return others
-        farthest = max(distance(c.node_id, key) for c in others)
-        return [c for c in contacts if not self._is_self(c) or distance(c.node_id, key) <= farthest]
 
     def _repair(self, stale: list[Contact], record: Record, ttl: float) -> None:
         """Store the newest version on replicas that answered with less."""
