@@ -154,7 +154,11 @@ class OverlayService(NodeService):
         """
         reactor = self._reactor()
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        store = self._given_store or SQLiteStore(self.data_dir / STORE_FILE, self.quota)
+        store = (  # an empty store is falsy (it has a length), and still the one given
+            self._given_store
+            if self._given_store is not None
+            else SQLiteStore(self.data_dir / STORE_FILE, self.quota)
+        )
         try:
             sock = self._open_socket()
         except BaseException:

@@ -211,6 +211,19 @@ def test_a_damaged_store_stops_the_start_with_a_clear_error(tmp_path: Path) -> N
     assert (tmp_path / STORE_FILE).read_bytes() == b"this is not SQLite at all" * 100
 
 
+def test_an_empty_store_given_is_the_one_used(tmp_path: Path) -> None:
+    from dhtkit.storage import MemoryStore
+
+    given = MemoryStore()
+    svc = KademliaService(0, data_dir=tmp_path, reactor=reactor, store=given)
+    svc.startService()
+    try:
+        assert svc.node.store is given
+        assert not (tmp_path / STORE_FILE).exists()
+    finally:
+        svc.stopService()
+
+
 def virtual(tmp_path: Path, **kw: Any) -> tuple[HeapClock, VirtualNetwork, Any]:
     clock = HeapClock(now=1_800_000_000.0)
     net = VirtualNetwork(clock, seed=1)
