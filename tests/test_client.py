@@ -382,14 +382,21 @@ def test_ctrl_c_while_waiting_for_the_node_is_one_line() -> None:
         listener.listen()
         listener.settimeout(30)
         argv = ["--api", "http://127.0.0.1:{}".format(listener.getsockname()[1]), "status"]
-        command = subprocess.Popen(
-            [sys.executable, "-m", "dhtkit.cli", *argv],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        )
+        # As from an interactive shell, Ctrl-C reaches the command: a child
+        # would inherit an ignored SIGINT (as a shell's background jobs do),
+        # and this test process may be ignoring it by now.
+        ours = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            command = subprocess.Popen(
+                [sys.executable, "-m", "dhtkit.cli", *argv],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+                env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            )
+        finally:
+            signal.signal(signal.SIGINT, ours)
         # The command is waiting in its reactor once its request has come.
         # Any other connection (a port number an earlier test's client
         # still dials) is not the command's: it is closed and waited past.
