@@ -42,7 +42,6 @@ from dhtkit.sim.latency import ConstantLatency, LatencyModel, UniformLatency
 __all__ = [
     "COUNTERS",
     "ConstantLatency",
-    "LatencyModel",
     "SimReactor",
     "SimUDPPort",
     "UniformLatency",
@@ -87,7 +86,8 @@ class VirtualNetwork:
 
     :param clock: the shared clock; a new :class:`HeapClock` by default. Any
         ``IReactorTime`` works; a :class:`HeapClock` takes a cheaper path.
-    :param latency: a :class:`LatencyModel`; ``ConstantLatency(0.01)`` by default.
+    :param latency: a :class:`~dhtkit.sim.latency.LatencyModel`;
+        ``ConstantLatency(0.01)`` by default.
     :param loss: the probability that a datagram is dropped (settable later).
     :param seed: seeds the one random generator behind loss and latency, so a
         run with the same seed and the same sends is the same run.

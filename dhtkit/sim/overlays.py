@@ -68,7 +68,7 @@ class OverlayNetwork:
     :param kind: a key of :data:`OVERLAYS`.
     :param seed: every random choice (identities, hosts, keys) follows it.
     :param loss: the fraction of datagrams lost.
-    :param latency: one-way seconds per datagram, or a :class:`LatencyModel`.
+    :param latency: one-way seconds per datagram, or a :class:`~dhtkit.sim.latency.LatencyModel`.
     :param overlay_options: keyword arguments for the overlay.
     :param node_options: keyword arguments for :class:`DHTNode`.
     """
