@@ -24,30 +24,9 @@ from typing import Any
 
 from dhtkit.identity import Identity
 from dhtkit.node import PutFailed
-from dhtkit.overlay import JoinFailed, LookupFailed
-from dhtkit.sim.overlays import OverlayNetwork, SimNode
+from dhtkit.overlay import LookupFailed
+from dhtkit.sim.overlays import OverlayNetwork
 from dhtkit.values import Record
-
-
-def replace(net: OverlayNetwork, spared: list[SimNode], count: int, first: set[bytes]) -> None:
-    """``count`` nodes leave without a word (those in ``first`` first); as many join."""
-    candidates = [n for n in net.live() if n not in spared]
-    net.rng.shuffle(candidates)
-    candidates.sort(key=lambda n: n.node_id not in first)
-    for gone in candidates[:count]:
-        gone.up = False
-        net.network.set_down(gone.host)
-        gone.node.stop()
-        gone.overlay.stop()
-    for _ in range(count):
-        newcomer = net.add_node()
-        for _ in range(5):  # a join through a node whose routes died may fail: another one
-            through = net.rng.choice([n for n in net.live() if n is not newcomer])
-            try:
-                net.wait(newcomer.overlay.join([(through.host, 4000)]))
-                break
-            except JoinFailed:
-                continue
 
 
 def measure(kind: str, nodes: int, versions: int, every: float, churn: float, seed: int) -> Any:
@@ -73,7 +52,7 @@ def measure(kind: str, nodes: int, versions: int, every: float, churn: float, se
                 failed += 1
                 net.advance(10.0)
         due = round(nodes * churn * seq / versions) - replaced
-        replace(net, [publisher, listener], due, set(handle.sources))
+        net.replace(due, spared=[publisher, listener], first=set(handle.sources))
         replaced += due
         net.advance(every)
     seqs = [r.seq for r, _ in seen]

@@ -16,23 +16,6 @@ VERSIONS = 10
 EVERY = 150.0
 
 
-def _replace(net: OverlayNetwork, spared: list[SimNode], count: int, first: set[bytes]) -> None:
-    # ``count`` nodes leave without a word, those of ``first`` first, and
-    # as many new ones join.
-    candidates = [n for n in net.live() if n not in spared]
-    net.rng.shuffle(candidates)
-    candidates.sort(key=lambda n: n.node_id not in first)
-    for gone in candidates[:count]:
-        gone.up = False
-        net.network.set_down(gone.host)
-        gone.node.stop()
-        gone.overlay.stop()
-    for _ in range(count):
-        newcomer = net.add_node()
-        through = net.rng.choice([n for n in net.live() if n is not newcomer])
-        net.wait(newcomer.overlay.join([(through.host, 4000)]))
-
-
 def _put(net: OverlayNetwork, publisher: SimNode, owner: Identity, seq: int) -> None:
     # A put that fails under churn is tried again, as a publisher would.
     for _ in range(5):
@@ -61,7 +44,7 @@ def test_a_listener_sees_every_version_in_order_under_churn(kind: str) -> None:
         # time, and the nodes the listener listens to go first: its
         # responsible set changes under it.
         due = round(NODES * 0.2 * seq / VERSIONS) - replaced
-        _replace(net, [publisher, listener], due, set(handle.sources))
+        net.replace(due, spared=[publisher, listener], first=set(handle.sources))
         replaced += due
         net.advance(EVERY)
     assert replaced == NODES * 0.2

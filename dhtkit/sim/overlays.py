@@ -15,7 +15,7 @@ scenario itself (build, run under churn, report) is :mod:`dhtkit.sim.scenario`.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence, Set
 from typing import Any, cast
 
 import attrs
@@ -194,6 +194,20 @@ class OverlayNetwork:
         for n in gone:
             self.take_down(n)
         return gone
+
+    def replace(
+        self, count: int, spared: Sequence[SimNode] = (), first: Set[bytes] = frozenset()
+    ) -> None:
+        """``count`` live nodes leave without a word (never one of ``spared``;
+        those whose ids are in ``first`` go first), and as many new ones join."""
+        candidates = [n for n in self.live() if n not in spared]
+        self.rng.shuffle(candidates)
+        candidates.sort(key=lambda n: n.node_id not in first)
+        for gone in candidates[:count]:
+            self.take_down(gone)
+        for _ in range(count):
+            newcomer = self.add_node()
+            self.wait(self.join(newcomer, [n for n in self.live() if n is not newcomer]))
 
     def take_down(self, node: SimNode) -> None:
         """Take ``node`` off the network for good, without a goodbye."""
