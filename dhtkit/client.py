@@ -305,8 +305,19 @@ class ApiClient:
     ) -> defer.Deferred[None]:
         # The timeout covers the opening only: a stream may stay quiet for ever.
         parser = EventParser()
+        # What the stream's reader raised (a bad event, or the caller's
+        # callback ending the stream): older Twisted reports it wrapped in a
+        # ResponseFailed beside the data loss of the aborted body.
+        raised: list[BaseException] = []
 
         def chunk(data: bytes) -> None:
+            try:
+                read(data)
+            except BaseException as e:
+                raised.append(e)
+                raise
+
+        def read(data: bytes) -> None:
             for event in parser.feed(data):
                 if event.type != "value":
                     continue
@@ -323,14 +334,17 @@ class ApiClient:
                 body: bytes = await treq.content(response)
                 self._ok(_Reply(response.code, response.headers, body))
             await treq.collect(response, chunk)
+            if raised:  # older Twisted ends the aborted body without an error
+                raise raised[0]
 
         def explain(failure: Failure) -> Failure:
-            if isinstance(failure.value, StreamError):
+            error = raised[0] if raised else failure.value
+            if isinstance(error, StreamError):
                 raise ApiError(
-                    "the node's API at {} sent a broken event stream: {}".format(
-                        self.url, failure.value
-                    )
+                    "the node's API at {} sent a broken event stream: {}".format(self.url, error)
                 )
+            if raised and raised[0] is not failure.value:
+                raise raised[0]
             return failure
 
         return (
