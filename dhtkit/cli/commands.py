@@ -51,7 +51,7 @@ COMMANDS: dict[str, Command] = {
         "dhtkit.cli.demo:add_commands",
         "run a small network of real nodes on 127.0.0.1 and pass values through it",
     ),
-    "sim": Command("dhtkit.simcli:add_sim", "run a protocol on the virtual network"),
+    "sim": Command("dhtkit.cli.sim:add_sim", "run a protocol on the virtual network"),
 }
 
 

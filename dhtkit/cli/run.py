@@ -6,7 +6,7 @@ arguments, and the reactor if it sets ``uses_reactor``, and returning the
 exit status or a Deferred of it): the clients of a running node's HTTP API
 in :mod:`dhtkit.cli.api`, :mod:`dhtkit.cli.gossip` and
 :mod:`dhtkit.cli.listen`, ``keygen`` in :mod:`dhtkit.cli.keygen`, ``demo``
-in :mod:`dhtkit.cli.demo` and ``sim`` in :mod:`dhtkit.simcli`. A command
+in :mod:`dhtkit.cli.demo` and ``sim`` in :mod:`dhtkit.cli.sim`. A command
 line is parsed in two steps, so that only the module of the command that
 runs is imported. Every error is one line on stderr: exit status 2 for bad
 arguments, 1 for anything else, and never a traceback.

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dhtkit.cli import UsageError, at_least, number
+from dhtkit.cli.args import UsageError, at_least, number
+from dhtkit.cli.commands import summary
 from dhtkit.gossip import theory
 from dhtkit.gossip.config import MODELS, MODES, VARIANTS, GossipConfig
 from dhtkit.gossip.plot import PlotUnavailable, plot_susceptible, require_matplotlib
@@ -30,9 +31,7 @@ from dhtkit.sim.scenario import DEFAULT_RATE
 
 def add_sim(commands: Any) -> None:
     """``dhtkit sim``: one subcommand per protocol."""
-    sim = commands.add_parser(
-        "sim", help="run a protocol on the virtual network", description="Simulations."
-    )
+    sim = commands.add_parser("sim", help=summary("sim"), description="Simulations.")
     sims = sim.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
     add_sim_gossip(sims)
     for kind in overlays.OVERLAYS:
