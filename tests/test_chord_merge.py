@@ -17,12 +17,12 @@ from twisted.internet import defer
 from dhtkit import key_for
 from dhtkit.chord import messages
 from dhtkit.chord.placement import BAD, UNANSWERED
-from dhtkit.chord.remembered import Remembered
 from dhtkit.chord.state import RingState
 from dhtkit.contact import Contact
 from dhtkit.identity import Identity
 from dhtkit.keyspace import from_int, in_interval
 from dhtkit.node import DHTNode
+from dhtkit.remembered import Remembered
 from tests.chordnet import ChordNet, Peer
 
 NODES = 20

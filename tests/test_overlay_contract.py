@@ -164,6 +164,35 @@ def test_values_survive_a_fifth_of_the_nodes_removed_at_once(kind: str) -> None:
         assert net.wait(rng.choice(net.live()).node.get(key)) == value
 
 
+#: Virtual seconds a partition lasts (each side repairs without the other),
+#: and the seconds after it heals: several merge rounds.
+PARTITION_TIME = 180.0
+MERGE_TIME = 120.0
+
+
+def test_a_network_split_by_a_partition_is_one_again_once_it_heals(kind: str) -> None:
+    net = network(kind, count=30)
+    rng = random.Random(9)
+    nodes = net.live()
+    rng.shuffle(nodes)
+    west, east = nodes[:15], nodes[15:]
+    net.network.partition([n.host for n in west], [n.host for n in east])
+    net.advance(PARTITION_TIME)
+    values = {}
+    for name, side in (("west", west), ("east", east)):
+        for i, key in enumerate(keys(10, seed=len(name))):
+            values[key] = "{} {}".format(name, i).encode()
+            net.wait(side[i % len(side)].node.put(key, values[key]))
+
+    net.network.heal()
+    net.advance(MERGE_TIME)
+    for key, value in values.items():
+        for asker in (rng.choice(west), rng.choice(east)):
+            found = net.wait(asker.overlay.lookup(key, K))
+            assert [c.node_id for c in found.contacts] == holders(net, key, K)
+            assert net.wait(asker.node.get(key)) == value
+
+
 #: The RPCs each overlay answers while started.
 OVERLAY_METHODS = {
     "kademlia": ("find_node", "find_value"),

@@ -122,6 +122,8 @@ def test_with_l_minus_1_adjacent_nodes_killed_delivery_succeeds_after_repair() -
     ring = sorted(net.live(), key=lambda n: n.node_id)
     start = 40
     gone = ring[start : start + 7]
+    dead = {n.node_id for n in gone}
+    knew = {n.node_id: {c.node_id for c in pastry(n).state.leafset} & dead for n in ring}
     for n in gone:
         n.up = False
         net.network.set_down(n.host)
@@ -146,6 +148,13 @@ def test_with_l_minus_1_adjacent_nodes_killed_delivery_succeeds_after_repair() -
         assert [c.node_id for c in leaves.above] == up
         assert [c.node_id for c in leaves.below] == down
     assert sum(pastry(n).stats()["leaf_repairs"] for n in net.live()) > 0
+    # The dead are remembered by the leaves that lost them, for the merge
+    # round, which asks them in turn and keeps them while they do not answer.
+    for n in ring[start - 8 : start]:
+        assert knew[n.node_id]
+        assert knew[n.node_id] <= {c.node_id for c in pastry(n).state.lost}
+    assert sum(pastry(n).stats()["merge_attempts"] for n in net.live()) > 0
+    assert sum(pastry(n).stats()["merges"] for n in net.live()) == 0
 
 
 def test_values_are_put_and_got_through_the_value_layer_on_the_k_closest() -> None:
@@ -194,6 +203,7 @@ def test_a_leaving_node_hands_its_keys_over_and_its_leaves_forget_it() -> None:
     for n in net.live():
         if n.node_id in leaves:
             assert not pastry(n).state.knows(leaver.node_id)
+            assert leaver.node_id not in pastry(n).state.lost  # it said goodbye
     for key in held:
         holders = {n.node_id for n in net.live() if n.node.store.get(key) is not None}
         assert set(closest_ids(net, key, 4)) <= holders

@@ -45,14 +45,13 @@ from dhtkit.contact import Address, Contact
 from dhtkit.keyspace import check_id
 from dhtkit.overlay import IRoutingOverlay, JoinFailed, Lookup, RoutingOverlayBase, ping_bootstrap
 from dhtkit.periodic import Maintenance
+from dhtkit.remembered import MERGE_EVERY
 from dhtkit.transport import IRPC
 
 #: Default seconds between maintenance rounds (each drawn in [0.5, 1.5] x this).
 STABILIZE_EVERY = 2.0
 FIX_FINGERS_EVERY = 2.0
 CHECK_PREDECESSOR_EVERY = 4.0
-#: Default mean seconds between merge rounds: each asks one lost node.
-MERGE_EVERY = 10.0
 #: Default replication: with a fifth of the nodes failing at once, a value
 #: loses all four copies with odds of 0.2**4, about 0.2%.
 DEFAULT_K = 4

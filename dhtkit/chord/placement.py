@@ -10,7 +10,7 @@ consistent in itself (the "loopy" states of Liben-Nowell, Balakrishnan
 and Karger, 2002); stabilization alone never merges them, the check does.
 
 The merge (:meth:`Placement.merge_through`) is the same lookup through a
-node we lost (:mod:`~dhtkit.chord.remembered`), which may now be on
+node we lost (:mod:`~dhtkit.remembered`), which may now be on
 another ring: two rings that a healed partition left apart are joined by
 each node that finds, on the other ring, a successor nearer than its own.
 """

@@ -17,7 +17,7 @@ As in the paper (§4.3, §4.4):
   those above our successor, and sets it once the node found answered a
   ping (or is already a finger). Once a cycle it also checks the successor
   (:meth:`~dhtkit.chord.placement.Placement.check_successor`).
-- **merge** asks one node we knew and lost (:mod:`~dhtkit.chord.remembered`),
+- **merge** asks one node we knew and lost (:mod:`~dhtkit.remembered`),
   in turn, that is not in our routing state, to look our own id up
   (:meth:`~dhtkit.chord.placement.Placement.merge_through`): after a
   partition heals, a node that answers may be on another ring, and a
@@ -121,12 +121,14 @@ class Rounds:
         state = self.state
         if not state.joined:
             return
-        contact = state.lost.next({c.node_id for c in state.contacts()})
-        if contact is None:
-            return
-        state.counters["merge_attempts"] += 1
-        if await self._placement.merge_through(contact) != UNANSWERED:
-            state.lost.discard(contact.node_id)
+
+        def through(contact: Contact) -> defer.Deferred[bool]:
+            state.counters["merge_attempts"] += 1
+            return self._placement.merge_through(contact).addCallback(
+                lambda outcome: outcome != UNANSWERED
+            )
+
+        await state.lost.ask_next({c.node_id for c in state.contacts()}, through)
 
     async def _stabilize(self) -> None:
         state = self.state

@@ -17,10 +17,10 @@ from twisted.logger import Logger
 
 from dhtkit.chord.fingers import FingerTable, finger_range
 from dhtkit.chord.messages import NEXT_CANDIDATES, FindAnswer
-from dhtkit.chord.remembered import Remembered
 from dhtkit.chord.successors import SuccessorList, may_hold, within
 from dhtkit.contact import Contact
 from dhtkit.keyspace import ID_BITS, check_id, in_interval, ring_distance
+from dhtkit.remembered import Remembered
 
 NeighbourListener = Callable[[Contact], None]
 

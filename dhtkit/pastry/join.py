@@ -39,6 +39,9 @@ class JoinReport:
     announced: int = 0
     answered: int = 0
     messages: int = 0
+    #: The route's nodes that did not answer, and those that answered garbage.
+    timeouts: int = 0
+    bad_answers: int = 0
 
 
 class Join:
@@ -84,6 +87,8 @@ class Join:
             found = await search.run()
         finally:
             report.messages += search.messages
+            report.timeouts += search.timeouts
+            report.bad_answers += search.bad_answers
         candidates = [c for rows in report.rows.values() for c in rows]
         candidates += found.contacts
         for z in [c for c in found.contacts if c.node_id != own]:

@@ -10,6 +10,12 @@ paper's three cases (:mod:`~dhtkit.pastry.routing`), iteratively
 (:mod:`~dhtkit.pastry.repair`). The numerically closest node is
 responsible for a key and the next closest hold its copies, as in PAST.
 
+After a partition heals, neither side knows a node of the other: the
+merge round joins again through a node we lost
+(:mod:`~dhtkit.remembered`), once it answers. That join's route toward
+our own id crosses to the other side, and its announcements tell the
+nodes there of us; the leaf-set rounds weave the rest.
+
 Who gets in. A node enters our state when it proved its id and address:
 the RPC layer's listener hears of a querier only after a probe round trip,
 and a node that answers one of our calls proved both. A node named in an
@@ -43,7 +49,8 @@ from dhtkit.pastry.responder import Departed, PastryResponder
 from dhtkit.pastry.routing import route
 from dhtkit.pastry.state import PastryState
 from dhtkit.periodic import Maintenance
-from dhtkit.rpcerrors import RPCTimeout
+from dhtkit.remembered import MERGE_EVERY
+from dhtkit.rpcerrors import RPCError, RPCTimeout
 from dhtkit.transport import IRPC
 
 #: Default replication: the responsible node and the three next closest.
@@ -58,6 +65,7 @@ COUNTERS = (
     "bad_answers", "no_progress", "joins", "join_messages", "leaves", "leaves_received",
     "announces_received", "leaf_repairs", "table_repairs", "leaf_rounds",
     "neighbourhood_rounds", "candidates_pinged", "candidates_dropped",
+    "merge_attempts", "merges",
 )  # fmt: skip
 #: The keys of :meth:`PastryOverlay.stats` that are levels, not event counts.
 GAUGES = frozenset({"leaf_set", "table_entries", "neighbourhood"})
@@ -76,6 +84,8 @@ class PastryOverlay(RoutingOverlayBase):
     :param rng: the rounds' randomness (seed it in simulations).
     :param leaf_every: mean seconds between leaf-set rounds.
     :param neighbourhood_every: mean seconds between pings of M.
+    :param merge_every: mean seconds between merge rounds (each joins again
+        through one node we lost, once it answers: see :mod:`~dhtkit.remembered`).
     :param timeout: seconds per try of a call (default: the RPC's).
     :param retries: resends of a call before it times out (default: the RPC's).
     """
@@ -94,6 +104,7 @@ class PastryOverlay(RoutingOverlayBase):
         rng: random.Random | None = None,
         leaf_every: float = LEAF_EVERY,
         neighbourhood_every: float = NEIGHBOURHOOD_EVERY,
+        merge_every: float = MERGE_EVERY,
         timeout: float | None = None,
         retries: int | None = None,
     ) -> None:
@@ -116,6 +127,7 @@ class PastryOverlay(RoutingOverlayBase):
         )
         self.maintenance.add("leaves", leaf_every, lambda: self.repair.check_leaves(leaf_every))
         self.maintenance.add("neighbourhood", neighbourhood_every, self.repair.check_neighbourhood)
+        self.maintenance.add("merge", merge_every, self._merge)
         self.joined = False
         #: What the last join did (its path, rows and messages).
         self.last_join: JoinReport | None = None
@@ -124,7 +136,7 @@ class PastryOverlay(RoutingOverlayBase):
             self.state,
             lambda: self.rpc.contact,
             lambda: self.joined,
-            self.repair.lost,
+            lambda contact: self.repair.lost(contact, left=True),
             self.departed,
             self.counters,
         )
@@ -158,7 +170,13 @@ class PastryOverlay(RoutingOverlayBase):
 
     async def _join(self, bootstrap: Sequence[Address], known: Sequence[Contact]) -> int:
         self.joined = False
+        for contact in known:
+            self.state.lost.add(contact)
         pinged = await ping_bootstrap(self.rpc, bootstrap, known)
+        if pinged is not None:
+            # Where we came in: the merge round asks them once they are not in our state.
+            for contact in pinged.answered:
+                self.state.lost.add(contact)
         if pinged is None:
             self.joined = True
             self.counters["joins"] += 1
@@ -201,6 +219,31 @@ class PastryOverlay(RoutingOverlayBase):
             self.state.forget(contact.node_id)
         self.joined = False
         self.counters["leaves"] += 1
+
+    def _merge(self) -> defer.Deferred[None]:
+        """One merge round: join again through the next node we lost that is
+        not in our state. A node still away costs one message; one that
+        answers, about as many as a join."""
+        if not self.joined:
+            return defer.succeed(None)
+        known = {c.node_id for c in self.state.contacts()}
+        return self.state.lost.ask_next(known, self._merge_through).addCallback(lambda _: None)
+
+    def _merge_through(self, contact: Contact) -> defer.Deferred[bool]:
+        self.counters["merge_attempts"] += 1
+        join = Join(self.state, self._call)
+
+        def joined(report: JoinReport) -> bool:
+            self.counters["merges"] += 1
+            return True
+
+        def failed(failure: Failure) -> bool | Failure:
+            if not isinstance(failure.value, (LookupFailed, RPCError)):  # RPCStopped: we stopped
+                return failure
+            self.counters["bad_answers"] += join.report.bad_answers
+            return bool(join.report.path) or join.report.bad_answers > 0
+
+        return join.run(contact).addCallbacks(joined, failed)
 
     # -- what the value layer asks ------------------------------------------------------
 

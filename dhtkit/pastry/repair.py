@@ -80,13 +80,19 @@ class Repair:
 
     # -- failures ------------------------------------------------------------------
 
-    def lost(self, contact: Contact) -> defer.Deferred[None]:
-        """``contact`` failed: forget it and fill the gaps it leaves."""
-        return defer.Deferred.fromCoroutine(self._lost(contact))
+    def lost(self, contact: Contact, *, left: bool = False) -> defer.Deferred[None]:
+        """``contact`` failed (or ``left``): forget it and fill the gaps it
+        leaves. One that failed is remembered for the merge round (it may
+        come back on the other side of a partition); one that left is not."""
+        return defer.Deferred.fromCoroutine(self._lost(contact, left))
 
-    async def _lost(self, contact: Contact) -> None:
+    async def _lost(self, contact: Contact, left: bool) -> None:
+        if left:
+            self.state.lost.discard(contact.node_id)
         if not self.state.knows(contact.node_id):
             return
+        if not left:
+            self.state.lost.add(contact)  # it entered our state by proving its id
         self._heard.pop(contact.node_id, None)
         where = self.state.forget(contact.node_id)
         for side in where.sides:

@@ -75,7 +75,7 @@ class PastryResponder:
     :param state: the node's routing state, read here.
     :param me: our own contact (None until the RPC layer listens).
     :param joined: whether we have joined (a route is refused before).
-    :param lost: forgets a node and repairs the gap it leaves.
+    :param lost: forgets a node that left and repairs the gap it leaves.
     """
 
     _log = Logger()

@@ -19,6 +19,7 @@ from dhtkit.pastry.digits import Digits
 from dhtkit.pastry.leafset import LeafSet
 from dhtkit.pastry.neighbourhood import Neighbourhood
 from dhtkit.pastry.table import RoutingTable
+from dhtkit.remembered import Remembered
 
 
 @attrs.frozen
@@ -45,6 +46,9 @@ class PastryState:
         self.leafset = LeafSet(own_id, leaf_size)
         self.table = RoutingTable(own_id, digits)
         self.neighbourhood = Neighbourhood(own_id, neighbourhood_size)
+        #: Nodes that proved their ids and were then lost (or joined
+        #: through): where the merge round looks for the rest of a split network.
+        self.lost = Remembered(own_id)
         self._listeners: list[Callable[[Contact], None]] = []
 
     def add_listener(self, listener: Callable[[Contact], None]) -> None:

@@ -272,8 +272,16 @@ OVERLAY.counter("successor_checks_corrected", "Successor checks that found a clo
 OVERLAY.counter("check_predecessor_rounds", "Check-predecessor rounds run.")
 OVERLAY.counter("predecessor_changes", "Times the predecessor changed.")
 OVERLAY.counter("predecessors_failed", "Predecessors that did not answer and were forgotten.")
-OVERLAY.counter("merge_attempts", "Attempts to merge this ring with another one.")
-OVERLAY.counter("merges", "Nearer successors adopted from another ring (rings merged).")
+OVERLAY.counter(
+    "merge_attempts",
+    "Merge rounds that asked a node lost earlier"
+    " (which may be on the other side of a healed partition).",
+)
+OVERLAY.counter(
+    "merges",
+    "Merges through a node lost earlier: Chord, nearer successors adopted from another ring;"
+    " Pastry, joins completed through it.",
+)
 OVERLAY.counter("merge_notifies", "Notify messages sent to merge two rings.")
 OVERLAY.gauge("leaf_set", "Nodes in the leaf set now.")
 OVERLAY.gauge("table_entries", "Entries in the routing table now.")
