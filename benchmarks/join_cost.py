@@ -7,7 +7,8 @@ code as ``dhtkit sim``), then has ``--joins`` newcomers join one after
 another through a random node, and prints, per join: the lookup queries the
 newcomer sent (its ``lookup_messages``), every datagram the join caused on
 the network (the newcomer's and the answers, address probes and table pings
-of the nodes it met), and the CPU seconds; and the CPU the growth took.
+of the nodes it met), and the CPU seconds; and the CPU the growth took, and the CPU other processes
+used while the joins were measured.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import json
 import statistics
 import sys
 import time
+
+from machine import machine_busy_s  # benchmarks/machine.py
 
 from dhtkit.overlays import OVERLAYS
 from dhtkit.sim.overlays import OverlayNetwork
@@ -28,6 +31,7 @@ def measure(overlay: str, nodes: int, joins: int, seed: int) -> dict[str, float]
     net.grow(nodes)
     grow_cpu = time.process_time() - started
     queries, datagrams, cpu = [], [], []
+    busy, began_all = machine_busy_s(), time.process_time()
     for _ in range(joins):
         newcomer = net.add_node()
         sent, began = net.network.counters["sent"], time.process_time()
@@ -35,6 +39,7 @@ def measure(overlay: str, nodes: int, joins: int, seed: int) -> dict[str, float]
         cpu.append(time.process_time() - began)
         datagrams.append(net.network.counters["sent"] - sent)
         queries.append(newcomer.overlay.stats()["lookup_messages"])
+    busy_after, own = machine_busy_s(), time.process_time() - began_all
     return {
         "overlay_nodes": nodes,
         "grow_cpu_s": grow_cpu,
@@ -43,6 +48,8 @@ def measure(overlay: str, nodes: int, joins: int, seed: int) -> dict[str, float]
         "queries_max": max(queries),
         "datagrams_per_join": statistics.mean(datagrams),
         "cpu_ms_per_join": 1000 * statistics.mean(cpu),
+        # What the rest of the machine used meanwhile, in CPU seconds (-1: unknown).
+        "others_cpu_s": -1.0 if busy is None or busy_after is None else busy_after - busy - own,
     }
 
 
@@ -69,6 +76,8 @@ def main(argv: list[str]) -> int:
         "  per join: {queries_per_join:.1f} queries ({queries_min}-{queries_max}), "
         "{datagrams_per_join:.0f} datagrams, {cpu_ms_per_join:.0f} ms of CPU".format(**row)
     )
+    if row["others_cpu_s"] >= 0:
+        print("  other processes meanwhile: {:.1f} s of CPU".format(row["others_cpu_s"]))
     return 0
 
 
