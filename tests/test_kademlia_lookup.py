@@ -42,6 +42,7 @@ class FakeNetwork:
         self.failing: set[bytes] = set()
         self.holders: dict[bytes, Any] = {}
         self.delay = 0.0
+        self.late: dict[bytes, float] = {}  # contacts slower than ``delay``
         self.clock = task.Clock()
 
     def ask(self, target: bytes) -> Any:
@@ -53,7 +54,8 @@ class FakeNetwork:
                 return defer.fail(RPCTimeout("no answer"))
             known = sorted(self.known[contact.node_id], key=lambda c: distance(c.node_id, target))
             answer: Answer = (known[:K], self.holders.get(contact.node_id))
-            if not self.delay:
+            delay = self.late.get(contact.node_id, self.delay)
+            if not delay:
                 return defer.succeed(answer)
             self.outstanding += 1
             self.most_outstanding = max(self.most_outstanding, self.outstanding)
@@ -63,7 +65,7 @@ class FakeNetwork:
                 self.outstanding -= 1
                 d.callback(answer)
 
-            self.clock.callLater(self.delay, reply)
+            self.clock.callLater(delay, reply)
             return d
 
         return ask
@@ -432,3 +434,64 @@ def test_spare_queries_widen_the_first_round() -> None:
     net.asked.clear()
     run(net, target, net.contacts[:10])
     assert len(net.asked) == 3
+
+
+def test_a_lone_contact_answering_after_the_stall_is_waited_for() -> None:
+    # Its first answer was lost and the RPC layer resends: the lookup (a
+    # join's first has only its bootstrap node) must not end empty meanwhile.
+    net = well_connected()
+    target = random.Random(40).randbytes(20)
+    seed = net.contacts[0]
+    net.late[seed.node_id] = 1.5
+    d = run(net, target, [seed], stall_after=1.0)
+    net.clock.advance(1.2)
+    assert not d.called  # stalled, and no one else to ask: it waits
+    net.clock.advance(0.3)
+    outcome = result_of(d)
+    assert outcome.contacts == true_closest(net, target)
+
+
+def test_a_lookup_short_of_k_contacts_ends_once_the_slow_one_fails() -> None:
+    net = well_connected()
+    target = random.Random(41).randbytes(20)
+    late: defer.Deferred[Answer] = defer.Deferred()
+    lookup = IterativeLookup(
+        target,
+        [net.contacts[0]],
+        lambda contact: late,
+        net.clock,
+        k=K,
+        alpha=3,
+        stall_after=1.0,
+        exclude=b"\xff" * 20,
+    )
+    d = lookup.run()
+    net.clock.advance(1.5)
+    assert not d.called
+    late.errback(RPCTimeout("no answer after the retries"))
+    outcome = result_of(d)
+    assert (outcome.contacts, outcome.timeouts) == ([], 1)
+
+
+def test_a_read_that_found_no_copy_waits_for_a_hedged_contact_until_it_stalls() -> None:
+    net = well_connected()
+    net.delay = 0.01
+    target = random.Random(42).randbytes(20)
+    closest = true_closest(net, target)
+    # The one copy is on a contact slow enough to be hedged (its answer was
+    # lost, say), not to stall.
+    net.holders[closest[0].node_id] = ["record", 60]
+    net.late[closest[0].node_id] = 0.5
+    d = run(
+        net,
+        target,
+        [closest[0], *net.contacts[:3]],
+        stall_after=1.0,
+        enough=lambda c, a: False,
+        quorum=3,
+    )
+    net.clock.pump([0.01] * 40)
+    assert not d.called  # the others answered long ago, without the value
+    net.clock.pump([0.01] * 20)
+    outcome = result_of(d)
+    assert [c for c, _ in outcome.values] == [closest[0]]

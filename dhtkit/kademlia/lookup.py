@@ -8,16 +8,23 @@ asked yet (the paper's last step). It ends when the k closest contacts that
 have not failed have all answered.
 
 A slow contact does not hold the lookup up: once it has been waiting
-``stall_after`` seconds it stops counting against alpha and the next candidate
-is asked; if its answer comes later it is still used, and the lookup
-does not end without it until then. Once some contacts have answered,
-a contact is *hedged* much sooner, by :mod:`dhtkit.hedge`'s rule (TCP's
-retransmission timer): it stops counting against alpha and the next
-candidate is asked, so a dead contact costs a few round trips rather
-than a stall; a read quorum (below) does not wait for it at all. A contact that fails
+``stall_after`` seconds it *stalls*: it leaves the shortlist, and the next
+candidate is asked; if its answer comes later it is still used. Once some
+contacts have answered, a contact is *hedged* much sooner, by
+:mod:`dhtkit.hedge`'s rule (TCP's retransmission timer): it stops counting
+against alpha and the next candidate is asked, so a dead contact costs a
+few round trips rather than a stall. A lookup waits for a hedged contact
+until it stalls; a read (a ``quorum``, below) asks past it at once, and
+waits for it only while it has found no copy. A contact that fails
 (times out after its retries, or answers garbage) leaves the shortlist; a
 malformed answer is counted in ``bad_answers`` (not as a timeout) and the
 lookup goes on with the others.
+
+A lookup with fewer than k contacts left does not end while one it passed
+over is still being asked: on a lossy network a stall is most often a lost
+datagram that the RPC layer resends later, and a lookup that ended short
+would leave a join (whose first lookup has one contact, its bootstrap
+node) with a table of one, and a put from there with a "majority" of two.
 
 Hops are counted as the paper's analysis counts them: a contact from our own
 table is asked at hop 1, a contact learnt from an answer at hop d is asked at
@@ -214,8 +221,8 @@ class IterativeLookup:
             c
             for c in self._candidates.values()
             if c.state != _FAILED
-            # A read does not wait for a hedged contact; other lookups do,
-            # until it stalls, so as to find the true closest.
+            # A read asks past a hedged contact at once; other lookups wait
+            # for it, until it stalls, so as to find the true closest.
             and not (c.state == _ASKING and (c.stalled or (c.hedged and self.quorum > 0)))
         ]
         alive.sort(key=lambda c: c.distance)
@@ -239,7 +246,11 @@ class IterativeLookup:
             self._finish(stopped_early=True, quorum=True)
             return
         shortlist = self._shortlist()
-        if all(c.state == _ANSWERED for c in shortlist):
+        if (
+            all(c.state == _ANSWERED for c in shortlist)
+            and not self._short(shortlist)
+            and not self._unsure(shortlist)
+        ):
             self._finish(stopped_early=False)
             return
         in_flight = sum(
@@ -255,6 +266,27 @@ class IterativeLookup:
             if candidate.state == _WAITING:
                 self._query(candidate)
                 in_flight += 1
+
+    def _short(self, shortlist: list[_Candidate]) -> bool:
+        """Whether fewer than k contacts are left while one passed over is
+        still being asked (the module says why its answer is waited for,
+        until the RPC layer gives up on it)."""
+        return len(shortlist) < self.k and any(
+            c.state == _ASKING for c in self._candidates.values()
+        )
+
+    def _unsure(self, shortlist: list[_Candidate]) -> bool:
+        """Whether a read that has found no copy yet still waits for a
+        hedged contact closer than the farthest of ``shortlist``: it may
+        hold one (on a lossy network a hedged contact is most often alive),
+        so the read does not end empty before that contact stalls."""
+        if self.quorum <= 0 or self._holders or not shortlist:
+            return False
+        farthest = shortlist[-1].distance
+        return any(
+            c.state == _ASKING and c.hedged and not c.stalled and c.distance < farthest
+            for c in self._candidates.values()
+        )
 
     def _query(self, candidate: _Candidate) -> None:
         candidate.state = _ASKING
