@@ -597,3 +597,13 @@ def test_a_contact_that_kept_a_lookup_waiting_is_suspect_until_heard_from() -> N
     assert not table.is_suspect(node(5).node_id)
     table.record_silence(node(6).node_id)  # not in the table: not remembered
     assert not table.is_suspect(node(6).node_id)
+
+
+def test_a_failed_contact_is_known_as_such_until_it_is_heard_from() -> None:
+    table, _, _ = make_table(k=3, max_failures=3)
+    table.add_contact(node(5))
+    assert not table.has_failed(from_int(5))
+    table.record_failure(from_int(5))
+    assert table.has_failed(from_int(5)) and from_int(5) in table
+    table.add_contact(node(5))  # it answered again
+    assert not table.has_failed(from_int(5))

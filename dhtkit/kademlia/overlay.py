@@ -447,7 +447,9 @@ class KademliaOverlay(RoutingOverlayBase):
     def _heard_from(self, contact: Contact) -> None:
         if contact.node_id == self.node_id:
             return
-        new = contact.node_id not in self.table
+        # A contact back after failing (a partition healed, say) may have
+        # missed our writes, or made its own: offered our keys like a newcomer.
+        new = contact.node_id not in self.table or self.table.has_failed(contact.node_id)
         self.table.add_contact(contact)
         if new and contact.node_id in self.table:
             self._offer_neighbour(contact)

@@ -303,6 +303,10 @@ class RoutingTable:
         """How many contacts are suspects now (see :meth:`is_suspect`)."""
         return len(self._failures) + len(self._silent)
 
+    def has_failed(self, node_id: bytes) -> bool:
+        """Whether an RPC to ``node_id`` failed since it was last heard from."""
+        return node_id in self._failures
+
     def is_suspect(self, node_id: bytes) -> bool:
         """Whether ``node_id`` failed or kept a lookup waiting since it was
         last heard from: lookups ask it only when no one else is left."""
