@@ -7,10 +7,10 @@ storage and the services it never touches.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dhtkit._version import __version__
+from dhtkit.lazy import lazy_names
 
 if TYPE_CHECKING:
     from dhtkit.identity import Identity, IdentityError
@@ -52,14 +52,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError("module 'dhtkit' has no attribute {!r}".format(name))
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # looked up once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)

@@ -96,6 +96,7 @@ class Membership:
         #: True once an attempt succeeded (it stays so across a loss and a stop).
         self.joined_once = False
         self.contacts = 0  # found by the last successful attempt
+        self._joined_run: int | None = None  # the run (see stop) that last joined
         self._clock: IReactorTime | None = None
         self._backoff = rejoin_after
         self._timer: IDelayedCall | None = None
@@ -121,9 +122,17 @@ class Membership:
         self._cancel()
         self.state = IDLE
 
+    @property
+    def joined_this_run(self) -> bool:
+        """Whether an attempt since the last start succeeded (a node that
+        lost its contacts since still counts: it is getting back in)."""
+        return self.state is not IDLE and self._joined_run == self._run
+
     def when_joined(self) -> defer.Deferred[int]:
-        """Fires with the number of contacts once an attempt has succeeded."""
-        if self.joined_once:
+        """Fires with the number of contacts once an attempt since the last
+        start has succeeded: at once if one has, and after a stop not before
+        the next start joins again."""
+        if self.joined_this_run:
             return defer.succeed(self.contacts)
         d: defer.Deferred[int] = defer.Deferred()
         self._waiting.append(d)
@@ -143,6 +152,7 @@ class Membership:
             return  # stopped meanwhile
         rejoined = self.joined_once
         self.state, self.joined_once, self.contacts = JOINED, True, contacts
+        self._joined_run = run
         self._backoff = self.rejoin_after
         if rejoined:
             self._log.info("back in the {overlay} network", overlay=self.name)

@@ -282,8 +282,9 @@ class OverlayService(NodeService):
             self._saved_set = frozenset(contacts)
 
     def when_joined(self) -> defer.Deferred[int]:
-        """Fires with the number of contacts once the node has joined."""
-        if self.membership.joined_once and self._overlay is not None:
+        """Fires with the number of contacts once the node has joined since
+        it was last started."""
+        if self.membership.joined_this_run and self._overlay is not None:
             return defer.succeed(len(self._overlay.contacts()))
         return self.membership.when_joined()
 

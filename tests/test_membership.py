@@ -199,3 +199,19 @@ def test_a_second_start_without_a_stop_is_refused() -> None:
     clock, _, membership = started()
     with pytest.raises(RuntimeError, match="already started"):
         membership.start(clock)
+
+
+def test_after_a_stop_and_a_start_when_joined_waits_for_the_new_join() -> None:
+    clock, net, membership = started()
+    net.attempts[0].callback(3)
+    assert membership.when_joined().result == 3
+    membership.stop()
+    stopped: list[int] = []
+    membership.when_joined().addCallback(stopped.append)
+    membership.start(clock)
+    restarted: list[int] = []
+    membership.when_joined().addCallback(restarted.append)
+    assert stopped == restarted == []  # the new attempt has not answered yet
+    net.attempts[1].callback(5)
+    assert stopped == restarted == [5]
+    assert membership.when_joined().result == 5

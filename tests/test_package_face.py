@@ -43,3 +43,13 @@ def test_the_http_client_does_not_load_the_overlays_or_the_storage() -> None:
 def test_using_a_service_name_loads_it() -> None:
     loaded = _loaded_after("import dhtkit\ndhtkit.KademliaService")
     assert {"dhtkit.service", "dhtkit.node"} <= loaded
+
+
+def test_the_web_face_resolves_its_names_and_refuses_others() -> None:
+    import dhtkit.web
+
+    for name in dhtkit.web.__all__:
+        assert getattr(dhtkit.web, name) is not None
+        assert name in dir(dhtkit.web)
+    with pytest.raises(AttributeError, match=r"'dhtkit\.web' has no attribute 'no_such_name'"):
+        dhtkit.web.no_such_name  # noqa: B018

@@ -15,8 +15,9 @@ that needs one endpoint's constant does not load the whole site.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dhtkit.lazy import lazy_names
 
 if TYPE_CHECKING:
     from dhtkit.web.call import ApiError, Reply
@@ -59,14 +60,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError("module 'dhtkit.web' has no attribute {!r}".format(name))
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # looked up once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)
