@@ -20,6 +20,7 @@ from dhtkit.rpc import (
     RPCStopped,
     RPCTimeout,
 )
+from dhtkit.transport import ITrustedNetwork
 
 A_ADDR = ("10.0.0.1", 4000)
 B_ADDR = ("10.0.0.2", 4000)
@@ -596,6 +597,9 @@ def test_real_sockets_on_loopback():
         contact = yield a.ping(address_b)
         assert contact.node_id == b.identity.node_id
         assert contact == b.contact
+        # Only the simulator, asked by name, skips checking authenticators.
+        assert not ITrustedNetwork.providedBy(port_b)
+        assert b.sessions.verify_authenticators is True
         results = yield defer.gatherResults(
             [a.call_contact(contact, "add", [n, n]) for n in range(50)]
         )
