@@ -92,7 +92,7 @@ def test_overlay_plot_into_a_missing_directory_is_refused(
 ) -> None:
     pytest.importorskip("matplotlib")
     target = tmp_path / "missing" / "x.png"
-    status, _, err = run(capsys, "sim", "chord", "--nodes", "100000", "--plot", str(target))
+    status, _, err = run(capsys, "sim", "chord", "--nodes", "10", "--plot", str(target))
     assert status == 2 and "no directory" in err
 
 
