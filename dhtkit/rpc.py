@@ -513,7 +513,7 @@ class RPCProtocol(DatagramProtocol):
             if known is not None:
                 self.counters["duplicate_queries"] += 1
                 if known is not IN_PROGRESS:
-                    self._send(query, known)
+                    self._send_again(query, known)
                 return
             self.answers.claim(answer_key, now)
         handler = self._handlers.get(method)
@@ -605,6 +605,24 @@ class RPCProtocol(DatagramProtocol):
     def _send_answer(self, query: _Query, data: bytes) -> None:
         if query.message.method not in self._idempotent:  # else nothing was claimed
             self.answers.fill((query.message.sender_key, query.message.txid), data)
+        self._send(query, data)
+
+    def _send_again(self, query: _Query, kept: bytes) -> None:
+        # A kept reply is sealed again with a new sequence number: by the
+        # time the retry comes, the querier may have had more datagrams from
+        # us than its replay window holds, and would refuse the first copy's
+        # number as too old. (We wrote it and it fitted once, so it fits; a
+        # payload our own reader refuses, such as a bignum a handler chose to
+        # answer, goes out as it first did.)
+        try:
+            reply = wire.decode(kept)
+        except wire.WireError:
+            data = kept
+        else:
+            data = wire.encode(
+                reply.kind, reply.txid, "", reply.payload, self.identity, self._next_seq(),
+                query.key, self.max_datagram,
+            )  # fmt: skip
         self._send(query, data)
 
     def _send(self, query: _Query, data: bytes) -> None:
