@@ -4,7 +4,8 @@ Run from the repository root::
 
     python benchmarks/kademlia_lookup.py [--nodes 100] [--puts 200] [--gets 200]
                                          [--repeat 1] [--seed 1] [--json]
-                                         [--kind plain|immutable] [--store sqlite|memory]
+                                         [--kind plain|immutable|signed] [--store sqlite|memory]
+                                         [--kill 0.33] [--replication R]
 
 One scenario, run once with each library, N nodes in one process per
 library, each node on its own UDP port on 127.0.0.1:
@@ -15,7 +16,11 @@ library, each node on its own UDP port on 127.0.0.1:
 2. P puts of distinct keys, one at a time, each from a random node;
 3. G gets of those keys (cycling through them), one at a time, each from a
    random node other than the one that put the key; a get succeeds when it
-   returns exactly the value put.
+   returns exactly the value put;
+4. with ``--kill F``: a fraction F of the nodes (never node 0) stops at once,
+   with no goodbye, and the G gets run again from the nodes left: reads must
+   not stall on dead replicas (the target is a get p50 within 2x of the
+   healthy one).
 
 Besides the latencies (p50, p95) and success rates it counts, per join, put
 and get, the datagrams all the nodes received, and then the contacts in each
@@ -27,7 +32,14 @@ Both use k = 20 and alpha = 3, and each library's own defaults otherwise
 the node ids, who joins through whom, the keys, the values and who puts and
 gets what, the same for both libraries. dhtkit stores plain values
 (``put``/``get``, last writer wins, as kademlia's ``set``/``get``) unless
-``--kind immutable``; ``--store memory`` takes SQLite out of its figures.
+``--kind immutable``, or signed mutable values with ``--kind signed``
+(``put_signed``/``get_signed``, one salt per key, a new version above the
+newest found); ``--store memory`` takes SQLite out of its figures.
+``--replication R`` stores each dhtkit value on R nodes instead of k.
+
+The closing lines print the issue's targets as ratios dhtkit / kademlia
+(put p50 at most 0.5, get p50 at most 1.0, every operation succeeding) and
+the get p50 after the kill against the healthy one (at most 2).
 
 dhtkit authenticates every datagram and keeps every record in SQLite (one
 file per node, in a temporary directory); ``kademlia`` 2.2.3 (asyncio, on
@@ -92,9 +104,13 @@ class Plan:
     put_from: tuple[int, ...]
     get_key: tuple[int, ...]  # an index into names
     get_from: tuple[int, ...]
+    killed: tuple[int, ...] = ()  # the nodes stopped before the gets run again
+    get_again_from: tuple[int, ...] = ()  # who gets each key then (a node left)
 
 
-def make_plan(nodes: int, puts: int, gets: int, seed: int, value_size: int) -> Plan:
+def make_plan(
+    nodes: int, puts: int, gets: int, seed: int, value_size: int, kill: float = 0.0
+) -> Plan:
     rng = random.Random(seed)
     via = (None, *(rng.randrange(n) for n in range(1, nodes)))
     values = tuple(rng.randbytes(value_size) for _ in range(puts))
@@ -104,6 +120,9 @@ def make_plan(nodes: int, puts: int, gets: int, seed: int, value_size: int) -> P
     for key in get_key:
         other = rng.randrange(nodes - 1)  # any node but the one that put it
         get_from.append(other + (other >= put_from[key]))
+    killed = tuple(sorted(rng.sample(range(1, nodes), round(kill * nodes)))) if kill else ()
+    left = [n for n in range(nodes) if n not in set(killed)]
+    get_again_from = tuple(rng.choice(left) for _ in get_key) if killed else ()
     return Plan(
         via,
         tuple("kbench-{}-{}".format(seed, n) for n in range(puts)),
@@ -111,6 +130,8 @@ def make_plan(nodes: int, puts: int, gets: int, seed: int, value_size: int) -> P
         put_from,
         get_key,
         tuple(get_from),
+        killed,
+        get_again_from,
     )
 
 
@@ -142,6 +163,9 @@ class Network(Protocol):
         """Datagrams the nodes refused (dhtkit: rate limit, authentication...), by cause."""
 
     def ports(self) -> list[int]: ...
+
+    async def kill(self, node: int) -> None:
+        """Stop node ``node`` at once, with no goodbye."""
 
     async def stop(self) -> None: ...
 
@@ -188,28 +212,30 @@ async def run_scenario(net: Network, plan: Plan) -> dict[str, Any]:
     holders = [sum(net.holds(n, name) for n in nodes) for name in plan.names]
     progress("{} puts done".format(len(plan.names)))
 
-    get_s: list[float] = []
-    got: Counter[str] = Counter()
-    local = 0
-    for key, node in zip(plan.get_key, plan.get_from, strict=True):
-        local += net.holds(node, plan.names[key])
-        began = time.perf_counter()
-        try:
-            value = await net.get(node, plan.names[key])
-            if value == plan.values[key]:
-                got["right"] += 1
-            else:
-                got["missing" if value is None else "wrong"] += 1
-        except Exception as e:
-            got[type(e).__name__] += 1
-        get_s.append(time.perf_counter() - began)
+    get_s, got, local = await run_gets(net, plan, plan.get_from)
     after_get = (net.datagrams(), net.timeouts())
-    wall_s = time.perf_counter() - start
-    cpu_s = time.process_time() - cpu0
-    busy1 = machine_busy_s()
     contacts = [net.contacts(n) for n in nodes]
     drops = udp_socket_drops(net.ports())
     refused = net.refused()
+    after_kill: dict[str, Any] = {}
+    if plan.killed:
+        for node in plan.killed:
+            await net.kill(node)
+        progress("{} nodes stopped".format(len(plan.killed)))
+        again_s, again, _ = await run_gets(net, plan, plan.get_again_from)
+        after_again = (net.datagrams(), net.timeouts())
+        after_kill = {
+            "killed": len(plan.killed),
+            "get_ms": percentiles(again_s),
+            "gets_ok": again["right"],
+            "gets": len(again_s),
+            "get_outcomes": dict(again),
+            "datagrams_per_get": round((after_again[0] - after_get[0]) / len(again_s), 1),
+            "timeouts": after_again[1] - after_get[1],
+        }
+    wall_s = time.perf_counter() - start
+    cpu_s = time.process_time() - cpu0
+    busy1 = machine_busy_s()
     await net.stop()
 
     joins_done = len(plan.via) - 1
@@ -239,6 +265,7 @@ async def run_scenario(net: Network, plan: Plan) -> dict[str, Any]:
         },
         "kernel_drops": drops,
         "refused": refused,
+        "after_kill": after_kill,
         "wall_s": round(wall_s, 3),
         "process_cpu_pct": round(100 * cpu_s / wall_s, 1),
         # Whatever else the machine ran meanwhile: a busy neighbour skews figures.
@@ -246,6 +273,29 @@ async def run_scenario(net: Network, plan: Plan) -> dict[str, Any]:
         if busy0 is None or busy1 is None
         else round(max(0.0, 100 * ((busy1 - busy0) - cpu_s) / wall_s), 1),
     }
+
+
+async def run_gets(
+    net: Network, plan: Plan, readers: Sequence[int]
+) -> tuple[list[float], Counter[str], int]:
+    """The plan's gets, one at a time, each from its reader: the latencies,
+    the outcomes, and how many readers held a copy."""
+    get_s: list[float] = []
+    got: Counter[str] = Counter()
+    local = 0
+    for key, node in zip(plan.get_key, readers, strict=True):
+        local += net.holds(node, plan.names[key])
+        began = time.perf_counter()
+        try:
+            value = await net.get(node, plan.names[key])
+            if value == plan.values[key]:
+                got["right"] += 1
+            else:
+                got["missing" if value is None else "wrong"] += 1
+        except Exception as e:
+            got[type(e).__name__] += 1
+        get_s.append(time.perf_counter() - began)
+    return get_s, got, local
 
 
 def progress(text: str) -> None:
@@ -258,14 +308,26 @@ def progress(text: str) -> None:
 class DhtkitNetwork:
     """KademliaService nodes on the global reactor, data dirs under ``root``."""
 
-    def __init__(self, reactor: Any, root: Path, seed: int, store: str, kind: str) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        root: Path,
+        seed: int,
+        store: str,
+        kind: str,
+        replication: int | None = None,
+    ) -> None:
         self.reactor = reactor
+        self.kind = kind
+        self.replication = replication
         self.root = root
         self.ids = random.Random("ids-{}".format(seed))
         self.memory = store == "memory"
         self.immutable = kind == "immutable"
         self.services: list[Any] = []
         self.keys: dict[str, bytes] = {}  # each name's key
+        self.signers: dict[str, bytes] = {}  # for signed values, each name's public key
+        self.rpcs: list[Any] = []
 
     async def start_node(self, index: int, via: int | None) -> bool:
         from twisted.internet import defer
@@ -288,9 +350,11 @@ class DhtkitNetwork:
             reactor=self.reactor,
             store=MemoryStore() if self.memory else None,
             rng=random.Random(self.ids.random()),
+            node_options=None if self.replication is None else {"replication": self.replication},
         )
         svc.startService()
         self.services.append(svc)
+        self.rpcs.append(svc.rpc)  # its counters outlive a kill
         try:
             await svc.when_joined().addTimeout(JOIN_LIMIT_S, self.reactor)
         except defer.TimeoutError:
@@ -304,6 +368,13 @@ class DhtkitNetwork:
         if self.immutable:  # stored under the value's hash
             self.keys[name] = key_for(value)
             put = dht.put_immutable(value)
+        elif self.kind == "signed":  # the putting node's key, the name as the salt
+            from dhtkit.values import signed_key
+
+            salt = name.encode()
+            self.signers[name] = dht.identity.public_key
+            self.keys[name] = signed_key(dht.identity.public_key, salt)
+            put = dht.put_signed(value, salt)
         else:
             self.keys[name] = key_for(name)
             put = dht.put(self.keys[name], value)
@@ -311,7 +382,12 @@ class DhtkitNetwork:
         return True  # a put that fails raises
 
     async def get(self, node: int, name: str) -> bytes | None:
-        get = self.services[node].node.get(self.keys[name])
+        dht = self.services[node].node
+        if self.kind == "signed":
+            get = dht.get_signed(self.signers[name], name.encode())
+            found = await get.addTimeout(OP_LIMIT_S, self.reactor)
+            return None if found is None else bytes(found.value)
+        get = dht.get(self.keys[name])
         value: bytes | None = await get.addTimeout(OP_LIMIT_S, self.reactor)
         return value
 
@@ -322,24 +398,27 @@ class DhtkitNetwork:
         return len(self.services[node].overlay.contacts())
 
     def datagrams(self) -> int:
-        return sum(s.rpc.stats()["received"] for s in self.services)
+        return sum(rpc.stats()["received"] for rpc in self.rpcs)
 
     def timeouts(self) -> int:
-        return sum(s.rpc.stats().get("timeouts", 0) for s in self.services)
+        return sum(rpc.stats().get("timeouts", 0) for rpc in self.rpcs)
 
     def refused(self) -> dict[str, int]:
         total: Counter[str] = Counter()
-        for s in self.services:
-            total.update({k: v for k, v in s.rpc.stats().items() if k.startswith("dropped_") and v})
+        for rpc in self.rpcs:
+            total.update({k: v for k, v in rpc.stats().items() if k.startswith("dropped_") and v})
         return dict(total)
 
     def ports(self) -> list[int]:
         return [s.address[1] for s in self.services]
 
+    async def kill(self, node: int) -> None:
+        await self.services[node].stopService()
+
     async def stop(self) -> None:
         from twisted.internet import defer
 
-        await defer.gatherResults([s.stopService() for s in self.services])
+        await defer.gatherResults([s.stopService() for s in self.services if s.running])
 
 
 def run_ours(args: argparse.Namespace) -> None:
@@ -358,11 +437,13 @@ def run_ours(args: argparse.Namespace) -> None:
             logged[what] += 1
 
     globalLogBeginner.beginLoggingTo([observe], discardBuffer=True, redirectStandardIO=False)
-    plan = make_plan(args.nodes, args.puts, args.gets, args.seed, args.value_size)
+    plan = make_plan(args.nodes, args.puts, args.gets, args.seed, args.value_size, args.kill)
 
     async def main(reactor: Any) -> None:
         with tempfile.TemporaryDirectory(prefix="kbench-dhtkit-") as root:
-            net = DhtkitNetwork(reactor, Path(root), args.seed, args.store, args.kind)
+            net = DhtkitNetwork(
+                reactor, Path(root), args.seed, args.store, args.kind, args.replication
+            )
             result = await run_scenario(net, plan)
             # Sockets closed: let what the services were still sending fail and settle.
             await task.deferLater(reactor, 0.1)
@@ -418,6 +499,7 @@ class KademliaNetwork:
         self.server_class = CountingServer
         self.servers: list[Any] = []
         self.addresses: list[tuple[str, int]] = []
+        self.stopped: set[int] = set()
 
     async def start_node(self, index: int, via: int | None) -> bool:
         import asyncio
@@ -467,9 +549,14 @@ class KademliaNetwork:
     def ports(self) -> list[int]:
         return [port for _, port in self.addresses]
 
+    async def kill(self, node: int) -> None:
+        self.servers[node].stop()
+        self.stopped.add(node)
+
     async def stop(self) -> None:
-        for server in self.servers:
-            server.stop()
+        for n, server in enumerate(self.servers):
+            if n not in self.stopped:
+                server.stop()
 
 
 def run_kademlia(args: argparse.Namespace) -> None:
@@ -479,7 +566,7 @@ def run_kademlia(args: argparse.Namespace) -> None:
     root = logging.getLogger()
     root.addHandler(log)  # and so no last-resort printing to stderr
     root.setLevel(logging.WARNING)
-    plan = make_plan(args.nodes, args.puts, args.gets, args.seed, args.value_size)
+    plan = make_plan(args.nodes, args.puts, args.gets, args.seed, args.value_size, args.kill)
 
     async def main() -> dict[str, Any]:
         net = KademliaNetwork(args.seed, log)
@@ -499,8 +586,10 @@ def run_side(side: str, repeat: int, args: argparse.Namespace) -> dict[str, Any]
     """One run of the scenario with one library, in a fresh subprocess."""
     progress("{} run {}:".format(LABELS[side], repeat + 1))
     command = [sys.executable, str(Path(__file__).resolve()), "--side", side]
-    for option in ("nodes", "puts", "gets", "seed", "value_size", "store", "kind"):
+    for option in ("nodes", "puts", "gets", "seed", "value_size", "store", "kind", "kill"):
         command += ["--" + option.replace("_", "-"), str(getattr(args, option))]
+    if args.replication is not None:
+        command += ["--replication", str(args.replication)]
     child = subprocess.run(
         command, stdout=subprocess.PIPE, text=True, check=False, timeout=SIDE_LIMIT_S
     )
@@ -541,6 +630,19 @@ ROWS: list[Row] = [
     ("gets by a node with a copy", lambda r: (r["gets_by_a_holder"], r["gets"]), "sum", False),
     ("datagrams per get", lambda r: r["datagrams_per_get"], "median", True),
     ("RPC timeouts", lambda r: sum(r["timeouts"].values()), "median", False),
+    ("after the kill: nodes stopped", lambda r: _killed(r, "killed"), "median", False),
+    ("  get p50 (ms)", lambda r: _killed(r, "get_ms", "p50"), "median", True),
+    ("  get p95 (ms)", lambda r: _killed(r, "get_ms", "p95"), "median", True),
+    (
+        "  gets returning the value",
+        lambda r: (
+            None if not r["after_kill"] else (r["after_kill"]["gets_ok"], r["after_kill"]["gets"])
+        ),
+        "sum",
+        False,
+    ),
+    ("  datagrams per get", lambda r: _killed(r, "datagrams_per_get"), "median", True),
+    ("  RPC timeouts", lambda r: _killed(r, "timeouts"), "median", False),
     ("kernel drops", lambda r: r["kernel_drops"], "median", False),
     ("wall time of the run (s)", lambda r: r["wall_s"], "median", True),
     ("process CPU (% of wall)", lambda r: r["process_cpu_pct"], "median", False),
@@ -548,10 +650,22 @@ ROWS: list[Row] = [
 ]
 
 
+def _killed(run: dict[str, Any], *path: str) -> Any:
+    """A figure of the gets after the kill, or None without ``--kill``."""
+    found: Any = run.get("after_kill") or None
+    for step in path:
+        if found is None:
+            return None
+        found = found.get(step)
+    return found
+
+
 def combine(runs: list[dict[str, Any]], read: Callable[[dict[str, Any]], Any], how: str) -> Any:
     """One row's figure for one side: the median of the runs with their range,
     or the success counts summed over the runs."""
     values = [read(r) for r in runs]
+    if any(v is None for v in values) and how == "sum":
+        return None
     if how == "sum":
         return [sum(v[0] for v in values), sum(v[1] for v in values)]
     if any(v is None for v in values):
@@ -618,6 +732,7 @@ def print_report(report: dict[str, Any]) -> None:
         if "kademlia" in sides:
             line += " {:>7}".format("-" if row["ratio"] is None else "{:.2f}x".format(row["ratio"]))
         print(line)
+    print_targets(report)
     print()
     if "kademlia" in sides:
         print("ratio = kademlia / dhtkit: above 1, dhtkit is faster (times) or sends fewer")
@@ -628,6 +743,53 @@ def print_report(report: dict[str, Any]) -> None:
         )
         print("To compare, install the optional extra: pip install -e .[bench]")
     print_notes(report)
+
+
+def print_targets(report: dict[str, Any]) -> None:
+    """The issue's targets, as ratios: dhtkit / kademlia, and after / before the kill."""
+    rows = {row["metric"]: row for row in report["summary"]}
+
+    def median(metric: str, side: str) -> float | None:
+        cell = rows[metric].get(side)
+        return None if not cell else cell["median"]
+
+    def ratio(a: float | None, b: float | None) -> str:
+        return "-" if a is None or not b else "{:.2f}".format(a / b)
+
+    def success(side: str) -> str:
+        cells = [rows[m].get(side) for m in ("puts that succeeded", "gets returning the value")]
+        cells += [rows["  gets returning the value"].get(side)]
+        ok = sum(c[0] for c in cells if c)
+        total = sum(c[1] for c in cells if c)
+        return "{:.1f}%".format(100 * ok / total) if total else "-"
+
+    lines = []
+    if "kademlia" in report["sides"]:
+        for what, metric, target in (
+            ("put p50", "put p50 (ms)", 0.5),
+            ("get p50", "get p50 (ms)", 1.0),
+        ):
+            lines.append(
+                "{} dhtkit / kademlia: {} (target <= {})".format(
+                    what, ratio(median(metric, "ours"), median(metric, "kademlia")), target
+                )
+            )
+    if report.get("kill"):
+        for side in report["sides"]:
+            lines.append(
+                "{} get p50 after the kill / healthy: {} (target <= 2, dhtkit)".format(
+                    LABELS[side],
+                    ratio(median("  get p50 (ms)", side), median("get p50 (ms)", side)),
+                )
+            )
+    for side in report["sides"]:
+        lines.append(
+            "{} operations that succeeded: {} (target 100%)".format(LABELS[side], success(side))
+        )
+    print()
+    print("Targets ({} values):".format(report["kind"]))
+    for line in lines:
+        print("  " + line)
 
 
 def print_notes(report: dict[str, Any]) -> None:
@@ -649,13 +811,19 @@ def print_notes(report: dict[str, Any]) -> None:
             "neighbour (section 2.3 of the paper), hence more datagrams per join; "
             "kademlia's bootstrap is one lookup of its own id."
         )
-        if report["kind"] == "plain":
+        if report["kind"] in ("plain", "signed"):
             notes.append(
-                "A dhtkit get of a plain value asks every responsible node, for the newest "
-                "version (and repairs stale copies); a kademlia get returns the first copy "
-                "found, and its own copy without any traffic when the node getting holds one. "
-                "--kind immutable makes dhtkit's get stop at the first copy too."
+                "A dhtkit get of a {} value reads a quorum of copies (3 by default, its own "
+                "counting as one) from the closest nodes, for the newest version, and repairs "
+                "stale copies; a kademlia get returns the first copy found, and its own copy "
+                "without any traffic when the node getting holds one. --kind immutable makes "
+                "dhtkit's get stop at the first copy too.".format(report["kind"])
             )
+            if report["kind"] == "signed":
+                notes.append(
+                    "A dhtkit put_signed first reads the newest version (its seq + 1 is the "
+                    "new one), then stores; kademlia's set stores plain bytes."
+                )
         else:
             notes.append(
                 "dhtkit stores immutable values (under the value's hash): a get stops at the "
@@ -712,6 +880,8 @@ def orchestrate(args: argparse.Namespace) -> int:
         "value_size": args.value_size,
         "store": args.store,
         "kind": args.kind,
+        "kill": args.kill,
+        "replication": args.replication,
         "seed": args.seed,
         "repeat": args.repeat,
         "k": K,
@@ -755,10 +925,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--kind",
-        choices=("plain", "immutable"),
+        choices=("plain", "immutable", "signed"),
         default="plain",
         help="dhtkit's values: plain (put/get, last writer wins; the default) or "
-        "immutable (put_immutable: under the value's hash; a get stops at the first copy)",
+        "immutable (put_immutable: under the value's hash; a get stops at the first copy) "
+        "or signed (put_signed/get_signed)",
+    )
+    parser.add_argument(
+        "--kill",
+        type=float,
+        default=0.0,
+        help="then stop this fraction of the nodes at once and get again (e.g. 0.33)",
+    )
+    parser.add_argument(
+        "--replication",
+        type=int,
+        help="dhtkit: nodes each value is stored on (default k)",
     )
     parser.add_argument("--seed", type=int, default=1, help="the scenario's seed (default 1)")
     parser.add_argument(
@@ -776,6 +958,8 @@ def main(argv: list[str] | None = None) -> int:
         args.gets = args.puts
     if args.nodes < 2 or args.puts < 1 or args.gets < 1 or args.repeat < 1:
         parser.error("--nodes must be at least 2, and --puts, --gets and --repeat at least 1")
+    if not 0 <= args.kill < 1 or (args.replication is not None and args.replication < 1):
+        parser.error("--kill must be in [0, 1) and --replication at least 1")
     if not 1 <= args.value_size <= 1000:
         parser.error("--value-size must be between 1 and 1000 bytes (one datagram)")
     if args.side == "ours":

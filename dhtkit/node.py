@@ -14,9 +14,11 @@ to find (a lookup whose seeds were dead finds only ourselves). Otherwise
 it fails with :class:`PutFailed`, so ``put`` firing with a count always
 means a majority holds the value; when the nodes refuse, the caller gets
 the same typed refusal a local store would raise. A get asks
-every responsible node, checks what comes back, returns the newest valid
+the responsible nodes, checks what comes back, returns the newest valid
 version, and stores that version on the replicas that answered with an
-older one or none (read repair).
+older one or none (read repair). Over Kademlia a get ends once a read
+quorum of the closest copies answered (``read_quorum``); elsewhere it asks
+every responsible node. ``docs/values.rst`` says what a read guarantees.
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ from dhtkit.contact import Contact
 from dhtkit.handover import PER_PEER_RATE, RATE, HandOverQueue
 from dhtkit.holder import Holder
 from dhtkit.identity import Identity
-from dhtkit.keyspace import check_id
+from dhtkit.keyspace import check_id, distance
 from dhtkit.listen import Callback, ListenHub, Listening
 from dhtkit.listeners import ListenerTable
-from dhtkit.overlay import IOverlay, IRoutingOverlay, IValueFinder
+from dhtkit.overlay import IOverlay, IRoutingOverlay, IValueFinder, Lookup
+from dhtkit.quorumread import QuorumRead
 from dhtkit.republish import EXPIRE_AFTER, REPLICATE_EVERY, REPUBLISH_EVERY, Scheduler
 from dhtkit.rpcerrors import RemoteError, RPCError
 from dhtkit.sealed import seal, unseal
@@ -67,6 +70,9 @@ from dhtkit.values import (
     to_wire,
 )
 from dhtkit.wire import MessageTooLarge
+
+READ_QUORUM = 3
+"""Copies of a mutable value a get reads before it answers, by default."""
 
 MAX_CLOCK_SKEW = 5.0
 """Seconds a plain value's write time may lead a replica's clock, by default."""
@@ -158,6 +164,12 @@ class DHTNode:
     :param disjoint_paths: signed reads look the key up over this many
         lookups that never ask the same node (S/Kademlia), when the overlay
         can (Kademlia); 1 is a plain lookup.
+    :param read_quorum: over an overlay with FIND_VALUE (Kademlia), a get
+        of a mutable value ends once this many of the closest nodes
+        answered with a valid copy (our own copy counts as one) and every
+        node closer than them answered too (see ``docs/values.rst``);
+        ``replication - quorum + 1`` makes every read meet every successful
+        write, at more datagrams per get.
     """
 
     _log = Logger()
@@ -179,7 +191,11 @@ class DHTNode:
         hand_over_rate: float = RATE,
         hand_over_peer_rate: float = PER_PEER_RATE,
         disjoint_paths: int = 1,
+        read_quorum: int = READ_QUORUM,
     ) -> None:
+        if read_quorum < 1:
+            raise ValueError("read_quorum must be at least 1")
+        self.read_quorum = read_quorum
         self.rpc = rpc
         # Signed reads over this many disjoint lookups, where the overlay
         # offers them (Kademlia's find_value_disjoint).
@@ -353,10 +369,11 @@ class DHTNode:
         expected_seq: int | None,
     ) -> int:
         check_value(value, self.max_value_size)  # before any traffic
+        found: list[Lookup] = []
         if seq is None:
-            seq = await self.next_seq(identity.public_key, salt, expected_seq)
+            seq = await self._next_seq(identity.public_key, salt, expected_seq, found)
         record = SignedValue.create(identity, value, seq, salt)
-        return await self._publish(record, expected_seq)
+        return await self._publish_async(record, expected_seq, *found[:1])
 
     def next_seq(
         self, public_key: bytes, salt: bytes = b"", expected_seq: int | None = None
@@ -366,12 +383,22 @@ class DHTNode:
         One more than ``expected_seq`` for a compare-and-swap; else one more
         than the newest version found in the network (1 if there is none).
         """
+        return defer.Deferred.fromCoroutine(self._next_seq(public_key, salt, expected_seq))
+
+    async def _next_seq(
+        self,
+        public_key: bytes,
+        salt: bytes,
+        expected_seq: int | None,
+        found: list[Lookup] | None = None,
+    ) -> int:
+        """:meth:`next_seq`; with ``found``, a read of every close node
+        whose lookup lands there, for the write that follows to reuse."""
         if expected_seq is not None:
-            return defer.succeed(expected_seq + 1)
+            return expected_seq + 1
         # A tombstone counts: the next version comes after the delete.
-        return self._fetch_signed(public_key, salt).addCallback(
-            lambda current: 1 if current is None else current.seq + 1
-        )
+        current = await self._fetch_signed(public_key, salt, found)
+        return 1 if current is None else current.seq + 1
 
     def get_signed(
         self, public_key: bytes, salt: bytes = b""
@@ -387,7 +414,7 @@ class DHTNode:
         return self._fetch_signed(public_key, salt).addCallback(live)
 
     def _fetch_signed(
-        self, public_key: bytes, salt: bytes = b""
+        self, public_key: bytes, salt: bytes = b"", found: list[Lookup] | None = None
     ) -> defer.Deferred[SignedValue | None]:
         """The newest version, tombstones included."""
 
@@ -398,7 +425,7 @@ class DHTNode:
             key = signed_key(public_key, salt)
         except TypeError as e:
             return defer.fail(e)
-        return self._fetch(key, paths=self.disjoint_paths).addCallback(signed_only)
+        return self._fetch(key, paths=self.disjoint_paths, found=found).addCallback(signed_only)
 
     def delete(self, key: bytes) -> defer.Deferred[int]:
         """Withdraw the plain value this node put under ``key``; fire with the replica count.
@@ -416,7 +443,8 @@ class DHTNode:
 
     async def _delete(self, key: bytes) -> int:
         check_id(key)
-        current = await self._fetch(key)
+        found: list[Lookup] = []
+        current = await self._fetch(key, found=found)
         if current is None:
             raise LookupError("no value is stored under {}".format(key.hex()))
         if not isinstance(current, PlainValue):
@@ -430,7 +458,9 @@ class DHTNode:
                 "was written by {}".format(key.hex(), current.owner.hex() or "a node unknown")
             )
         seq = max(self._write_time(), current.seq + 1)
-        return await self._publish(PlainValue.tombstone(self.identity, key, seq), None)
+        return await self._publish_async(
+            PlainValue.tombstone(self.identity, key, seq), None, *found[:1]
+        )
 
     def delete_signed(
         self,
@@ -454,9 +484,12 @@ class DHTNode:
     async def _delete_signed(
         self, salt: bytes, identity: Identity, seq: int | None, expected_seq: int | None
     ) -> int:
+        found: list[Lookup] = []
         if seq is None:
-            seq = await self.next_seq(identity.public_key, salt, expected_seq)
-        return await self._publish(SignedValue.tombstone(identity, seq, salt), expected_seq)
+            seq = await self._next_seq(identity.public_key, salt, expected_seq, found)
+        return await self._publish_async(
+            SignedValue.tombstone(identity, seq, salt), expected_seq, *found[:1]
+        )
 
     def put_encrypted(
         self,
@@ -535,7 +568,11 @@ class DHTNode:
     def _publish(self, record: Record, expected_seq: int | None) -> defer.Deferred[int]:
         return defer.Deferred.fromCoroutine(self._publish_async(record, expected_seq))
 
-    async def _publish_async(self, record: Record, expected_seq: int | None) -> int:
+    async def _publish_async(
+        self, record: Record, expected_seq: int | None, found: Lookup | None = None
+    ) -> int:
+        """Store ``record`` on its replica set: the nodes of ``found``, a
+        lookup of its key the caller made just now, else of a new lookup."""
         check_record(record, record.key, self.max_value_size)
         self._check_in_network()
         local = self.holder.live(record.key)
@@ -552,7 +589,7 @@ class DHTNode:
         if record.deleted and expected_seq is None:
             # Kept before any traffic: a compare-and-swap waits for the nodes' word.
             self._keep_tombstone(record)
-        contacts, replica_set = await self._replica_set(record.key)
+        contacts, replica_set = await self._replica_set(record.key, found)
         stored, refusals = await self._store_on(contacts, record, self.expire_after, expected_seq)
         required = self.quorum if self.quorum is not None else replica_set // 2 + 1
         if stored < required or not contacts:
@@ -593,7 +630,9 @@ class DHTNode:
         )
         self.scheduler.poke()
 
-    async def _replica_set(self, key: bytes) -> tuple[list[Contact], int]:
+    async def _replica_set(
+        self, key: bytes, found: Lookup | None = None
+    ) -> tuple[list[Contact], int]:
         """The nodes found responsible for ``key``, and how many there should be.
 
         Over a routing overlay, a full replica set is ``replication`` nodes,
@@ -603,13 +642,17 @@ class DHTNode:
         ``replicate_every`` seconds, whichever is more. So a node whose
         contacts all died cannot count its own copy as a majority, while a
         node that started a network of its own and is still alone can.
-        Over a static overlay the nodes found are all there are.
+        Over a static overlay the nodes found are all there are. ``found``,
+        a lookup of ``key`` just made (the read before a write), saves one.
         """
         routing = self._routing
         if routing is None:
             contacts = await self.overlay.find_responsible(key, self.replication)
             return contacts, len(contacts)
-        found = await routing.lookup(key, self.replication)
+        if found is None:
+            found = await routing.lookup(key, self.replication)
+        else:
+            self.counters["lookups_reused"] += 1
         contacts = list(found.contacts)
         known = max(len(contacts) + found.timeouts, self._network_seen())
         return contacts, min(self.replication, known)
@@ -671,8 +714,15 @@ class DHTNode:
     # -- reading -------------------------------------------------------------------
 
     def _fetch(
-        self, key: bytes, stop_at_immutable: bool = False, paths: int = 1
+        self,
+        key: bytes,
+        stop_at_immutable: bool = False,
+        paths: int = 1,
+        found: list[Lookup] | None = None,
     ) -> defer.Deferred[Record | None]:
+        """The newest record under ``key``. With ``found`` (a read before a
+        write) every close node is read, and a lookup that converged on the
+        key's replica set is appended to it, for the write to store on."""
         try:
             check_id(key)
             self._check_in_network()
@@ -686,7 +736,7 @@ class DHTNode:
                 self.counters["gets_answered_locally"] += 1
                 return defer.succeed(local.record)
             return defer.Deferred.fromCoroutine(
-                self._find_value(self._finder, key, stop_at_immutable, paths)
+                self._find_value(self._finder, key, stop_at_immutable, paths, found)
             )
         return defer.Deferred.fromCoroutine(self._fetch_async(key))
 
@@ -694,27 +744,56 @@ class DHTNode:
         self.counters["gets"] += 1
         contacts = await self.overlay.find_responsible(key, self.replication)
         remote = [c for c in contacts if not self._is_self(c)]
-        answers = await defer.DeferredList(
-            [self.rpc.call_contact(c, "get", key) for c in remote], consumeErrors=True
-        )
+        local = self.holder.live(key)
+        own = local is not None and not local.cached and len(remote) < len(contacts)
+        quorum = max(0, self._read_quorum() - own)
+        if quorum == 0 and local is not None:
+            self.counters["gets_answered_locally"] += 1
+            return local.record
+        checked: dict[int, tuple[Record, float] | None] = {}
+
+        def check(i: int, answer: Any) -> bool:
+            if i not in checked:  # each answer is checked (and counted) once
+                checked[i] = self._valid_answer(key, answer)
+            return checked[i] is not None
+
+        answers = await QuorumRead(
+            self.clock,
+            remote,
+            lambda c: self.rpc.call_contact(c, "get", key),
+            check,
+            quorum,
+            self.rpc.timeout / 2,
+        ).run()
         # (who answered or None for our own copy, the record, its remaining ttl)
         found: list[tuple[Contact | None, Record, float]] = []
         answered: list[Contact] = []
-        for contact, (ok, answer) in zip(remote, answers, strict=True):
-            if not ok:
-                continue
-            answered.append(contact)
-            valid = self._valid_answer(key, answer)
+        for i, answer in sorted(answers.items()):
+            answered.append(remote[i])
+            check(i, answer)
+            valid = checked[i]
             if valid is not None:
-                found.append((contact, *valid))
+                found.append((remote[i], *valid))
+        if len(answers) < len(remote):
+            self.counters["gets_by_quorum"] += 1
         return self._settle(key, contacts, found, answered)
 
+    def _read_quorum(self) -> int:
+        """Copies a get reads: ``read_quorum``, at most a write's majority."""
+        return min(self.read_quorum, self.replication // 2 + 1)
+
     async def _find_value(
-        self, finder: IValueFinder, key: bytes, stop_at_immutable: bool, paths: int = 1
+        self,
+        finder: IValueFinder,
+        key: bytes,
+        stop_at_immutable: bool,
+        paths: int = 1,
+        found_lookups: list[Lookup] | None = None,
     ) -> Record | None:
         # Kademlia's FIND_VALUE: the lookup itself collects the answers.
         self.counters["gets"] += 1
         checked: dict[bytes, tuple[Record, float] | None] = {}
+        immutable_found = False
 
         def check(contact: Contact, answer: Any) -> tuple[Record, float] | None:
             if contact.node_id not in checked:
@@ -722,22 +801,50 @@ class DHTNode:
             return checked[contact.node_id]
 
         def enough(contact: Contact, answer: Any) -> bool:
+            nonlocal immutable_found
             valid = check(contact, answer)
-            return stop_at_immutable and valid is not None and isinstance(valid[0], ImmutableValue)
+            hit = stop_at_immutable and valid is not None and isinstance(valid[0], ImmutableValue)
+            immutable_found = immutable_found or hit  # another path may answer after
+            return hit
 
+        def counts(contact: Contact, answer: Any) -> bool:
+            return check(contact, answer) is not None
+
+        # Our own copy (not a cached one) is one of the read quorum's answers.
+        local = self.holder.live(key)
+        own = local is not None and not local.cached
+        # A read needs no more copies than a write: a majority of the replicas.
+        quorum = max(0, self._read_quorum() - own)
+        if paths > 1 or found_lookups is not None:
+            # Disjoint paths are asked for against attackers near the key,
+            # who could make up a quorum of stale copies; a read before a
+            # write finds the nodes to write to: both read them all.
+            quorum = 0
+        elif quorum == 0 and local is not None:
+            self.counters["gets_answered_locally"] += 1
+            return local.record
         disjoint = getattr(finder, "find_value_disjoint", None)
         if paths > 1 and disjoint is not None:
-            result = await disjoint(key, self.replication, enough, paths)
+            result = await disjoint(key, self.replication, enough, paths, quorum, counts)
         else:
-            result = await finder.find_value(key, self.replication, enough)
+            result = await finder.find_value(key, self.replication, enough, quorum, counts)
         found: list[tuple[Contact | None, Record, float]] = []
         for contact, answer in result.answers:
             valid = check(contact, answer)
             if valid is not None:
                 found.append((contact, *valid))
-        if not result.stopped_early:
-            answered = [c for c in result.lookup.contacts if not self._is_self(c)]
-            return self._settle(key, result.lookup.contacts, found, answered)
+        if found_lookups is not None and not result.stopped_early:
+            found_lookups.append(result.lookup)
+        if not immutable_found:
+            contacts = result.lookup.contacts
+            if result.stopped_early:
+                # A read quorum answered: the nodes it heard from are those
+                # up to the quorum's farthest, and we are one of them only
+                # if we are no farther.
+                self.counters["gets_by_quorum"] += 1
+                contacts = self._up_to_farthest(key, contacts)
+            answered = [c for c in contacts if not self._is_self(c)]
+            return self._settle(key, contacts, found, answered)
         # As the paper says: the closest node on the path that did not have
         # the value gets a cached copy, so popular keys spread outward.
         record, ttl = found[0][1], found[0][2]
@@ -767,6 +874,15 @@ class DHTNode:
             if stale:
                 self._repair(stale, best, max(t for _, r, t in found if r == best))
         return best
+
+    def _up_to_farthest(self, key: bytes, contacts: list[Contact]) -> list[Contact]:
+        """``contacts`` without our own, when it is farther from ``key`` than
+        every other (it was put there by the overlay, not found)."""
+        others = [c for c in contacts if not self._is_self(c)]
+        if not others:
+            return others
+        farthest = max(distance(c.node_id, key) for c in others)
+        return [c for c in contacts if not self._is_self(c) or distance(c.node_id, key) <= farthest]
 
     def _repair(self, stale: list[Contact], record: Record, ttl: float) -> None:
         """Store the newest version on replicas that answered with less."""

@@ -136,11 +136,18 @@ class IValueFinder(Interface):
         """Answer FIND_VALUE for a key with ``source(key)`` when it is not None."""
 
     def find_value(
-        key: bytes, count: int, enough: Callable[[Contact, Any], bool]
+        key: bytes,
+        count: int,
+        enough: Callable[[Contact, Any], bool],
+        quorum: int = 0,
+        valid: Callable[[Contact, Any], bool] | None = None,
     ) -> defer.Deferred[ValueLookup]:
         """Look ``key`` up asking for its value; stop as soon as
-        ``enough(contact, answer)`` is true for an answer, else go on until
-        the ``count`` closest nodes answered."""
+        ``enough(contact, answer)`` is true for an answer, or once ``quorum``
+        answers for which ``valid(contact, answer)`` holds came from the
+        closest nodes the lookup heard from (then ``stopped_early`` and
+        ``lookup.contacts`` are those nodes); else go on until the
+        ``count`` closest nodes answered."""
 
 
 class JoinFailed(Exception):

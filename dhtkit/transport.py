@@ -87,3 +87,15 @@ class IRPC(Interface):
 
     def stats() -> dict[str, int]:
         """Counters of the transport, by name."""
+
+
+class ITrustedNetwork(Interface):
+    """A transport whose every datagram was written by a node's own code in
+    this process: the simulator's virtual network, built with ``trusted``
+    (``dhtkit sim ... --trust-sim``).
+
+    On such a transport :class:`~dhtkit.rpc.RPCProtocol` does not check MACs
+    and signatures, a cost that only measures the simulator's machine;
+    every other check stays. No socket provides it, and nothing in the
+    daemon or the services declares it: only the simulator, asked by name.
+    """

@@ -42,6 +42,7 @@ class FakeNetwork:
         self.failing: set[bytes] = set()
         self.holders: dict[bytes, Any] = {}
         self.delay = 0.0
+        self.late: dict[bytes, float] = {}  # contacts slower than ``delay``
         self.clock = task.Clock()
 
     def ask(self, target: bytes) -> Any:
@@ -53,7 +54,8 @@ class FakeNetwork:
                 return defer.fail(RPCTimeout("no answer"))
             known = sorted(self.known[contact.node_id], key=lambda c: distance(c.node_id, target))
             answer: Answer = (known[:K], self.holders.get(contact.node_id))
-            if not self.delay:
+            delay = self.late.get(contact.node_id, self.delay)
+            if not delay:
                 return defer.succeed(answer)
             self.outstanding += 1
             self.most_outstanding = max(self.most_outstanding, self.outstanding)
@@ -63,7 +65,7 @@ class FakeNetwork:
                 self.outstanding -= 1
                 d.callback(answer)
 
-            self.clock.callLater(self.delay, reply)
+            self.clock.callLater(delay, reply)
             return d
 
         return ask
@@ -301,3 +303,195 @@ def test_a_lookup_never_asks_a_contact_it_may_not_claim() -> None:
     )
     assert not barred & {c.node_id for c in net.asked}
     assert not barred & {c.node_id for c in outcome.contacts}
+
+
+def test_a_read_quorum_ends_the_lookup_once_the_closest_holders_answered() -> None:
+    net = well_connected()
+    target = random.Random(21).randbytes(20)
+    closest = true_closest(net, target)
+    for c in closest:
+        net.holders[c.node_id] = ["record", 60]
+    full = result_of(run(net, target, net.contacts[:3], enough=lambda c, a: False))
+    net.asked.clear()
+    outcome = result_of(run(net, target, net.contacts[:3], enough=lambda c, a: False, quorum=3))
+    assert outcome.stopped_early and outcome.quorum_reached
+    assert outcome.messages < full.messages
+    holders = [c for c, _ in outcome.values]
+    assert len(holders) >= 3
+    # What it returns are the closest that answered, none beyond the quorum.
+    farthest = sorted(distance(c.node_id, target) for c in holders)[2]
+    assert outcome.contacts
+    assert all(distance(c.node_id, target) <= farthest for c in outcome.contacts)
+    assert set(outcome.contacts) <= set(net.asked)
+
+
+def test_answers_that_fail_the_check_do_not_make_a_quorum() -> None:
+    net = well_connected()
+    target = random.Random(22).randbytes(20)
+    closest = true_closest(net, target)
+    for c in closest:
+        net.holders[c.node_id] = "forged"
+    outcome = result_of(
+        run(
+            net,
+            target,
+            net.contacts[:3],
+            enough=lambda c, a: False,
+            quorum=3,
+            valid=lambda c, a: a != "forged",
+        )
+    )
+    # No valid copy: it went on until k contacts answered.
+    assert not outcome.stopped_early and not outcome.quorum_reached
+    assert len(outcome.contacts) == K
+
+
+def test_without_a_quorum_of_holders_it_goes_on_until_the_k_closest_answered() -> None:
+    net = well_connected()
+    target = random.Random(23).randbytes(20)
+    closest = true_closest(net, target)
+    for c in closest[:2]:
+        net.holders[c.node_id] = ["record", 60]
+    outcome = result_of(run(net, target, net.contacts[:3], enough=lambda c, a: False, quorum=3))
+    assert not outcome.stopped_early
+    assert outcome.contacts == closest
+    assert {c for c, _ in outcome.values} == set(closest[:2])
+
+
+def test_a_silent_contact_is_hedged_after_a_few_round_trips_not_a_stall() -> None:
+    net = well_connected()
+    net.delay = 0.01  # every answer takes 10 ms
+    target = random.Random(24).randbytes(20)
+    closest = true_closest(net, target)
+    net.silent.add(closest[0].node_id)
+    d = run(net, target, [closest[0], *net.contacts[:3]], stall_after=1.0)
+    net.clock.pump([0.005] * 40)
+    # Within 0.2 s (a few round trips of 10 ms, not the 1 s stall) the others
+    # were asked in its place...
+    assert len(net.asked) > K
+    # ... but a lookup for the closest nodes ends only once it stalls.
+    assert not d.called
+    net.clock.pump([0.005] * 200)
+    outcome = result_of(d)
+    assert closest[0] not in outcome.contacts
+    assert outcome.timeouts == 0  # hedged, not failed: its answer may still come
+
+
+def test_a_read_quorum_does_not_wait_for_a_hedged_contact() -> None:
+    net = well_connected()
+    net.delay = 0.01
+    target = random.Random(24).randbytes(20)
+    closest = true_closest(net, target)
+    for c in closest:
+        net.holders[c.node_id] = ["record", 60]
+    net.silent.add(closest[0].node_id)
+    slow: list[Contact] = []
+    d = run(
+        net,
+        target,
+        [closest[0], *net.contacts[:3]],
+        stall_after=1.0,
+        enough=lambda c, a: False,
+        quorum=3,
+        slow=slow.append,
+    )
+    waited = 0.0
+    while not d.called and waited < 1.0:
+        net.clock.advance(0.005)
+        waited += 0.005
+    assert waited < 0.25
+    assert result_of(d).quorum_reached
+    assert slow == [closest[0]]
+
+
+def test_suspects_are_asked_only_when_too_few_others_are_left() -> None:
+    net = well_connected()
+    target = random.Random(25).randbytes(20)
+    closest = true_closest(net, target)
+    suspects = {c.node_id for c in closest[:2]}
+    net.silent |= suspects  # they are dead indeed
+    outcome = result_of(
+        run(net, target, net.contacts[:3], suspect=lambda node_id: node_id in suspects)
+    )
+    assert not suspects & {c.node_id for c in net.asked}
+    assert len(outcome.contacts) == K and not suspects & {c.node_id for c in outcome.contacts}
+    # With only suspects to go on, they are asked all the same.
+    net.asked.clear()
+    lone = run(net, target, closest[2:3], suspect=lambda node_id: True)
+    net.clock.advance(1.0)
+    assert closest[2] in net.asked
+    assert result_of(lone).contacts
+
+
+def test_spare_queries_widen_the_first_round() -> None:
+    net = well_connected()
+    target = random.Random(27).randbytes(20)
+    net.delay = 0.01
+    d = run(net, target, net.contacts[:10], spare=2)
+    assert len(net.asked) == 5  # alpha + spare before any answer
+    net.clock.pump([0.01] * 100)
+    assert result_of(d).contacts
+    net.asked.clear()
+    run(net, target, net.contacts[:10])
+    assert len(net.asked) == 3
+
+
+def test_a_lone_contact_answering_after_the_stall_is_waited_for() -> None:
+    # Its first answer was lost and the RPC layer resends: the lookup (a
+    # join's first has only its bootstrap node) must not end empty meanwhile.
+    net = well_connected()
+    target = random.Random(40).randbytes(20)
+    seed = net.contacts[0]
+    net.late[seed.node_id] = 1.5
+    d = run(net, target, [seed], stall_after=1.0)
+    net.clock.advance(1.2)
+    assert not d.called  # stalled, and no one else to ask: it waits
+    net.clock.advance(0.3)
+    outcome = result_of(d)
+    assert outcome.contacts == true_closest(net, target)
+
+
+def test_a_lookup_short_of_k_contacts_ends_once_the_slow_one_fails() -> None:
+    net = well_connected()
+    target = random.Random(41).randbytes(20)
+    late: defer.Deferred[Answer] = defer.Deferred()
+    lookup = IterativeLookup(
+        target,
+        [net.contacts[0]],
+        lambda contact: late,
+        net.clock,
+        k=K,
+        alpha=3,
+        stall_after=1.0,
+        exclude=b"\xff" * 20,
+    )
+    d = lookup.run()
+    net.clock.advance(1.5)
+    assert not d.called
+    late.errback(RPCTimeout("no answer after the retries"))
+    outcome = result_of(d)
+    assert (outcome.contacts, outcome.timeouts) == ([], 1)
+
+
+def test_a_read_that_found_no_copy_waits_for_a_hedged_contact_until_it_stalls() -> None:
+    net = well_connected()
+    net.delay = 0.01
+    target = random.Random(42).randbytes(20)
+    closest = true_closest(net, target)
+    # The one copy is on a contact slow enough to be hedged (its answer was
+    # lost, say), not to stall.
+    net.holders[closest[0].node_id] = ["record", 60]
+    net.late[closest[0].node_id] = 0.5
+    d = run(
+        net,
+        target,
+        [closest[0], *net.contacts[:3]],
+        stall_after=1.0,
+        enough=lambda c, a: False,
+        quorum=3,
+    )
+    net.clock.pump([0.01] * 40)
+    assert not d.called  # the others answered long ago, without the value
+    net.clock.pump([0.01] * 20)
+    outcome = result_of(d)
+    assert [c for c, _ in outcome.values] == [closest[0]]

@@ -336,6 +336,27 @@ def test_a_replacement_promoted_among_our_closest_gets_our_keys() -> None:
     assert heard == [far[2]]  # now one of our 2 closest: it is handed our keys
 
 
+def test_a_close_contact_back_after_failing_gets_our_keys_again() -> None:
+    # Across a partition that heals, say: it may have missed our writes.
+    clock = task.Clock()
+    rpc = RPCProtocol(Identity(b"\7" * 32), clock)
+    rpc.makeConnection(FakeDatagramTransport())
+    overlay = KademliaOverlay(rpc, clock=clock, k=2, max_failures=3)
+    overlay.start()
+    heard: list[Contact] = []
+    overlay.add_neighbour_listener(heard.append)
+    neighbour = Contact.from_key(Identity(b"\10" * 32).public_key, ("10.0.0.1", 4008))
+    for _ in range(2):  # every verified message offers its sender
+        for listener in list(rpc._listeners):
+            listener(neighbour)
+    assert heard == [neighbour]  # once, when it arrived
+    overlay.table.record_failure(neighbour.node_id)
+    for listener in list(rpc._listeners):
+        listener(neighbour)
+    assert heard == [neighbour, neighbour]
+    overlay.stop()
+
+
 class _Sink(DatagramProtocol):
     """An address that receives but is no dhtkit node: it never answers."""
 

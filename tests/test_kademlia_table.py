@@ -605,3 +605,36 @@ def test_the_static_puzzle_refuses_a_cheap_id_and_accepts_a_solved_one() -> None
     table.add_contact(Contact.from_key(solved.public_key, ("10.0.0.2", 4000)))
     assert [c.node_id for c in table.contacts()] == [solved.node_id]
     assert table.stats()["refused_puzzle"] == 1
+
+
+def test_a_head_heard_lately_is_not_pinged_for_a_newcomer() -> None:
+    table, pinger, clock = far_full_table(ping_after=60.0)
+    table.add_contact(node(TOP + 3))
+    assert pinger.calls == []  # the head was heard just now: alive
+    assert table.stats()["replacements"] == 1
+    clock.advance(60.0)
+    table.add_contact(node(TOP + 4))
+    assert pinger.pending() == [from_int(TOP + 1)]  # now it is asked
+
+
+def test_a_contact_that_kept_a_lookup_waiting_is_suspect_until_heard_from() -> None:
+    table, _, _ = make_table(k=3)
+    table.add_contact(node(5))
+    assert not table.is_suspect(node(5).node_id)
+    table.record_silence(node(5).node_id)
+    assert table.is_suspect(node(5).node_id)
+    assert node(5).node_id in table  # silence drops nothing
+    table.add_contact(node(5))
+    assert not table.is_suspect(node(5).node_id)
+    table.record_silence(node(6).node_id)  # not in the table: not remembered
+    assert not table.is_suspect(node(6).node_id)
+
+
+def test_a_failed_contact_is_known_as_such_until_it_is_heard_from() -> None:
+    table, _, _ = make_table(k=3, max_failures=3)
+    table.add_contact(node(5))
+    assert not table.has_failed(from_int(5))
+    table.record_failure(from_int(5))
+    assert table.has_failed(from_int(5)) and from_int(5) in table
+    table.add_contact(node(5))  # it answered again
+    assert not table.has_failed(from_int(5))

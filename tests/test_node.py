@@ -490,3 +490,17 @@ def test_a_restarted_replica_expires_what_fell_due_while_it_was_down(tmp_path) -
     net.advance(1, step=0.05)
     assert restarted.store.get(key) is None
     assert restarted.stats()["scheduler_expired"] == 1
+
+
+def test_a_get_does_not_wait_for_a_dead_replica() -> None:
+    net = Cluster(6, replication=3)
+    key = key_for("k")
+    assert net.wait(net.nodes[0].put(key, b"value")) == 3
+    holders = net.holders(key)
+    net.shut_down(next(n for n in holders if n is not net.nodes[0]))
+    reader = next(n for n in net.nodes if n not in holders)
+    began = net.clock.seconds()
+    assert net.wait(reader.get(key)) == b"value"
+    # A few round trips of 20 ms, not the dead node's 1 s timeout (and retry).
+    assert net.clock.seconds() - began < 0.5
+    assert reader.stats()["gets_by_quorum"] == 1

@@ -7,6 +7,7 @@ from typing import Any
 
 from twisted.internet import defer
 
+from dhtkit import wire
 from dhtkit.contact import Contact
 from dhtkit.identity import Identity
 from dhtkit.rpc import RPCProtocol, RPCTimeout
@@ -108,3 +109,27 @@ def test_a_node_that_restarts_with_a_new_key_is_not_confused_with_the_old() -> N
     # ...while a ping by address finds out who is there now.
     assert results[1] == new_b.contact
     assert seen == [new_b.contact]
+
+
+def forged_ping(sender: RPCProtocol, receiver: RPCProtocol) -> bytes:
+    """A ping from ``sender`` whose MAC is wrong (all zeros)."""
+    body = wire.encode_body(
+        wire.QUERY, 2**31, "ping", None, sender.identity, int(sender.clock.seconds() * 1e6)
+    )
+    return wire.seal(body, bytes(wire.MAC_BYTES))
+
+
+def test_a_trusted_virtual_network_takes_authenticators_as_they_come() -> None:
+    # --trust-sim: the nodes of a trusted network check everything but MACs
+    # and signatures; an untrusted one (the default) drops the forgery.
+    for trusted, accepted in ((True, 1), (False, 0)):
+        network = VirtualNetwork(HeapClock(now=1_000_000.0), trusted=trusted)
+        a, b = start_nodes(network, 2, seed=4)
+        assert b.sessions.verify_authenticators is not trusted
+        assert b.contact is not None and a.contact is not None
+        b.datagramReceived(forged_ping(a, b), a.contact.address)
+        assert b.stats()["queries_received"] == accepted
+        assert b.stats()["dropped_bad_auth"] == 1 - accepted
+        # Still refused on a trusted network: a replay of the same datagram.
+        b.datagramReceived(forged_ping(a, b), a.contact.address)
+        assert b.stats()["queries_received"] == accepted

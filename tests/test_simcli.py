@@ -92,5 +92,20 @@ def test_overlay_plot_into_a_missing_directory_is_refused(
 ) -> None:
     pytest.importorskip("matplotlib")
     target = tmp_path / "missing" / "x.png"
-    status, _, err = run(capsys, "sim", "chord", "--nodes", "100000", "--plot", str(target))
+    status, _, err = run(capsys, "sim", "chord", "--nodes", "10", "--plot", str(target))
     assert status == 2 and "no directory" in err
+
+
+def test_trust_sim_skips_authenticators_and_the_report_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["sim", "kademlia", "--nodes", "30", "--lookups", "5", "--json"]
+    status, out, _ = run(capsys, *argv, "--trust-sim")
+    assert status == 0
+    trusted = json.loads(out)
+    assert trusted["authenticated"] is False
+    assert trusted["success_rate"] == 1.0
+    status, out, _ = run(capsys, *argv)
+    assert json.loads(out)["authenticated"] is True
+    status, out, _ = run(capsys, "sim", "chord", "--nodes", "20", "--lookups", "4", "--trust-sim")
+    assert "MACs and signatures unchecked" in out

@@ -124,6 +124,8 @@ def test_a_bad_bootstrap_address_says_what_to_write(text: str, says: str) -> Non
         (["--http", "carrier-pigeon:1"], "--http carrier-pigeon:1: not a Twisted endpoint"),
         (["--http", "tcp:4001:colour=blue"], "not a Twisted endpoint"),
         (["--port", "65535"], "no port + 1 for the HTTP API"),
+        # The simulator's switch is not the daemon's: its nodes always check.
+        (["--trust-sim"], "trust-sim"),
     ],
 )
 def test_a_bad_option_is_a_usage_error_that_says_why(

@@ -387,3 +387,76 @@ def test_remembered_session_keys_are_bounded(monkeypatch: pytest.MonkeyPatch) ->
     assert len(wire._SESSION_KEYS) == 16
     # The oldest were forgotten; agreed again, they are the same keys.
     assert wire.session_key(peers[0], me.public_key) == keys[0]
+
+
+def _fields_by_cbor2(body: bytes) -> Any:
+    fields = cbor2.loads(body)
+    return tuple(fields[1:]) if type(fields) is list and len(fields) == 8 else None
+
+
+@given(
+    st.sampled_from(wire.KINDS),
+    st.integers(2**16, 2**32 - 1),
+    st.text(st.characters(max_codepoint=127), max_size=23),
+    st.none() | st.binary(max_size=255),
+    st.integers(2**32, 2**64 - 1),
+)
+def test_usual_bodies_are_read_without_cbor2_as_cbor2_reads_them(
+    kind: int, txid: int, method: str, payload: Any, seq: int
+) -> None:
+    # The shapes of pings, FIND_NODE queries and the like take the short
+    # way in: it must see exactly the fields the full decoder sees.
+    body = wire.encode_body(kind, txid, method, payload, ALICE, seq)
+    assert wire._read_usual_body(body) == _fields_by_cbor2(body)
+    message = wire.decode(wire.seal(body, bytes(wire.MAC_BYTES)))
+    assert message[:7] == (kind, txid, method, payload, ALICE.public_key, ALICE.node_id, seq)
+
+
+@given(st.data())
+def test_a_usual_body_altered_anywhere_is_read_as_cbor2_reads_it_or_left_to_it(
+    data: st.DataObject,
+) -> None:
+    payload = data.draw(st.none() | st.binary(max_size=40) | st.binary(min_size=24, max_size=40))
+    body = bytearray(wire.encode_body(wire.QUERY, 2**31, "find_node", payload, ALICE, 2**60))
+    for _ in range(data.draw(st.integers(1, 3))):
+        body[data.draw(st.integers(0, len(body) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, 3))
+    altered = bytes(body[: len(body) - cut] if cut else body)
+    usual = wire._read_usual_body(altered)
+    if usual is not None:  # accepted: then the full decoder agrees, field by field
+        assert usual == _fields_by_cbor2(altered)
+    # Either way, decode's verdict is the full decoder's, which reads the
+    # same body in an envelope of another CBOR form (a 4-byte length).
+    mac = bytes(wire.MAC_BYTES)
+    assert _verdict(wire.seal(altered, mac)) == _verdict(
+        b"\x82\x5a" + len(altered).to_bytes(4, "big") + altered + b"\x50" + mac
+    )
+
+
+def _verdict(datagram: bytes) -> Any:
+    try:
+        return wire.decode(datagram)
+    except wire.WireError as e:
+        return type(e)
+
+
+def test_pings_and_find_node_queries_take_the_short_way_in() -> None:
+    for payload in (None, b"t" * 20, wire.encode_address(("127.0.0.1", 4000))):
+        body = wire.encode_body(wire.QUERY, 2**31, "find_node", payload, ALICE, 2**60)
+        assert wire._read_usual_body(body) is not None
+
+
+def test_a_usual_body_with_a_forged_node_id_is_refused() -> None:
+    body = wire.encode_body(wire.QUERY, 2**31, "ping", None, ALICE, 2**60)
+    forged = body[:-29] + BOB.node_id + body[-9:]
+    assert wire._read_usual_body(forged) is not None
+    with pytest.raises(wire.BadNodeId):
+        wire.decode(wire.seal(forged, bytes(wire.MAC_BYTES)))
+
+
+def test_bodies_of_identities_taking_turns_carry_each_ones_key_and_id() -> None:
+    # The key and id part of a body is written once per identity.
+    for sender in (ALICE, BOB, ALICE, Identity.generate(), BOB):
+        body = wire.encode_body(wire.RESPONSE, 2**31, "", b"x", sender, 2**60)
+        fields = [1, 1, 2**31, "", b"x", sender.public_key, sender.node_id, 2**60]
+        assert body == cbor2.dumps(fields)

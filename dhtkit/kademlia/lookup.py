@@ -8,16 +8,36 @@ asked yet (the paper's last step). It ends when the k closest contacts that
 have not failed have all answered.
 
 A slow contact does not hold the lookup up: once it has been waiting
-``stall_after`` seconds it stops counting against alpha and the next candidate
-is asked; if its answer comes later it is still used. A contact that fails
+``stall_after`` seconds it *stalls*: it leaves the shortlist, and the next
+candidate is asked; if its answer comes later it is still used. Once some
+contacts have answered, a contact is *hedged* much sooner, by
+:mod:`dhtkit.hedge`'s rule (TCP's retransmission timer): it stops counting
+against alpha and the next candidate is asked, so a dead contact costs a
+few round trips rather than a stall. A lookup waits for a hedged contact
+until it stalls; a read (a ``quorum``, below) asks past it at once, and
+waits for it only while it has found no copy. A contact that fails
 (times out after its retries, or answers garbage) leaves the shortlist; a
 malformed answer is counted in ``bad_answers`` (not as a timeout) and the
 lookup goes on with the others.
+
+A lookup with fewer than k contacts left does not end while one it passed
+over is still being asked: on a lossy network a stall is most often a lost
+datagram that the RPC layer resends later, and a lookup that ended short
+would leave a join (whose first lookup has one contact, its bootstrap
+node) with a table of one, and a put from there with a "majority" of two.
 
 Hops are counted as the paper's analysis counts them: a contact from our own
 table is asked at hop 1, a contact learnt from an answer at hop d is asked at
 hop d + 1, and the lookup's ``hops`` is the hop at which the closest contact
 that answered was asked.
+
+A FIND_VALUE lookup with a read ``quorum`` ends as soon as ``quorum``
+contacts have answered with a valid value and every contact of the shortlist
+closer to the key than the farthest of them has answered too (or, when
+replicas died, once the ``replicas`` closest answered and one of them held
+the value): the result
+is then those contacts, the closest the lookup heard from (see
+:mod:`dhtkit.node` for what a read makes of them).
 
 Two hooks harden it against Sybils: ``select`` picks the shortlist and the
 result among the closest (the overlay keeps a few contacts per network),
@@ -37,6 +57,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dhtkit.contact import Contact
+from dhtkit.hedge import RoundTrip
 from dhtkit.keyspace import distance
 from dhtkit.rpcerrors import RPCError
 from dhtkit.wire import WireError
@@ -65,7 +86,10 @@ class _Candidate:
     hop: int
     state: int = _WAITING
     stalled: bool = False
+    hedged: bool = False
+    suspect: bool = False
     timer: IDelayedCall | None = None
+    sent_at: float = 0.0
 
 
 @attrs.define
@@ -80,6 +104,8 @@ class LookupOutcome:
     without: list[Contact]
     stopped_early: bool
     bad_answers: int = 0
+    quorum_reached: bool = False
+    round_trip: RoundTrip | None = None  # what it learnt of round trips (None: no answer)
 
 
 class IterativeLookup:
@@ -92,6 +118,21 @@ class IterativeLookup:
         (the first k by default).
     :param claim: whether this lookup may ask a contact it learnt of
         (another lookup may have it); every contact by default.
+    :param quorum: for FIND_VALUE, end once this many contacts answered
+        with the value, as the module says (0: go on until the k closest
+        answered).
+    :param replicas: with ``quorum``, the nodes that hold a key: a read
+        also ends once that many of the closest contacts answered, one of
+        them with the value (fewer than ``quorum`` are left alive).
+    :param suspect: whether a contact failed or kept a lookup waiting
+        before: such contacts are asked only when too few others are left.
+    :param slow: told of each contact hedged (waited for too long).
+    :param spare: queries in flight beyond ``alpha`` (while contacts are
+        dying, so that a read quorum need not wait for a hedge).
+    :param rtt: the round trips earlier lookups saw, to hedge by before
+        this one has seen any (else ``stall_after``); not changed.
+    :param valid: whether an answer with the value counts toward the
+        quorum (the value layer checks the record; a forged one does not).
     """
 
     def __init__(
@@ -109,6 +150,13 @@ class IterativeLookup:
         enough: Callable[[Contact, Any], bool] | None = None,
         select: Select = _first,
         claim: Callable[[bytes], bool] | None = None,
+        quorum: int = 0,
+        valid: Callable[[Contact, Any], bool] = lambda contact, answer: True,
+        rtt: RoundTrip | None = None,
+        replicas: int = 0,
+        suspect: Callable[[bytes], bool] | None = None,
+        slow: Callable[[Contact], None] | None = None,
+        spare: int = 0,
     ) -> None:
         self.target = target
         self.ask = ask
@@ -121,6 +169,17 @@ class IterativeLookup:
         self.enough = enough
         self.select = select
         self.claim = claim
+        self.quorum = quorum
+        self.valid = valid
+        self.replicas = replicas
+        self.suspect = suspect
+        self.slow = slow
+        self.spare = spare
+        self._holders: list[int] = []  # the distances of those with a valid answer
+        # The round trip so far, to begin with what earlier lookups saw: so a
+        # first round of dead contacts is hedged too.
+        self._round_trip = RoundTrip() if rtt is None else attrs.evolve(rtt)
+        self._measured = False  # whether this lookup had an answer of its own
         self._candidates: dict[bytes, _Candidate] = {}
         self._values: list[tuple[Contact, Any]] = []
         self._messages = 0
@@ -148,7 +207,9 @@ class IterativeLookup:
             if self.claim is not None and not self.claim(contact.node_id):
                 continue
             d = distance(contact.node_id, self.target)
-            self._candidates[contact.node_id] = _Candidate(contact, d, hop)
+            self._candidates[contact.node_id] = _Candidate(
+                contact, d, hop, suspect=self.suspect is not None and self.suspect(contact.node_id)
+            )
             if self._closest_seen is None or d < self._closest_seen:
                 self._closest_seen = d
                 closer = True
@@ -159,9 +220,17 @@ class IterativeLookup:
         alive = [
             c
             for c in self._candidates.values()
-            if c.state != _FAILED and not (c.state == _ASKING and c.stalled)
+            if c.state != _FAILED
+            # A read asks past a hedged contact at once; other lookups wait
+            # for it, until it stalls, so as to find the true closest.
+            and not (c.state == _ASKING and (c.stalled or (c.hedged and self.quorum > 0)))
         ]
         alive.sort(key=lambda c: c.distance)
+        # Suspects (silent or failed in earlier lookups) not yet asked come
+        # last: they are asked only when too few others are left.
+        trusted = [c for c in alive if not (c.suspect and c.state == _WAITING)]
+        if len(trusted) < len(alive):
+            alive = trusted + [c for c in alive if c.suspect and c.state == _WAITING]
         return self._pick(alive)
 
     def _pick(self, candidates: list[_Candidate]) -> list[_Candidate]:
@@ -173,15 +242,24 @@ class IterativeLookup:
     def _step(self) -> None:
         if self._done is None or self._done.called:
             return
+        if self._quorum_reached():
+            self._finish(stopped_early=True, quorum=True)
+            return
         shortlist = self._shortlist()
-        if all(c.state == _ANSWERED for c in shortlist):
+        if (
+            all(c.state == _ANSWERED for c in shortlist)
+            and not self._short(shortlist)
+            and not self._unsure(shortlist)
+        ):
             self._finish(stopped_early=False)
             return
         in_flight = sum(
-            1 for c in self._candidates.values() if c.state == _ASKING and not c.stalled
+            1
+            for c in self._candidates.values()
+            if c.state == _ASKING and not (c.stalled or c.hedged)
         )
         # After an answer that brought nothing closer, ask all of the k closest.
-        limit = self.alpha if self._improved else self.k
+        limit = self.alpha + self.spare if self._improved else self.k
         for candidate in shortlist:
             if in_flight >= limit or self._done.called:  # an answer may come at once
                 break
@@ -189,23 +267,75 @@ class IterativeLookup:
                 self._query(candidate)
                 in_flight += 1
 
+    def _short(self, shortlist: list[_Candidate]) -> bool:
+        """Whether fewer than k contacts are left while one passed over is
+        still being asked (the module says why its answer is waited for,
+        until the RPC layer gives up on it)."""
+        return len(shortlist) < self.k and any(
+            c.state == _ASKING for c in self._candidates.values()
+        )
+
+    def _unsure(self, shortlist: list[_Candidate]) -> bool:
+        """Whether a read that has found no copy yet still waits for a
+        hedged contact closer than the farthest of ``shortlist``: it may
+        hold one (on a lossy network a hedged contact is most often alive),
+        so the read does not end empty before that contact stalls."""
+        if self.quorum <= 0 or self._holders or not shortlist:
+            return False
+        farthest = shortlist[-1].distance
+        return any(
+            c.state == _ASKING and c.hedged and not c.stalled and c.distance < farthest
+            for c in self._candidates.values()
+        )
+
     def _query(self, candidate: _Candidate) -> None:
         candidate.state = _ASKING
         self._messages += 1
-        candidate.timer = self.clock.callLater(self.stall_after, self._stalled, candidate)
+        candidate.sent_at = self.clock.seconds()
+        candidate.timer = self.clock.callLater(self._patience(), self._stalled, candidate)
         self.ask(candidate.contact).addCallbacks(
             self._answered, self._no_answer, (candidate,), errbackArgs=(candidate,)
         )
 
+    def _patience(self) -> float:
+        """Seconds to wait for a contact before asking the next one."""
+        return self._round_trip.patience(self.stall_after)
+
+    def _observe(self, candidate: _Candidate) -> None:
+        """Learn from an answer's round trip; hedge the contacts waited on too long."""
+        now = self.clock.seconds()
+        self._round_trip.observe(now - candidate.sent_at)
+        self._measured = True
+        wait = self._patience()
+        for other in self._candidates.values():
+            if other.state != _ASKING or other.hedged or other.timer is None:
+                continue
+            if other.timer.active():
+                other.timer.cancel()
+            other.timer = self.clock.callLater(
+                max(0.0, other.sent_at + wait - now), self._stalled, other
+            )
+
     def _stalled(self, candidate: _Candidate) -> None:
         candidate.timer = None
-        if candidate.state == _ASKING:
-            candidate.stalled = True
-            self._step()
+        if candidate.state != _ASKING:
+            return
+        if not candidate.hedged:
+            # Hedged: the next candidate is asked; it stalls at stall_after.
+            candidate.hedged = True
+            if self.slow is not None:
+                self.slow(candidate.contact)
+            left = candidate.sent_at + self.stall_after - self.clock.seconds()
+            if left > 0:
+                candidate.timer = self.clock.callLater(left, self._stalled, candidate)
+                self._step()
+                return
+        candidate.stalled = True
+        self._step()
 
     def _settle(self, candidate: _Candidate, state: int) -> None:
         candidate.state = state
-        candidate.stalled = False
+        candidate.stalled = candidate.hedged = False
         if candidate.timer is not None and candidate.timer.active():
             candidate.timer.cancel()
         candidate.timer = None
@@ -213,14 +343,21 @@ class IterativeLookup:
     def _answered(self, answer: Answer, candidate: _Candidate) -> None:
         if self._done is None or self._done.called:
             return
+        if not candidate.hedged:
+            self._observe(candidate)
         self._settle(candidate, _ANSWERED)
         contacts, value = answer
         if value is not None:
             self._values.append((candidate.contact, value))
+            if self.quorum > 0 and self.valid(candidate.contact, value):
+                self._holders.append(candidate.distance)
             if self.enough is not None and self.enough(candidate.contact, value):
                 self._finish(stopped_early=True)
                 return
-        self._improved = self._add(contacts, candidate.hop + 1)
+        if value is None or self.quorum <= 0:
+            self._improved = self._add(contacts, candidate.hop + 1)
+        # else a copy of the value, which names no contacts: not a sign
+        # that the lookup has converged, so no reason to ask all the k closest.
         self._step()
 
     def _no_answer(self, failure: Failure, candidate: _Candidate) -> None:
@@ -237,7 +374,34 @@ class IterativeLookup:
             self._timeouts += 1
         self._step()
 
-    def _finish(self, stopped_early: bool) -> None:
+    def _quorum_distance(self) -> int | None:
+        """How far from the target a read's answers reach: the distance of the
+        ``quorum``-th closest contact that answered with the value; or, when
+        fewer did (replicas died), of the ``replicas``-th contact of the
+        shortlist if one of those holds it. None while neither is known."""
+        if self.quorum <= 0 or not self._holders:
+            return None
+        if len(self._holders) >= self.quorum:
+            return sorted(self._holders)[self.quorum - 1]
+        shortlist = self._shortlist()
+        if self.replicas <= 0 or len(shortlist) < self.replicas:
+            return None
+        farthest = shortlist[self.replicas - 1].distance
+        return farthest if min(self._holders) <= farthest else None
+
+    def _quorum_reached(self) -> bool:
+        """Whether a read quorum answered with the value (or the whole
+        replica set, one of them with it), and every contact of the
+        shortlist closer than the farthest of them answered too."""
+        farthest = self._quorum_distance()
+        if farthest is None:
+            return False
+        # A hedged contact is not waited for: a read must not stall on the dead.
+        return all(
+            c.state == _ANSWERED or c.hedged for c in self._shortlist() if c.distance <= farthest
+        )
+
+    def _finish(self, stopped_early: bool, quorum: bool = False) -> None:
         assert self._done is not None
         for candidate in self._candidates.values():
             if candidate.timer is not None and candidate.timer.active():
@@ -247,6 +411,10 @@ class IterativeLookup:
             key=lambda c: c.distance,
         )
         holders = {contact.node_id for contact, _ in self._values}
+        if quorum:
+            # The closest that answered, up to the quorum's farthest holder.
+            farthest = self._quorum_distance()
+            answered = [c for c in answered if farthest is None or c.distance <= farthest]
         closest = self._pick(answered)
         self._done.callback(
             LookupOutcome(
@@ -258,5 +426,7 @@ class IterativeLookup:
                 without=[c.contact for c in answered if c.contact.node_id not in holders],
                 stopped_early=stopped_early,
                 bad_answers=self._bad_answers,
+                quorum_reached=quorum,
+                round_trip=self._round_trip if self._measured else None,
             )
         )

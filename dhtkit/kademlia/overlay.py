@@ -30,6 +30,7 @@ from zope.interface import implementer
 
 from dhtkit import wire
 from dhtkit.contact import Address, Contact
+from dhtkit.hedge import RoundTrip
 from dhtkit.identity import solves_puzzle
 from dhtkit.kademlia.diversity import NetworkLimit
 from dhtkit.kademlia.lookup import Answer, IterativeLookup, LookupOutcome
@@ -55,6 +56,9 @@ REFRESH_EVERY = 3600.0
 #: those answer; when the first seeds are dead, the next ones take their
 #: place, and a lookup does not end empty while our table holds live contacts.
 SEEDS_PER_K = 3
+
+#: A full bucket's head heard from this recently is not pinged for a newcomer.
+PING_AFTER = 60.0
 
 #: How often stale contacts are re-checked, and how many at most each time.
 RECHECK_EVERY = 60.0
@@ -136,6 +140,7 @@ class KademliaOverlay(RoutingOverlayBase):
             network_limit=network_limit,
             puzzle_bits=puzzle_bits,
             stale_after=stale_after,
+            ping_after=PING_AFTER,
         )
         self._values: ValueSource = lambda key: None
         self._neighbour_listeners: list[Callable[[Contact], None]] = []
@@ -146,6 +151,8 @@ class KademliaOverlay(RoutingOverlayBase):
             ("refreshes", "unsolved_contacts_dropped", "disjoint_lookups"), 0
         )
         super().__init__()
+        #: The round trips of recent lookups.
+        self.round_trip: RoundTrip | None = None
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -204,7 +211,12 @@ class KademliaOverlay(RoutingOverlayBase):
         return self._run(key, self._find_node).addCallback(self._as_lookup, key, count)
 
     def find_value(
-        self, key: bytes, count: int, enough: Callable[[Contact, Any], bool]
+        self,
+        key: bytes,
+        count: int,
+        enough: Callable[[Contact, Any], bool],
+        quorum: int = 0,
+        valid: Callable[[Contact, Any], bool] | None = None,
     ) -> defer.Deferred[ValueLookup]:
         try:
             check_id(key)
@@ -219,10 +231,16 @@ class KademliaOverlay(RoutingOverlayBase):
                 outcome.stopped_early,
             )
 
-        return self._run(key, self._find_value, enough).addCallback(done)
+        return self._run(key, self._find_value, enough, quorum, valid, count).addCallback(done)
 
     def find_value_disjoint(
-        self, key: bytes, count: int, enough: Callable[[Contact, Any], bool], paths: int = 1
+        self,
+        key: bytes,
+        count: int,
+        enough: Callable[[Contact, Any], bool],
+        paths: int = 1,
+        quorum: int = 0,
+        valid: Callable[[Contact, Any], bool] | None = None,
     ) -> defer.Deferred[ValueLookup]:
         """:meth:`find_value` over ``paths`` lookups that never ask the same node.
 
@@ -236,7 +254,7 @@ class KademliaOverlay(RoutingOverlayBase):
         if not 1 <= paths <= MAX_PATHS:
             return defer.fail(ValueError("paths is 1-{}".format(MAX_PATHS)))
         if paths == 1:
-            return self.find_value(key, count, enough)
+            return self.find_value(key, count, enough, quorum, valid)
         try:
             check_id(key)
         except ValueError as e:
@@ -253,7 +271,9 @@ class KademliaOverlay(RoutingOverlayBase):
             return lambda node_id: owner.setdefault(node_id, path) == path
 
         runs = [
-            self._search(key, seeds[path], self._find_value, enough, claim_for(path))
+            self._search(
+                key, seeds[path], self._find_value, enough, claim_for(path), quorum, valid, count
+            )
             for path in range(paths)
         ]
 
@@ -304,9 +324,13 @@ class KademliaOverlay(RoutingOverlayBase):
         target: bytes,
         ask: Callable[[Contact, bytes], defer.Deferred[Answer]],
         enough: Callable[[Contact, Any], bool] | None = None,
+        quorum: int = 0,
+        valid: Callable[[Contact, Any], bool] | None = None,
+        replicas: int = 0,
     ) -> defer.Deferred[LookupOutcome]:
         self.table.touch(target)
-        return self._search(target, self.table.closest(target, SEEDS_PER_K * self.k), ask, enough)
+        seeds = self.table.closest(target, SEEDS_PER_K * self.k)
+        return self._search(target, seeds, ask, enough, None, quorum, valid, replicas)
 
     def _search(
         self,
@@ -315,6 +339,9 @@ class KademliaOverlay(RoutingOverlayBase):
         ask: Callable[[Contact, bytes], defer.Deferred[Answer]],
         enough: Callable[[Contact, Any], bool] | None = None,
         claim: Callable[[bytes], bool] | None = None,
+        quorum: int = 0,
+        valid: Callable[[Contact, Any], bool] | None = None,
+        replicas: int = 0,
     ) -> defer.Deferred[LookupOutcome]:
         search = IterativeLookup(
             target,
@@ -329,6 +356,16 @@ class KademliaOverlay(RoutingOverlayBase):
             enough=enough,
             select=self.table.network_limit.select,
             claim=claim,
+            quorum=quorum,
+            rtt=self.round_trip,
+            replicas=replicas,
+            # Reads by quorum skip the contacts that kept lookups waiting;
+            # other lookups must find the true closest, slow or not.
+            suspect=self.table.is_suspect if quorum else None,
+            slow=self._slow if quorum else None,
+            # While contacts are dying, reads ask a few more at once.
+            spare=self.alpha if quorum and self.table.suspects() else 0,
+            **({} if valid is None else {"valid": valid}),
         )
         return search.run().addCallback(self._count)
 
@@ -353,6 +390,9 @@ class KademliaOverlay(RoutingOverlayBase):
         self.lookup_stats.record(
             outcome.hops, outcome.messages, outcome.timeouts, outcome.bad_answers
         )
+        if outcome.round_trip is not None:
+            # What the next lookup hedges by until it has seen answers of its own.
+            self.round_trip = outcome.round_trip
         return outcome
 
     def _as_lookup(self, outcome: LookupOutcome, key: bytes, count: int) -> Lookup:
@@ -389,6 +429,9 @@ class KademliaOverlay(RoutingOverlayBase):
             self.counters["unsolved_contacts_dropped"] += len(contacts) - len(solved)
             return solved
         return contacts
+
+    def _slow(self, contact: Contact) -> None:
+        self.table.record_silence(contact.node_id)
 
     def _failed(self, contact: Contact) -> None:
         self.table.record_failure(contact.node_id)
@@ -427,7 +470,9 @@ class KademliaOverlay(RoutingOverlayBase):
     def _heard_from(self, contact: Contact) -> None:
         if contact.node_id == self.node_id:
             return
-        new = contact.node_id not in self.table
+        # A contact back after failing (a partition healed, say) may have
+        # missed our writes, or made its own: offered our keys like a newcomer.
+        new = contact.node_id not in self.table or self.table.has_failed(contact.node_id)
         self.table.add_contact(contact)
         if new and contact.node_id in self.table:
             self._offer_neighbour(contact)

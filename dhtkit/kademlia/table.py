@@ -15,7 +15,11 @@ contact heard from longest ago) is pinged while the newcomer waits in the
 bucket's replacement cache; a head that answers moves to the tail and the
 newcomer stays a replacement, a head that does not is evicted and the newest
 replacement takes its place. Long-lived contacts are thereby preferred,
-which is what makes the table resist flooding with fresh ids.
+which is what makes the table resist flooding with fresh ids. With
+``ping_after`` a head heard from within that many seconds is known alive
+and is not pinged (BEP 5's "good" node): the newcomer simply waits as a
+replacement, which spares a ping per message from a stranger in a busy
+network.
 
 Against Sybil floods the table adds three rules (see ``docs/kademlia.rst``):
 
@@ -59,6 +63,9 @@ COUNTERS = tuple(
 #: before it is handed out again.
 STALE_AFTER = 300.0
 
+#: The most contacts remembered as silent (see RoutingTable.record_silence).
+MAX_SILENT = 4096
+
 
 class RoutingTable:
     """The contacts a Kademlia node knows, in k-buckets.
@@ -86,6 +93,8 @@ class RoutingTable:
         asks of every id (0: no puzzle).
     :param stale_after: seconds without a word after which a contact is not
         handed out until it answers a re-check.
+    :param ping_after: a full bucket's head heard from within this many
+        seconds is not pinged for a newcomer (0: always pinged).
     """
 
     _log = Logger()
@@ -104,6 +113,7 @@ class RoutingTable:
         network_limit: NetworkLimit | None = None,
         puzzle_bits: int = 0,
         stale_after: float = STALE_AFTER,
+        ping_after: float = 0.0,
     ) -> None:
         if k < 1 or max_failures < 1 or (replacements is not None and replacements < 0):
             raise ValueError("k and max_failures must be positive, replacements not negative")
@@ -112,6 +122,7 @@ class RoutingTable:
         self.network_limit = NetworkLimit() if network_limit is None else network_limit
         self.puzzle_bits = puzzle_bits
         self.stale_after = stale_after
+        self.ping_after = ping_after
         # When each contact (or replacement) was last heard from.
         self._last_seen: dict[bytes, float] = {}
         self.node_id = check_id(node_id)
@@ -125,6 +136,7 @@ class RoutingTable:
         self._buckets = [KBucket(0, RING_SIZE, clock.seconds())]
         self._los = [0]  # the buckets' lower bounds, for bisect
         self._failures: dict[bytes, int] = {}
+        self._silent: dict[bytes, None] = {}  # kept a lookup waiting; see is_suspect
         self._rechecking: set[bytes] = set()
         self._counters = dict.fromkeys(COUNTERS, 0)
         self._on_promoted = on_promoted
@@ -166,12 +178,18 @@ class RoutingTable:
         self._last_seen[node_id] = self._clock.seconds()
         for gone in bucket.add_replacement(contact, self.replacements):
             self._last_seen.pop(gone, None)
-        if bucket.pinging is None:
+        if bucket.pinging is None and not self._heard_lately(bucket.head().node_id):
             self._ping_head(bucket)
+
+    def _heard_lately(self, node_id: bytes) -> bool:
+        """Whether ``node_id`` was heard from within ``ping_after`` seconds."""
+        heard = self._last_seen.get(node_id)
+        return heard is not None and self._clock.seconds() - heard < self.ping_after
 
     def _heard(self, bucket: KBucket, contact: Contact) -> None:
         bucket.seen(contact)
         self._failures.pop(contact.node_id, None)
+        self._silent.pop(contact.node_id, None)
         self._last_seen[contact.node_id] = self._clock.seconds()
 
     def stats_replacements(self) -> int:
@@ -269,6 +287,30 @@ class RoutingTable:
             self._drop(bucket, node_id, "dropped_failures")
         else:
             self._failures[node_id] = failures
+
+    def record_silence(self, node_id: bytes) -> None:
+        """A lookup gave up waiting for ``node_id`` (it may be slow, or dead).
+
+        Unlike a failure it drops nothing; until the contact is heard from
+        again, lookups ask others first (:meth:`is_suspect`).
+        """
+        if node_id in self:
+            if len(self._silent) >= MAX_SILENT:
+                self._silent.pop(next(iter(self._silent)))
+            self._silent[node_id] = None
+
+    def suspects(self) -> int:
+        """How many contacts are suspects now (see :meth:`is_suspect`)."""
+        return len(self._failures) + len(self._silent)
+
+    def has_failed(self, node_id: bytes) -> bool:
+        """Whether an RPC to ``node_id`` failed since it was last heard from."""
+        return node_id in self._failures
+
+    def is_suspect(self, node_id: bytes) -> bool:
+        """Whether ``node_id`` failed or kept a lookup waiting since it was
+        last heard from: lookups ask it only when no one else is left."""
+        return node_id in self._failures or node_id in self._silent
 
     def remove_contact(self, node_id: bytes) -> bool:
         """Forget ``node_id`` (also as a replacement); whether it was in the table."""

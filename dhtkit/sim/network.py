@@ -33,11 +33,12 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
-from zope.interface import implementer  # type: ignore[import-untyped]
+from zope.interface import alsoProvides, implementer  # type: ignore[import-untyped]
 
 from dhtkit.contact import normalize_address
 from dhtkit.sim.clock import HeapClock
 from dhtkit.sim.latency import ConstantLatency, LatencyModel, UniformLatency
+from dhtkit.transport import ITrustedNetwork
 
 __all__ = [
     "COUNTERS",
@@ -91,6 +92,8 @@ class VirtualNetwork:
     :param loss: the probability that a datagram is dropped (settable later).
     :param seed: seeds the one random generator behind loss and latency, so a
         run with the same seed and the same sends is the same run.
+    :param trusted: its ports provide :class:`~dhtkit.transport.ITrustedNetwork`:
+        the nodes on it do not check MACs and signatures (``--trust-sim``).
 
     ``clock`` is typed ``IReactorTime``: to drive a run with
     :meth:`HeapClock.run_until` and friends, create the :class:`HeapClock`
@@ -105,7 +108,9 @@ class VirtualNetwork:
         latency: LatencyModel | None = None,
         loss: float = 0.0,
         seed: int = 0,
+        trusted: bool = False,
     ) -> None:
+        self.trusted = trusted
         if clock is None:
             clock = cast(IReactorTime, HeapClock())
         self.clock = clock
@@ -329,6 +334,8 @@ class SimReactor:
                 OSError(errno.EADDRNOTAVAIL, "not an address of host {}".format(self.host)),
             )
         listening = SimUDPPort(self.network, self.host, port, protocol, maxPacketSize)
+        if self.network.trusted:
+            alsoProvides(listening, ITrustedNetwork)
         listening.startListening()
         return listening
 

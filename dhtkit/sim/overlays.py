@@ -71,6 +71,8 @@ class OverlayNetwork:
     :param latency: one-way seconds per datagram, or a :class:`~dhtkit.sim.latency.LatencyModel`.
     :param overlay_options: keyword arguments for the overlay.
     :param node_options: keyword arguments for :class:`DHTNode`.
+    :param trusted: MACs and signatures go unchecked (see
+        :class:`~dhtkit.transport.ITrustedNetwork`).
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class OverlayNetwork:
         timeout: float = 1.0,
         overlay_options: dict[str, Any] | None = None,
         node_options: dict[str, Any] | None = None,
+        trusted: bool = False,
     ) -> None:
         self.kind = OVERLAYS[kind]
         self.rng = random.Random(seed)
@@ -92,6 +95,7 @@ class OverlayNetwork:
             latency=ConstantLatency(latency) if isinstance(latency, float | int) else latency,
             loss=loss,
             seed=seed,
+            trusted=trusted,
         )
         self.timeout = timeout
         self.overlay_options = dict(overlay_options or {})

@@ -303,8 +303,11 @@ VALUES.counter("puts", "Values this node stored in the network.")
 VALUES.counter("puts_failed", "Puts that reached too few replicas.")
 VALUES.counter("deletes", "Deletes this node published (tombstones of plain and signed values).")
 VALUES.counter("gets", "Values this node looked up.")
+VALUES.counter("gets_answered_locally", "Gets answered from the node's own store, with no traffic.")
+VALUES.counter("lookups_reused", "Writes stored on the nodes the read before them had just found.")
 VALUES.counter(
-    "gets_answered_locally", "Gets of immutable values answered from the node's own store."
+    "gets_by_quorum",
+    "Gets that ended before every node asked had answered (a read quorum, or a hedge).",
 )
 VALUES.counter("bad_answers", "Answers to this node's gets dropped as invalid.")
 VALUES.counter("read_repairs", "Stale or missing replicas a get brought up to date.")

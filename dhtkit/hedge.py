@@ -1,0 +1,45 @@
+"""Hedging: how long to wait for a peer before asking another in its place.
+
+A read that waits for every peer waits out the timeout of each dead one. A
+hedged read waits for a silent peer only as long as an answer could
+plausibly take, then goes on without it; the peer's answer is still used if
+it comes. How long that is follows TCP's retransmission timer (RFC 6298):
+a smoothed round trip plus four times its mean deviation, never less than
+``HEDGE_FLOOR`` (a busy host's scheduling jitter) nor more than the
+caller's own limit. The cost of hedging too early is one more query; of
+hedging too late, a read as slow as a timeout. Kademlia's lookup
+(:mod:`dhtkit.kademlia.lookup`) and the value layer's quorum reads
+(:mod:`dhtkit.quorumread`) share the rule.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+#: Never hedge sooner than this (seconds).
+HEDGE_FLOOR = 0.002
+#: The weight of a new sample in the smoothed round trip, and in its deviation.
+_GAIN, _VAR_GAIN = 0.125, 0.25
+
+
+@attrs.define
+class RoundTrip:
+    """A smoothed round trip and its deviation (seconds), as RFC 6298 keeps them."""
+
+    smoothed: float | None = None
+    deviation: float = 0.0
+
+    def observe(self, rtt: float) -> None:
+        """Learn from one answer that took ``rtt`` seconds."""
+        if self.smoothed is None:
+            self.smoothed, self.deviation = rtt, rtt / 2
+            return
+        self.deviation += _VAR_GAIN * (abs(self.smoothed - rtt) - self.deviation)
+        self.smoothed += _GAIN * (rtt - self.smoothed)
+
+    def patience(self, limit: float) -> float:
+        """Seconds to wait for a peer, at most ``limit`` (all of it while no
+        answer has been seen)."""
+        if self.smoothed is None:
+            return limit
+        return min(limit, max(HEDGE_FLOOR, self.smoothed + 4 * self.deviation))
