@@ -229,6 +229,38 @@ def test_a_joining_node_receives_the_keys_it_is_now_responsible_for() -> None:
     assert len(held) < len(keys) / 2  # only its share moved, not everything
 
 
+def test_a_joining_bucket_refresh_ends_once_the_bucket_is_full() -> None:
+    net = network(60, k=4)
+    newcomer = net.add_node()
+    overlay = newcomer.overlay
+    assert isinstance(overlay, KademliaOverlay)
+    # Only the bootstrap is known: the far half of the id space has room.
+    net.wait(overlay.rpc.call(("10.0.0.1", PORT), "ping"))
+    far = from_int(int.from_bytes(newcomer.node_id, "big") ^ (1 << 159))
+    assert not overlay.table.is_full(far)
+    outcome = net.wait(overlay._fill_bucket(far))
+    assert overlay.table.is_full(far)
+    assert outcome.stopped_early
+
+
+def test_a_join_refreshes_only_empty_buckets_and_lookups_stay_exact() -> None:
+    net = network(80, k=4)
+    newcomers = []
+    for _ in range(5):
+        newcomers.append(net.add_node())
+        net.wait(net.join(newcomers[-1], net.live()[:-1]))
+    # The self-lookup twice and a refresh of each bucket left empty: fewer
+    # lookups than buckets (a refresh of every bucket beyond the closest
+    # neighbour would take more).
+    stats = [n.overlay.stats() for n in newcomers]
+    assert sum(s["lookups"] for s in stats) <= sum(s["buckets"] for s in stats)
+    rng = random.Random(5)
+    for _ in range(20):
+        key = from_int(rng.getrandbits(160))
+        found = net.wait(rng.choice(newcomers).overlay.lookup(key, 4))
+        assert [c.node_id for c in found.contacts] == closest_ids(net, key, 4)
+
+
 def test_untouched_buckets_are_refreshed() -> None:
     net = network(20, refresh_every=600.0)
     before = sum(n.overlay.stats()["refreshes"] for n in net.nodes)

@@ -397,10 +397,41 @@ def layered_table() -> tuple[RoutingTable, task.Clock, bytes]:
     return table, clock, own
 
 
-def test_refresh_after_join_covers_each_bucket_beyond_the_closest_neighbour() -> None:
+def far(own: bytes, i: int, j: int) -> bytes:
+    """The id at distance 2**i + j from ``own``."""
+    return from_int(to_int(own) ^ ((1 << i) + j))
+
+
+def test_refresh_after_join_covers_each_empty_bucket_beyond_the_closest_neighbour() -> None:
     table, _, own = layered_table()
+    for i in range(151, 160):
+        for j in (1, 2):
+            assert table.remove_contact(far(own, i, j))
     ids = table.refresh_ids_after_join()
     assert sorted(bucket_index(own, i) for i in ids) == list(range(151, 160))
+
+
+def test_refresh_after_join_skips_held_buckets_and_those_the_self_lookup_reached() -> None:
+    table, _, own = layered_table()
+    assert table.refresh_ids_after_join() == []  # every bucket holds contacts
+    table.remove_contact(far(own, 154, 1))  # one left: still held
+    for i in range(155, 160):
+        for j in (1, 2):
+            table.remove_contact(far(own, i, j))
+    ids = table.refresh_ids_after_join()
+    assert sorted(bucket_index(own, i) for i in ids) == list(range(155, 160))
+    # Every id of buckets 155 and 156 is within 2**157 - 1 of us.
+    ids = table.refresh_ids_after_join(reach=(1 << 157) - 1)
+    assert sorted(bucket_index(own, i) for i in ids) == list(range(157, 160))
+    ids = table.refresh_ids_after_join(reach=(1 << 157) - 2)
+    assert sorted(bucket_index(own, i) for i in ids) == list(range(156, 160))
+
+
+def test_a_bucket_is_full_at_k_contacts() -> None:
+    table, _, own = layered_table()
+    assert table.is_full(far(own, 159, 7))
+    table.remove_contact(far(own, 159, 1))
+    assert not table.is_full(far(own, 159, 7))
 
 
 def test_refresh_after_join_is_empty_without_contacts() -> None:

@@ -109,6 +109,30 @@ def test_in_a_small_ring_a_node_sits_on_both_sides_and_all_keys_are_covered() ->
     assert len(leaves) == 3
 
 
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 40)), max_size=80))
+def test_the_leaf_set_knows_exactly_its_members_whatever_comes_and_goes(
+    steps: list[tuple[bool, int]],
+) -> None:
+    leaves = LeafSet(from_int(20 << 150), size=3)
+    for add, n in steps:
+        if add:
+            leaves.offer(node(n << 150))
+        else:
+            leaves.remove(from_int(n << 150))
+        members = {c.node_id for c in leaves.above + leaves.below}
+        every = [from_int(m << 150) for m in range(41)]
+        assert all((i in leaves) == (i in members) for i in every)
+
+
+def test_the_table_lists_its_entries_row_by_row_then_by_column() -> None:
+    table = RoutingTable(from_int(0), Digits())
+    for value in ("3", "1", "02", "01", "0003"):
+        table.offer(node(value))
+    assert [c.node_id for c in table.contacts()] == [
+        node(v).node_id for v in ("1", "3", "01", "02", "0003")
+    ]
+
+
 def test_the_table_places_a_node_by_prefix_and_prefers_the_lower_rtt() -> None:
     own = node("1234").node_id
     table = RoutingTable(own, Digits())

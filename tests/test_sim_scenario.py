@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from dhtkit.sim.overlays import simulate
-from dhtkit.sim.scenario import TIMELINE_BINS, Scenario, build, report, run
+from dhtkit.sim.scenario import (
+    JOIN_BATCH,
+    JOIN_ROUNDS,
+    TIMELINE_BINS,
+    Scenario,
+    build,
+    join_batch,
+    report,
+    run,
+)
 
 
 def test_the_report_says_datagrams_are_authenticated_and_gives_latency_in_ms() -> None:
@@ -64,3 +73,10 @@ def test_the_same_seed_gives_the_same_report() -> None:
     assert {k: v for k, v in first.items() if not k.endswith("_s")} == {
         k: v for k, v in second.items() if not k.endswith("_s")
     }
+
+
+def test_a_large_network_grows_in_a_bounded_number_of_batches() -> None:
+    assert join_batch(10) == join_batch(JOIN_BATCH * JOIN_ROUNDS) == JOIN_BATCH
+    assert join_batch(10_000) == 100 and join_batch(10_001) == 101
+    for nodes in (1_000, 10_000, 100_000):
+        assert -(-nodes // join_batch(nodes)) <= JOIN_ROUNDS

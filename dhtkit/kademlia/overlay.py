@@ -67,6 +67,9 @@ RECHECK_BATCH = 64
 #: The most disjoint paths a read may ask for.
 MAX_PATHS = 8
 
+#: What a join's bucket refresh takes as its "value": the bucket is full, stop.
+_BUCKET_FULL = object()
+
 #: The keys of :meth:`KademliaOverlay.stats` that are levels, not event counts.
 GAUGES = frozenset({"contacts", "buckets", "replacements", "pinging"})
 
@@ -186,9 +189,12 @@ class KademliaOverlay(RoutingOverlayBase):
         if await ping_bootstrap(self.rpc, bootstrap, known) is None:
             return 0  # the first node of a network
         # The answers went into the table (every verified reply does).
-        await self.lookup(self.node_id, self.k)
-        for target in self.table.refresh_ids_after_join():
-            await self.lookup(target, self.k)
+        own = await self._run(self.node_id, self._find_node)
+        reach = -1
+        if len(own.contacts) >= self.k:
+            reach = distance(own.contacts[self.k - 1].node_id, self.node_id)
+        for target in self.table.refresh_ids_after_join(reach):
+            await self._fill_bucket(target)
         # Once more for our neighbours: a node learns of a querier only when
         # its address has answered a probe, so neighbours joining at the same
         # moment as we did may have been missing from the first answers.
@@ -362,6 +368,23 @@ class KademliaOverlay(RoutingOverlayBase):
             **({} if valid is None else {"valid": valid}),
         )
         return search.run().addCallback(self._count)
+
+    def _fill_bucket(self, target: bytes) -> defer.Deferred[LookupOutcome]:
+        """A join's refresh of the bucket covering ``target``: a lookup of
+        ``target`` that ends once the bucket is full.
+
+        Each node that answers enters the table (in that bucket, as the
+        lookup nears ``target``); once the bucket holds k contacts, the rest
+        of the lookup would only fill its replacement cache.
+        """
+
+        def ask(contact: Contact, key: bytes) -> defer.Deferred[Answer]:
+            def full(answer: Answer) -> Answer:
+                return (answer[0], _BUCKET_FULL if self.table.is_full(key) else None)
+
+            return self._find_node(contact, key).addCallback(full)
+
+        return self._run(target, ask, lambda contact, marker: marker is _BUCKET_FULL)
 
     def _count(self, outcome: LookupOutcome) -> LookupOutcome:
         self.lookup_stats.record(

@@ -439,11 +439,18 @@ class RoutingTable:
             if now - bucket.last_touched >= older_than
         ]
 
-    def refresh_ids_after_join(self) -> list[bytes]:
-        """A random id in each bucket farther from us than our closest neighbour.
+    def refresh_ids_after_join(self, reach: int = -1) -> list[bytes]:
+        """A random id in each bucket a join still needs to refresh.
 
         The last step of joining (section 2.3): after looking up its own id,
-        a node refreshes those buckets. Empty when the table is.
+        a node refreshes the buckets farther from us than our closest
+        neighbour. Of those, one that holds contacts already (the bootstrap
+        or the self-lookup put them there) is left to fill with traffic and
+        the periodic refresh: a lookup needs one contact of a bucket to go
+        through it. Nor does one need a refresh whose every id lies within
+        ``reach`` of us (the distance of the farthest of the k closest nodes
+        the self-lookup heard from): each node in it was among those, and
+        answered, so it is here. Empty when the table is.
         """
         nearest = self.closest(self.node_id, 1)
         if not nearest:
@@ -453,7 +460,13 @@ class RoutingTable:
             bucket.random_id(self._rng)
             for bucket in self._buckets
             if bucket.min_distance(self._own) > neighbour
+            and not bucket.contacts
+            and bucket.min_distance(self._own) + (bucket.hi - bucket.lo) - 1 > reach
         ]
+
+    def is_full(self, node_id: bytes) -> bool:
+        """Whether the bucket that covers ``node_id`` holds k contacts."""
+        return len(self._bucket(node_id)) >= self.k
 
     def is_close(self, node_id: bytes, key: bytes, count: int) -> bool:
         """Whether ``node_id`` is among the ``count`` nodes closest to ``key``.

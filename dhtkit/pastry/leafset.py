@@ -38,6 +38,10 @@ class LeafSet:
         # Each side ordered nearest first.
         self.above: list[Contact] = []
         self.below: list[Contact] = []
+        # The members' ids: every datagram heard offers its sender, and most
+        # senders are not members, so the question is asked far more often
+        # than the sides change (only offer and remove change them).
+        self._ids: set[bytes] = set()
 
     def _up(self, node_id: bytes) -> int:
         return ring_distance(self.own_id, node_id)
@@ -46,9 +50,7 @@ class LeafSet:
         return (RING_SIZE - ring_distance(self.own_id, node_id)) % RING_SIZE
 
     def __contains__(self, node_id: object) -> bool:
-        return any(c.node_id == node_id for c in self.above) or any(
-            c.node_id == node_id for c in self.below
-        )
+        return node_id in self._ids
 
     def __iter__(self) -> Iterator[Contact]:
         return iter(self.contacts())
@@ -77,20 +79,28 @@ class LeafSet:
         node_id = contact.node_id
         if node_id == self.own_id:
             return False
-        known = node_id in self
-        added = False
+        known = node_id in self._ids
+        added = changed = False
         for side, measure in ((self.above, self._up), (self.below, self._down)):
-            at = next((i for i, c in enumerate(side) if c.node_id == node_id), None)
-            if at is not None:
-                side[at] = contact  # a new address
-                continue
+            if known:
+                at = next((i for i, c in enumerate(side) if c.node_id == node_id), None)
+                if at is not None:
+                    side[at] = contact  # a new address
+                    continue
             reach = measure(node_id)
             if len(side) < self.size or reach < measure(side[-1].node_id):
                 side.append(contact)
                 side.sort(key=lambda c: measure(c.node_id))
                 del side[self.size :]
                 added = added or any(c.node_id == node_id for c in side)
+                changed = True
+        if changed:
+            self._reindex()
         return added and not known
+
+    def _reindex(self) -> None:
+        self._ids = {c.node_id for c in self.above}
+        self._ids.update(c.node_id for c in self.below)
 
     def remove(self, node_id: bytes) -> list[str]:
         """Forget ``node_id``; the sides (``"above"``, ``"below"``) it was on."""
@@ -100,6 +110,8 @@ class LeafSet:
             if len(kept) != len(side):
                 side[:] = kept
                 sides.append(name)
+        if sides:
+            self._reindex()
         return sides
 
     def side(self, name: str) -> list[Contact]:

@@ -41,7 +41,16 @@ from dhtkit.sim.oracle import Owners
 from dhtkit.sim.overlays import OverlayNetwork, SimNode
 from dhtkit.sim.progress import Progress
 
-__all__ = ["Built", "LookupRecord", "Scenario", "build", "report", "run", "simulate"]
+__all__ = [
+    "Built",
+    "LookupRecord",
+    "Scenario",
+    "build",
+    "join_batch",
+    "report",
+    "run",
+    "simulate",
+]
 
 #: Lookups issued per simulated second when no window is given and there is no churn.
 DEFAULT_RATE = 100.0
@@ -49,6 +58,14 @@ DEFAULT_RATE = 100.0
 PUT_BATCH = 100
 #: Bins of the window in the report's ``timeline``.
 TIMELINE_BINS = 12
+#: Nodes join a batch at a time, at least this many together ...
+JOIN_BATCH = 25
+#: ... and in at most this many batches: the virtual time a network takes to
+#: grow, during which every joined node runs its maintenance timers (a Pastry
+#: leaf-set round every 20 s pings its leaves), then stays about the same
+#: whatever N, instead of growing with it (at N = 10^4 in batches of 25,
+#: that maintenance was more datagrams than the joins themselves).
+JOIN_ROUNDS = 100
 #: The owner rule of each overlay (see :mod:`dhtkit.sim.oracle`).
 OWNER_RULES = {"kademlia": "xor", "chord": "successor", "pastry": "numeric"}
 
@@ -138,6 +155,11 @@ class Built:
         self.owners.remove(node.node_id)
 
 
+def join_batch(nodes: int) -> int:
+    """How many of ``nodes`` join together (see :data:`JOIN_ROUNDS`)."""
+    return max(JOIN_BATCH, -(-nodes // JOIN_ROUNDS))
+
+
 def _owners(scenario: Scenario) -> Owners:
     return Owners(OWNER_RULES[scenario.kind])
 
@@ -167,7 +189,7 @@ def build(scenario: Scenario, progress: Progress | None = None) -> Built:
 
     if progress is not None:
         progress.stage("joined", scenario.nodes)
-    net.grow(scenario.nodes, joined=joined)
+    net.grow(scenario.nodes, batch=join_batch(scenario.nodes), joined=joined)
     built = Built(scenario, net, [], [], _owners(scenario), 0.0, started)
     for node in net.live():
         built.up(node)
