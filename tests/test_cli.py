@@ -160,7 +160,8 @@ def test_a_simulation_too_large_for_memory_is_refused_before_it_starts(
     monkeypatch.setattr(memory, "available_memory", lambda: 2 * memory.GIB)
     status, out, err = run(capsys, "sim", "gossip", "--nodes", "100000000", "--seed", "1")
     assert status == 2 and out == ""
-    assert "--nodes: 100,000,000 nodes need about 7450.6 GiB" in err
+    need = 100_000_000 * memory.GOSSIP_BYTES_PER_NODE / memory.GIB
+    assert "--nodes: 100,000,000 nodes need about {:.1f} GiB".format(need) in err
     assert "2.0 GiB is available" in err
     # a size that fits runs
     assert run(capsys, "sim", "gossip", "--nodes", "20", "--seed", "1")[0] == 0
