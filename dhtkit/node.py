@@ -762,7 +762,12 @@ class DHTNode:
             remote,
             lambda c: self.rpc.call_contact(c, "get", key),
             check,
-            quorum,
+            # A miss waits for every node's answer (or its timeout): where
+            # views of the replica set differ (a ring still settling, a node
+            # that missed the put), answers without a copy from a quorum are
+            # no proof that the value is not there. A copy still ends the
+            # read once the silent nodes are hedged.
+            len(remote),
             self.rpc.timeout / 2,
         ).run()
         # (who answered or None for our own copy, the record, its remaining ttl)
