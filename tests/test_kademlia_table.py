@@ -661,6 +661,7 @@ def test_the_table_does_not_want_a_stranger_it_would_refuse() -> None:
     cheap = Identity(bytes(32))
     table, _, _ = make_table(k=20, puzzle_bits=8)
     assert not table.wants(Contact.from_key(cheap.public_key, ("10.0.0.1", 4000)))
+    assert table.stats()["refused_puzzle"] == 1
     limited, _, _ = make_table(k=20, network_limit=NetworkLimit(limit_private=True))
     for n in range(1, 100):
         if not limited.wants(node(TOP + n, port=4000 + n)):
@@ -669,3 +670,4 @@ def test_the_table_does_not_want_a_stranger_it_would_refuse() -> None:
     else:
         raise AssertionError("one network filled a bucket")
     assert len(limited) == limited.network_limit.per_network
+    assert limited.stats()["refused_network"] == 1
