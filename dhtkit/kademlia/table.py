@@ -543,13 +543,18 @@ class RoutingTable:
         ahead = int(node_id != self.node_id and self._own ^ target < own)
         # Counting, not sorting: this runs for every newcomer we hear from.
         for bucket, lo, mask in zip(self._buckets, self._los, self._masks, strict=True):
-            if (lo ^ target) & mask >= own:  # bucket.min_distance(target), inline
+            nearest = (lo ^ target) & mask  # bucket.min_distance(target), inline
+            if nearest >= own:
                 continue  # nobody in it is closer
-            for other in bucket.contacts:
-                if other != node_id and int.from_bytes(other, "big") ^ target < own:
-                    ahead += 1
-                    if ahead >= count:
-                        return False
+            if nearest + (RING_SIZE - mask) <= own:
+                # Every id of the range is closer (so node_id is not in it).
+                ahead += len(bucket.contacts)
+            else:
+                for other in bucket.contacts:
+                    if other != node_id and int.from_bytes(other, "big") ^ target < own:
+                        ahead += 1
+            if ahead >= count:
+                return False
         return ahead < count
 
     def stats(self) -> dict[str, int]:
