@@ -5,11 +5,13 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import defer, task
 
 from dhtkit.contact import Contact
+from dhtkit.hedge import RoundTrip
 from dhtkit.identity import Identity
 from dhtkit.kademlia.diversity import NetworkLimit
 from dhtkit.kademlia.lookup import (
@@ -559,3 +561,40 @@ def test_the_shortlist_is_the_k_closest_alive_with_suspects_last_and_a_few_per_n
             per_network[network] = per_network.get(network, 0) + 1
             expected.append(c)
     assert lookup._shortlist() == expected
+
+
+def test_an_answer_that_leaves_the_patience_as_it_was_leaves_the_other_timers_alone() -> None:
+    # The contacts still being asked are hedged at their send time plus the
+    # patience; an answer re-arms their timers only when the patience moves.
+    clock = task.Clock()
+    asked: dict[bytes, defer.Deferred[Answer]] = {}
+
+    def ask(contact: Contact) -> defer.Deferred[Answer]:
+        asked[contact.node_id] = defer.Deferred()
+        return asked[contact.node_id]
+
+    contacts = make_contacts(4)
+    lookup = IterativeLookup(
+        b"\x00" * 20,
+        contacts,
+        ask,
+        clock,
+        k=K,
+        alpha=3,
+        stall_after=1.0,
+        exclude=b"\xff" * 20,
+        rtt=RoundTrip(smoothed=0.1, deviation=0.0),
+    )
+    lookup.run()
+    first, *others = [lookup._candidates[node_id] for node_id in asked]
+    timers = [c.timer for c in others]
+    clock.advance(0.1)
+    asked[first.contact.node_id].callback(([], None))  # a round trip of 0.1 s, as expected
+    assert [c.timer for c in others] == timers
+    assert all(t is not None and t.getTime() == pytest.approx(0.102) for t in timers)
+    clock.advance(0.001)
+    second = others[0]
+    asked[second.contact.node_id].callback(([], None))  # slower: the patience grows
+    third = others[1]
+    assert third.timer is not timers[1]
+    assert third.timer is not None and third.timer.getTime() > 0.102

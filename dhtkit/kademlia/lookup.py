@@ -343,13 +343,17 @@ class IterativeLookup:
         # In the order the candidates came, so that timers due at the same
         # time run in that order.
         for other in sorted(self._asking.values(), key=_index):
-            if other.hedged or other.timer is None:
+            timer = other.timer
+            if other.hedged or timer is None:
                 continue
-            if other.timer.active():
-                other.timer.cancel()
-            other.timer = self.clock.callLater(
-                max(0.0, other.sent_at + wait - now), self._stalled, other
-            )
+            due = max(0.0, other.sent_at + wait - now)
+            if timer.active():
+                # Most answers leave the patience as it was (a steady round
+                # trip): a timer already due then is left alone.
+                if timer.getTime() == now + due:
+                    continue
+                timer.cancel()
+            other.timer = self.clock.callLater(due, self._stalled, other)
 
     def _stalled(self, candidate: _Candidate) -> None:
         candidate.timer = None
