@@ -19,7 +19,8 @@ which is what makes the table resist flooding with fresh ids. With
 ``ping_after`` a head heard from within that many seconds is known alive
 and is not pinged (BEP 5's "good" node): the newcomer simply waits as a
 replacement, which spares a ping per message from a stranger in a busy
-network.
+network. A stranger that has only queried us, its address not proven, is
+not even probed while its bucket is full (see :meth:`RoutingTable.wants`).
 
 Against Sybil floods the table adds three rules (see ``docs/kademlia.rst``):
 
@@ -194,11 +195,16 @@ class RoutingTable:
         return heard is not None and self._clock.seconds() - heard < self.ping_after
 
     def wants(self, contact: Contact) -> bool:
-        """Whether :meth:`add_contact` would make use of ``contact``: take it,
-        refresh it, or keep it as a replacement while a head not heard from
-        lately is pinged. A stranger that would only wait behind a head
-        known to be alive is not worth an address probe; one the table
-        refuses (puzzle, network limit) is counted as refused."""
+        """Whether ``contact``, a sender that has not proven its address, is
+        worth an address probe: the table knows it, or has room for it (in
+        its bucket, or by a split).
+
+        A stranger whose bucket is full is not: it would only wait as a
+        replacement (the paper's section 4.1 keeps strangers out of full
+        buckets too). It still prompts the least-recently-seen rule: a head
+        not heard from within ``ping_after`` is pinged, and a dead one makes
+        room for the next stranger. One the table refuses (puzzle, network
+        limit) is counted as refused."""
         node_id = contact.node_id
         if node_id == self.node_id:
             return False
@@ -215,7 +221,12 @@ class RoutingTable:
             return False
         if self._should_split(bucket, node_id):
             return True
-        return bucket.pinging is None and not self._heard_lately(bucket.head().node_id)
+        # A full bucket: the stranger is not worth a probe, but it prompts
+        # the least-recently-seen check of the head, so that a dead head
+        # makes room for the next one.
+        if bucket.pinging is None and not self._heard_lately(bucket.head().node_id):
+            self._ping_head(bucket)
+        return False
 
     def _heard(self, bucket: KBucket, contact: Contact) -> None:
         bucket.seen(contact)
