@@ -144,6 +144,10 @@ class GossipNetwork:
         )
         contacts: list[Contact] = []
         self.nodes: list[GossipProtocol] = []
+        # One generator for every node's draws (transaction ids, partners,
+        # coins): they need only be uniform and follow from the seed, and a
+        # generator's state is 2.5 KB, two per node were a sixth of a node.
+        draws = random.Random(self.rng.getrandbits(64))
         sampler = ContactList(contacts)
         if progress is not None:
             progress.stage("started", nodes)
@@ -151,12 +155,10 @@ class GossipNetwork:
             host = host_address(n)
             reactor = self.network.reactor_for(host)
             identity = Identity(self.rng.randbytes(32))
-            rpc = RPCProtocol(identity, reactor, rng=random.Random(self.rng.getrandbits(64)))
+            rpc = RPCProtocol(identity, reactor, rng=draws)
             reactor.listenUDP(PORT, rpc)
             contacts.append(Contact.from_key(identity.public_key, (host, PORT)))
-            gossip = GossipProtocol(
-                rpc, sampler, config, rng=random.Random(self.rng.getrandbits(64))
-            )
+            gossip = GossipProtocol(rpc, sampler, config, rng=draws)
             gossip.start(rounds=False)  # the rounds are driven from here
             self.nodes.append(gossip)
             if progress is not None and ((n + 1) % 1000 == 0 or n + 1 == nodes):
