@@ -144,6 +144,20 @@ def test_si_push_pull_exchanges_both_ways_in_one_round() -> None:
     assert b.counters["rounds"] == 0
 
 
+@pytest.mark.parametrize(("model", "kept"), [("si", False), ("sir", True)])
+def test_only_rumour_answers_are_kept_for_retries(model: str, kept: bool) -> None:
+    # An anti-entropy exchange may simply run again when retried; a rumour's
+    # must not (its feedback would count twice), so the RPC layer keeps its
+    # reply to send again.
+    net = Net(2)
+    a, b = net.gossip(0, [1], model=model), net.gossip(1, [0], model=model)
+    update = publish(a)
+    a.run_round()
+    net.settle()
+    assert b.state.knows(update.update_id) and b.counters["requests_received"] >= 1
+    assert (len(net.rpcs[1].answers) > 0) is kept
+
+
 @pytest.mark.parametrize("mode", ["push", "pull", "pushpull"])
 def test_anti_entropy_reconciles_stores_larger_than_a_message(mode: str) -> None:
     net = Net(2)

@@ -104,7 +104,12 @@ class GossipProtocol:
         With ``rounds=False`` the node only answers: whoever drives it (a
         simulation) calls :meth:`run_round` itself.
         """
-        self.rpc.register(METHOD, self._answer)
+        # Anti-entropy's answer may run again for a retried exchange: what it
+        # stores is stored once and what it offers is what is held, so the RPC
+        # layer need not keep every reply for the retries (a busy node would
+        # hold thousands). A rumour's may not: its feedback and coins would
+        # count one contact twice.
+        self.rpc.register(METHOD, self._answer, idempotent=self.state.rumors is None)
         if rounds and self._timer is None:
             self.sampler.start()
             self._timer = self.clock.callLater(self.rng.uniform(0, self.config.period), self._tick)
