@@ -1,17 +1,15 @@
 """Whether a Chord ring has settled, from the global view only a simulator has.
 
 A node cannot know that the ring around it is right; a simulator, which
-sees every node, can. The ring has settled when, at every node, the first
-``k`` entries of the successor list are the ``k`` nodes that truly follow
-it and the predecessor list (``k - 1`` long) holds those that truly
-precede it, in order: lookups then end at the true successor of every key
-(a lookup's answer comes from successor pointers), a value is stored on,
-and read from, the ``k`` nodes truly responsible for it, and each of them
-knows it holds it. The rest of the successor list (``r = 16`` by default,
-there to survive failures) is not waited for: errors in it move back one
-node per stabilize round, and at 1,000 nodes it took 38 s of virtual time
-against 21 s for the rest; it goes on settling while the simulation runs.
-Fingers only shorten the way and are not checked either.
+sees every node, can. The ring has settled when every node's successor
+list holds the nodes that truly follow it and its predecessor list those
+that truly precede it, in order: lookups then end at the true successor
+of every key (a lookup's answer comes from successor pointers), a value is
+stored on, and read from, the nodes truly responsible for it, and each of
+them can tell who else holds it (:meth:`~dhtkit.chord.ChordOverlay.holds`,
+which reads the whole successor list: a stale tail that wraps round to the
+predecessors reads as a whole small ring). Fingers only shorten the way
+and are not checked.
 
 The simulator lets a grown ring settle until this holds
 (:meth:`~dhtkit.sim.overlays.OverlayNetwork.settle`), not a fixed time.
@@ -26,9 +24,8 @@ from dhtkit.overlay import IRoutingOverlay
 
 
 def settled(overlays: Sequence[IRoutingOverlay]) -> bool:
-    """Whether every one of ``overlays`` (the live nodes of one ring) has the
-    first ``k`` entries of its successor list and its predecessor list
-    right; False for any overlay but Chord."""
+    """Whether every one of ``overlays`` (the live nodes of one ring) has its
+    successor and predecessor lists right; False for any overlay but Chord."""
     nodes = [o for o in overlays if isinstance(o, ChordOverlay)]
     if len(nodes) != len(overlays):
         return False
@@ -36,10 +33,8 @@ def settled(overlays: Sequence[IRoutingOverlay]) -> bool:
     count = len(nodes)
     for i, overlay in enumerate(nodes):
         state = overlay.state
-        after = min(overlay.k, count - 1)
-        if state.successors.ids()[:after] != [
-            nodes[(i + j) % count].node_id for j in range(1, after + 1)
-        ]:
+        after = min(state.successors.size, count - 1)
+        if state.successors.ids() != [nodes[(i + j) % count].node_id for j in range(1, after + 1)]:
             return False
         before = min(state.predecessor_list_size, count - 1)
         behind = [c.node_id for c in state.predecessors]
