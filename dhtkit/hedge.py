@@ -4,9 +4,9 @@ A read that waits for every peer waits out the timeout of each dead one. A
 hedged read waits for a silent peer only as long as an answer could
 plausibly take, then goes on without it; the peer's answer is still used if
 it comes. How long that is follows TCP's retransmission timer (RFC 6298):
-a smoothed round trip plus four times its mean deviation, never less than
-``HEDGE_FLOOR`` (a busy host's scheduling jitter) nor more than the
-caller's own limit. The cost of hedging too early is one more query; of
+a smoothed round trip plus four times its mean deviation, or plus
+``HEDGE_FLOOR`` (a busy host's scheduling jitter) where that is more, and
+never more than the caller's own limit. The cost of hedging too early is one more query; of
 hedging too late, a read as slow as a timeout. Kademlia's lookup
 (:mod:`dhtkit.kademlia.lookup`) and the value layer's quorum reads
 (:mod:`dhtkit.quorumread`) share the rule.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import attrs
 
-#: Never hedge sooner than this (seconds).
+#: The least margin past the smoothed round trip (seconds): RFC 6298's G.
 HEDGE_FLOOR = 0.002
 #: The weight of a new sample in the smoothed round trip, and in its deviation.
 _GAIN, _VAR_GAIN = 0.125, 0.25
@@ -42,4 +42,7 @@ class RoundTrip:
         answer has been seen)."""
         if self.smoothed is None:
             return limit
-        return min(limit, max(HEDGE_FLOOR, self.smoothed + 4 * self.deviation))
+        # RFC 6298's SRTT + max(G, 4 * RTTVAR): on a path whose round trip
+        # never varies, an answer due at exactly the smoothed time is not
+        # given up on at that very moment.
+        return min(limit, self.smoothed + max(HEDGE_FLOOR, 4 * self.deviation))

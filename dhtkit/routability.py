@@ -69,19 +69,21 @@ class ReturnRoutability:
         address: Address,
         data: bytes,
         received: int,
-    ) -> None:
-        """Send an answer to a query of ``received`` bytes, or hold it."""
+    ) -> bool:
+        """Send an answer to a query of ``received`` bytes, or hold it;
+        whether it was sent now."""
         if len(data) <= AMPLIFICATION * received or (
             session is not None and session.is_proven(address)
         ):
             self._write(data, address)
-            return
+            return True
         held = self.check(peer_key, address)
         if held is None or len(held) >= self.max_held:
             self.counters["dropped_unproven"] += 1
-            return
+            return False
         held.append(data)
         self.counters["answers_held"] += 1
+        return False
 
     def check(self, peer_key: bytes, address: Address) -> list[bytes] | None:
         """Probe ``address`` unless a probe is under way; the answers held

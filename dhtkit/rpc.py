@@ -30,10 +30,10 @@ from dhtkit.answers import IN_PROGRESS, AnswerCache
 from dhtkit.contact import Address, Contact, normalize_address
 from dhtkit.identity import Identity
 from dhtkit.ratelimit import RateLimiter
-from dhtkit.routability import ReturnRoutability
+from dhtkit.routability import AMPLIFICATION, ReturnRoutability
 from dhtkit.rpcerrors import RemoteError, RPCError, RPCStopped, RPCTimeout
 from dhtkit.sessions import Session, SessionTable
-from dhtkit.transport import IRPC, Handler, ITrustedNetwork, Listener
+from dhtkit.transport import IRPC, Handler, ITrustedNetwork, Listener, Wants
 
 __all__ = [
     "Handler",
@@ -43,6 +43,7 @@ __all__ = [
     "RPCStopped",
     "RPCTimeout",
     "RemoteError",
+    "Wants",
 ]
 
 
@@ -51,6 +52,7 @@ class _Pending:
         "address",
         "args",
         "deferred",
+        "large_answer",
         "method",
         "peer_key",
         "timeout",
@@ -67,8 +69,10 @@ class _Pending:
         args: Any,
         tries_left: int,
         timeout: float,
+        large_answer: bool = False,
     ) -> None:
         self.deferred = deferred
+        self.large_answer = large_answer
         self.timer: IDelayedCall | None = None
         self.address = address
         self.peer_key = peer_key
@@ -103,6 +107,7 @@ _COUNTERS = (
     "dropped_unproven",
     "probes_sent",
     "probes_refused",
+    "queries_padded",
     "answers_held",
     "answers_released",
     "handler_errors",
@@ -181,6 +186,9 @@ class RPCProtocol(DatagramProtocol):
         self._handlers: dict[str, Handler] = {"ping": _answer_ping}
         self._idempotent: set[str] = {"ping"}
         self._listeners: list[Listener] = []
+        # What each listener would take from a sender not proven yet (see
+        # add_listener); None: anything.
+        self._wants: list[Wants | None] = []
         self._pending: dict[int, _Pending] = {}
         # (peer key, or None for a signed call, address) -> our calls waiting
         # for a reply from there: a reply will prove the address, so a query
@@ -241,13 +249,34 @@ class RPCProtocol(DatagramProtocol):
         self._handlers.pop(method, None)
         self._idempotent.discard(method)
 
-    def add_listener(self, listener: Listener) -> None:
-        """Call ``listener(contact)`` for the sender of every verified message."""
+    def add_listener(self, listener: Listener, wants: Wants | None = None) -> None:
+        """Call ``listener(contact)`` for the sender of every verified message.
+
+        A sender is offered only once it has proven that it receives at its
+        address; a querier that has not is sent an address probe first. With
+        ``wants``, the probe is sent only if ``wants(contact)`` says the
+        listener would use the contact (a routing table with no room for it
+        spares both the probe and its reply).
+        """
         self._listeners.append(listener)
+        self._wants.append(wants)
 
     def remove_listener(self, listener: Listener) -> None:
         """Stop calling ``listener``."""
-        self._listeners.remove(listener)
+        index = self._listeners.index(listener)
+        del self._listeners[index]
+        del self._wants[index]
+
+    def _wanted(self, sender: Contact) -> bool:
+        # Whether a listener would use a sender not proven at its address.
+        for wants in self._wants:
+            try:
+                if wants is None or wants(sender):
+                    return True
+            except Exception:
+                self.counters["listener_errors"] += 1
+                self._log_failure("listener", "listener {wants!r} failed", wants=wants)
+        return False
 
     @property
     def contact(self) -> Contact | None:
@@ -277,6 +306,7 @@ class RPCProtocol(DatagramProtocol):
         key: bytes | None = None,
         timeout: float | None = None,
         retries: int | None = None,
+        large_answer: bool = False,
     ) -> defer.Deferred[Any]:
         """Send a query and fire with the peer's result.
 
@@ -284,10 +314,17 @@ class RPCProtocol(DatagramProtocol):
         MAC'd and only that peer's reply is accepted; without it the query is
         signed, for a first exchange with an address whose node is unknown.
 
+        With ``large_answer`` (the answer may fill a datagram), a query to a
+        peer that has not had an answer from us is padded to a
+        :data:`~dhtkit.routability.AMPLIFICATION`-th of the datagram size: the
+        peer may then answer at once instead of probing our address first.
+
         Fails with :class:`RPCTimeout`, :class:`RemoteError`, or
         :class:`RPCStopped`; cancelling the Deferred abandons the call.
         """
-        return self._call(address, method, args, key, timeout, retries).addCallback(itemgetter(1))
+        return self._call(address, method, args, key, timeout, retries, large_answer).addCallback(
+            itemgetter(1)
+        )
 
     def _call(
         self,
@@ -297,6 +334,7 @@ class RPCProtocol(DatagramProtocol):
         key: bytes | None,
         timeout: float | None,
         retries: int | None,
+        large_answer: bool = False,
     ) -> defer.Deferred[tuple[Contact, Any]]:
         # Fires with (the contact that answered, its result).
         if self.transport is None:
@@ -323,6 +361,7 @@ class RPCProtocol(DatagramProtocol):
             args,
             self.retries if retries is None else retries,
             self.timeout if timeout is None else timeout,
+            large_answer,
         )
         self._pending[txid] = pending
         pair = (key, address)
@@ -357,7 +396,9 @@ class RPCProtocol(DatagramProtocol):
             keys.discard(peer_key)
             session = self.sessions.get(peer_key)
             if session is None or not session.is_proven(address):
-                self.routability.check(peer_key, address)
+                contact = Contact.from_key(peer_key, address)
+                if self._wanted(contact):
+                    self.routability.check(peer_key, address)
         if not keys:
             del self._unprobed[address]
 
@@ -394,6 +435,11 @@ class RPCProtocol(DatagramProtocol):
                 self.sessions.key_for(pending.peer_key),
                 self.max_datagram,
             )
+        if pending.large_answer:
+            session = None if pending.peer_key is None else self.sessions.get(pending.peer_key)
+            if session is None or not session.answered:
+                data = wire.pad(data, -(-self.max_datagram // AMPLIFICATION))
+                self.counters["queries_padded"] += 1
         self._write(data, pending.address)
         self.counters["queries_sent"] += 1
         pending.timer = self.clock.callLater(pending.timeout, self._timed_out, txid)
@@ -447,7 +493,8 @@ class RPCProtocol(DatagramProtocol):
             if self._listeners:
                 self._offer(sender)
         elif not self._awaits(sender):
-            self.routability.check(sender.public_key, sender.address)
+            if self._wanted(sender):
+                self.routability.check(sender.public_key, sender.address)
         elif len(self._unprobed) < len(self._awaiting):
             self._unprobed.setdefault(sender.address, set()).add(sender.public_key)
         self._handle_query(message, sender, session.key, now, len(data))
@@ -627,13 +674,14 @@ class RPCProtocol(DatagramProtocol):
 
     def _send(self, query: _Query, data: bytes) -> None:
         sender = query.sender
-        self.routability.send(
-            self.sessions.get(sender.public_key),
-            sender.public_key,
-            sender.address,
-            data,
-            query.size,
-        )
+        session = self.sessions.get(sender.public_key)
+        if (
+            self.routability.send(session, sender.public_key, sender.address, data, query.size)
+            and session is not None
+        ):
+            # Its reply proves our address to the peer: our next large
+            # queries there need no padding.
+            session.answered = True
 
     # -- plumbing ---------------------------------------------------------------
 

@@ -112,13 +112,16 @@ class Session:
     address, need no new :class:`Contact`.
     """
 
-    __slots__ = ("contact", "key", "proven", "window")
+    __slots__ = ("answered", "contact", "key", "proven", "window")
 
     def __init__(self, key: bytes, floor: int = -1) -> None:
         self.key = key
         self.window = ReplayWindow(floor)
         self.proven: list[Address] = []
         self.contact: Contact | None = None
+        # Whether we sent this peer an answer, which proved our address to
+        # it (unless the answer was lost).
+        self.answered = False
 
     def is_proven(self, address: Address) -> bool:
         """Whether ``address`` proved that this peer receives there."""

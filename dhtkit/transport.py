@@ -25,6 +25,10 @@ Handler = Callable[[Contact, Any], Any]
 Listener = Callable[[Contact], None]
 """``listener(contact)``, called for the sender of every verified message."""
 
+Wants = Callable[[Contact], bool]
+"""``wants(contact)``: whether a listener would use a sender that has not
+proven its address yet (and so is worth an address probe)."""
+
 Caller = Callable[[Contact, str, Any], "defer.Deferred[Any]"]
 """``call(contact, method, args)``: :meth:`IRPC.call_contact` as an overlay's
 rounds use it (with the overlay's own timeout and retries)."""
@@ -49,8 +53,10 @@ class IRPC(Interface):
     def unregister(method: str) -> None:
         """Stop answering ``method`` (its queries get ``unknown_method``)."""
 
-    def add_listener(listener: Listener) -> None:
-        """Call ``listener(contact)`` for the sender of every verified message."""
+    def add_listener(listener: Listener, wants: Wants | None = None) -> None:
+        """Call ``listener(contact)`` for the sender of every verified message
+        (once it has proven its address; with ``wants``, a sender is probed
+        for that only if ``wants(contact)``)."""
 
     def remove_listener(listener: Listener) -> None:
         """Stop calling ``listener``."""
@@ -63,10 +69,13 @@ class IRPC(Interface):
         key: bytes | None = None,
         timeout: float | None = None,
         retries: int | None = None,
+        large_answer: bool = False,
     ) -> defer.Deferred[Any]:
         """Send a query; a Deferred firing with the peer's result.
 
-        With ``key`` (the peer's public key) only that peer may answer.
+        With ``key`` (the peer's public key) only that peer may answer. With
+        ``large_answer`` the query is padded, where needed, so that the peer
+        may answer at once (see :mod:`dhtkit.routability`).
         Fails with :class:`~dhtkit.rpcerrors.RPCError` subclasses.
         """
 

@@ -1,7 +1,7 @@
 """The datagram format: a CBOR envelope, validated and authenticated.
 
-A datagram is the CBOR array ``[body, auth]``. ``body`` is a byte string
-holding the CBOR array::
+A datagram is the CBOR array ``[body, auth]``, or ``[body, auth, padding]``.
+``body`` is a byte string holding the CBOR array::
 
     [version, kind, txid, method, payload, sender_key, sender_id, seq]
 
@@ -18,6 +18,11 @@ Either proves that the sender holds the private key behind ``sender_key``;
 ``sender_id`` must be the hash of that key. ``seq`` is the sender's
 per-datagram counter, which the RPC layer uses to refuse replays.
 
+``padding``, a byte string whose content is ignored, only makes a query
+larger: an address not yet proven to receive may get answers up to a few
+times the size of what it sent (see :mod:`dhtkit.routability`), so a query
+whose answer may be large is padded to spare the peer an address probe.
+
 Everything here is pure: no clock, no sockets. Each failure is a
 :class:`WireError` subclass whose ``reason`` names the counter it goes to.
 """
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import socket
 import struct
 from functools import lru_cache, partial
@@ -224,6 +230,23 @@ def seal(body: bytes, auth: bytes, max_size: int = MAX_DATAGRAM) -> bytes:
     return data
 
 
+def pad(data: bytes, size: int) -> bytes:
+    """``data`` (a datagram as :func:`seal` or :func:`encode` write it)
+    padded to ``size`` bytes (one more for a few sizes); unchanged when it
+    is that long already."""
+    short = size - len(data)
+    if short <= 0 or data[:1] != b"\x82":
+        return data
+    # The padding's head takes 1-3 bytes; a few sizes fall between two
+    # heads and are overshot by a byte.
+    for extra in (0, 1):
+        for head in (1, 2, 3):
+            n = short + extra - head
+            if n >= 0 and len(_bytes_head(n)) == head:
+                return b"".join((b"\x83", data[1:], _bytes_head(n), bytes(n)))
+    raise AssertionError("unreachable: {} bytes of padding".format(short))  # pragma: no cover
+
+
 def mac(body: bytes, session_key: bytes) -> bytes:
     """The 16-byte MAC of ``body`` under a session key."""
     return hashlib.blake2b(body, key=session_key, digest_size=MAC_BYTES).digest()
@@ -313,9 +336,11 @@ def _curve25519_public(ed25519_public_key: bytes) -> bytes:
 
 def _split(data: bytes) -> tuple[bytes, bytes] | None:
     """The body and authenticator of a datagram in the form :func:`seal`
-    writes (a MAC'd body of 24-65535 bytes), read without a CBOR decoder;
-    None for any other form, which then goes through the full decoder."""
-    if data[0] != 0x82:
+    writes (a MAC'd body of 24-65535 bytes, maybe :func:`pad`-ded), read
+    without a CBOR decoder; None for any other form, which then goes
+    through the full decoder."""
+    first = data[0]
+    if first != 0x82 and first != 0x83:
         return None
     head = data[1]
     if head == 0x58:
@@ -326,9 +351,26 @@ def _split(data: bytes) -> tuple[bytes, bytes] | None:
         end = start + (data[2] << 8 | data[3])
     else:
         return None
-    if len(data) != end + 1 + MAC_BYTES or data[end] != 0x40 | MAC_BYTES:
+    stop = end + 1 + MAC_BYTES
+    if len(data) < stop or data[end] != 0x40 | MAC_BYTES:
         return None
-    return data[start:end], data[end + 1 :]
+    if first == 0x83:  # the padding: a byte string up to the datagram's end
+        if len(data) <= stop:
+            return None
+        pad_head = data[stop]
+        if 0x40 <= pad_head < 0x58:
+            pad_end = stop + 1 + pad_head - 0x40
+        elif pad_head == 0x58 and len(data) > stop + 1:
+            pad_end = stop + 2 + data[stop + 1]
+        elif pad_head == 0x59 and len(data) > stop + 2:
+            pad_end = stop + 3 + (data[stop + 1] << 8 | data[stop + 2])
+        else:
+            return None
+        if len(data) != pad_end:
+            return None
+    elif len(data) != stop:
+        return None
+    return data[start:end], data[end + 1 : stop]
 
 
 #: The head of a body in the usual shape: array(8), version, kind, the
@@ -408,11 +450,13 @@ def decode(data: bytes, max_size: int = MAX_DATAGRAM) -> Message:
                 return _new_message(Message, (*usual, *parts))
         if parts is None:
             outer = _loads(data, 1)
-            if type(outer) is not list or len(outer) != 2:
-                raise MalformedMessage("the envelope is not a two-item array")
-            body, auth = outer
+            if type(outer) is not list or not 2 <= len(outer) <= 3:
+                raise MalformedMessage("the envelope is not a two- or three-item array")
+            body, auth = outer[0], outer[1]
             if type(body) is not bytes or type(auth) is not bytes:
                 raise MalformedMessage("the envelope holds no body and authenticator")
+            if len(outer) == 3 and type(outer[2]) is not bytes:
+                raise MalformedMessage("the padding is not a byte string")
         else:
             body, auth = parts
         fields = _load_body(body)
@@ -472,14 +516,19 @@ _NO_SEMANTICS = dict.fromkeys([*range(1100), 55799], _refuse_tag)
 
 
 def _loads(data: bytes, max_depth: int) -> Any:
-    """CBOR of the wire format's types only: no tags, bounded nesting.
+    """CBOR of the wire format's types only: no tags, bounded nesting, no
+    bytes after the item.
 
     Unknown tags reach ``tag_hook`` (refused too); the container depth limit
     is checked by the decoder itself, so deep input costs no recursion.
     """
-    return cbor2.loads(
-        data, semantic_decoders=_NO_SEMANTICS, tag_hook=_refuse_tag, max_depth=max_depth
-    )
+    stream = io.BytesIO(data)
+    item = cbor2.CBORDecoder(
+        stream, semantic_decoders=_NO_SEMANTICS, tag_hook=_refuse_tag, max_depth=max_depth
+    ).decode()
+    if stream.tell() != len(data):
+        raise MalformedMessage("bytes after the envelope")
+    return item
 
 
 _load_body = partial(

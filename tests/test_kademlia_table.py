@@ -18,6 +18,7 @@ from twisted.internet import defer, task
 
 from dhtkit.contact import Contact
 from dhtkit.identity import Identity, solves_puzzle
+from dhtkit.kademlia.diversity import NetworkLimit
 from dhtkit.kademlia.table import RoutingTable
 from dhtkit.keyspace import RING_SIZE, bucket_index, distance, from_int, to_int
 from dhtkit.rpc import RPCTimeout
@@ -638,3 +639,35 @@ def test_a_failed_contact_is_known_as_such_until_it_is_heard_from() -> None:
     assert table.has_failed(from_int(5)) and from_int(5) in table
     table.add_contact(node(5))  # it answered again
     assert not table.has_failed(from_int(5))
+
+
+def test_the_table_wants_a_stranger_only_where_it_would_take_it_or_ping_for_it() -> None:
+    # A stranger's address is worth a probe only if the table would use the
+    # contact: room in its bucket, a split, or a head to ping for it.
+    table, pinger, clock = far_full_table(ping_after=60.0)
+    assert table.wants(node(TOP + 1))  # known: heard from again
+    assert not table.wants(Contact(OWN, bytes(32), ("10.0.0.1", 4000)))  # ourselves
+    assert table.wants(node(3))  # the near bucket splits for it
+    # The far bucket is full and its head was heard just now: no use.
+    assert not table.wants(node(TOP + 3))
+    clock.advance(60.0)
+    assert table.wants(node(TOP + 3))  # now its head would be pinged for it
+    table.add_contact(node(TOP + 3))
+    assert pinger.pending() == [from_int(TOP + 1)]
+    assert not table.wants(node(TOP + 4))  # a ping is under way already
+
+
+def test_the_table_does_not_want_a_stranger_it_would_refuse() -> None:
+    cheap = Identity(bytes(32))
+    table, _, _ = make_table(k=20, puzzle_bits=8)
+    assert not table.wants(Contact.from_key(cheap.public_key, ("10.0.0.1", 4000)))
+    assert table.stats()["refused_puzzle"] == 1
+    limited, _, _ = make_table(k=20, network_limit=NetworkLimit(limit_private=True))
+    for n in range(1, 100):
+        if not limited.wants(node(TOP + n, port=4000 + n)):
+            break
+        limited.add_contact(node(TOP + n, port=4000 + n))
+    else:
+        raise AssertionError("one network filled a bucket")
+    assert len(limited) == limited.network_limit.per_network
+    assert limited.stats()["refused_network"] == 1

@@ -6,6 +6,7 @@ from dhtkit import wire
 from dhtkit.contact import Contact
 from dhtkit.routability import AMPLIFICATION
 from dhtkit.rpc import RPCTimeout
+from tests.conftest import LoggedErrors
 from tests.test_rpc import A_ADDR, B_ADDR, Pair, answers, result_of
 
 VICTIM = ("10.9.9.9", 53)
@@ -123,3 +124,88 @@ def test_probes_and_held_answers_are_bounded() -> None:
     assert stats["probes_sent"] - probes_before == 2
     assert stats["answers_held"] == 2
     assert stats["dropped_unproven"] == 3
+
+
+def test_a_padded_query_gets_its_large_answer_at_once() -> None:
+    # A query whose answer may be large is padded, so the answer needs no
+    # probe of the asker's address first: one round trip, not two.
+    pair = Pair()
+    pair.b.register("big", big_answer, idempotent=True)
+    d = pair.a.call_contact(pair.b_contact, "big", large_answer=True)
+    (query,) = pair.a_to_b()
+    assert len(query) * AMPLIFICATION >= wire.MAX_DATAGRAM
+    (answer,) = pair.b_to_a()
+    assert len(answer) <= AMPLIFICATION * len(query)
+    assert result_of(d) == BIG
+    assert pair.b.stats()["probes_sent"] == 0 and pair.b.stats()["answers_held"] == 0
+    assert pair.a.stats()["queries_padded"] == 1
+
+
+def test_a_peer_we_have_answered_gets_unpadded_queries_and_answers_them_at_once() -> None:
+    # Our answer to B's ping proved our address to B: padding would be waste.
+    pair = Pair()
+    pair.b.register("big", big_answer, idempotent=True)
+    pair.b.ping(A_ADDR)
+    pair.exchange()
+    d = pair.a.call_contact(pair.b_contact, "big", large_answer=True)
+    (query,) = pair.a_to_b()
+    assert len(query) < wire.MAX_DATAGRAM // AMPLIFICATION
+    assert len(answers(pair.b_to_a())) == 1
+    assert result_of(d) == BIG
+    assert pair.a.stats()["queries_padded"] == 0
+    assert pair.b.stats()["probes_sent"] == 0
+
+
+def test_a_forged_padded_query_sends_the_victim_no_more_than_amplification_times_it() -> None:
+    # Padding buys the answer only in proportion to what the forger sent.
+    pair = Pair()
+    pair.b.register("big", big_answer, idempotent=True)
+    pair.a.ping(B_ADDR)
+    pair.exchange()
+    pair.a.call_contact(pair.b_contact, "big", large_answer=True)
+    ((query, _),) = pair.take(pair.a)
+    pair.b.datagramReceived(query, VICTIM)
+    pair.clock.advance(2 * pair.b.timeout)
+    assert 0 < sum(map(len, sent_to(pair.b, VICTIM))) <= AMPLIFICATION * len(query)
+
+
+def test_a_stranger_no_listener_wants_is_not_probed() -> None:
+    # A routing table with no room for the querier spares the probe and its
+    # reply; the query is answered all the same.
+    pair = Pair()
+    heard: list[Contact] = []
+    asked: list[Contact] = []
+
+    def wants(contact: Contact) -> bool:
+        asked.append(contact)
+        return False
+
+    pair.b.add_listener(heard.append, wants)
+    d = pair.a.ping(B_ADDR)
+    pair.exchange()
+    assert result_of(d) == pair.b_contact
+    assert pair.b.stats()["probes_sent"] == 0
+    assert heard == [] and asked == [Contact.from_key(pair.a.identity.public_key, A_ADDR)]
+    # A listener that wants it has it probed, and hears of it once proven.
+    pair.b.add_listener(heard.append)
+    pair.a.call_contact(pair.b_contact, "ping")
+    pair.exchange()
+    assert pair.b.stats()["probes_sent"] == 1
+    assert heard == [Contact.from_key(pair.a.identity.public_key, A_ADDR)] * 2
+
+
+def test_a_failing_wants_is_counted_and_logged_and_the_query_answered(
+    logged_errors: LoggedErrors,
+) -> None:
+    pair = Pair()
+
+    def wants(contact: Contact) -> bool:
+        raise RuntimeError("a bug in the listener")
+
+    pair.b.add_listener(lambda contact: None, wants)
+    d = pair.a.ping(B_ADDR)
+    pair.exchange()
+    assert result_of(d) == pair.b_contact
+    assert pair.b.stats()["listener_errors"] == 1
+    assert pair.b.stats()["probes_sent"] == 0
+    assert [e["log_format"] for e in logged_errors.take()] == ["listener {wants!r} failed"]

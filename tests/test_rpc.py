@@ -654,7 +654,7 @@ def test_an_answer_the_socket_refuses_is_counted_as_a_send_error(logged_errors):
     port_b = reactor.listenUDP(0, b, interface="127.0.0.1")
     try:
         contact = yield a.ping(("127.0.0.1", port_b.getHost().port))
-        yield a.ping(contact.address, contact.public_key)  # b has proven a's address by now
+        yield b.ping(("127.0.0.1", port_a.getHost().port))  # a's answer proves its address
         sent = b.stats()["sent"]
         with pytest.raises(RPCTimeout):
             yield a.call_contact(contact, "huge")

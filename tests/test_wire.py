@@ -460,3 +460,39 @@ def test_bodies_of_identities_taking_turns_carry_each_ones_key_and_id() -> None:
         body = wire.encode_body(wire.RESPONSE, 2**31, "", b"x", sender, 2**60)
         fields = [1, 1, 2**31, "", b"x", sender.public_key, sender.node_id, 2**60]
         assert body == cbor2.dumps(fields)
+
+
+@given(plain, st.integers(0, wire.MAX_DATAGRAM))
+def test_a_padded_datagram_has_the_size_asked_and_decodes_the_same(payload: Any, size: int) -> None:
+    key = wire.session_key(ALICE, BOB.public_key)
+    try:
+        data = wire.encode(wire.QUERY, 70_000, "find_node", payload, ALICE, 2**40, key)
+    except wire.MessageTooLarge:
+        return
+    padded = wire.pad(data, size)
+    assert max(size, len(data)) <= len(padded) <= max(size + 1, len(data))
+    assert wire.decode(padded) == wire.decode(data)
+    wire.verify(wire.decode(padded), key)  # raises if the MAC does not hold
+    if padded != data:
+        outer = cbor2.loads(padded)
+        assert outer[:2] == cbor2.loads(data) and set(outer[2]) <= {0}
+
+
+def test_padding_in_other_cbor_forms_decodes_the_same_and_bad_padding_is_malformed() -> None:
+    data = datagram(wire.QUERY, b"x" * 40, txid=70_000, seq=2**40)
+    message = wire.decode(data)
+    body, auth = message.body, message.auth
+    for padding in (b"", b"\0" * 23, b"\1" * 24, b"\2" * 300):
+        assert wire.decode(cbor2.dumps([body, auth, padding])) == message
+    long_pad = b"\x83" + cbor2.dumps(body) + cbor2.dumps(auth) + b"\x5a\0\0\0\x02ab"
+    assert wire.decode(long_pad) == message
+    for bad in (
+        cbor2.dumps([body, auth, "text"]),
+        cbor2.dumps([body, auth, 7]),
+        cbor2.dumps([body, auth, b"", b""]),
+        wire.pad(data, 400)[:-1],  # the padding one byte short
+        wire.pad(data, 400) + b"\0",  # one byte beyond it
+        b"\x83" + data[1:],  # no padding at all
+    ):
+        with pytest.raises(wire.MalformedMessage):
+            wire.decode(bad)

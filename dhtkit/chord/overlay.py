@@ -151,7 +151,7 @@ class ChordOverlay(RoutingOverlayBase):
     def start(self) -> None:
         """Register the ``chord_*`` RPCs and start the maintenance rounds."""
         self.responder.register(self.rpc)
-        self.rpc.add_listener(self._heard_from)
+        self.rpc.add_listener(self._heard_from, self._wants)
         self.maintenance.start()
 
     def stop(self) -> None:
@@ -324,6 +324,12 @@ class ChordOverlay(RoutingOverlayBase):
     def _answered(self, contact: Contact) -> None:
         # It answered a lookup, which a node not on the ring refuses.
         self.state.fingers.offer(contact)
+
+    def _wants(self, contact: Contact) -> bool:
+        # Only the predecessor's messages matter to us (see heard_from):
+        # nobody else is worth an address probe.
+        predecessor = self.state.predecessor
+        return predecessor is not None and predecessor.node_id == contact.node_id
 
     def _heard_from(self, contact: Contact) -> None:
         # The RPC layer verified the sender.

@@ -161,7 +161,7 @@ class KademliaOverlay(RoutingOverlayBase):
         self.rpc.register("find_value", self._answer_find_value, idempotent=True)
         if not self._started:
             self._started = True
-            self.rpc.add_listener(self._heard_from)
+            self.rpc.add_listener(self._heard_from, self.table.wants)
         self._schedule_refresh()
         self._schedule_recheck()
 
@@ -408,7 +408,9 @@ class KademliaOverlay(RoutingOverlayBase):
         def parse(reply: Any) -> Answer:
             return (self._contacts_in(reply), None)
 
-        return self.rpc.call_contact(contact, "find_node", target).addCallback(parse)
+        return self.rpc.call_contact(contact, "find_node", target, large_answer=True).addCallback(
+            parse
+        )
 
     def _find_value(self, contact: Contact, key: bytes) -> defer.Deferred[Answer]:
         def parse(reply: Any) -> Answer:
@@ -418,7 +420,9 @@ class KademliaOverlay(RoutingOverlayBase):
                 return (self._contacts_in(reply[1]), None)
             raise wire.MalformedMessage("a find_value reply is [value|nodes, ...]")
 
-        return self.rpc.call_contact(contact, "find_value", key).addCallback(parse)
+        return self.rpc.call_contact(contact, "find_value", key, large_answer=True).addCallback(
+            parse
+        )
 
     def _contacts_in(self, reply: Any) -> list[Contact]:
         # Candidates only: each enters the table when it answers us itself.

@@ -186,6 +186,30 @@ class RoutingTable:
         heard = self._last_seen.get(node_id)
         return heard is not None and self._clock.seconds() - heard < self.ping_after
 
+    def wants(self, contact: Contact) -> bool:
+        """Whether :meth:`add_contact` would make use of ``contact``: take it,
+        refresh it, or keep it as a replacement while a head not heard from
+        lately is pinged. A stranger that would only wait behind a head
+        known to be alive is not worth an address probe; one the table
+        refuses (puzzle, network limit) is counted as refused."""
+        node_id = contact.node_id
+        if node_id == self.node_id:
+            return False
+        bucket = self._bucket(node_id)
+        if node_id in bucket.contacts:
+            return True
+        if self.puzzle_bits and not solves_puzzle(contact.public_key, self.puzzle_bits):
+            self._counters["refused_puzzle"] += 1
+            return False
+        if len(bucket) < self.k:
+            if self.network_limit.allows(contact, bucket.contacts.values()):
+                return True
+            self._counters["refused_network"] += 1
+            return False
+        if self._should_split(bucket, node_id):
+            return True
+        return bucket.pinging is None and not self._heard_lately(bucket.head().node_id)
+
     def _heard(self, bucket: KBucket, contact: Contact) -> None:
         bucket.seen(contact)
         self._failures.pop(contact.node_id, None)
