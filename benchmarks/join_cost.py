@@ -7,8 +7,9 @@ code as ``dhtkit sim``), then has ``--joins`` newcomers join one after
 another through a random node, and prints, per join: the lookup queries the
 newcomer sent (its ``lookup_messages``), every datagram the join caused on
 the network (the newcomer's and the answers, address probes and table pings
-of the nodes it met), and the CPU seconds; and the CPU the growth took, and the CPU other processes
-used while the joins were measured.
+of the nodes it met, the last two also counted apart), and the CPU seconds;
+and the CPU the growth took, and the CPU other processes used while the
+joins were measured.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def measure(overlay: str, nodes: int, joins: int, seed: int) -> dict[str, float]
     net.grow(nodes)
     grow_cpu = time.process_time() - started
     queries, datagrams, cpu = [], [], []
+    probes_before, pings_before = _probes_and_pings(net)
     busy, began_all = machine_busy_s(), time.process_time()
     for _ in range(joins):
         newcomer = net.add_node()
@@ -39,6 +41,7 @@ def measure(overlay: str, nodes: int, joins: int, seed: int) -> dict[str, float]
         cpu.append(time.process_time() - began)
         datagrams.append(net.network.counters["sent"] - sent)
         queries.append(newcomer.overlay.stats()["lookup_messages"])
+    probes, pings = _probes_and_pings(net)
     busy_after, own = machine_busy_s(), time.process_time() - began_all
     return {
         "overlay_nodes": nodes,
@@ -47,10 +50,21 @@ def measure(overlay: str, nodes: int, joins: int, seed: int) -> dict[str, float]
         "queries_min": min(queries),
         "queries_max": max(queries),
         "datagrams_per_join": statistics.mean(datagrams),
+        # Address probes and routing-table pings (each a query and its reply).
+        "probes_per_join": (probes - probes_before) / joins,
+        "table_pings_per_join": (pings - pings_before) / joins,
         "cpu_ms_per_join": 1000 * statistics.mean(cpu),
         # What the rest of the machine used meanwhile, in CPU seconds (-1: unknown).
         "others_cpu_s": -1.0 if busy is None or busy_after is None else busy_after - busy - own,
     }
+
+
+def _probes_and_pings(net: OverlayNetwork) -> tuple[int, int]:
+    # Summed over every node ever added: the probes the RPC layers sent, and
+    # the pings the routing state sent of its own accord (Kademlia's heads).
+    probes = sum(n.rpc.stats()["probes_sent"] for n in net.nodes)
+    pings = sum(n.overlay.stats().get("pings_sent", 0) for n in net.nodes)
+    return probes, pings
 
 
 def main(argv: list[str]) -> int:
@@ -75,6 +89,10 @@ def main(argv: list[str]) -> int:
     print(
         "  per join: {queries_per_join:.1f} queries ({queries_min}-{queries_max}), "
         "{datagrams_per_join:.0f} datagrams, {cpu_ms_per_join:.0f} ms of CPU".format(**row)
+    )
+    print(
+        "  of which address probes {probes_per_join:.1f} and table pings "
+        "{table_pings_per_join:.1f} (each a query and its reply)".format(**row)
     )
     if row["others_cpu_s"] >= 0:
         print("  other processes meanwhile: {:.1f} s of CPU".format(row["others_cpu_s"]))

@@ -8,16 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
+#: Below this many sources the table is not swept.
+_FIRST_SWEEP = 64
+
 
 class RateLimiter:
     """A token bucket per source host.
 
     Each source may send ``burst`` datagrams at once and ``rate`` per second
-    after that. Buckets that have refilled are forgotten when the table grows
-    past ``max_sources``, so a spray of spoofed sources costs bounded memory.
+    after that. Buckets that have refilled carry no information and are
+    forgotten whenever the table has doubled since the last such sweep (so
+    it holds about twice the sources that sent lately, for amortized O(1)),
+    and the table never grows past ``max_sources``, so a spray of spoofed
+    sources costs bounded memory.
     """
 
-    __slots__ = ("_buckets", "burst", "max_sources", "rate")
+    __slots__ = ("_buckets", "_sweep_at", "burst", "max_sources", "rate")
 
     def __init__(self, rate: float, burst: float, max_sources: int = 65536) -> None:
         if rate <= 0 or burst < 1:
@@ -27,13 +33,17 @@ class RateLimiter:
         self.max_sources = max_sources
         # source -> [tokens, time of last refill]
         self._buckets: dict[Hashable, list[float]] = {}
+        # The table's size at which refilled buckets are next swept away.
+        self._sweep_at = _FIRST_SWEEP
 
     def allow(self, source: Hashable, now: float) -> bool:
         """Take one token from ``source``'s bucket; False when it is empty."""
         bucket = self._buckets.get(source)
         if bucket is None:
-            if len(self._buckets) >= self.max_sources:
+            size = len(self._buckets)
+            if size >= self._sweep_at or size >= self.max_sources:
                 self._prune(now)
+                self._sweep_at = max(_FIRST_SWEEP, 2 * len(self._buckets))
             self._buckets[source] = [self.burst - 1.0, now]
             return True
         tokens = bucket[0] + (now - bucket[1]) * self.rate

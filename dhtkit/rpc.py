@@ -482,7 +482,7 @@ class RPCProtocol(DatagramProtocol):
         # serves them all.
         sender = session.contact
         if sender is None or sender.address[1] != port or sender.address[0] != host:
-            sender = session.contact = Contact(message.sender_id, message.sender_key, (host, port))
+            sender = session.contact = Contact(message.sender_id, session.peer_key, (host, port))
         if message.kind != wire.QUERY:
             self._handle_reply(message, sender, session)
             return

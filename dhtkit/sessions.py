@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections import OrderedDict
 
 from dhtkit import wire
 from dhtkit.contact import Address, Contact
@@ -112,10 +111,13 @@ class Session:
     address, need no new :class:`Contact`.
     """
 
-    __slots__ = ("answered", "contact", "key", "proven", "window")
+    __slots__ = ("answered", "contact", "key", "peer_key", "proven", "window")
 
-    def __init__(self, key: bytes, floor: int = -1) -> None:
+    def __init__(self, key: bytes, floor: int = -1, peer_key: bytes = b"") -> None:
         self.key = key
+        # The peer's public key, the very object the session table is keyed
+        # by: a contact made for the peer shares it rather than copy it.
+        self.peer_key = peer_key
         self.window = ReplayWindow(floor)
         self.proven: list[Address] = []
         self.contact: Contact | None = None
@@ -131,6 +133,9 @@ class Session:
         """Remember that this peer received what we sent to ``address``."""
         if address in self.proven:
             return
+        contact = self.contact
+        if contact is not None and contact.address == address:
+            address = contact.address  # one tuple for both, not two
         self.proven.append(address)
         if len(self.proven) > MAX_PROVEN:
             del self.proven[0]
@@ -168,10 +173,13 @@ class SessionTable:
         # tens of microseconds; spoofed sources could dodge per-host buckets,
         # so it has one bucket for everyone.
         self.handshake_limiter = RateLimiter(handshake_rate, handshake_rate, max_sources=1)
-        self._sessions: OrderedDict[bytes, Session] = OrderedDict()
+        # Least recently used first (a plain dict, re-inserted on use: a
+        # third of an OrderedDict's bytes per entry, and there is one per
+        # peer met).
+        self._sessions: dict[bytes, Session] = {}
         # Evicted peers' newest sequence numbers: a datagram captured before
         # an eviction cannot be replayed after it.
-        self._tombstones: OrderedDict[bytes, int] = OrderedDict()
+        self._tombstones: dict[bytes, int] = {}
         # Every sequence number at or below this one belonged to a peer whose
         # tombstone was forgotten too: refused from anyone we do not remember.
         self.floor = -1
@@ -221,18 +229,20 @@ class SessionTable:
         else:
             if self.verify_authenticators:
                 wire.verify(message, session.key)
-            self._sessions.move_to_end(peer_key)
+            sessions = self._sessions
+            sessions[peer_key] = sessions.pop(peer_key)  # now the most recently used
         if not session.window.accept(message.seq):
             raise Replayed("sequence number seen before or too old")
         return session
 
     def _open(self, peer_key: bytes, key: bytes) -> Session:
         floor = self._tombstones.pop(peer_key, self.floor)
-        session = self._sessions[peer_key] = Session(key, floor)
+        session = self._sessions[peer_key] = Session(key, floor, peer_key)
         if len(self._sessions) > self.max_sessions:
-            old_key, old = self._sessions.popitem(last=False)
+            old_key = next(iter(self._sessions))  # the least recently used
+            old = self._sessions.pop(old_key)
             self._tombstones[old_key] = old.window.highest
             if len(self._tombstones) > self.max_sessions:
-                _, highest = self._tombstones.popitem(last=False)
+                highest = self._tombstones.pop(next(iter(self._tombstones)))
                 self.floor = max(self.floor, highest)
         return session

@@ -5,12 +5,24 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer, task
 
 from dhtkit.contact import Contact
+from dhtkit.hedge import RoundTrip
 from dhtkit.identity import Identity
 from dhtkit.kademlia.diversity import NetworkLimit
-from dhtkit.kademlia.lookup import Answer, IterativeLookup, LookupOutcome
+from dhtkit.kademlia.lookup import (
+    _ANSWERED,
+    _ASKING,
+    _FAILED,
+    _WAITING,
+    Answer,
+    IterativeLookup,
+    LookupOutcome,
+)
 from dhtkit.keyspace import bucket_index, distance
 from dhtkit.rpc import RPCTimeout
 from dhtkit.wire import MalformedMessage
@@ -495,3 +507,94 @@ def test_a_read_that_found_no_copy_waits_for_a_hedged_contact_until_it_stalls() 
     net.clock.pump([0.01] * 20)
     outcome = result_of(d)
     assert [c for c, _ in outcome.values] == [closest[0]]
+
+
+@settings(max_examples=150)
+@given(st.data())
+def test_the_shortlist_is_the_k_closest_alive_with_suspects_last_and_a_few_per_network(
+    data: st.DataObject,
+) -> None:
+    # Whatever state each candidate is in, as contacts arrive in any order:
+    # the shortlist against a brute force over every candidate.
+    rng = random.Random(data.draw(st.integers(0, 2**32), label="seed"))
+    contacts = [
+        Contact(rng.randbytes(20), rng.randbytes(32), ("93.184.{}.1".format(rng.randrange(6)), 1))
+        for _ in range(data.draw(st.integers(0, 40)))
+    ]
+    suspects = {c.node_id for c in contacts if rng.random() < 0.2}
+    quorum = data.draw(st.sampled_from([0, 2]))
+    target = rng.randbytes(20)
+    lookup = IterativeLookup(
+        target,
+        contacts[:5],
+        lambda contact: defer.Deferred(),
+        task.Clock(),
+        k=K,
+        alpha=3,
+        stall_after=1.0,
+        exclude=b"\xff" * 20,
+        select=NetworkLimit().select,
+        quorum=quorum,
+        suspect=suspects.__contains__,
+    )
+    for start in range(5, len(contacts), 7):
+        lookup._add(contacts[start : start + 7], 2)
+    states = st.sampled_from([_WAITING, _ASKING, _ANSWERED, _FAILED])
+    for candidate in lookup._candidates.values():
+        candidate.state = data.draw(states)
+        candidate.stalled, candidate.hedged = data.draw(st.booleans()), data.draw(st.booleans())
+    everyone = sorted(
+        lookup._candidates.values(), key=lambda c: distance(c.contact.node_id, target)
+    )
+    alive = [
+        c
+        for c in everyone
+        if c.state != _FAILED
+        and not (c.state == _ASKING and (c.stalled or (c.hedged and quorum > 0)))
+    ]
+    last = [c for c in alive if c.contact.node_id in suspects and c.state == _WAITING]
+    ordered = [c for c in alive if c not in last] + last
+    expected, per_network = [], {}
+    for c in ordered:
+        network = c.contact.address[0]
+        if len(expected) < K and per_network.get(network, 0) < 3:
+            per_network[network] = per_network.get(network, 0) + 1
+            expected.append(c)
+    assert lookup._shortlist() == expected
+
+
+def test_an_answer_that_leaves_the_patience_as_it_was_leaves_the_other_timers_alone() -> None:
+    # The contacts still being asked are hedged at their send time plus the
+    # patience; an answer re-arms their timers only when the patience moves.
+    clock = task.Clock()
+    asked: dict[bytes, defer.Deferred[Answer]] = {}
+
+    def ask(contact: Contact) -> defer.Deferred[Answer]:
+        asked[contact.node_id] = defer.Deferred()
+        return asked[contact.node_id]
+
+    contacts = make_contacts(4)
+    lookup = IterativeLookup(
+        b"\x00" * 20,
+        contacts,
+        ask,
+        clock,
+        k=K,
+        alpha=3,
+        stall_after=1.0,
+        exclude=b"\xff" * 20,
+        rtt=RoundTrip(smoothed=0.1, deviation=0.0),
+    )
+    lookup.run()
+    first, *others = [lookup._candidates[node_id] for node_id in asked]
+    timers = [c.timer for c in others]
+    clock.advance(0.1)
+    asked[first.contact.node_id].callback(([], None))  # a round trip of 0.1 s, as expected
+    assert [c.timer for c in others] == timers
+    assert all(t is not None and t.getTime() == pytest.approx(0.102) for t in timers)
+    clock.advance(0.001)
+    second = others[0]
+    asked[second.contact.node_id].callback(([], None))  # slower: the patience grows
+    third = others[1]
+    assert third.timer is not timers[1]
+    assert third.timer is not None and third.timer.getTime() > 0.102

@@ -641,20 +641,64 @@ def test_a_failed_contact_is_known_as_such_until_it_is_heard_from() -> None:
     assert not table.has_failed(from_int(5))
 
 
-def test_the_table_wants_a_stranger_only_where_it_would_take_it_or_ping_for_it() -> None:
-    # A stranger's address is worth a probe only if the table would use the
-    # contact: room in its bucket, a split, or a head to ping for it.
+def network_of_host(host: str) -> str:
+    """The /24 of a public IPv4 host, computed apart from the module under test."""
+    return host.rsplit(".", 1)[0]
+
+
+@settings(max_examples=150)
+@given(st.data())
+def test_answerable_closest_agrees_with_filtering_and_limiting_a_full_sort(
+    data: st.DataObject,
+) -> None:
+    # What a node hands out, against a brute force over every contact: the
+    # closest first, none excluded, failed or stale, at most 3 per /24.
+    own = data.draw(st.binary(min_size=20, max_size=20))
+    table, _, clock = make_table(own, k=data.draw(st.integers(1, 6)), stale_after=100.0)
+    hosts = st.builds("93.184.{}.{}".format, st.integers(0, 3), st.integers(1, 9))
+    for node_id in data.draw(st.lists(ids_near(own), max_size=120)):
+        table.add_contact(Contact(node_id, node_id + bytes(12), (data.draw(hosts), 4000)))
+        clock.advance(data.draw(st.sampled_from([0.0, 0.0, 1.0, 40.0, 60.0])))
+    everyone = table.contacts()
+    for c in everyone:
+        if data.draw(st.integers(0, 9), label="fail") == 0:
+            table.record_failure(c.node_id)
+    target = data.draw(ids_near(own))
+    count = data.draw(st.integers(0, 30))
+    exclude = {c.node_id for c in everyone if data.draw(st.booleans(), label="exclude")}
+    now = clock.seconds()
+    expected: list[Contact] = []
+    taken: dict[str, int] = {}
+    for c in sorted(everyone, key=lambda c: distance(c.node_id, target)):
+        if len(expected) == count:
+            break
+        heard = table._last_seen[c.node_id]
+        if c.node_id in exclude or table.has_failed(c.node_id) or now - heard >= 100.0:
+            continue
+        network = network_of_host(c.address[0])
+        if taken.get(network, 0) < 3:
+            taken[network] = taken.get(network, 0) + 1
+            expected.append(c)
+    assert table.closest(target, count, exclude, answerable=True) == expected
+
+
+def test_the_table_wants_a_stranger_only_where_it_has_room_and_pings_a_stale_head_for_it() -> None:
+    # A stranger's address is worth a probe only where the table has room
+    # for it; a full bucket's stale head is pinged all the same.
     table, pinger, clock = far_full_table(ping_after=60.0)
     assert table.wants(node(TOP + 1))  # known: heard from again
     assert not table.wants(Contact(OWN, bytes(32), ("10.0.0.1", 4000)))  # ourselves
     assert table.wants(node(3))  # the near bucket splits for it
-    # The far bucket is full and its head was heard just now: no use.
+    # The far bucket is full and its head was heard just now: no use, no ping.
     assert not table.wants(node(TOP + 3))
+    assert pinger.calls == []
     clock.advance(60.0)
-    assert table.wants(node(TOP + 3))  # now its head would be pinged for it
-    table.add_contact(node(TOP + 3))
+    assert not table.wants(node(TOP + 3))  # still full: not probed,
+    assert pinger.pending() == [from_int(TOP + 1)]  # but the stale head is asked
+    assert not table.wants(node(TOP + 4))  # once
     assert pinger.pending() == [from_int(TOP + 1)]
-    assert not table.wants(node(TOP + 4))  # a ping is under way already
+    pinger.calls[0][1].errback(RPCTimeout("gone"))  # the head is dead: evicted
+    assert table.wants(node(TOP + 3))  # and the next stranger finds room
 
 
 def test_the_table_does_not_want_a_stranger_it_would_refuse() -> None:

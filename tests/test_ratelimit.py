@@ -58,3 +58,18 @@ def test_never_more_than_burst_plus_rate_times_elapsed(gaps: list[float]) -> Non
         now += gap
         allowed += limiter.allow("a", now)
     assert allowed <= 3 + 5 * now + 1e-9
+
+
+def test_refilled_buckets_are_swept_long_before_the_bound() -> None:
+    # A source that sent once and fell silent is forgotten as the table
+    # grows, not kept until max_sources: memory follows the recent senders.
+    limiter = RateLimiter(rate=10, burst=2)
+    for n in range(10_000):
+        limiter.allow(n, n * 1.0)  # a new source each second, each then silent
+    assert len(limiter) <= 128
+    # A source still within its burst's refill keeps its bucket.
+    limiter.allow("busy", 20_000.0)
+    limiter.allow("busy", 20_000.0)
+    for n in range(200):
+        limiter.allow(("late", n), 20_000.0)
+    assert not limiter.allow("busy", 20_000.0)

@@ -17,10 +17,8 @@ subnet.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
-from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import attrs
 
@@ -29,6 +27,15 @@ from dhtkit.contact import Address, Contact
 #: The default number of contacts per network in a bucket, a replacement
 #: cache, or a lookup's result.
 MAX_PER_NETWORK = 3
+
+#: The most hosts whose network is remembered, per choice of prefixes; a
+#: full memory starts afresh (so a flood of new addresses costs parsing
+#: them again, never memory).
+MAX_HOSTS = 1 << 16
+
+# The hosts' networks, shared by every limit with the same prefixes: lookups
+# ask for every candidate at every step, and hosts recur.
+_memories: dict[tuple[int, int, bool], dict[str, str | None]] = {}
 
 
 @attrs.frozen
@@ -46,15 +53,29 @@ class NetworkLimit:
     ipv6_prefix: int = 64
     limit_private: bool = False
 
+    _hosts: dict[str, str | None] = attrs.field(init=False, repr=False, eq=False, hash=False)
+
     def __attrs_post_init__(self) -> None:
         if self.per_network < 0:
             raise ValueError("per_network must not be negative")
         if not (0 <= self.ipv4_prefix <= 32 and 0 <= self.ipv6_prefix <= 128):
             raise ValueError("prefix lengths are 0-32 (IPv4) and 0-128 (IPv6)")
+        prefixes = (self.ipv4_prefix, self.ipv6_prefix, self.limit_private)
+        object.__setattr__(self, "_hosts", _memories.setdefault(prefixes, {}))
 
     def network_of(self, address: Address) -> str | None:
         """The network ``address`` counts against (None: it is not limited)."""
-        return _network(address[0], self.ipv4_prefix, self.ipv6_prefix, self.limit_private)
+        host = address[0]
+        hosts = self._hosts
+        try:
+            return hosts[host]
+        except KeyError:
+            pass
+        network = _network(host, self.ipv4_prefix, self.ipv6_prefix, self.limit_private)
+        if len(hosts) >= MAX_HOSTS:
+            hosts.clear()
+        hosts[host] = network
+        return network
 
     def allows(self, contact: Contact, others: Iterable[Contact]) -> bool:
         """Whether ``contact`` may join ``others`` (which it is not among)."""
@@ -72,28 +93,69 @@ class NetworkLimit:
         return True
 
     def select(self, contacts: Iterable[Contact], count: int) -> list[Contact]:
-        """The first ``count`` of ``contacts`` keeping at most ``per_network`` per network."""
-        return list(self._diverse(contacts, count))
+        """The first ``count`` of ``contacts`` keeping at most ``per_network`` per network.
 
-    def _diverse(self, contacts: Iterable[Contact], count: int) -> Iterator[Contact]:
-        taken: Counter[str] = Counter()
-        given = 0
+        ``contacts`` is read no further than the last contact chosen.
+        """
+        selection = Selection(self, count)
+        selection.offer(contacts)
+        return selection.chosen
+
+
+class Selection:
+    """What :meth:`NetworkLimit.select` picks, built as contacts come.
+
+    After offering contacts in several batches, :attr:`chosen` is what
+    ``select`` would return for all of them in one list: the first
+    ``count``, keeping at most ``per_network`` per network.
+    """
+
+    __slots__ = ("_count", "_limit", "_taken", "chosen")
+
+    def __init__(self, limit: NetworkLimit, count: int) -> None:
+        self._limit = limit
+        self._count = count
+        self._taken: dict[str, int] = {}
+        #: The contacts picked so far, in the order offered.
+        self.chosen: list[Contact] = []
+
+    def is_full(self) -> bool:
+        """Whether ``count`` contacts are chosen (nothing more is taken)."""
+        return len(self.chosen) >= self._count
+
+    def offer(self, contacts: Iterable[Contact]) -> None:
+        """Consider ``contacts`` in order, until ``count`` are chosen."""
+        chosen = self.chosen
+        count = self._count
+        if len(chosen) >= count:
+            return
+        per_network = self._limit.per_network
+        if not per_network:
+            for contact in contacts:
+                chosen.append(contact)
+                if len(chosen) >= count:
+                    return
+            return
+        network_of = self._limit.network_of
+        hosts = self._limit._hosts
+        taken = self._taken
         for contact in contacts:
-            if given >= count:
+            address = contact.address
+            try:
+                network = hosts[address[0]]  # network_of(address), when remembered
+            except KeyError:
+                network = network_of(address)
+            if network is not None:
+                held = taken.get(network, 0)
+                if held >= per_network:
+                    continue
+                taken[network] = held + 1
+            chosen.append(contact)
+            if len(chosen) >= count:
                 return
-            if self.per_network:
-                network = self.network_of(contact.address)
-                if network is not None:
-                    if taken[network] >= self.per_network:
-                        continue
-                    taken[network] += 1
-            given += 1
-            yield contact
 
 
-@functools.lru_cache(maxsize=4096)
 def _network(host: str, ipv4_prefix: int, ipv6_prefix: int, limit_private: bool) -> str | None:
-    # Cached: lookups ask for every candidate at every step, and hosts recur.
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:

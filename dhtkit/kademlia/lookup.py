@@ -47,7 +47,9 @@ S/Kademlia's disjoint paths never meet.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from bisect import insort
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from typing import Any
 
 import attrs
@@ -58,7 +60,6 @@ from twisted.python.failure import Failure
 
 from dhtkit.contact import Contact
 from dhtkit.hedge import RoundTrip
-from dhtkit.keyspace import distance
 from dhtkit.rpcerrors import RPCError
 from dhtkit.wire import WireError
 
@@ -68,12 +69,13 @@ _log = Logger()
 #: its answer for the key (None when it does not hold it).
 Answer = tuple[list[Contact], Any]
 Ask = Callable[[Contact], defer.Deferred[Answer]]
-#: Picks up to n of the contacts given, closest first, in the order given.
-Select = Callable[[list[Contact], int], list[Contact]]
+#: Picks up to n of the contacts given, closest first, in the order given;
+#: it need not read them all (they come one by one, as the lookup finds them).
+Select = Callable[[Iterable[Contact], int], list[Contact]]
 
 
-def _first(contacts: list[Contact], count: int) -> list[Contact]:
-    return contacts[:count]
+def _first(contacts: Iterable[Contact], count: int) -> list[Contact]:
+    return list(islice(contacts, count))
 
 
 _WAITING, _ASKING, _ANSWERED, _FAILED = range(4)
@@ -84,6 +86,7 @@ class _Candidate:
     contact: Contact
     distance: int
     hop: int
+    index: int = 0  # how many candidates came before it
     state: int = _WAITING
     stalled: bool = False
     hedged: bool = False
@@ -106,6 +109,14 @@ class LookupOutcome:
     bad_answers: int = 0
     quorum_reached: bool = False
     round_trip: RoundTrip | None = None  # what it learnt of round trips (None: no answer)
+
+
+def _distance(candidate: _Candidate) -> int:
+    return candidate.distance
+
+
+def _index(candidate: _Candidate) -> int:
+    return candidate.index
 
 
 class IterativeLookup:
@@ -180,7 +191,11 @@ class IterativeLookup:
         # first round of dead contacts is hedged too.
         self._round_trip = RoundTrip() if rtt is None else attrs.evolve(rtt)
         self._measured = False  # whether this lookup had an answer of its own
+        self._target = int.from_bytes(target, "big")
         self._candidates: dict[bytes, _Candidate] = {}
+        # The same candidates, closest first; and those being asked.
+        self._by_distance: list[_Candidate] = []
+        self._asking: dict[bytes, _Candidate] = {}
         self._values: list[tuple[Contact, Any]] = []
         self._messages = 0
         self._timeouts = 0
@@ -201,15 +216,24 @@ class IterativeLookup:
     def _add(self, contacts: list[Contact], hop: int) -> bool:
         """Add new contacts; whether one is closer than any seen before."""
         closer = False
+        candidates = self._candidates
         for contact in contacts:
-            if contact.node_id == self.exclude or contact.node_id in self._candidates:
+            node_id = contact.node_id
+            if node_id == self.exclude or node_id in candidates:
                 continue
-            if self.claim is not None and not self.claim(contact.node_id):
+            if self.claim is not None and not self.claim(node_id):
                 continue
-            d = distance(contact.node_id, self.target)
-            self._candidates[contact.node_id] = _Candidate(
-                contact, d, hop, suspect=self.suspect is not None and self.suspect(contact.node_id)
+            d = int.from_bytes(node_id, "big") ^ self._target
+            candidate = _Candidate(
+                contact,
+                d,
+                hop,
+                len(candidates),
+                suspect=self.suspect is not None and self.suspect(node_id),
             )
+            candidates[node_id] = candidate
+            # Ids differ, so do distances: the order is exact.
+            insort(self._by_distance, candidate, key=_distance)
             if self._closest_seen is None or d < self._closest_seen:
                 self._closest_seen = d
                 closer = True
@@ -217,25 +241,40 @@ class IterativeLookup:
 
     def _shortlist(self) -> list[_Candidate]:
         """The k closest candidates that have not failed and are not stalled."""
-        alive = [
-            c
-            for c in self._candidates.values()
-            if c.state != _FAILED
+        return self._pick(self._alive())
+
+    def _alive(self) -> Iterator[_Candidate]:
+        """The candidates that have not failed and are not stalled, closest first;
+        suspects (silent or failed in earlier lookups) not yet asked come last:
+        they are asked only when too few others are left."""
+        read = self.quorum > 0
+        suspects = []
+        for c in self._by_distance:
+            state = c.state
+            if state == _FAILED:
+                continue
             # A read asks past a hedged contact at once; other lookups wait
             # for it, until it stalls, so as to find the true closest.
-            and not (c.state == _ASKING and (c.stalled or (c.hedged and self.quorum > 0)))
-        ]
-        alive.sort(key=lambda c: c.distance)
-        # Suspects (silent or failed in earlier lookups) not yet asked come
-        # last: they are asked only when too few others are left.
-        trusted = [c for c in alive if not (c.suspect and c.state == _WAITING)]
-        if len(trusted) < len(alive):
-            alive = trusted + [c for c in alive if c.suspect and c.state == _WAITING]
-        return self._pick(alive)
+            if state == _ASKING and (c.stalled or (c.hedged and read)):
+                continue
+            if c.suspect and state == _WAITING:
+                suspects.append(c)
+                continue
+            yield c
+        yield from suspects
 
-    def _pick(self, candidates: list[_Candidate]) -> list[_Candidate]:
-        chosen = {c.node_id for c in self.select([c.contact for c in candidates], self.k)}
-        return [c for c in candidates if c.contact.node_id in chosen][: self.k]
+    def _pick(self, candidates: Iterable[_Candidate]) -> list[_Candidate]:
+        """Those of ``candidates`` that ``select`` picks, in their order; it
+        reads only as many as it needs."""
+        offered: list[_Candidate] = []
+
+        def contacts() -> Iterator[Contact]:
+            for candidate in candidates:
+                offered.append(candidate)
+                yield candidate.contact
+
+        chosen = {c.node_id for c in self.select(contacts(), self.k)}
+        return [c for c in offered if c.contact.node_id in chosen][: self.k]
 
     # -- the rounds ------------------------------------------------------------------
 
@@ -253,11 +292,7 @@ class IterativeLookup:
         ):
             self._finish(stopped_early=False)
             return
-        in_flight = sum(
-            1
-            for c in self._candidates.values()
-            if c.state == _ASKING and not (c.stalled or c.hedged)
-        )
+        in_flight = sum(1 for c in self._asking.values() if not (c.stalled or c.hedged))
         # After an answer that brought nothing closer, ask all of the k closest.
         limit = self.alpha + self.spare if self._improved else self.k
         for candidate in shortlist:
@@ -271,9 +306,7 @@ class IterativeLookup:
         """Whether fewer than k contacts are left while one passed over is
         still being asked (the module says why its answer is waited for,
         until the RPC layer gives up on it)."""
-        return len(shortlist) < self.k and any(
-            c.state == _ASKING for c in self._candidates.values()
-        )
+        return len(shortlist) < self.k and bool(self._asking)
 
     def _unsure(self, shortlist: list[_Candidate]) -> bool:
         """Whether a read that has found no copy yet still waits for a
@@ -284,12 +317,12 @@ class IterativeLookup:
             return False
         farthest = shortlist[-1].distance
         return any(
-            c.state == _ASKING and c.hedged and not c.stalled and c.distance < farthest
-            for c in self._candidates.values()
+            c.hedged and not c.stalled and c.distance < farthest for c in self._asking.values()
         )
 
     def _query(self, candidate: _Candidate) -> None:
         candidate.state = _ASKING
+        self._asking[candidate.contact.node_id] = candidate
         self._messages += 1
         candidate.sent_at = self.clock.seconds()
         candidate.timer = self.clock.callLater(self._patience(), self._stalled, candidate)
@@ -307,14 +340,20 @@ class IterativeLookup:
         self._round_trip.observe(now - candidate.sent_at)
         self._measured = True
         wait = self._patience()
-        for other in self._candidates.values():
-            if other.state != _ASKING or other.hedged or other.timer is None:
+        # In the order the candidates came, so that timers due at the same
+        # time run in that order.
+        for other in sorted(self._asking.values(), key=_index):
+            timer = other.timer
+            if other.hedged or timer is None:
                 continue
-            if other.timer.active():
-                other.timer.cancel()
-            other.timer = self.clock.callLater(
-                max(0.0, other.sent_at + wait - now), self._stalled, other
-            )
+            due = max(0.0, other.sent_at + wait - now)
+            if timer.active():
+                # Most answers leave the patience as it was (a steady round
+                # trip): a timer already due then is left alone.
+                if timer.getTime() == now + due:
+                    continue
+                timer.cancel()
+            other.timer = self.clock.callLater(due, self._stalled, other)
 
     def _stalled(self, candidate: _Candidate) -> None:
         candidate.timer = None
@@ -335,6 +374,7 @@ class IterativeLookup:
 
     def _settle(self, candidate: _Candidate, state: int) -> None:
         candidate.state = state
+        self._asking.pop(candidate.contact.node_id, None)
         candidate.stalled = candidate.hedged = False
         if candidate.timer is not None and candidate.timer.active():
             candidate.timer.cancel()
@@ -403,13 +443,10 @@ class IterativeLookup:
 
     def _finish(self, stopped_early: bool, quorum: bool = False) -> None:
         assert self._done is not None
-        for candidate in self._candidates.values():
+        for candidate in self._asking.values():  # only those have timers
             if candidate.timer is not None and candidate.timer.active():
                 candidate.timer.cancel()
-        answered = sorted(
-            (c for c in self._candidates.values() if c.state == _ANSWERED),
-            key=lambda c: c.distance,
-        )
+        answered = [c for c in self._by_distance if c.state == _ANSWERED]
         holders = {contact.node_id for contact, _ in self._values}
         if quorum:
             # The closest that answered, up to the quorum's farthest holder.

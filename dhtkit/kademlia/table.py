@@ -19,7 +19,8 @@ which is what makes the table resist flooding with fresh ids. With
 ``ping_after`` a head heard from within that many seconds is known alive
 and is not pinged (BEP 5's "good" node): the newcomer simply waits as a
 replacement, which spares a ping per message from a stranger in a busy
-network.
+network. A stranger that has only queried us, its address not proven, is
+not even probed while its bucket is full (see :meth:`RoutingTable.wants`).
 
 Against Sybil floods the table adds three rules (see ``docs/kademlia.rst``):
 
@@ -49,7 +50,7 @@ from twisted.python.failure import Failure
 from dhtkit.contact import Contact
 from dhtkit.identity import solves_puzzle
 from dhtkit.kademlia.bucket import KBucket
-from dhtkit.kademlia.diversity import NetworkLimit
+from dhtkit.kademlia.diversity import NetworkLimit, Selection
 from dhtkit.keyspace import ID_BYTES, RING_SIZE, check_id, distance, to_int
 from dhtkit.rpcerrors import RPCError
 
@@ -65,6 +66,9 @@ STALE_AFTER = 300.0
 
 #: The most contacts remembered as silent (see RoutingTable.record_silence).
 MAX_SILENT = 4096
+
+# When a contact never heard from was last heard from.
+_NEVER = float("-inf")
 
 
 class RoutingTable:
@@ -135,6 +139,8 @@ class RoutingTable:
         self._rng = random.Random() if rng is None else rng
         self._buckets = [KBucket(0, RING_SIZE, clock.seconds())]
         self._los = [0]  # the buckets' lower bounds, for bisect
+        # Each bucket's prefix bits (its range's size is a power of two).
+        self._masks = [0]
         self._failures: dict[bytes, int] = {}
         self._silent: dict[bytes, None] = {}  # kept a lookup waiting; see is_suspect
         self._rechecking: set[bytes] = set()
@@ -142,7 +148,9 @@ class RoutingTable:
         self._on_promoted = on_promoted
 
     def _bucket(self, node_id: bytes) -> KBucket:
-        return self._buckets[bisect_right(self._los, to_int(check_id(node_id))) - 1]
+        if type(node_id) is not bytes or len(node_id) != ID_BYTES:
+            check_id(node_id)  # raises, unless a subclass of bytes
+        return self._buckets[bisect_right(self._los, int.from_bytes(node_id, "big")) - 1]
 
     def add_contact(self, contact: Contact) -> None:
         """Offer a verified sender to the table (never blocks; see the module doc)."""
@@ -187,11 +195,16 @@ class RoutingTable:
         return heard is not None and self._clock.seconds() - heard < self.ping_after
 
     def wants(self, contact: Contact) -> bool:
-        """Whether :meth:`add_contact` would make use of ``contact``: take it,
-        refresh it, or keep it as a replacement while a head not heard from
-        lately is pinged. A stranger that would only wait behind a head
-        known to be alive is not worth an address probe; one the table
-        refuses (puzzle, network limit) is counted as refused."""
+        """Whether ``contact``, a sender that has not proven its address, is
+        worth an address probe: the table knows it, or has room for it (in
+        its bucket, or by a split).
+
+        A stranger whose bucket is full is not: it would only wait as a
+        replacement (the paper's section 4.1 keeps strangers out of full
+        buckets too). It still prompts the least-recently-seen rule: a head
+        not heard from within ``ping_after`` is pinged, and a dead one makes
+        room for the next stranger. One the table refuses (puzzle, network
+        limit) is counted as refused."""
         node_id = contact.node_id
         if node_id == self.node_id:
             return False
@@ -208,7 +221,12 @@ class RoutingTable:
             return False
         if self._should_split(bucket, node_id):
             return True
-        return bucket.pinging is None and not self._heard_lately(bucket.head().node_id)
+        # A full bucket: the stranger is not worth a probe, but it prompts
+        # the least-recently-seen check of the head, so that a dead head
+        # makes room for the next one.
+        if bucket.pinging is None and not self._heard_lately(bucket.head().node_id):
+            self._ping_head(bucket)
+        return False
 
     def _heard(self, bucket: KBucket, contact: Contact) -> None:
         bucket.seen(contact)
@@ -229,19 +247,26 @@ class RoutingTable:
         # around our id that holds our k closest, wherever the buckets cut it.
         # Buckets are prefix subtrees, so every contact of a bucket nearer to
         # us is nearer than any id of this one: with k of those, it cannot be.
-        floor = bucket.min_distance(self._own)
-        nearer = sum(len(b.contacts) for b in self._buckets if b.min_distance(self._own) < floor)
-        if nearer >= self.k:
-            return False
-        own = self.node_id
-        nearest = self.closest(own, self.k)
-        return len(nearest) < self.k or distance(node_id, own) < distance(nearest[-1].node_id, own)
+        own = self._own
+        floor = bucket.min_distance(own)
+        nearer = 0
+        for b, lo, mask in zip(self._buckets, self._los, self._masks, strict=True):
+            if (lo ^ own) & mask < floor:  # b.min_distance(own), inline
+                nearer += len(b.contacts)
+                if nearer >= self.k:
+                    return False
+        nearest = self.closest(self.node_id, self.k)
+        return len(nearest) < self.k or distance(node_id, self.node_id) < distance(
+            nearest[-1].node_id, self.node_id
+        )
 
     def _split(self, bucket: KBucket) -> None:
         index = bisect_right(self._los, bucket.lo) - 1
         low, high = bucket.split()
         self._buckets[index : index + 1] = [low, high]
         self._los.insert(index + 1, high.lo)
+        self._masks[index] = RING_SIZE - (low.hi - low.lo)
+        self._masks.insert(index + 1, RING_SIZE - (high.hi - high.lo))
         self._counters["splits"] += 1
         # A half with room takes the replacements that were waiting for it.
         self._fill(low)
@@ -352,11 +377,10 @@ class RoutingTable:
 
     def __contains__(self, node_id: object) -> bool:
         # A membership test answers for anything, as containers do.
-        return (
-            isinstance(node_id, bytes)
-            and len(node_id) == ID_BYTES
-            and self.get(node_id) is not None
-        )
+        if not isinstance(node_id, bytes) or len(node_id) != ID_BYTES:
+            return False
+        index = bisect_right(self._los, int.from_bytes(node_id, "big")) - 1
+        return node_id in self._buckets[index].contacts
 
     def __len__(self) -> int:
         return sum(len(bucket) for bucket in self._buckets)
@@ -387,21 +411,47 @@ class RoutingTable:
         value = to_int(check_id(target))
         if count <= 0:
             return []
-        order = [(bucket.min_distance(value), i) for i, bucket in enumerate(self._buckets)]
+        buckets = self._buckets
+        # Each bucket's smallest distance to the target (as KBucket.min_distance):
+        # its nearest id differs from the target only in the prefix bits.
+        order = [
+            ((lo ^ value) & mask, i)
+            for i, (lo, mask) in enumerate(zip(self._los, self._masks, strict=True))
+        ]
         heapq.heapify(order)
+        # What answerable() asks, read once rather than per contact.
+        now = self._clock.seconds()
+        failures = self._failures
+        last_seen = self._last_seen
+        stale_after = self.stale_after
         found: list[Contact] = []
-        while order and len(found) < count:
-            bucket = self._buckets[heapq.heappop(order)[1]]
+        picked = Selection(self.network_limit, count) if answerable else None
+        while order:
+            bucket = buckets[heapq.heappop(order)[1]]
+            # Ids differ, so do distances: the sort never compares contacts.
             members = [
-                c
-                for c in bucket.contacts.values()
-                if c.node_id not in exclude and (not answerable or self.answerable(c.node_id))
+                (int.from_bytes(node_id, "big") ^ value, contact)
+                for node_id, contact in bucket.contacts.items()
+                if node_id not in exclude
+                and not (
+                    answerable
+                    and (
+                        node_id in failures
+                        or not now - last_seen.get(node_id, _NEVER) < stale_after
+                    )
+                )
             ]
-            members.sort(key=lambda c: int.from_bytes(c.node_id, "big") ^ value)
-            if answerable:
-                found = self.network_limit.select(found + members, count)
+            members.sort()
+            if picked is None:
+                found.extend([contact for _, contact in members])
+                if len(found) >= count:
+                    break
             else:
-                found.extend(members)
+                picked.offer([contact for _, contact in members])
+                if picked.is_full():
+                    break
+        if picked is not None:
+            return picked.chosen
         return found[:count]
 
     def answerable(self, node_id: bytes) -> bool:
@@ -503,14 +553,19 @@ class RoutingTable:
         own = to_int(node_id) ^ target
         ahead = int(node_id != self.node_id and self._own ^ target < own)
         # Counting, not sorting: this runs for every newcomer we hear from.
-        for bucket in self._buckets:
-            if bucket.min_distance(target) >= own:
+        for bucket, lo, mask in zip(self._buckets, self._los, self._masks, strict=True):
+            nearest = (lo ^ target) & mask  # bucket.min_distance(target), inline
+            if nearest >= own:
                 continue  # nobody in it is closer
-            for other in bucket.contacts:
-                if other != node_id and int.from_bytes(other, "big") ^ target < own:
-                    ahead += 1
-                    if ahead >= count:
-                        return False
+            if nearest + (RING_SIZE - mask) <= own:
+                # Every id of the range is closer (so node_id is not in it).
+                ahead += len(bucket.contacts)
+            else:
+                for other in bucket.contacts:
+                    if other != node_id and int.from_bytes(other, "big") ^ target < own:
+                        ahead += 1
+            if ahead >= count:
+                return False
         return ahead < count
 
     def stats(self) -> dict[str, int]:
