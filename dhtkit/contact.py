@@ -33,7 +33,7 @@ def _to_address(value: tuple[str, int]) -> Address:
     return (str(value[0]), int(value[1]))
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=True, cache_hash=True)
 class Contact:
     """A peer as the routing tables know it.
 

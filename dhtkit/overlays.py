@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -27,6 +27,7 @@ import attrs
 from dhtkit.chord import ChordOverlay
 from dhtkit.chord import overlay as chord_overlay
 from dhtkit.chord.messages import MAX_SUCCESSORS
+from dhtkit.chord.settled import settled as chord_settled
 from dhtkit.identity import MAX_PUZZLE_BITS
 from dhtkit.kademlia import KademliaOverlay
 from dhtkit.kademlia import overlay as kademlia_overlay
@@ -114,6 +115,10 @@ class OverlayEntry:
     #: Overlay keyword arguments that make a few nodes on one machine settle
     #: within a second (the demo and the tests).
     quick: Mapping[str, float] = attrs.field(factory=dict)
+    #: Whether the live nodes' overlays have settled, from the simulator's
+    #: global view: a grown network settles until it holds, at most
+    #: ``settle`` seconds (None: always ``settle`` seconds).
+    settled: Callable[[Sequence[IRoutingOverlay]], bool] | None = None
 
     @property
     def title(self) -> str:
@@ -228,6 +233,7 @@ CHORD = OverlayEntry(
     bytes_per_node=220_000,
     gauges=chord_overlay.GAUGES,
     quick={"stabilize_every": 0.1, "fix_fingers_every": 0.1},
+    settled=chord_settled,
 )
 
 PASTRY = OverlayEntry(

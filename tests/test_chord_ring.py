@@ -133,6 +133,21 @@ def test_preceding_lists_the_successors_before_a_key_nearest_first() -> None:
     assert [to_int(c.node_id) for c in successors.preceding(from_int(35), 2, skip)] == [20, 10]
 
 
+@given(own=ids, listed=st.lists(ids, max_size=20), key=ids, gone=st.lists(ids, max_size=3))
+def test_preceding_is_every_listed_node_strictly_between_us_and_the_key(
+    own: bytes, listed: list[bytes], key: bytes, gone: list[bytes]
+) -> None:
+    others = [node_id for node_id in listed if node_id != own]
+    assume(others)
+    others.sort(key=lambda node_id: ring_distance(own, node_id))
+    successors = SuccessorList(own, 16)
+    successors.replace(contact(others[0]), [contact(n) for n in others[1:]])
+    for node_id in gone:
+        successors.remove(node_id)
+    inside = [c for c in successors if in_interval(c.node_id, own, key)]
+    assert successors.preceding(key, 20) == inside[::-1]
+
+
 # -- who holds a key ------------------------------------------------------------------------
 
 

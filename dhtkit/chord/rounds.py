@@ -13,9 +13,19 @@ As in the paper (§4.3, §4.4):
   none left, the node finds its place again by a lookup of its own id
   through the nodes it still knows (which also turns a ring of one into a
   ring of two).
-- **fix_fingers** looks up the start of one finger per round, in turn among
+- **fix_fingers** refreshes one finger entry per round, in turn among
   those above our successor, and sets it once the node found answered a
-  ping (or is already a finger). Once a cycle it also checks the successor
+  ping (or is already a finger). It asks the finger it holds for the entry
+  for its predecessors (``chord_state``, one exchange): the last of them
+  not before the entry's start is the finger, the one held if its
+  predecessor lies before the start. In a settled ring this replaces a
+  lookup per round (about ½·log2 N exchanges); a lookup of the start is
+  the fallback when the finger does not answer, we hold none, or its
+  predecessors do not reach back past the start, and once every
+  :data:`LOOKUP_CYCLES` cycles every entry is looked up anew, so that a
+  finger never vouches for itself for long. A node that just joined
+  looks each entry up (:meth:`Rounds.fill_fingers`). Once a cycle
+  fix_fingers also checks the successor
   (:meth:`~dhtkit.chord.placement.Placement.check_successor`).
 - **merge** asks one node we knew and lost (:mod:`~dhtkit.remembered`),
   in turn, that is not in our routing state, to look our own id up
@@ -56,6 +66,10 @@ from dhtkit.rpcerrors import RPCError, RPCStopped, RPCTimeout
 from dhtkit.transport import Caller
 
 Find = Callable[[bytes, int], "defer.Deferred[Lookup]"]
+
+#: fix_fingers asks a finger about itself (one ``chord_state``), except once
+#: every this many cycles of the finger indexes, when it looks each up anew.
+LOOKUP_CYCLES = 8
 Verify = Callable[[Contact], "defer.Deferred[Contact]"]
 
 
@@ -88,6 +102,8 @@ class Rounds:
         self._find = find
         self._placement = placement
         self._verify = verify
+        # Cycles of fix_fingers begun (a node's first fingers are looked up).
+        self._cycles = 0
 
     def stabilize(self) -> defer.Deferred[None]:
         """One stabilize round."""
@@ -101,11 +117,19 @@ class Rounds:
         """A fix_fingers round for every finger above our successor, one
         after another: a node that just joined has its fingers in about
         log2 N lookups (the paper's O(log² N) messages per join) instead of
-        one every period."""
+        one every period. An entry the finger just found covers too is
+        not looked up."""
 
         async def fill() -> None:
+            # As the paper's init_finger_table: an entry whose start lies
+            # at or before the finger just found is that finger, no lookup.
+            reach = 0
             for index in self.state.finger_indexes():
-                await self._fix_fingers(index)
+                if 1 << (index - 1) <= reach:
+                    continue
+                finger = await self._fix_fingers(index)
+                if finger is not None:
+                    reach = ring_distance(self.state.own_id, finger.node_id)
 
         return defer.Deferred.fromCoroutine(_unless_stopped(fill()))
 
@@ -189,27 +213,31 @@ class Rounds:
                 pass  # the next round finds out
             return
 
-    async def _fix_fingers(self, index: int | None = None) -> None:
+    async def _fix_fingers(self, index: int | None = None) -> Contact | None:
+        # The finger now set for entry ``index``, if a node answered for it.
         state = self.state
         if not state.joined:
-            return
+            return None
         if index is None:
             index = state.next_finger_index()
             if index is None:
-                return
+                return None
             if index == state.finger_indexes().start:
+                self._cycles += 1
                 await self._placement.check_successor()  # once a cycle
         state.counters["fix_fingers_rounds"] += 1
-        try:
-            found = await self._find(FingerTable.start(state.own_id, index), 1)
-        except LookupFailed:
-            return
-        if not found.contacts:
-            return
-        finger = found.contacts[0]
+        start = FingerTable.start(state.own_id, index)
+        if self._lookups_due():
+            finger = await self._look_up_finger(start)
+        else:
+            finger = await self._ask_finger(index, start)
+            if finger is None:
+                finger = await self._look_up_finger(start)
+        if finger is None:
+            return None
         if finger.node_id == state.own_id:
             state.fingers.set(index, None)
-            return
+            return None
         if finger not in state.fingers.contacts():
             # Named in someone's answer: a candidate until it answers us.
             try:
@@ -217,8 +245,41 @@ class Rounds:
             except RPCStopped:
                 raise
             except RPCError:
-                return
+                return None
         state.fingers.set(index, finger)
+        return finger
+
+    def _lookups_due(self) -> bool:
+        # Once every LOOKUP_CYCLES cycles of the finger indexes, each finger
+        # is looked up anew rather than asked about itself.
+        return self._cycles % LOOKUP_CYCLES == 0
+
+    async def _look_up_finger(self, start: bytes) -> Contact | None:
+        """``successor(start)`` by a lookup; None if it failed."""
+        try:
+            found = await self._find(start, 1)
+        except LookupFailed:
+            return None
+        return found.contacts[0] if found.contacts else None
+
+    async def _ask_finger(self, index: int, start: bytes) -> Contact | None:
+        """``successor(start)`` as the finger we hold for entry ``index`` tells
+        it, by its predecessors; None if it cannot tell (we hold none, it
+        did not answer, or all the predecessors it names lie at or after
+        ``start``): then a lookup finds out."""
+        state = self.state
+        held = state.fingers.finger(index)
+        if held is None:
+            return None
+        answer = await self._placement.state_of(held)
+        if answer is None:
+            state.lose_finger(held.node_id)
+            return None
+        state.counters["fingers_asked"] += 1
+        found = successor_by_predecessors(start, held, answer.predecessors)
+        if found is not None:
+            state.counters["fingers_confirmed"] += found is held
+        return found
 
     async def _check_predecessor(self) -> None:
         state = self.state
@@ -242,6 +303,29 @@ class Rounds:
             pass
 
 
+def successor_by_predecessors(
+    start: bytes, node: Contact, predecessors: list[Contact]
+) -> Contact | None:
+    """``successor(start)``, from ``node`` (at or after ``start``) and the
+    ``predecessors`` it names, nearest first: the last of them not before
+    ``start``, or ``node`` itself when the first already lies before it.
+
+    None when it cannot tell: every node named lies at or after ``start``
+    (or none is named), so the successor may lie further back than they
+    reach, or the list is out of ring order.
+    """
+    span = ring_distance(start, node.node_id)  # how far ``node`` lies past ``start``
+    found, reach = node, 0
+    for contact in predecessors:
+        back = ring_distance(contact.node_id, node.node_id)
+        if back <= reach:
+            return None  # not behind the previous one: no guess from a muddled list
+        if back > span:
+            return found  # before ``start``: the node after it is the successor
+        found, reach = contact, back
+    return None
+
+
 def _nearest_between(
     state: RingState, successor: Contact, named: list[Contact], tried: set[bytes]
 ) -> Contact | None:
@@ -257,7 +341,7 @@ def _nearest_between(
     return best
 
 
-async def _unless_stopped(round_: Coroutine[Any, Any, None]) -> None:
+async def _unless_stopped(round_: Coroutine[Any, Any, object]) -> None:
     # The node stopped listening while a round waited: nothing left to do.
     try:
         await round_

@@ -13,10 +13,11 @@ the ``k - 1`` nodes after it.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 
 from dhtkit.contact import Contact
-from dhtkit.keyspace import check_id, in_interval, ring_distance
+from dhtkit.keyspace import RING_SIZE, check_id, in_interval, ring_distance
 
 
 class SuccessorList:
@@ -28,6 +29,8 @@ class SuccessorList:
         self.own_id = check_id(own_id)
         self.size = size
         self._contacts: list[Contact] = []
+        # Each one's clockwise distance from us: increasing, as the list is in ring order.
+        self._offsets: list[int] = []
 
     def __len__(self) -> int:
         return len(self._contacts)
@@ -71,25 +74,33 @@ class SuccessorList:
         ordered = [successor, *after]
         ordered = ordered[: self.size]
         before = set(self.ids())
-        self._contacts = ordered
+        self._set(ordered)
         return [c for c in ordered if c.node_id not in before]
+
+    def _set(self, contacts: list[Contact]) -> None:
+        self._contacts = contacts
+        self._offsets = [ring_distance(self.own_id, c.node_id) for c in contacts]
 
     def remove(self, node_id: bytes) -> bool:
         """Drop ``node_id`` (it failed or left); whether it was listed."""
         kept = [c for c in self._contacts if c.node_id != node_id]
         removed = len(kept) != len(self._contacts)
-        self._contacts = kept
+        if removed:
+            self._set(kept)
         return removed
 
     def clear(self) -> None:
         """Forget every successor."""
-        self._contacts = []
+        self._set([])
 
     def preceding(self, key: bytes, count: int, skip: Container[bytes] = ()) -> list[Contact]:
         """Up to ``count`` listed nodes strictly between us and ``key``,
         nearest to ``key`` first."""
-        # The list is in ring order, so those nodes are a prefix of it.
-        inside = [c for c in self._contacts if in_interval(c.node_id, self.own_id, key)]
+        # The list is in ring order, so those nodes are a prefix of it
+        # (our own id as the key: every one of them).
+        inside = self._contacts[
+            : bisect_left(self._offsets, ring_distance(self.own_id, key) or RING_SIZE)
+        ]
         return [c for c in reversed(inside) if c.node_id not in skip][:count]
 
 

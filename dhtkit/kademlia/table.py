@@ -200,11 +200,13 @@ class RoutingTable:
         its bucket, or by a split).
 
         A stranger whose bucket is full is not: it would only wait as a
-        replacement (the paper's section 4.1 keeps strangers out of full
-        buckets too). It still prompts the least-recently-seen rule: a head
-        not heard from within ``ping_after`` is pinged, and a dead one makes
-        room for the next stranger. One the table refuses (puzzle, network
-        limit) is counted as refused."""
+        replacement, and its unsolicited query does not set off the
+        least-recently-seen ping either (the paper's section 4.1 defers such
+        checks until the bucket is used). Dead contacts still go: a lookup
+        that finds one silent records the failure, and
+        :meth:`recheck_stale` pings the contacts not heard from lately; a
+        bucket with room takes the next stranger. One the table refuses
+        (puzzle, network limit) is counted as refused."""
         node_id = contact.node_id
         if node_id == self.node_id:
             return False
@@ -221,11 +223,7 @@ class RoutingTable:
             return False
         if self._should_split(bucket, node_id):
             return True
-        # A full bucket: the stranger is not worth a probe, but it prompts
-        # the least-recently-seen check of the head, so that a dead head
-        # makes room for the next one.
-        if bucket.pinging is None and not self._heard_lately(bucket.head().node_id):
-            self._ping_head(bucket)
+        # A full bucket: the stranger would only wait as a replacement.
         return False
 
     def _heard(self, bucket: KBucket, contact: Contact) -> None:

@@ -38,6 +38,8 @@ from dhtkit.storage import MemoryStore
 #: The overlays the simulator runs: the registry's entries (owner rule,
 #: theory line and settle time included).
 OVERLAYS = overlays.OVERLAYS
+#: Seconds of virtual time between two checks of whether a network settled.
+SETTLE_CHECK = 1.0
 
 
 @attrs.define
@@ -101,6 +103,8 @@ class OverlayNetwork:
         self.overlay_options = dict(overlay_options or {})
         self.node_options = dict(node_options or {})
         self.nodes: list[SimNode] = []
+        #: Seconds of virtual time the last :meth:`settle` took.
+        self.settled_after = 0.0
 
     # -- running the clock ------------------------------------------------------
 
@@ -171,7 +175,24 @@ class OverlayNetwork:
             done += len(newcomers)
             if joined is not None:
                 joined(done)
-        self.advance(self.kind.settle)
+        self.settle()
+
+    def settle(self) -> float:
+        """Let the network settle after it grew: the overlay's settle time,
+        or less once its registry entry finds every live node's neighbours
+        right (checked every :data:`SETTLE_CHECK` seconds). Returns the
+        seconds of virtual time it took, also kept in :attr:`settled_after`."""
+        limit, check = self.kind.settle, self.kind.settled
+        began = self.clock.seconds()
+        if check is None:
+            self.advance(limit)
+        else:
+            while self.clock.seconds() - began < limit:
+                if check([n.overlay for n in self.nodes if n.up]):
+                    break
+                self.advance(min(SETTLE_CHECK, began + limit - self.clock.seconds()))
+        self.settled_after = self.clock.seconds() - began
+        return self.settled_after
 
     def join(self, node: SimNode, joined: list[SimNode], attempts: int = 5) -> defer.Deferred[int]:
         """Join ``node`` through a random one of ``joined``, trying up to ``attempts`` of them."""

@@ -363,6 +363,7 @@ def report(built: Built) -> dict[str, Any]:
         "authenticated": not scenario.trust_sim,
         "latency_model": {"name": scenario.latency, "rtt_ms": scenario.rtt * 1000},
         "window_s_simulated": scenario.duration,
+        "settle_s_simulated": net.settled_after,
         "success_rate": sum(r.found for r in counted) / count,
         "correct_rate": sum(r.correct for r in counted) / count,
         "abandoned": len(built.records) - len(counted),
