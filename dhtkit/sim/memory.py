@@ -12,9 +12,9 @@ from pathlib import Path
 
 GIB = 1 << 30
 
-#: Peak bytes per node of a gossip simulation: 5.3 GB at 100,000 nodes
+#: Peak bytes per node of a gossip simulation: 3.5 GB at 100,000 nodes
 #: (``dhtkit sim gossip --nodes 100000``, maximum resident set), rounded up.
-GOSSIP_BYTES_PER_NODE = 56_000
+GOSSIP_BYTES_PER_NODE = 38_000
 # An overlay simulation's bytes per node is its registry entry's
 # ``bytes_per_node`` (dhtkit.overlays): each node keeps sessions with the
 # hundreds of peers its lookups met.
