@@ -80,14 +80,22 @@ def true_finger(net: ChordNet, peer: Peer, index: int) -> bytes:
     return min(others, key=lambda node_id: ring_distance(start, node_id))
 
 
-def test_in_a_settled_ring_a_finger_is_refreshed_by_one_exchange_with_it() -> None:
-    net = settled_ring(32, seed=21)
-    peer = net.joined[5]
+def farthest_finger(seed: int, at: int) -> tuple[ChordNet, Peer, Any, int, Contact]:
+    """A settled 32-node ring, its ``at``-th node with its rounds quiet and
+    not in a cycle of lookups, and that node's farthest finger."""
+    net = settled_ring(32, seed=seed)
+    peer = net.joined[at]
     rounds = quiet(peer)
-    rounds._cycles = 1  # not a cycle of lookups
-    index = rounds.state.finger_indexes()[-1]  # the farthest finger
+    rounds._cycles = 1
+    index = rounds.state.finger_indexes()[-1]
     held = rounds.state.fingers.finger(index)
-    assert held is not None and held.node_id == true_finger(net, peer, index)
+    assert held is not None
+    return net, peer, rounds, index, held
+
+
+def test_in_a_settled_ring_a_finger_is_refreshed_by_one_exchange_with_it() -> None:
+    net, peer, rounds, index, held = farthest_finger(seed=21, at=5)
+    assert held.node_id == true_finger(net, peer, index)
     sent = peer.rpc.counters["queries_sent"]
     before = peer.overlay.stats()
     refresh(net, rounds, index)
@@ -99,13 +107,7 @@ def test_in_a_settled_ring_a_finger_is_refreshed_by_one_exchange_with_it() -> No
 
 
 def test_a_node_that_joined_before_a_finger_replaces_it_through_its_predecessor() -> None:
-    net = settled_ring(32, seed=22)
-    peer = net.joined[3]
-    rounds = quiet(peer)
-    rounds._cycles = 1
-    index = rounds.state.finger_indexes()[-1]
-    held = rounds.state.fingers.finger(index)
-    assert held is not None
+    net, peer, rounds, index, held = farthest_finger(seed=22, at=3)
     # A newcomer between the entry's start and the finger held.
     start = FingerTable.start(peer.node_id, index)
     gap = ring_distance(start, held.node_id)
@@ -129,13 +131,7 @@ def held_peer(net: ChordNet, contact: Contact) -> Peer:
 
 
 def test_a_finger_that_does_not_answer_is_looked_up_instead() -> None:
-    net = settled_ring(32, seed=23)
-    peer = net.joined[7]
-    rounds = quiet(peer)
-    rounds._cycles = 1
-    index = rounds.state.finger_indexes()[-1]
-    held = rounds.state.fingers.finger(index)
-    assert held is not None
+    net, peer, rounds, index, held = farthest_finger(seed=23, at=7)
     net.take_down([held_peer(net, held)])
     net.run(10)  # its neighbours stabilize past it
     lookups = peer.overlay.stats()["lookups"]

@@ -268,6 +268,12 @@ OVERLAY.counter("successor_changes", "Times the first successor changed.")
 OVERLAY.counter("successor_refreshes", "Successor lists taken over from the successor.")
 OVERLAY.counter("successors_failed", "Successors that did not answer and were passed over.")
 OVERLAY.counter("fix_fingers_rounds", "Fix-fingers rounds run.")
+OVERLAY.counter(
+    "fingers_asked", "Finger refreshes that asked the finger held for its predecessors."
+)
+OVERLAY.counter(
+    "fingers_confirmed", "Finger refreshes where the finger held was still the right one."
+)
 OVERLAY.counter("successor_checks", "Checks that the successor is the right one.")
 OVERLAY.counter("successor_checks_corrected", "Successor checks that found a closer node.")
 OVERLAY.counter("check_predecessor_rounds", "Check-predecessor rounds run.")
