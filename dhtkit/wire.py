@@ -334,39 +334,42 @@ def _curve25519_public(ed25519_public_key: bytes) -> bytes:
     return crypto_sign_ed25519_pk_to_curve25519(ed25519_public_key)  # type: ignore[no-any-return]
 
 
+def _string_span(data: bytes, at: int) -> tuple[int, int] | None:
+    """Where the content of the byte string whose CBOR head is at
+    ``data[at]`` starts and ends (a head of 1-3 bytes, so under 65,536
+    bytes), read without a decoder; None for any other head, or one cut
+    short. The end may lie beyond ``data``: the caller compares it."""
+    n = len(data)
+    if at >= n:
+        return None
+    head = data[at]
+    if 0x40 <= head < 0x58:
+        return at + 1, at + 1 + head - 0x40
+    if head == 0x58 and n > at + 1:
+        return at + 2, at + 2 + data[at + 1]
+    if head == 0x59 and n > at + 2:
+        return at + 3, at + 3 + (data[at + 1] << 8 | data[at + 2])
+    return None
+
+
 def _split(data: bytes) -> tuple[bytes, bytes] | None:
     """The body and authenticator of a datagram in the form :func:`seal`
-    writes (a MAC'd body of 24-65535 bytes, maybe :func:`pad`-ded), read
-    without a CBOR decoder; None for any other form, which then goes
-    through the full decoder."""
+    writes (a MAC'd body, maybe :func:`pad`-ded), read without a CBOR
+    decoder; None for any other form, which then goes through the full
+    decoder."""
     first = data[0]
     if first != 0x82 and first != 0x83:
         return None
-    head = data[1]
-    if head == 0x58:
-        start = 3
-        end = start + data[2]
-    elif head == 0x59:
-        start = 4
-        end = start + (data[2] << 8 | data[3])
-    else:
+    body = _string_span(data, 1)
+    if body is None:
         return None
+    start, end = body
     stop = end + 1 + MAC_BYTES
     if len(data) < stop or data[end] != 0x40 | MAC_BYTES:
         return None
     if first == 0x83:  # the padding: a byte string up to the datagram's end
-        if len(data) <= stop:
-            return None
-        pad_head = data[stop]
-        if 0x40 <= pad_head < 0x58:
-            pad_end = stop + 1 + pad_head - 0x40
-        elif pad_head == 0x58 and len(data) > stop + 1:
-            pad_end = stop + 2 + data[stop + 1]
-        elif pad_head == 0x59 and len(data) > stop + 2:
-            pad_end = stop + 3 + (data[stop + 1] << 8 | data[stop + 2])
-        else:
-            return None
-        if len(data) != pad_end:
+        padding = _string_span(data, stop)
+        if padding is None or len(data) != padding[1]:
             return None
     elif len(data) != stop:
         return None
@@ -527,7 +530,7 @@ def _loads(data: bytes, max_depth: int) -> Any:
         stream, semantic_decoders=_NO_SEMANTICS, tag_hook=_refuse_tag, max_depth=max_depth
     ).decode()
     if stream.tell() != len(data):
-        raise MalformedMessage("bytes after the envelope")
+        raise MalformedMessage("bytes after the CBOR item")
     return item
 
 
