@@ -307,7 +307,7 @@ class DHTNode:
         routing = self._routing
         if routing is None:
             return  # a static overlay's members are all there are
-        if routing.contacts():
+        if routing.contact_count():
             self._had_peers = True
         elif self._had_peers or self._peers_expected:
             raise NotJoined(lost=self._had_peers)
@@ -663,7 +663,7 @@ class DHTNode:
         if routing is None:
             return 1
         now = self.clock.seconds()
-        size = len(routing.contacts()) + 1
+        size = routing.contact_count() + 1
         self._had_peers = self._had_peers or size > 1
         peak, when = self._peak_seen
         if size >= peak or now - when > self.replicate_every:

@@ -94,6 +94,10 @@ class IRoutingOverlay(IOverlay):
     def contacts() -> list[Contact]:
         """Every contact in the routing state (what a restart rejoins through)."""
 
+    def contact_count() -> int:
+        """How many contacts :meth:`contacts` would give (the value layer asks
+        on every put and get, so an overlay may count without the list)."""
+
     def holds(node_id: bytes, key: bytes, count: int) -> bool:
         """Whether, as far as this node knows, ``node_id`` is among the
         ``count`` nodes responsible for ``key`` (without any traffic)."""
@@ -230,6 +234,14 @@ class RoutingOverlayBase:
     def find_responsible(self, key: bytes, count: int) -> defer.Deferred[list[Contact]]:
         """The contacts :meth:`lookup` found."""
         return self.lookup(key, count).addCallback(_contacts_found)
+
+    def contacts(self) -> list[Contact]:
+        """Every contact in the routing state (each overlay's own)."""
+        raise NotImplementedError
+
+    def contact_count(self) -> int:
+        """``len(contacts())``; an overlay that can count cheaper says so."""
+        return len(self.contacts())
 
 
 def _contacts_found(found: Lookup) -> list[Contact]:

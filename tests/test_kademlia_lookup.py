@@ -337,6 +337,51 @@ def test_a_read_quorum_ends_the_lookup_once_the_closest_holders_answered() -> No
     assert set(outcome.contacts) <= set(net.asked)
 
 
+def test_a_read_asks_no_more_than_its_quorum_still_lacks() -> None:
+    net = well_connected()
+    target = random.Random(25).randbytes(20)
+    closest = true_closest(net, target)
+    for c in closest:
+        net.holders[c.node_id] = ["record", 60]
+    net.delay = 0.01
+    # Seeded with the closest: alpha of them hold the value, and nothing
+    # else is asked while their answers are on the way.
+    d = run(net, target, closest, enough=lambda c, a: False, quorum=3, alpha=5)
+    net.clock.pump([0.005] * 10)
+    outcome = result_of(d)
+    assert outcome.quorum_reached
+    assert outcome.messages == 3
+    assert net.asked == closest[:3]
+    # With two copies in, one more query at a time: a silent holder is
+    # replaced by the next, not by alpha more.
+    net.asked.clear()
+    net.silent.add(closest[2].node_id)
+    d = run(net, target, closest, enough=lambda c, a: False, quorum=3, alpha=5)
+    net.clock.pump([0.005] * 40)
+    outcome = result_of(d)
+    assert outcome.quorum_reached
+    assert net.asked == closest[:4]
+
+
+def test_seeds_beyond_the_k_closest_stand_in_for_dead_ones() -> None:
+    net = well_connected()
+    target = random.Random(26).randbytes(20)
+    ranked = sorted(net.contacts, key=lambda c: distance(c.node_id, target))
+    seeds = ranked[: 3 * K]
+    # Healthy: the seeds beyond the k closest are never asked.
+    outcome = result_of(run(net, target, seeds))
+    assert outcome.contacts == ranked[:K]
+    assert not set(net.asked) & set(seeds[K:])
+    # The k closest dead, and nothing else known: the reserve takes their place.
+    net.asked.clear()
+    net.failing.update(c.node_id for c in seeds[:K])
+    lonely = FakeNetwork(net.contacts, {c.node_id: [] for c in net.contacts})
+    lonely.failing = net.failing
+    outcome = result_of(run(lonely, target, list(reversed(seeds))))
+    assert outcome.contacts == seeds[K : 2 * K]
+    assert set(lonely.asked) == set(seeds[: 2 * K])
+
+
 def test_answers_that_fail_the_check_do_not_make_a_quorum() -> None:
     net = well_connected()
     target = random.Random(22).randbytes(20)

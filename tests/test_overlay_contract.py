@@ -67,6 +67,12 @@ def test_provides_the_routing_overlay_interface(kind: str) -> None:
     assert node.overlay.hop_histogram is node.overlay.lookup_stats.hops
 
 
+def test_contact_count_counts_the_contacts(kind: str) -> None:
+    net = network(kind, count=12)
+    for node in net.live():
+        assert node.overlay.contact_count() == len(node.overlay.contacts()) > 0
+
+
 def test_joining_through_nobody_starts_a_network_of_one(kind: str) -> None:
     net = OverlayNetwork(kind)
     first = net.add_node()

@@ -202,7 +202,17 @@ class IterativeLookup:
         self._bad_answers = 0
         self._closest_seen: int | None = None
         self._improved = True
+        # The shortlist, until a candidate comes or changes state.
+        self._changes = 0
+        self._shortlist_at: tuple[int, list[_Candidate]] = (-1, [])
         self._done: defer.Deferred[LookupOutcome] | None = None
+        # Seeds beyond the k closest wait in reserve, closest first: they
+        # stand in for seeds that fail, and most lookups never need them.
+        self._reserve: list[Contact] = []
+        if len(seeds) > k:
+            seeds = sorted(seeds, key=self._distance_of)
+            self._reserve = seeds[k:]
+            seeds = seeds[:k]
         self._add(seeds, 1)
 
     def run(self) -> defer.Deferred[LookupOutcome]:
@@ -232,6 +242,7 @@ class IterativeLookup:
                 suspect=self.suspect is not None and self.suspect(node_id),
             )
             candidates[node_id] = candidate
+            self._changes += 1
             # Ids differ, so do distances: the order is exact.
             insort(self._by_distance, candidate, key=_distance)
             if self._closest_seen is None or d < self._closest_seen:
@@ -241,7 +252,29 @@ class IterativeLookup:
 
     def _shortlist(self) -> list[_Candidate]:
         """The k closest candidates that have not failed and are not stalled."""
-        return self._pick(self._alive())
+        changes, shortlist = self._shortlist_at
+        if changes != self._changes:
+            shortlist = self._pick(self._alive())
+            if self._reserve and self._reaches_reserve(shortlist):
+                reserve, self._reserve = self._reserve, []
+                self._add(reserve, 1)
+                shortlist = self._pick(self._alive())
+            self._shortlist_at = (self._changes, shortlist)
+        return shortlist
+
+    def _distance_of(self, contact: Contact) -> int:
+        return int.from_bytes(contact.node_id, "big") ^ self._target
+
+    def _reaches_reserve(self, shortlist: list[_Candidate]) -> bool:
+        """Whether the seeds in reserve could be in ``shortlist`` (so it is
+        to be picked again with them): it is short, or it reaches past the
+        closest of them, or into the suspects, which come after them."""
+        if len(shortlist) < self.k:
+            return True
+        last = shortlist[-1]
+        if last.suspect and last.state == _WAITING:
+            return True
+        return last.distance > self._distance_of(self._reserve[0])
 
     def _alive(self) -> Iterator[_Candidate]:
         """The candidates that have not failed and are not stalled, closest first;
@@ -295,6 +328,12 @@ class IterativeLookup:
         in_flight = sum(1 for c in self._asking.values() if not (c.stalled or c.hedged))
         # After an answer that brought nothing closer, ask all of the k closest.
         limit = self.alpha + self.spare if self._improved else self.k
+        if self.quorum > 0 and (self._holders or self._improved):
+            # A read needs only the copies its quorum still lacks (or an
+            # answer from a closer contact): more queries in flight would be
+            # answered after it ended. One that found none, and nothing
+            # closer, asks all the k closest as any lookup does.
+            limit = min(limit, max(1, self.quorum - len(self._holders)) + self.spare)
         for candidate in shortlist:
             if in_flight >= limit or self._done.called:  # an answer may come at once
                 break
@@ -322,6 +361,7 @@ class IterativeLookup:
 
     def _query(self, candidate: _Candidate) -> None:
         candidate.state = _ASKING
+        self._changes += 1
         self._asking[candidate.contact.node_id] = candidate
         self._messages += 1
         candidate.sent_at = self.clock.seconds()
@@ -362,6 +402,7 @@ class IterativeLookup:
         if not candidate.hedged:
             # Hedged: the next candidate is asked; it stalls at stall_after.
             candidate.hedged = True
+            self._changes += 1
             if self.slow is not None:
                 self.slow(candidate.contact)
             left = candidate.sent_at + self.stall_after - self.clock.seconds()
@@ -370,10 +411,12 @@ class IterativeLookup:
                 self._step()
                 return
         candidate.stalled = True
+        self._changes += 1
         self._step()
 
     def _settle(self, candidate: _Candidate, state: int) -> None:
         candidate.state = state
+        self._changes += 1
         self._asking.pop(candidate.contact.node_id, None)
         candidate.stalled = candidate.hedged = False
         if candidate.timer is not None and candidate.timer.active():

@@ -305,6 +305,9 @@ class KademliaOverlay(RoutingOverlayBase):
     def contacts(self) -> list[Contact]:
         return self.table.contacts()
 
+    def contact_count(self) -> int:
+        return len(self.table)
+
     def holds(self, node_id: bytes, key: bytes, count: int) -> bool:
         return self.table.is_close(node_id, key, count)
 
