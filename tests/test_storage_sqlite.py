@@ -19,6 +19,7 @@ from dhtkit.identity import Identity
 from dhtkit.keyspace import key_for
 from dhtkit.storage import SELF, SQLiteStore, StorageError, StoredRecord
 from dhtkit.storage import schema as schema_module
+from dhtkit.storage import sqlite as sqlite_module
 from dhtkit.storage.schema import APPLICATION_ID, MIGRATIONS
 from dhtkit.values import ImmutableValue, PlainValue, SignedValue, immutable_key, signed_key
 
@@ -485,6 +486,44 @@ def test_an_unreadable_row_is_skipped_counted_and_kept(
     newer = StoredRecord(SignedValue.create(ALICE, b"w", 2), "alice", 1.0, 100.0)
     store.put(newer)
     assert store.get(newer.key) == newer
+
+
+def test_reads_come_from_memory_until_the_key_changes(
+    open_store: Callable[[], SQLiteStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store()
+    first = StoredRecord(SignedValue.create(ALICE, b"v", 1), SELF, 0.0, 100.0, 10.0, origin=True)
+    first = store.put(first)
+    reads: list[str] = []
+    entries = store._entries
+
+    def counted(sql: str, params: Any, limit: int) -> list[StoredRecord]:
+        reads.append(sql)
+        return entries(sql, params, limit)
+
+    monkeypatch.setattr(store, "_entries", counted)
+    absent = key_for("absent")
+    assert [store.get(first.key) for _ in range(3)] == [first] * 3
+    assert [store.get(absent) for _ in range(3)] == [None] * 3
+    assert len(reads) == 2  # one read of the file per key
+    # Every change to a key is seen by the next read.
+    second = StoredRecord(SignedValue.create(ALICE, b"w", 2), SELF, 1.0, 50.0, 10.0, origin=True)
+    second = store.put(second)
+    assert store.get(first.key) == second
+    store.reschedule(first.key, replicate_at=30.0)
+    assert store.get(first.key).replicate_at == 30.0
+    mortal = StoredRecord(PlainValue(key_for("plain"), b"p", 1), "peer", 0.0, 50.0)
+    assert store.get(mortal.key) is None
+    store.put(mortal)
+    assert store.get(mortal.key) == mortal
+    assert store.expire(60.0) == 1
+    assert store.get(mortal.key) is None
+    assert store.delete(first.key)
+    assert store.get(first.key) is None
+    # At most RECENT_KEYS keys are remembered.
+    for i in range(sqlite_module.RECENT_KEYS + 10):
+        store.get(key_for(str(i)))
+    assert len(store._recent) == sqlite_module.RECENT_KEYS
 
 
 def test_queries_use_indexes(open_store: Callable[[], SQLiteStore]) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,10 @@ _EARLIEST = (
     " ORDER BY republish_at, key LIMIT ?",
 )
 _PAGE = 256
+
+#: How many keys' entries a store keeps in memory after reading them.
+RECENT_KEYS = 512
+
 # Rows are checked on the way in against the node's size limit; on the way
 # out only their shape matters, whatever limit was in force when they came.
 _ANY_SIZE = sys.maxsize
@@ -177,6 +181,11 @@ class SQLiteStore(StoreBase):
             )
         self._count, self._bytes = int(count), int(size)
         self._closed = False
+        # The entries (or their absence) of the keys read lately, oldest
+        # first: a node answers the same keys again and again, and a read
+        # from the file costs tens of microseconds. Every change to a key
+        # forgets it first.
+        self._recent: dict[bytes, StoredRecord | None] = {}
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -247,8 +256,22 @@ class SQLiteStore(StoreBase):
     # -- IValueStore ------------------------------------------------------------
 
     def get(self, key: bytes) -> StoredRecord | None:
+        recent = self._recent
+        try:
+            return recent[key]
+        except KeyError:
+            pass
         found = self._entries(_SELECT + " WHERE key = ?", (key,), 1)
-        return found[0] if found else None
+        entry = found[0] if found else None
+        if len(recent) >= RECENT_KEYS:
+            del recent[next(iter(recent))]
+        recent[key] = entry
+        return entry
+
+    def _changing(self, keys: Iterable[bytes]) -> None:
+        """Forget what was read of ``keys``, before they change."""
+        for key in keys:
+            self._recent.pop(key, None)
 
     def usage(self, publisher: str | None = None) -> tuple[int, int]:
         if publisher is None:
@@ -264,13 +287,16 @@ class SQLiteStore(StoreBase):
 
     def _write(self, entry: StoredRecord, evict: list[bytes]) -> None:
         gone: list[Any] = []
+        keys = [*evict, entry.key]
+        self._changing(keys)
         with self._transaction() as db:
-            for key in [*evict, entry.key]:
+            for key in keys:
                 gone += self._remove(db, _BY_KEY, (key,))
             db.execute(_INSERT, _columns(entry))
         self._forget(gone, 1, entry.size)
 
     def delete(self, key: bytes) -> bool:
+        self._changing([key])
         with self._transaction() as db:
             gone = self._remove(db, _BY_KEY, (key,))
         self._forget(gone)
@@ -313,6 +339,7 @@ class SQLiteStore(StoreBase):
     def expire(self, now: float) -> int:
         with self._transaction() as db:
             gone = self._remove(db, _EXPIRED, (now,))
+        self._changing(key for key, _ in gone)
         self._forget(gone)
         return len(gone)
 
@@ -333,6 +360,7 @@ class SQLiteStore(StoreBase):
             return
         # As in merge(): cached copies are not replicated, and only records
         # this node published are republished.
+        self._changing([key])
         with self._transaction() as db:
             db.execute(
                 "UPDATE records SET"
