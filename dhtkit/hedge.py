@@ -5,7 +5,7 @@ hedged read waits for a silent peer only as long as an answer could
 plausibly take, then goes on without it; the peer's answer is still used if
 it comes. How long that is follows TCP's retransmission timer (RFC 6298):
 a smoothed round trip plus four times its mean deviation, or plus
-``HEDGE_FLOOR`` (a busy host's scheduling jitter) where that is more, and
+``HEDGE_FLOOR`` (the reactor's clock granularity) where that is more, and
 never more than the caller's own limit. The cost of hedging too early is one more query; of
 hedging too late, a read as slow as a timeout. Kademlia's lookup
 (:mod:`dhtkit.kademlia.lookup`) and the value layer's quorum reads
@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import attrs
 
-#: The least margin past the smoothed round trip (seconds): RFC 6298's G.
-HEDGE_FLOOR = 0.002
+#: The least margin past the smoothed round trip (seconds): RFC 6298's G,
+#: here the reactor's clock granularity (epoll waits in whole milliseconds).
+HEDGE_FLOOR = 0.001
 #: The weight of a new sample in the smoothed round trip, and in its deviation.
 _GAIN, _VAR_GAIN = 0.125, 0.25
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from twisted.internet import defer, task
 
 from dhtkit.contact import Contact
-from dhtkit.hedge import RoundTrip
+from dhtkit.hedge import HEDGE_FLOOR, RoundTrip
 from dhtkit.identity import Identity
 from dhtkit.kademlia.diversity import NetworkLimit
 from dhtkit.kademlia.lookup import (
@@ -344,9 +344,9 @@ def test_a_read_asks_no_more_than_its_quorum_still_lacks() -> None:
     for c in closest:
         net.holders[c.node_id] = ["record", 60]
     net.delay = 0.01
-    # Seeded with the closest: alpha of them hold the value, and nothing
-    # else is asked while their answers are on the way.
-    d = run(net, target, closest, enough=lambda c, a: False, quorum=3, alpha=5)
+    # Seeded with the closest: the alpha asked first hold the value, and
+    # nothing else is asked while their answers are on the way.
+    d = run(net, target, closest, enough=lambda c, a: False, quorum=3)
     net.clock.pump([0.005] * 10)
     outcome = result_of(d)
     assert outcome.quorum_reached
@@ -356,7 +356,7 @@ def test_a_read_asks_no_more_than_its_quorum_still_lacks() -> None:
     # replaced by the next, not by alpha more.
     net.asked.clear()
     net.silent.add(closest[2].node_id)
-    d = run(net, target, closest, enough=lambda c, a: False, quorum=3, alpha=5)
+    d = run(net, target, closest, enough=lambda c, a: False, quorum=3)
     net.clock.pump([0.005] * 40)
     outcome = result_of(d)
     assert outcome.quorum_reached
@@ -636,10 +636,34 @@ def test_an_answer_that_leaves_the_patience_as_it_was_leaves_the_other_timers_al
     clock.advance(0.1)
     asked[first.contact.node_id].callback(([], None))  # a round trip of 0.1 s, as expected
     assert [c.timer for c in others] == timers
-    assert all(t is not None and t.getTime() == pytest.approx(0.102) for t in timers)
+    assert all(t is not None and t.getTime() == pytest.approx(0.1 + HEDGE_FLOOR) for t in timers)
     clock.advance(0.001)
     second = others[0]
     asked[second.contact.node_id].callback(([], None))  # slower: the patience grows
     third = others[1]
     assert third.timer is not timers[1]
-    assert third.timer is not None and third.timer.getTime() > 0.102
+    assert third.timer is not None and third.timer.getTime() > 0.1 + HEDGE_FLOOR
+
+
+def test_a_lookup_hedges_by_its_own_round_trips_when_they_are_quicker() -> None:
+    # Earlier lookups saw 50 ms (a busy moment); this one's answers take 1 ms.
+    net = well_connected()
+    net.delay = 0.001
+    target = random.Random(27).randbytes(20)
+    closest = true_closest(net, target)
+    net.silent.add(closest[0].node_id)
+    hedged: list[Contact] = []
+    before = RoundTrip(smoothed=0.05, deviation=0.02)
+    run(
+        net,
+        target,
+        closest[:3],
+        enough=lambda c, a: False,
+        quorum=3,
+        rtt=before,
+        slow=hedged.append,
+    )
+    assert before.patience(1.0) == pytest.approx(0.13)
+    net.clock.pump([0.001] * 10)
+    # Its own estimate after two answers of 1 ms: 1 ms + max(1 ms, 4 * 0.375 ms).
+    assert hedged == [closest[0]]

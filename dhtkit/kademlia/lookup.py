@@ -190,6 +190,10 @@ class IterativeLookup:
         # The round trip so far, to begin with what earlier lookups saw: so a
         # first round of dead contacts is hedged too.
         self._round_trip = RoundTrip() if rtt is None else attrs.evolve(rtt)
+        # This lookup's own answers alone: once it has one, it hedges by
+        # them where that is sooner, for the lookups past may have seen the
+        # round trips of a busier moment (a burst of joins or disk writes).
+        self._own_round_trip = RoundTrip()
         self._measured = False  # whether this lookup had an answer of its own
         self._target = int.from_bytes(target, "big")
         self._candidates: dict[bytes, _Candidate] = {}
@@ -328,11 +332,10 @@ class IterativeLookup:
         in_flight = sum(1 for c in self._asking.values() if not (c.stalled or c.hedged))
         # After an answer that brought nothing closer, ask all of the k closest.
         limit = self.alpha + self.spare if self._improved else self.k
-        if self.quorum > 0 and (self._holders or self._improved):
-            # A read needs only the copies its quorum still lacks (or an
-            # answer from a closer contact): more queries in flight would be
-            # answered after it ended. One that found none, and nothing
-            # closer, asks all the k closest as any lookup does.
+        if self._holders:
+            # A read that found copies needs only those its quorum still
+            # lacks (or an answer from a closer contact): more queries in
+            # flight would be answered after it ended.
             limit = min(limit, max(1, self.quorum - len(self._holders)) + self.spare)
         for candidate in shortlist:
             if in_flight >= limit or self._done.called:  # an answer may come at once
@@ -372,12 +375,16 @@ class IterativeLookup:
 
     def _patience(self) -> float:
         """Seconds to wait for a contact before asking the next one."""
-        return self._round_trip.patience(self.stall_after)
+        patience = self._round_trip.patience(self.stall_after)
+        if self._measured:
+            return min(patience, self._own_round_trip.patience(self.stall_after))
+        return patience
 
     def _observe(self, candidate: _Candidate) -> None:
         """Learn from an answer's round trip; hedge the contacts waited on too long."""
         now = self.clock.seconds()
         self._round_trip.observe(now - candidate.sent_at)
+        self._own_round_trip.observe(now - candidate.sent_at)
         self._measured = True
         wait = self._patience()
         # In the order the candidates came, so that timers due at the same
