@@ -667,3 +667,23 @@ def test_a_lookup_hedges_by_its_own_round_trips_when_they_are_quicker() -> None:
     net.clock.pump([0.001] * 10)
     # Its own estimate after two answers of 1 ms: 1 ms + max(1 ms, 4 * 0.375 ms).
     assert hedged == [closest[0]]
+
+
+def test_more_seeds_are_fetched_only_when_the_seeds_fail() -> None:
+    net = well_connected()
+    target = random.Random(28).randbytes(20)
+    ranked = sorted(net.contacts, key=lambda c: distance(c.node_id, target))
+    fetched: list[int] = []
+
+    def more_seeds() -> list[Contact]:
+        fetched.append(1)
+        return ranked[: 3 * K]
+
+    outcome = result_of(run(net, target, ranked[:K], more_seeds=more_seeds))
+    assert outcome.contacts == ranked[:K] and not fetched
+    # The seeds dead and nobody else known: the ones standing by are asked.
+    lonely = FakeNetwork(net.contacts, {c.node_id: [] for c in net.contacts})
+    lonely.failing.update(c.node_id for c in ranked[:K])
+    outcome = result_of(run(lonely, target, ranked[:K], more_seeds=more_seeds))
+    assert fetched == [1]
+    assert outcome.contacts == ranked[K : 2 * K]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
+import attrs
 import pytest
 
 from dhtkit.keyspace import from_int
@@ -128,3 +129,37 @@ def test_a_get_does_not_wait_for_dead_replicas(
     assert max(misses, default=0.0) < TIMEOUT
     # Each value is on 3 nodes; a few may have lost them all.
     assert len(hits) >= 0.8 * len(values)
+
+
+def test_a_signature_is_checked_once_for_all_the_copies_of_a_version(
+    net: tuple[OverlayNetwork, list[tuple[bytes, bytes]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dhtkit import values as values_module
+
+    network, _ = net
+    writer, reader = network.nodes[3], network.nodes[4]
+    assert network.wait(writer.node.put_signed(b"once", b"checked")) >= 2
+    checks: list[bytes] = []
+    verify = values_module._verify
+
+    def counted(signature: bytes, payload: bytes, public_key: bytes) -> None:
+        checks.append(signature)
+        verify(signature, payload, public_key)
+
+    monkeypatch.setattr(values_module, "_verify", counted)
+    copies: list[object] = []
+    valid_answer = reader.node._valid_answer
+
+    def seen(key: bytes, answer: object) -> object:
+        copies.extend([answer] if answer is not None else [])
+        return valid_answer(key, answer)
+
+    monkeypatch.setattr(reader.node, "_valid_answer", seen)
+    found = network.wait(reader.node.get_signed(writer.node.identity.public_key, b"checked"))
+    assert found is not None and found.value == b"once"
+    assert len(copies) >= 2 and len(checks) == 1
+    monkeypatch.undo()
+    # A forged copy of the same version is still refused: it is another record.
+    forged = attrs.evolve(found, signature=bytes(64))
+    answer = [values_module.to_wire(forged), 60]
+    assert reader.node._valid_answer(found.key, answer) is None

@@ -140,6 +140,9 @@ class IterativeLookup:
     :param slow: told of each contact hedged (waited for too long).
     :param spare: queries in flight beyond ``alpha`` (while contacts are
         dying, so that a read quorum need not wait for a hedge).
+    :param more_seeds: contacts that take the place of ``seeds`` that fail
+        (farther from the target than every seed), fetched only then; seeds
+        beyond the k closest wait in reserve the same way.
     :param rtt: the round trips earlier lookups saw, to hedge by before
         this one has seen any (else ``stall_after``); not changed.
     :param valid: whether an answer with the value counts toward the
@@ -168,6 +171,7 @@ class IterativeLookup:
         suspect: Callable[[bytes], bool] | None = None,
         slow: Callable[[Contact], None] | None = None,
         spare: int = 0,
+        more_seeds: Callable[[], list[Contact]] | None = None,
     ) -> None:
         self.target = target
         self.ask = ask
@@ -210,13 +214,16 @@ class IterativeLookup:
         self._changes = 0
         self._shortlist_at: tuple[int, list[_Candidate]] = (-1, [])
         self._done: defer.Deferred[LookupOutcome] | None = None
-        # Seeds beyond the k closest wait in reserve, closest first: they
-        # stand in for seeds that fail, and most lookups never need them.
-        self._reserve: list[Contact] = []
+        # Seeds beyond the k closest wait in reserve: they stand in for
+        # seeds that fail, and most lookups never need them.
+        self._reserve = more_seeds
         if len(seeds) > k:
             seeds = sorted(seeds, key=self._distance_of)
-            self._reserve = seeds[k:]
+            extra = seeds[k:]
+            self._reserve = lambda: extra
             seeds = seeds[:k]
+        # Every seed in reserve is farther than this (the farthest seed).
+        self._horizon = max(map(self._distance_of, seeds), default=-1)
         self._add(seeds, 1)
 
     def run(self) -> defer.Deferred[LookupOutcome]:
@@ -259,9 +266,9 @@ class IterativeLookup:
         changes, shortlist = self._shortlist_at
         if changes != self._changes:
             shortlist = self._pick(self._alive())
-            if self._reserve and self._reaches_reserve(shortlist):
-                reserve, self._reserve = self._reserve, []
-                self._add(reserve, 1)
+            if self._reserve is not None and self._reaches_reserve(shortlist):
+                reserve, self._reserve = self._reserve, None
+                self._add(reserve(), 1)
                 shortlist = self._pick(self._alive())
             self._shortlist_at = (self._changes, shortlist)
         return shortlist
@@ -272,13 +279,13 @@ class IterativeLookup:
     def _reaches_reserve(self, shortlist: list[_Candidate]) -> bool:
         """Whether the seeds in reserve could be in ``shortlist`` (so it is
         to be picked again with them): it is short, or it reaches past the
-        closest of them, or into the suspects, which come after them."""
+        seeds, or into the suspects, which come after them."""
         if len(shortlist) < self.k:
             return True
         last = shortlist[-1]
         if last.suspect and last.state == _WAITING:
             return True
-        return last.distance > self._distance_of(self._reserve[0])
+        return last.distance > self._horizon
 
     def _alive(self) -> Iterator[_Candidate]:
         """The candidates that have not failed and are not stalled, closest first;

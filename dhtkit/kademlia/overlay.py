@@ -51,10 +51,10 @@ from dhtkit.transport import IRPC
 #: How often a bucket no lookup went through is refreshed (the paper's hour).
 REFRESH_EVERY = 3600.0
 
-#: A lookup starts from this many times k of our closest contacts. Only the k
-#: closest that have not failed are asked, so the others cost nothing while
-#: those answer; when the first seeds are dead, the next ones take their
-#: place, and a lookup does not end empty while our table holds live contacts.
+#: A lookup starts from our k closest contacts, and this many times k stand
+#: by: only when the first seeds fail are the others read from the table and
+#: take their place, so a lookup does not end empty while our table holds
+#: live contacts, and costs nothing more while the first seeds answer.
 SEEDS_PER_K = 3
 
 #: A full bucket's head heard from this recently is not pinged for a newcomer.
@@ -332,8 +332,12 @@ class KademliaOverlay(RoutingOverlayBase):
         replicas: int = 0,
     ) -> defer.Deferred[LookupOutcome]:
         self.table.touch(target)
-        seeds = self.table.closest(target, SEEDS_PER_K * self.k)
-        return self._search(target, seeds, ask, enough, None, quorum, valid, replicas)
+        seeds = self.table.closest(target, self.k)
+
+        def more_seeds() -> list[Contact]:
+            return self.table.closest(target, SEEDS_PER_K * self.k)
+
+        return self._search(target, seeds, ask, enough, None, quorum, valid, replicas, more_seeds)
 
     def _search(
         self,
@@ -345,6 +349,7 @@ class KademliaOverlay(RoutingOverlayBase):
         quorum: int = 0,
         valid: Callable[[Contact, Any], bool] | None = None,
         replicas: int = 0,
+        more_seeds: Callable[[], list[Contact]] | None = None,
     ) -> defer.Deferred[LookupOutcome]:
         search = IterativeLookup(
             target,
@@ -368,6 +373,7 @@ class KademliaOverlay(RoutingOverlayBase):
             slow=self._slow if quorum else None,
             # While contacts are dying, reads ask a few more at once.
             spare=self.alpha if quorum and self.table.suspects() else 0,
+            more_seeds=more_seeds,
             **({} if valid is None else {"valid": valid}),
         )
         return search.run().addCallback(self._count)
