@@ -6,6 +6,7 @@ Run from the repository root::
                                          [--repeat 1] [--seed 1] [--json]
                                          [--kind plain|immutable|signed] [--store sqlite|memory]
                                          [--kill 0.33] [--replication R]
+                                         [--read-quorum Q]
 
 One scenario, run once with each library, N nodes in one process per
 library, each node on its own UDP port on 127.0.0.1:
@@ -35,7 +36,9 @@ gets what, the same for both libraries. dhtkit stores plain values
 ``--kind immutable``, or signed mutable values with ``--kind signed``
 (``put_signed``/``get_signed``, one salt per key, a new version above the
 newest found); ``--store memory`` takes SQLite out of its figures.
-``--replication R`` stores each dhtkit value on R nodes instead of k.
+``--replication R`` stores each dhtkit value on R nodes instead of k;
+``--read-quorum Q`` makes a dhtkit get read Q copies instead of 3 (1 is
+kademlia's rule: the first copy found, or the reader's own).
 
 The closing lines print the issue's targets as ratios dhtkit / kademlia
 (put p50 at most 0.5, get p50 at most 1.0, every operation succeeding) and
@@ -316,10 +319,16 @@ class DhtkitNetwork:
         store: str,
         kind: str,
         replication: int | None = None,
+        read_quorum: int | None = None,
     ) -> None:
         self.reactor = reactor
         self.kind = kind
         self.replication = replication
+        self.node_options: dict[str, int] = {}
+        if replication is not None:
+            self.node_options["replication"] = replication
+        if read_quorum is not None:
+            self.node_options["read_quorum"] = read_quorum
         self.root = root
         self.ids = random.Random("ids-{}".format(seed))
         self.memory = store == "memory"
@@ -350,7 +359,7 @@ class DhtkitNetwork:
             reactor=self.reactor,
             store=MemoryStore() if self.memory else None,
             rng=random.Random(self.ids.random()),
-            node_options=None if self.replication is None else {"replication": self.replication},
+            node_options=self.node_options or None,
         )
         svc.startService()
         self.services.append(svc)
@@ -442,7 +451,13 @@ def run_ours(args: argparse.Namespace) -> None:
     async def main(reactor: Any) -> None:
         with tempfile.TemporaryDirectory(prefix="kbench-dhtkit-") as root:
             net = DhtkitNetwork(
-                reactor, Path(root), args.seed, args.store, args.kind, args.replication
+                reactor,
+                Path(root),
+                args.seed,
+                args.store,
+                args.kind,
+                args.replication,
+                args.read_quorum,
             )
             result = await run_scenario(net, plan)
             # Sockets closed: let what the services were still sending fail and settle.
@@ -588,8 +603,9 @@ def run_side(side: str, repeat: int, args: argparse.Namespace) -> dict[str, Any]
     command = [sys.executable, str(Path(__file__).resolve()), "--side", side]
     for option in ("nodes", "puts", "gets", "seed", "value_size", "store", "kind", "kill"):
         command += ["--" + option.replace("_", "-"), str(getattr(args, option))]
-    if args.replication is not None:
-        command += ["--replication", str(args.replication)]
+    for option in ("replication", "read_quorum"):
+        if getattr(args, option) is not None:
+            command += ["--" + option.replace("_", "-"), str(getattr(args, option))]
     child = subprocess.run(
         command, stdout=subprocess.PIPE, text=True, check=False, timeout=SIDE_LIMIT_S
     )
@@ -708,12 +724,15 @@ def print_report(report: dict[str, Any]) -> None:
         "seed {}:".format(report["nodes"], HOST, K, ALPHA, report["seed"])
     )
     print(
-        "{} puts, then {} gets, one at a time, {}-byte values (dhtkit: {}, {} store){}.".format(
+        "{} puts, then {} gets, one at a time, {}-byte values (dhtkit: {}, {} store{}){}.".format(
             report["puts"],
             report["gets"],
             report["value_size"],
             report["kind"],
             report["store"],
+            ""
+            if report.get("read_quorum") is None
+            else ", read quorum {}".format(report["read_quorum"]),
             "; median of {} runs (min-max)".format(report["repeat"]) if repeated else "",
         )
     )
@@ -882,6 +901,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         "kind": args.kind,
         "kill": args.kill,
         "replication": args.replication,
+        "read_quorum": args.read_quorum,
         "seed": args.seed,
         "repeat": args.repeat,
         "k": K,
@@ -942,6 +962,11 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="dhtkit: nodes each value is stored on (default k)",
     )
+    parser.add_argument(
+        "--read-quorum",
+        type=int,
+        help="dhtkit: copies a get reads (default 3; 1 reads as kademlia does)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="the scenario's seed (default 1)")
     parser.add_argument(
         "--repeat",
@@ -958,8 +983,10 @@ def main(argv: list[str] | None = None) -> int:
         args.gets = args.puts
     if args.nodes < 2 or args.puts < 1 or args.gets < 1 or args.repeat < 1:
         parser.error("--nodes must be at least 2, and --puts, --gets and --repeat at least 1")
-    if not 0 <= args.kill < 1 or (args.replication is not None and args.replication < 1):
-        parser.error("--kill must be in [0, 1) and --replication at least 1")
+    if not 0 <= args.kill < 1 or any(
+        v is not None and v < 1 for v in (args.replication, args.read_quorum)
+    ):
+        parser.error("--kill must be in [0, 1), and --replication and --read-quorum at least 1")
     if not 1 <= args.value_size <= 1000:
         parser.error("--value-size must be between 1 and 1000 bytes (one datagram)")
     if args.side == "ours":
