@@ -37,7 +37,8 @@ closer to the key than the farthest of them has answered too (or, when
 replicas died, once the ``replicas`` closest answered and one of them held
 the value): the result
 is then those contacts, the closest the lookup heard from (see
-:mod:`dhtkit.node` for what a read makes of them).
+:mod:`dhtkit.node` for what a read makes of them). Once it has copies, it
+keeps no more queries in flight than the copies it still lacks.
 
 Two hooks harden it against Sybils: ``select`` picks the shortlist and the
 result among the closest (the overlay keeps a few contacts per network),
