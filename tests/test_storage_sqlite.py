@@ -127,6 +127,7 @@ def test_close_checkpoints_and_a_closed_store_refuses_work(
 ) -> None:
     store = open_store()
     store.put(sample()[0])
+    assert store.get(sample()[0].key) is not None  # remembered, until the close
     store.close()
     store.close()
     wal = path.with_name(path.name + "-wal")

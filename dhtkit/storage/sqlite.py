@@ -376,6 +376,7 @@ class SQLiteStore(StoreBase):
         if self._closed:
             return
         self._closed = True
+        self._recent.clear()  # a closed store answers nothing, not even from memory
         try:
             with self._errors():
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
