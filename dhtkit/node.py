@@ -75,11 +75,11 @@ READ_QUORUM = 3
 """Copies of a mutable value a get reads before it answers, by default."""
 
 MAX_CLOCK_SKEW = 5.0
+"""Seconds a plain value's write time may lead a replica's clock, by default."""
 
 CHECKED_RECORDS = 256
 """How many records that passed their checks a node remembers, to spare
 checking their signatures again when more copies come."""
-"""Seconds a plain value's write time may lead a replica's clock, by default."""
 
 
 class PutFailed(Exception):
