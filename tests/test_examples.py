@@ -88,9 +88,9 @@ def test_the_tac_example_embeds_a_node_and_keeps_its_note_across_restarts(
     try:
         daemon.start()
         wait_for_line(daemon, "has started 1 times")
-        assert daemon.stop() == 0
+        assert daemon.stop() == 0, daemon.output()[-3000:]
         daemon.start()
         wait_for_line(daemon, "has started 2 times")
     finally:
-        assert daemon.stop() == 0
+        assert daemon.stop() == 0, daemon.output()[-3000:]
     assert "Traceback" not in daemon.output()
