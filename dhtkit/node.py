@@ -917,12 +917,17 @@ class DHTNode:
                 raise ValueRefused("a get answer is [record, ttl]")
             ttl = check_ttl(answer[1])
             record = from_wire(answer[0])
-            checked = self._checked
-            if (key, record) not in checked:
+            if isinstance(record, ImmutableValue):  # no signature to spare
                 check_record(record, key, self.max_value_size)
-                if len(checked) >= CHECKED_RECORDS:
-                    del checked[next(iter(checked))]
-                checked[key, record] = None
+            else:
+                # Its fields first: only then may the record be hashed.
+                record.check_fields(self.max_value_size)
+                checked = self._checked
+                if (key, record) not in checked:
+                    check_record(record, key, self.max_value_size)
+                    if len(checked) >= CHECKED_RECORDS:
+                        del checked[next(iter(checked))]
+                    checked[key, record] = None
         except ValueRefused:
             self.counters["bad_answers"] += 1
             return None

@@ -163,3 +163,25 @@ def test_a_signature_is_checked_once_for_all_the_copies_of_a_version(
     forged = attrs.evolve(found, signature=bytes(64))
     answer = [values_module.to_wire(forged), 60]
     assert reader.node._valid_answer(found.key, answer) is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [2, b"p" * 32, [1], 1, b"v", b"s" * 64],  # a list where the salt goes
+        [1, b"k" * 20, {1: 2}, 5],  # a map as a plain value
+        [2, b"p" * 32, b"", 10**400, b"v", b"s" * 64],  # a seq far out of range
+    ],
+)
+def test_a_copy_with_fields_of_the_wrong_kind_is_dropped_and_counted(
+    net: tuple[OverlayNetwork, list[tuple[bytes, bytes]]], fields: list[object]
+) -> None:
+    # Fields are checked before the record is looked up among those checked
+    # already: an unhashable field must not escape as a TypeError.
+    network, values = net
+    reader = network.nodes[5]
+    key, value = values[1]
+    before = reader.node.stats().get("bad_answers", 0)
+    assert reader.node._valid_answer(key, [fields, 60]) is None
+    assert reader.node.stats()["bad_answers"] == before + 1
+    assert network.wait(reader.node.get(key)) == value
