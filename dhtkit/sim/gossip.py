@@ -31,7 +31,6 @@ runs: the simulator's cost is in the exchanges, not the updates.
 
 from __future__ import annotations
 
-import gc
 import math
 import random
 import statistics
@@ -48,6 +47,7 @@ from dhtkit.gossip.sampler import ContactList
 from dhtkit.identity import Identity
 from dhtkit.rpc import RPCProtocol
 from dhtkit.sim.clock import HeapClock
+from dhtkit.sim.collector import parked
 from dhtkit.sim.latency import ConstantLatency
 from dhtkit.sim.network import VirtualNetwork
 from dhtkit.sim.progress import Progress
@@ -260,16 +260,11 @@ def simulate(
 ) -> list[GossipRun]:
     """``runs`` rumours on one network of ``nodes`` nodes, ``concurrent`` at a time."""
     network = GossipNetwork(nodes, config, seed=seed, latency=latency, progress=progress)
-    # A network of 10^5 nodes is millions of objects that the collector would
-    # otherwise scan on each full pass, and they live as long as the run.
-    gc.collect()
-    gc.freeze()
+    # A network of 10^5 nodes is millions of objects that live as long as the run.
     out: list[GossipRun] = []
-    try:
+    with parked():
         while len(out) < runs:
             out.extend(network.spread(max_rounds, min(concurrent, runs - len(out))))
-    finally:
-        gc.unfreeze()
     return out
 
 

@@ -23,7 +23,6 @@ says which in ``authenticated``.
 
 from __future__ import annotations
 
-import gc
 import statistics
 import time
 from collections.abc import Mapping
@@ -36,6 +35,7 @@ from twisted.internet.interfaces import IDelayedCall
 from dhtkit.keyspace import from_int
 from dhtkit.overlay import Lookup
 from dhtkit.sim.churn import HOUR, SessionChurn
+from dhtkit.sim.collector import park, parked
 from dhtkit.sim.latency import latency_model
 from dhtkit.sim.oracle import Owners
 from dhtkit.sim.overlays import OverlayNetwork, SimNode
@@ -175,17 +175,12 @@ def build(scenario: Scenario, progress: Progress | None = None) -> Built:
         overlay_options=dict(scenario.overlay_options or {}),
         trusted=scenario.trust_sim,
     )
-    frozen = [1]
 
     def joined(count: int) -> None:
         if progress is not None:
             progress.advance(count - progress.done)
-        # The collector's full passes scan every object: park the grown network
-        # in the permanent generation each time it doubles.
-        if count >= 2 * frozen[0]:
-            frozen[0] = count
-            gc.collect()
-            gc.freeze()
+        # Out of the collector's passes with the rest of the network.
+        park()
 
     if progress is not None:
         progress.stage("joined", scenario.nodes)
@@ -206,8 +201,7 @@ def build(scenario: Scenario, progress: Progress | None = None) -> Built:
         net.wait(defer.gatherResults(puts, consumeErrors=True).addErrback(lambda _: None))
         if progress is not None:
             progress.advance(len(puts))
-    gc.collect()
-    gc.freeze()
+    park()
     built.build_s = time.perf_counter() - started
     return built
 
@@ -390,9 +384,5 @@ def report(built: Built) -> dict[str, Any]:
 
 def simulate(scenario: Scenario, progress: Progress | None = None) -> dict[str, Any]:
     """Build, run and report one scenario."""
-    try:
+    with parked():
         return report(run(build(scenario, progress), progress))
-    finally:
-        # The frozen objects go back to the collector: a caller that runs
-        # several simulations in one process gets its memory back.
-        gc.unfreeze()

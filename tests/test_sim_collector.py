@@ -1,0 +1,56 @@
+"""The collector settings a simulation runs under."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+from dhtkit.sim.collector import YOUNG, park, parked
+
+
+class _Node:
+    """Something that can sit in a reference cycle and be watched."""
+
+    other: object = None
+
+
+def test_parked_restores_the_thresholds_and_unparks() -> None:
+    before = gc.get_threshold()
+    with parked():
+        assert gc.get_threshold()[0] == YOUNG
+        assert gc.get_freeze_count() > 0
+        park()
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+def test_parked_restores_them_when_the_block_raises() -> None:
+    before = gc.get_threshold()
+    try:
+        with parked():
+            raise KeyError("the simulation failed")
+    except KeyError:
+        pass
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+def test_garbage_made_after_a_park_is_still_collected() -> None:
+    with parked():
+        a, b = _Node(), _Node()
+        a.other, b.other = b, a
+        watch = weakref.ref(a)
+        del a, b
+        gc.collect()
+        assert watch() is None
+
+
+def test_park_collects_garbage_before_parking() -> None:
+    with parked():
+        a, b = _Node(), _Node()
+        a.other, b.other = b, a
+        watch = weakref.ref(a)
+        del a, b
+        park()
+        # Parked survivors would keep the cycle out of every later pass.
+        assert watch() is None
