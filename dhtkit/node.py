@@ -31,6 +31,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dhtkit.bounded import BoundedDict
 from dhtkit.contact import Contact
 from dhtkit.handover import PER_PEER_RATE, RATE, HandOverQueue
 from dhtkit.holder import Holder
@@ -203,7 +204,7 @@ class DHTNode:
         # Records that passed their checks lately: the copies a read gets of
         # one version are alike, and a signature is checked once, not at
         # every copy (75 us each).
-        self._checked: dict[tuple[bytes, Record], None] = {}
+        self._checked: BoundedDict[tuple[bytes, Record], None] = BoundedDict(CHECKED_RECORDS)
         self.rpc = rpc
         # Signed reads over this many disjoint lookups, where the overlay
         # offers them (Kademlia's find_value_disjoint).
@@ -922,12 +923,9 @@ class DHTNode:
             else:
                 # Its fields first: only then may the record be hashed.
                 record.check_fields(self.max_value_size)
-                checked = self._checked
-                if (key, record) not in checked:
+                if (key, record) not in self._checked:
                     check_record(record, key, self.max_value_size)
-                    if len(checked) >= CHECKED_RECORDS:
-                        del checked[next(iter(checked))]
-                    checked[key, record] = None
+                    self._checked.remember((key, record), None)
         except ValueRefused:
             self.counters["bad_answers"] += 1
             return None

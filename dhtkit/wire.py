@@ -45,6 +45,7 @@ from nacl.bindings import (
 )
 from nacl.exceptions import BadSignatureError
 
+from dhtkit.bounded import BoundedDict
 from dhtkit.contact import Address, Contact
 from dhtkit.identity import ID_BYTES, PUBLIC_KEY_BYTES, Identity, node_id_for
 
@@ -185,14 +186,14 @@ def _sender_tail(identity: Identity) -> bytes:
     if len(key) != PUBLIC_KEY_BYTES or len(node_id) != ID_BYTES:
         return b""
     tail = b"\x58\x20" + key + b"\x54" + node_id + b"\x1b"
-    if len(_SENDER_TAILS) >= _MAX_SESSION_KEYS:
-        del _SENDER_TAILS[next(iter(_SENDER_TAILS))]  # the oldest
-    _SENDER_TAILS[key] = tail
+    _SENDER_TAILS.remember(key, tail)
     return tail
 
 
+#: Identities and pairs of peers whose derived bytes are kept per process.
+_MAX_SESSION_KEYS = 8192
 #: public key -> the CBOR of key, node id and the sequence number's head.
-_SENDER_TAILS: dict[bytes, bytes] = {}
+_SENDER_TAILS: BoundedDict[bytes, bytes] = BoundedDict(_MAX_SESSION_KEYS)
 
 
 def _bytes_head(n: int) -> bytes:
@@ -316,15 +317,12 @@ def session_key(identity: Identity, peer_public_key: bytes) -> bytes:
     key = hashlib.blake2b(
         shared + low + high, digest_size=SESSION_KEY_BYTES, person=_SESSION_PERSON
     ).digest()
-    if len(_SESSION_KEYS) >= _MAX_SESSION_KEYS:
-        del _SESSION_KEYS[next(iter(_SESSION_KEYS))]  # the oldest
-    _SESSION_KEYS[(low, high)] = key
+    _SESSION_KEYS.remember((low, high), key)
     return key
 
 
 #: (lower public key, higher public key) -> their session key, oldest first.
-_SESSION_KEYS: dict[tuple[bytes, bytes], bytes] = {}
-_MAX_SESSION_KEYS = 8192
+_SESSION_KEYS: BoundedDict[tuple[bytes, bytes], bytes] = BoundedDict(_MAX_SESSION_KEYS)
 
 
 @lru_cache(maxsize=65536)

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dhtkit import wire
+from dhtkit.bounded import BoundedDict
 from dhtkit.contact import Contact
 from dhtkit.identity import Identity
 
@@ -379,8 +380,7 @@ def test_a_session_key_agreed_by_one_side_serves_the_other_in_the_same_process()
 
 
 def test_remembered_session_keys_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(wire, "_SESSION_KEYS", {})
-    monkeypatch.setattr(wire, "_MAX_SESSION_KEYS", 16)
+    monkeypatch.setattr(wire, "_SESSION_KEYS", BoundedDict(16))
     me = Identity.generate()
     peers = [Identity.generate() for _ in range(20)]
     keys = [wire.session_key(me, peer.public_key) for peer in peers]

@@ -25,6 +25,7 @@ from typing import Any
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from dhtkit.bounded import BoundedDict
 from dhtkit.storage import schema
 from dhtkit.storage.base import StoreBase
 from dhtkit.storage.interface import IValueStore, Quota, StorageError, StoredRecord
@@ -185,7 +186,7 @@ class SQLiteStore(StoreBase):
         # first: a node answers the same keys again and again, and a read
         # from the file costs tens of microseconds. Every change to a key
         # forgets it first.
-        self._recent: dict[bytes, StoredRecord | None] = {}
+        self._recent: BoundedDict[bytes, StoredRecord | None] = BoundedDict(RECENT_KEYS)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -263,9 +264,7 @@ class SQLiteStore(StoreBase):
             pass
         found = self._entries(_SELECT + " WHERE key = ?", (key,), 1)
         entry = found[0] if found else None
-        if len(recent) >= RECENT_KEYS:
-            del recent[next(iter(recent))]
-        recent[key] = entry
+        recent.remember(key, entry)
         return entry
 
     def _changing(self, keys: Iterable[bytes]) -> None:
