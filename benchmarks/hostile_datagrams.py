@@ -165,7 +165,7 @@ def flood_memory(count: int) -> None:
     session = proto.sessions.get(ALICE.public_key)
     assert session is not None
     print("- datagrams: {:,}; accepted: {:,}".format(count, proto.stats()["queries_received"]))
-    print("- numbers the replay window keeps: {}".format(len(session.window.recent)))
+    print("- numbers the replay window keeps: {}".format(len(session.recent)))
     print("- memory kept after the flood (all of the RPC layer): {:,} bytes".format(kept))
     print(
         "- the old window (two generations of 2 s each, every number kept) would hold "

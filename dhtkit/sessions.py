@@ -103,23 +103,27 @@ class ReplayWindow:
         return True
 
 
-class Session:
-    """What we remember of a peer: the key we share, what it sent, where it is.
+class Session(ReplayWindow):
+    """What we remember of a peer: the key we share, what it sent (the
+    replay window of its sequence numbers), where it is.
 
     ``contact`` is the peer as its latest datagram showed it (its key and
     source address), kept so that the datagrams after it, from the same
-    address, need no new :class:`Contact`.
+    address, need no new :class:`Contact`. A node keeps hundreds of
+    sessions (a simulation, millions): the window is the session itself
+    rather than an object of its own, and the proven addresses a tuple,
+    empty until the first proof.
     """
 
-    __slots__ = ("answered", "contact", "key", "peer_key", "proven", "window")
+    __slots__ = ("answered", "contact", "key", "peer_key", "proven")
 
     def __init__(self, key: bytes, floor: int = -1, peer_key: bytes = b"") -> None:
+        super().__init__(floor)
         self.key = key
         # The peer's public key, the very object the session table is keyed
         # by: a contact made for the peer shares it rather than copy it.
         self.peer_key = peer_key
-        self.window = ReplayWindow(floor)
-        self.proven: list[Address] = []
+        self.proven: tuple[Address, ...] = ()
         self.contact: Contact | None = None
         # Whether we sent this peer an answer, which proved our address to
         # it (unless the answer was lost).
@@ -136,9 +140,7 @@ class Session:
         contact = self.contact
         if contact is not None and contact.address == address:
             address = contact.address  # one tuple for both, not two
-        self.proven.append(address)
-        if len(self.proven) > MAX_PROVEN:
-            del self.proven[0]
+        self.proven = (*self.proven[1 - MAX_PROVEN :], address)
 
 
 class SessionTable:
@@ -208,7 +210,7 @@ class SessionTable:
         if peer_key == self.identity.public_key:
             raise FromSelf("our own datagram")
         session = self._sessions.get(peer_key)
-        if session is None or (session.window.floor < 0 and not session.window.recent):
+        if session is None or (session.floor < 0 and not session.recent):
             # Nothing tells what this peer sent before: only a fresh datagram
             # may open the window, or an old one could be replayed once.
             skew = message.seq - int(now * 1_000_000)
@@ -231,7 +233,7 @@ class SessionTable:
                 wire.verify(message, session.key)
             sessions = self._sessions
             sessions[peer_key] = sessions.pop(peer_key)  # now the most recently used
-        if not session.window.accept(message.seq):
+        if not session.accept(message.seq):
             raise Replayed("sequence number seen before or too old")
         return session
 
@@ -241,7 +243,7 @@ class SessionTable:
         if len(self._sessions) > self.max_sessions:
             old_key = next(iter(self._sessions))  # the least recently used
             old = self._sessions.pop(old_key)
-            self._tombstones[old_key] = old.window.highest
+            self._tombstones[old_key] = old.highest
             if len(self._tombstones) > self.max_sessions:
                 highest = self._tombstones.pop(next(iter(self._tombstones)))
                 self.floor = max(self.floor, highest)

@@ -72,6 +72,28 @@ def test_the_window_of_a_flooding_peer_stays_the_same_size() -> None:
     assert grown < 16_384
 
 
+def test_a_session_of_a_peer_met_once_stays_small() -> None:
+    # A simulated node keeps hundreds of sessions, a network millions: a
+    # session with a few numbers and one proven address was 335 bytes of
+    # its own (a window object, a list of addresses), not counting its key.
+    peers = [bytes([i % 256, i // 256]) * 16 for i in range(1000)]
+    addresses = [("10.0.{}.{}".format(i // 250, i % 250), 4000) for i in range(1000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        sessions = []
+        for peer, address in zip(peers, addresses, strict=True):
+            session = Session(peer, -1, peer)
+            for seq in range(3):
+                session.accept(10**15 + seq)
+            session.prove(address)
+            sessions.append(session)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown / len(sessions) < 300
+
+
 def test_a_session_remembers_a_few_proven_addresses() -> None:
     session = Session(b"k" * 32)
     for port in range(1, MAX_PROVEN + 3):
