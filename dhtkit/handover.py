@@ -110,6 +110,11 @@ class HandOverQueue:
         """Keys waiting."""
         return self._queued
 
+    @property
+    def peers(self) -> int:
+        """Peers whose budget or keys are kept (at most ``max_peers``)."""
+        return len(self._peers)
+
     def has_room_for(self, contact: Contact) -> bool:
         """Whether an offer to ``contact`` could queue anything now.
 
@@ -125,13 +130,18 @@ class HandOverQueue:
 
     def offer(self, contact: Contact, keys: Iterable[bytes]) -> None:
         """Hand the records of ``keys`` over to ``contact``, now or later."""
+        keys = list(keys)
         now = self.clock.seconds()
         peer = self._peers.get(contact.node_id)
         if peer is None:
+            if not keys:
+                # Every new neighbour is offered our keys, most often none:
+                # no state is kept for a peer with nothing to hand over.
+                return
             if len(self._peers) >= self.max_peers:
                 self._forget_idle(now)
             if len(self._peers) >= self.max_peers:
-                self.counters["hand_over_dropped"] += sum(1 for _ in keys)
+                self.counters["hand_over_dropped"] += len(keys)
                 return
             peer = self._peers[contact.node_id] = _Peer(contact, self.per_peer_burst, now)
         peer.contact = contact

@@ -140,6 +140,18 @@ def test_the_peers_remembered_are_bounded() -> None:
     assert peers.to(peer(4)) == 1
 
 
+def test_an_offer_of_nothing_keeps_nothing_for_the_peer() -> None:
+    # Every new neighbour is offered our keys; with none to give, many
+    # neighbours must not fill the peers remembered (nor memory).
+    _clock, _peers, queue, counters = make(max_peers=2)
+    for n in range(1, 10):
+        queue.offer(peer(n), [])
+    assert queue.peers == 0
+    queue.offer(peer(10), keys(1))
+    queue.offer(peer(11), keys(1))
+    assert queue.peers == 2 and counters["hand_over_dropped"] == 0
+
+
 def test_whether_an_offer_has_room_is_known_before_the_keys_are_gathered() -> None:
     _clock, _peers, queue, _ = make(max_peers=2, max_per_peer=10, per_peer_burst=1)
     assert queue.has_room_for(peer(1))
