@@ -124,6 +124,26 @@ def test_the_leaf_set_knows_exactly_its_members_whatever_comes_and_goes(
         assert all((i in leaves) == (i in members) for i in every)
 
 
+@given(st.lists(st.integers(0, RING_SIZE - 1), max_size=60), st.integers(0, RING_SIZE - 1))
+def test_offers_keep_the_l_nearest_each_way_and_accepts_says_which_enter(
+    offered: list[int], newcomer: int
+) -> None:
+    own = 7 << 140
+    leaves = LeafSet(from_int(own), size=3)
+    for n in offered:
+        leaves.offer(node(n))
+    others = {n for n in offered if n != own}
+    up = sorted(others, key=lambda n: (n - own) % RING_SIZE)[:3]
+    down = sorted(others, key=lambda n: (own - n) % RING_SIZE)[:3]
+    assert [to_int(c.node_id) for c in leaves.above] == up
+    assert [to_int(c.node_id) for c in leaves.below] == down
+    before = {c.node_id for c in leaves}
+    would = leaves.accepts(from_int(newcomer))
+    entered = leaves.offer(node(newcomer))
+    assert would == entered
+    assert entered == (from_int(newcomer) in {c.node_id for c in leaves} - before)
+
+
 def test_the_table_lists_its_entries_row_by_row_then_by_column() -> None:
     table = RoutingTable(from_int(0), Digits())
     for value in ("3", "1", "02", "01", "0003"):
@@ -170,6 +190,28 @@ def test_a_node_new_to_the_leaf_set_is_announced_to_the_listeners() -> None:
     assert not state.holds(node(middle + 2).node_id, me.node_id, 3, me)
     lost = state.forget(node(middle + 1).node_id)
     assert lost.sides == ["above"] and not state.knows(node(middle + 1).node_id)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, RING_SIZE - 1), st.none() | st.floats(0.001, 1.0)), max_size=40
+    ),
+    st.lists(st.integers(0, 39), max_size=10),
+)
+def test_the_state_counts_and_tells_its_nodes_as_it_lists_them(
+    offers: list[tuple[int, float | None]], forgotten: list[int]
+) -> None:
+    state = PastryState(node(1 << 159).node_id, Digits(), leaf_size=2, neighbourhood_size=3)
+    for value, rtt in offers:
+        state.offer(node(value), rtt)
+    for i in forgotten:
+        if i < len(offers):
+            state.forget(node(offers[i][0]).node_id)
+    listed = {c.node_id for c in state.contacts()}
+    assert state.count() == len(listed)
+    assert all(
+        (node(value).node_id in state) == (node(value).node_id in listed) for value, _ in offers
+    )
 
 
 def test_key_for_ids_are_spread_over_the_digits() -> None:

@@ -15,9 +15,16 @@ who holds copies of a key (PAST's replicas: the nodes next closest to it).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 
 from dhtkit.contact import Contact
-from dhtkit.keyspace import RING_SIZE, in_interval, numerically_closest_first, ring_distance
+from dhtkit.keyspace import (
+    RING_SIZE,
+    in_interval,
+    numerically_closest_first,
+    ring_distance,
+    to_int,
+)
 
 #: The largest ``l`` accepted: the whole leaf set (2l contacts) must fit one answer.
 MAX_LEAF = 12
@@ -42,6 +49,11 @@ class LeafSet:
         # senders are not members, so the question is asked far more often
         # than the sides change (only offer and remove change them).
         self._ids: set[bytes] = set()
+        self._own = to_int(own_id)
+        # The distance up, and down, below which a newcomer enters each side
+        # (past the ring's size: the side has room): most senders enter
+        # neither, and are told so by two subtractions.
+        self._limits = (RING_SIZE, RING_SIZE)
 
     def _up(self, node_id: bytes) -> int:
         return ring_distance(self.own_id, node_id)
@@ -51,6 +63,10 @@ class LeafSet:
 
     def __contains__(self, node_id: object) -> bool:
         return node_id in self._ids
+
+    def ids(self) -> AbstractSet[bytes]:
+        """The members' ids (a view: not to be changed)."""
+        return self._ids
 
     def __iter__(self) -> Iterator[Contact]:
         return iter(self.contacts())
@@ -69,10 +85,12 @@ class LeafSet:
         """Whether a node with ``node_id`` would enter the leaf set (and is new)."""
         if node_id == self.own_id or node_id in self:
             return False
-        return any(
-            len(side) < self.size or measure(node_id) < measure(side[-1].node_id)
-            for side, measure in ((self.above, self._up), (self.below, self._down))
-        )
+        return self._enters(node_id)
+
+    def _enters(self, node_id: bytes) -> bool:
+        # Whether a node not in the leaf set would enter a side of it.
+        up = (int.from_bytes(node_id, "big") - self._own) % RING_SIZE
+        return up < self._limits[0] or (RING_SIZE - up) % RING_SIZE < self._limits[1]
 
     def offer(self, contact: Contact) -> bool:
         """Add ``contact`` where it is among the ``l`` nearest; True when it is new."""
@@ -80,6 +98,8 @@ class LeafSet:
         if node_id == self.own_id:
             return False
         known = node_id in self._ids
+        if not known and not self._enters(node_id):
+            return False
         added = changed = False
         for side, measure in ((self.above, self._up), (self.below, self._down)):
             if known:
@@ -101,6 +121,10 @@ class LeafSet:
     def _reindex(self) -> None:
         self._ids = {c.node_id for c in self.above}
         self._ids.update(c.node_id for c in self.below)
+        self._limits = (
+            self._up(self.above[-1].node_id) if len(self.above) >= self.size else RING_SIZE,
+            self._down(self.below[-1].node_id) if len(self.below) >= self.size else RING_SIZE,
+        )
 
     def remove(self, node_id: bytes) -> list[str]:
         """Forget ``node_id``; the sides (``"above"``, ``"below"``) it was on."""

@@ -10,6 +10,8 @@ the dead.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 from dhtkit.contact import Contact
 
 #: |M| of the Pastry paper.
@@ -31,6 +33,10 @@ class Neighbourhood:
 
     def __contains__(self, node_id: object) -> bool:
         return node_id in self._members
+
+    def ids(self) -> AbstractSet[bytes]:
+        """The members' ids (a view)."""
+        return self._members.keys()
 
     def contacts(self) -> list[Contact]:
         """The members, nearest first."""

@@ -226,8 +226,7 @@ class PastryOverlay(RoutingOverlayBase):
         answers, about as many as a join."""
         if not self.joined:
             return defer.succeed(None)
-        known = {c.node_id for c in self.state.contacts()}
-        return self.state.lost.ask_next(known, self._merge_through).addCallback(lambda _: None)
+        return self.state.lost.ask_next(self.state, self._merge_through).addCallback(lambda _: None)
 
     def _merge_through(self, contact: Contact) -> defer.Deferred[bool]:
         self.counters["merge_attempts"] += 1
@@ -284,6 +283,9 @@ class PastryOverlay(RoutingOverlayBase):
 
     def contacts(self) -> list[Contact]:
         return self.state.contacts()
+
+    def contact_count(self) -> int:
+        return self.state.count()
 
     def holds(self, node_id: bytes, key: bytes, count: int) -> bool:
         """From our leaf set alone; exact for the keys we hold."""

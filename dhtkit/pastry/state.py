@@ -59,6 +59,14 @@ class PastryState:
         """Whether ``node_id`` is anywhere in our state."""
         return node_id in self.leafset or node_id in self.table or node_id in self.neighbourhood
 
+    def __contains__(self, node_id: object) -> bool:
+        return isinstance(node_id, bytes) and self.knows(node_id)
+
+    def count(self) -> int:
+        """How many nodes :meth:`contacts` would list, without listing them
+        (the value layer asks on every read and every new neighbour)."""
+        return len(self.leafset.ids() | self.table.ids() | self.neighbourhood.ids())
+
     def contacts(self) -> list[Contact]:
         """Everything we know, each node once: leaf set, table, then M."""
         seen: dict[bytes, Contact] = {}

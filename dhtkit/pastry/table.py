@@ -10,6 +10,8 @@ most ``rows x columns`` entries (640 for ``b = 4``).
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 import attrs
 
 from dhtkit.contact import Contact
@@ -38,6 +40,10 @@ class RoutingTable:
 
     def __contains__(self, node_id: object) -> bool:
         return node_id in self._where
+
+    def ids(self) -> AbstractSet[bytes]:
+        """The entries' ids (a view)."""
+        return self._where.keys()
 
     def place(self, node_id: bytes) -> tuple[int, int] | None:
         """The ``(row, column)`` a node belongs in (None for our own id)."""
