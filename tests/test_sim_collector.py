@@ -35,22 +35,23 @@ def test_parked_restores_them_when_the_block_raises() -> None:
     assert gc.get_freeze_count() == 0
 
 
+def _garbage_cycle() -> weakref.ref[_Node]:
+    """Two objects that only refer to each other; a reference to watch one."""
+    a, b = _Node(), _Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+
 def test_garbage_made_after_a_park_is_still_collected() -> None:
     with parked():
-        a, b = _Node(), _Node()
-        a.other, b.other = b, a
-        watch = weakref.ref(a)
-        del a, b
+        watch = _garbage_cycle()
         gc.collect()
         assert watch() is None
 
 
 def test_park_collects_garbage_before_parking() -> None:
     with parked():
-        a, b = _Node(), _Node()
-        a.other, b.other = b, a
-        watch = weakref.ref(a)
-        del a, b
+        watch = _garbage_cycle()
         park()
         # Parked survivors would keep the cycle out of every later pass.
         assert watch() is None
