@@ -18,13 +18,7 @@ from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 
 from dhtkit.contact import Contact
-from dhtkit.keyspace import (
-    RING_SIZE,
-    in_interval,
-    numerically_closest_first,
-    ring_distance,
-    to_int,
-)
+from dhtkit.keyspace import RING_SIZE, in_interval, numerically_closest_first, to_int
 
 #: The largest ``l`` accepted: the whole leaf set (2l contacts) must fit one answer.
 MAX_LEAF = 12
@@ -56,10 +50,12 @@ class LeafSet:
         self._limits = (RING_SIZE, RING_SIZE)
 
     def _up(self, node_id: bytes) -> int:
-        return ring_distance(self.own_id, node_id)
+        # Clockwise from us to the node.
+        return (int.from_bytes(node_id, "big") - self._own) % RING_SIZE
 
     def _down(self, node_id: bytes) -> int:
-        return (RING_SIZE - ring_distance(self.own_id, node_id)) % RING_SIZE
+        # Counter-clockwise from us to the node.
+        return (self._own - int.from_bytes(node_id, "big")) % RING_SIZE
 
     def __contains__(self, node_id: object) -> bool:
         return node_id in self._ids
@@ -89,8 +85,7 @@ class LeafSet:
 
     def _enters(self, node_id: bytes) -> bool:
         # Whether a node not in the leaf set would enter a side of it.
-        up = (int.from_bytes(node_id, "big") - self._own) % RING_SIZE
-        return up < self._limits[0] or (RING_SIZE - up) % RING_SIZE < self._limits[1]
+        return self._up(node_id) < self._limits[0] or self._down(node_id) < self._limits[1]
 
     def offer(self, contact: Contact) -> bool:
         """Add ``contact`` where it is among the ``l`` nearest; True when it is new."""
