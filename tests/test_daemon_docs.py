@@ -92,7 +92,11 @@ def run_documented(command: list[str], workdir: Path, log: Path) -> list[dict[st
         )
         try:
             deadline = time.monotonic() + 60
-            while not (data / API_FILE).exists():
+            # Up once its API file is written and its log has begun: ``twist``
+            # starts the service before it starts logging and installs its
+            # signal handlers, so a SIGTERM in that gap (seen once under load)
+            # ends the process before any event reaches the file.
+            while not ((data / API_FILE).exists() and _has_dhtkit_event(log)):
                 assert process.poll() is None, (workdir / "output").read_text()
                 assert time.monotonic() < deadline, (workdir / "output").read_text()
                 time.sleep(0.05)
@@ -101,6 +105,13 @@ def run_documented(command: list[str], workdir: Path, log: Path) -> list[dict[st
             process.wait(30)
     with open(log) as events:
         return list(eventsFromJSONLogFile(events))
+
+
+def _has_dhtkit_event(log: Path) -> bool:
+    try:
+        return b'"dhtkit.' in log.read_bytes()
+    except FileNotFoundError:
+        return False
 
 
 def check_json_log(events: list[dict[str, object]]) -> None:
