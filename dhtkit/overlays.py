@@ -38,6 +38,7 @@ from dhtkit.pastry import overlay as pastry_overlay
 from dhtkit.pastry.digits import DIGIT_BITS_ALLOWED
 from dhtkit.pastry.leafset import MAX_LEAF
 from dhtkit.pastry.messages import MAX_COUNT
+from dhtkit.pastry.settled import settled as pastry_settled
 
 if TYPE_CHECKING:
     from dhtkit.service import OverlayService
@@ -265,6 +266,7 @@ PASTRY = OverlayEntry(
     bytes_per_node=190_000,  # 1.82 GB at 10,000 nodes
     gauges=pastry_overlay.GAUGES,
     quick={"leaf_every": 0.2},
+    settled=pastry_settled,
 )
 
 #: Every overlay, by name; the first is the default.

@@ -183,6 +183,6 @@ def test_grow_stops_settling_once_the_ring_is_right() -> None:
 
 
 def test_an_overlay_without_a_check_settles_for_its_full_time() -> None:
-    net = OverlayNetwork("pastry", seed=28)
+    net = OverlayNetwork("kademlia", seed=28)
     net.grow(5, batch=5)
-    assert net.settled_after == OVERLAYS["pastry"].settle
+    assert net.settled_after == OVERLAYS["kademlia"].settle
