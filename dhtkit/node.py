@@ -769,7 +769,9 @@ class DHTNode:
         answers = await QuorumRead(
             self.clock,
             remote,
-            lambda c: self.rpc.call_contact(c, "get", key),
+            # A record may fill a datagram: a first query to a replica is
+            # padded, so that its answer need not wait for an address probe.
+            lambda c: self.rpc.call_contact(c, "get", key, large_answer=True),
             check,
             # A miss waits for every node's answer (or its timeout): where
             # views of the replica set differ (a ring still settling, a node

@@ -13,8 +13,11 @@ from dhtkit.contact import Contact
 from dhtkit.identity import Identity
 from dhtkit.keyspace import from_int, numerically_closest_first, ring_distance
 from dhtkit.overlay import IRoutingOverlay, JoinFailed, Lookup
+from dhtkit.overlays import OVERLAYS
 from dhtkit.pastry import PastryOverlay
 from dhtkit.pastry.messages import ROUTE
+from dhtkit.pastry.overlay import LEAF_EVERY
+from dhtkit.pastry.settled import settled
 from dhtkit.rpc import RemoteError, RPCProtocol
 from dhtkit.sim.gossip import PORT
 from dhtkit.sim.overlays import OverlayNetwork, SimNode, simulate
@@ -210,6 +213,24 @@ def test_a_leaving_node_hands_its_keys_over_and_its_leaves_forget_it() -> None:
         assert net.wait(rng.choice(net.live()).node.get(key)) is not None
 
 
+def test_a_grown_network_settles_once_every_leaf_set_is_right() -> None:
+    net = network(60, seed=29, batch=15)
+    assert net.settled_after < OVERLAYS["pastry"].settle
+    overlays = [n.overlay for n in net.live()]
+    assert settled(overlays)
+    for n in net.live():
+        leaves = pastry(n).state.leafset
+        up, down = true_leaves(net, n, leaves.size)
+        assert [c.node_id for c in leaves.above] == up
+        assert [c.node_id for c in leaves.below] == down
+    # One leaf forgotten: not settled until the leaf-set rounds bring it back.
+    node = pastry(net.live()[3])
+    node.state.forget(node.state.leafset.above[2].node_id)
+    assert not settled(overlays)
+    net.advance(3 * LEAF_EVERY)
+    assert settled(overlays)
+
+
 def test_malformed_queries_get_a_malformed_error() -> None:
     net = network(3)
     a, b = net.nodes[:2]
@@ -277,6 +298,43 @@ def test_an_announcement_alone_does_not_put_its_sender_in_our_state() -> None:
     overlay.responder.answer_leave(stranger, None)
     assert not overlay.state.knows(stranger.node_id)
     assert overlay.stats()["leaves_received"] == 1
+
+
+def stranger_for(overlay: PastryOverlay, wanted: bool) -> Identity:
+    """An identity whose node ``overlay`` would (or would not) take into its state."""
+    rng = random.Random(11)
+    while True:
+        identity = Identity(rng.randbytes(32))
+        if overlay.state.wanted(identity.node_id) == wanted:
+            return identity
+
+
+@pytest.mark.parametrize("wanted", [False, True])
+def test_a_stranger_is_probed_only_when_it_would_enter_our_state(wanted: bool) -> None:
+    net = network(150, batch=25)
+    target = net.live()[0]
+    overlay = pastry(target)
+    stranger = net.add_node(identity=stranger_for(overlay, wanted))
+    probes = target.rpc.stats()["probes_sent"]
+    net.wait(stranger.rpc.call_contact(target.contact, "ping"))
+    net.advance(1.0)
+    # It is answered either way (a ping is no larger than its query).
+    assert target.rpc.stats()["probes_sent"] - probes == int(wanted)
+    assert overlay.state.knows(stranger.node_id) == wanted
+
+
+def test_a_known_node_at_a_new_address_is_probed_and_moved() -> None:
+    net = network(30, batch=10)
+    target, moving = net.live()[0], pastry(net.live()[0]).state.leafset.above[0]
+    mover = next(n for n in net.live() if n.node_id == moving.node_id)
+    net.take_down(mover)
+    moved = net.add_node(identity=mover.rpc.identity)
+    probes = target.rpc.stats()["probes_sent"]
+    net.wait(moved.rpc.call_contact(target.contact, "ping"))
+    net.advance(1.0)
+    assert target.rpc.stats()["probes_sent"] - probes == 1
+    leaves = pastry(target).state.leafset
+    assert [c.address for c in leaves if c.node_id == moving.node_id] == [moved.contact.address]
 
 
 def test_dhtkit_sim_pastry_reports_the_fields_of_the_other_overlays() -> None:

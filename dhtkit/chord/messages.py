@@ -40,6 +40,10 @@ FIND = "chord_find"
 STATE = "chord_state"
 NOTIFY = "chord_notify"
 LEAVE = "chord_leave"
+#: The methods whose answer may fill a datagram (lists of contacts): a first
+#: query of them is padded so that a stranger's answer need not wait for an
+#: address probe (see :mod:`dhtkit.routability`).
+LARGE_ANSWERS = frozenset({FIND, STATE})
 
 #: The longest contact list in any message.
 MAX_CONTACTS = 20

@@ -303,7 +303,12 @@ class ChordOverlay(RoutingOverlayBase):
     def _call(self, contact: Contact, method: str, args: Any) -> defer.Deferred[Any]:
         # None: the RPC layer's own timeout and retries.
         return self.rpc.call_contact(
-            contact, method, args, timeout=self.timeout, retries=self.retries
+            contact,
+            method,
+            args,
+            timeout=self.timeout,
+            retries=self.retries,
+            large_answer=method in messages.LARGE_ANSWERS,
         )
 
     def _verify(self, contact: Contact) -> defer.Deferred[Contact]:

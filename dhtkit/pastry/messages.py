@@ -38,6 +38,10 @@ LEAFSET = "pastry_leafset"
 ROW = "pastry_row"
 ANNOUNCE = "pastry_announce"
 LEAVE = "pastry_leave"
+#: The methods whose answer may fill a datagram (contacts by the row): a
+#: first query of them is padded so that a stranger's answer need not wait
+#: for an address probe (see :mod:`dhtkit.routability`).
+LARGE_ANSWERS = frozenset({ROUTE, LEAFSET, ROW})
 
 #: The most nodes responsible for a key one answer names (the largest k).
 MAX_COUNT = 8

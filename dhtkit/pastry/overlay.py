@@ -149,7 +149,7 @@ class PastryOverlay(RoutingOverlayBase):
         self.responder.register(self.rpc)
         if not self._listening:
             self._listening = True
-            self.rpc.add_listener(self._heard_from)
+            self.rpc.add_listener(self._heard_from, self._wants)
         self.maintenance.start()
 
     def stop(self) -> None:
@@ -309,7 +309,14 @@ class PastryOverlay(RoutingOverlayBase):
         """Call ``contact``; an answer offers it with its round-trip time,
         a timeout makes us forget it and repair."""
         started = self.clock.seconds()
-        d = self.rpc.call_contact(contact, method, args, timeout=self.timeout, retries=self.retries)
+        d = self.rpc.call_contact(
+            contact,
+            method,
+            args,
+            timeout=self.timeout,
+            retries=self.retries,
+            large_answer=method in messages.LARGE_ANSWERS,
+        )
 
         def answered(result: Any) -> Any:
             if self._welcome(contact.node_id):
@@ -328,6 +335,16 @@ class PastryOverlay(RoutingOverlayBase):
 
     def _welcome(self, node_id: bytes) -> bool:
         return node_id != self.node_id and node_id not in self.departed
+
+    def _wants(self, contact: Contact) -> bool:
+        # A sender whose address is not proven is worth a probe only when
+        # it is in our state (at a new address) or would enter it (the leaf
+        # set, or an empty table slot): anyone else would be offered for
+        # nothing, so probing it only doubled the datagrams of a stranger's
+        # lookups and reads.
+        node_id = contact.node_id
+        state = self.state
+        return self._welcome(node_id) and (state.knows(node_id) or state.wanted(node_id))
 
     def _heard_from(self, contact: Contact) -> None:
         # The RPC layer verified the sender's id and proved its address.
