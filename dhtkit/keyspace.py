@@ -135,7 +135,12 @@ def shared_prefix_length(a: bytes, b: bytes) -> int:
 
 def circular_distance(a: bytes, b: bytes) -> int:
     """Pastry's numeric distance: the shorter way round the ring between two ids."""
-    clockwise = (to_int(b) - to_int(a)) % RING_SIZE
+    return circular_gap(to_int(a), to_int(b))
+
+
+def circular_gap(a: int, b: int) -> int:
+    """:func:`circular_distance` between two ids read as integers."""
+    clockwise = (b - a) % RING_SIZE
     return min(clockwise, RING_SIZE - clockwise)
 
 

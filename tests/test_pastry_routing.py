@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer
 
 from dhtkit.contact import Contact
-from dhtkit.keyspace import RING_SIZE, from_int
+from dhtkit.keyspace import RING_SIZE, circular_distance, from_int
 from dhtkit.pastry.digits import Digits
 from dhtkit.pastry.lookup import MAX_MESSAGES, LookupFailed, RouteSearch
 from dhtkit.pastry.messages import RouteAnswer
-from dhtkit.pastry.routing import Route, makes_progress, route
+from dhtkit.pastry.routing import FALLBACKS, Route, makes_progress, route
 from dhtkit.pastry.state import PastryState
 from dhtkit.rpc import RPCTimeout
 
@@ -91,6 +93,40 @@ def test_a_route_never_names_an_excluded_or_backward_node() -> None:
     found = route(state, me, key("a745"), 1, exclude=(node("a1").node_id,))
     assert found.case == 3 and node("a1") not in found.contacts
     assert node("3") not in found.contacts and node("20") not in found.contacts
+
+
+ids = st.binary(min_size=20, max_size=20)
+
+
+@settings(max_examples=200)
+@given(st.lists(ids, min_size=1, max_size=40, unique=True), ids, ids)
+def test_outside_the_leaf_range_the_hops_are_the_entry_then_the_best_of_the_rest(
+    others: list[bytes], own: bytes, target: bytes
+) -> None:
+    me = Contact(own, b"\x00" * 32, ("10.0.0.1", 4000))
+    state = PastryState(own, Digits(), 2)
+    for other in others:
+        state.offer(Contact(other, b"\x00" * 32, ("10.0.0.2", 4000)))
+    assume(not state.leafset.covers(target))
+    digits = Digits()
+    p = digits.prefix(own, target)
+    entry = state.table.get(p, digits.digit(target, p)) if p < digits.count else None
+    rest = [
+        c
+        for c in state.contacts()
+        if c != entry
+        and digits.prefix(c.node_id, target) >= p
+        and circular_distance(c.node_id, target) < circular_distance(own, target)
+    ]
+    rest.sort(
+        key=lambda c: (-digits.prefix(c.node_id, target), circular_distance(c.node_id, target))
+    )
+    hops = ([entry] if entry is not None else []) + rest
+    found = route(state, me, target, 1)
+    if hops:
+        assert found.contacts == hops[:FALLBACKS] and not found.done
+    else:
+        assert found.done and found.case == 3
 
 
 def test_the_no_progress_guard() -> None:

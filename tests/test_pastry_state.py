@@ -67,6 +67,16 @@ def test_shared_prefix_agrees_with_the_digits(a: bytes, b: bytes) -> None:
 
 
 @given(ids, ids)
+def test_a_table_place_is_the_shared_prefix_and_the_next_digit(a: bytes, b: bytes) -> None:
+    for bits in (1, 2, 4):
+        digits = Digits(bits)
+        row = digits.prefix(a, b)
+        expected = None if row == digits.count else (row, digits.digit(b, row))
+        assert digits.place(to_int(a), to_int(b)) == expected
+        assert RoutingTable(a, digits).place(b) == expected
+
+
+@given(ids, ids)
 def test_circular_distance_is_the_shorter_way_round(a: bytes, b: bytes) -> None:
     d = circular_distance(a, b)
     assert d == circular_distance(b, a) <= RING_SIZE // 2

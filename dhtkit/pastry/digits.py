@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import attrs
 
-from dhtkit.keyspace import ID_BITS, distance, to_int
+from dhtkit.keyspace import ID_BITS, to_int
 
 #: The digit sizes that divide 160 and keep a table row within one datagram.
 DIGIT_BITS_ALLOWED = (1, 2, 4)
@@ -47,9 +47,22 @@ class Digits:
         """Every digit of ``value``, most significant first."""
         return [self.digit(value, i) for i in range(self.count)]
 
+    def place(self, own: int, other: int) -> tuple[int, int] | None:
+        """Where ``other`` goes in the routing table of ``own`` (both ids
+        read as integers): the digits they share, and ``other``'s digit
+        after them; None when they are equal."""
+        row = self.shared(own, other)
+        if row == self.count:
+            return None
+        return row, (other >> (ID_BITS - self.bits * (row + 1))) & ((1 << self.bits) - 1)
+
     def prefix(self, a: bytes, b: bytes) -> int:
         """How many leading digits ``a`` and ``b`` share (``count`` when equal)."""
-        d = distance(a, b)
+        return self.shared(to_int(a), to_int(b))
+
+    def shared(self, a: int, b: int) -> int:
+        """:meth:`prefix` of two ids read as integers."""
+        d = a ^ b
         if d == 0:
             return self.count
         return (ID_BITS - d.bit_length()) // self.bits

@@ -14,14 +14,20 @@ who holds copies of a key (PAST's replicas: the nodes next closest to it).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from bisect import insort
+from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
+from functools import partial
 
 from dhtkit.contact import Contact
 from dhtkit.keyspace import RING_SIZE, in_interval, numerically_closest_first, to_int
 
 #: The largest ``l`` accepted: the whole leaf set (2l contacts) must fit one answer.
 MAX_LEAF = 12
+
+
+def _measured(measure: Callable[[bytes], int], contact: Contact) -> int:
+    return measure(contact.node_id)
 
 
 class LeafSet:
@@ -81,11 +87,17 @@ class LeafSet:
         """Whether a node with ``node_id`` would enter the leaf set (and is new)."""
         if node_id == self.own_id or node_id in self:
             return False
-        return self._enters(node_id)
+        return self._enters(self._reach(node_id))
 
-    def _enters(self, node_id: bytes) -> bool:
-        # Whether a node not in the leaf set would enter a side of it.
-        return self._up(node_id) < self._limits[0] or self._down(node_id) < self._limits[1]
+    def _reach(self, node_id: bytes) -> tuple[int, int]:
+        # The distances up and down to a node other than us (they add up to
+        # the ring's size: neither is zero).
+        up = self._up(node_id)
+        return up, RING_SIZE - up
+
+    def _enters(self, reach: tuple[int, int]) -> bool:
+        # Whether a node not in the leaf set, this far up and down, would enter a side of it.
+        return reach[0] < self._limits[0] or reach[1] < self._limits[1]
 
     def offer(self, contact: Contact) -> bool:
         """Add ``contact`` where it is among the ``l`` nearest; True when it is new."""
@@ -93,19 +105,18 @@ class LeafSet:
         if node_id == self.own_id:
             return False
         known = node_id in self._ids
-        if not known and not self._enters(node_id):
+        up, down = self._reach(node_id)
+        if not known and not self._enters((up, down)):
             return False
         added = changed = False
-        for side, measure in ((self.above, self._up), (self.below, self._down)):
+        for side, reach, measure in ((self.above, up, self._up), (self.below, down, self._down)):
             if known:
                 at = next((i for i, c in enumerate(side) if c.node_id == node_id), None)
                 if at is not None:
                     side[at] = contact  # a new address
                     continue
-            reach = measure(node_id)
             if len(side) < self.size or reach < measure(side[-1].node_id):
-                side.append(contact)
-                side.sort(key=lambda c: measure(c.node_id))
+                insort(side, contact, key=partial(_measured, measure))
                 del side[self.size :]
                 added = added or any(c.node_id == node_id for c in side)
                 changed = True

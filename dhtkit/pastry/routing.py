@@ -27,7 +27,7 @@ from collections.abc import Collection
 import attrs
 
 from dhtkit.contact import Contact
-from dhtkit.keyspace import circular_distance
+from dhtkit.keyspace import circular_distance, circular_gap, to_int
 from dhtkit.pastry.digits import Digits
 from dhtkit.pastry.state import PastryState
 
@@ -94,16 +94,21 @@ def route(
     if entry is not None and entry.node_id not in exclude:
         hops.append(entry)
         case = 2
-    rare = [
-        c
-        for c in state.contacts()
-        if c.node_id not in exclude
-        and (entry is None or c.node_id != entry.node_id)
-        and digits.prefix(c.node_id, key) >= p
-        and circular_distance(c.node_id, key) < circular_distance(own, key)
-    ]
-    rare.sort(key=lambda c: (-digits.prefix(c.node_id, key), circular_distance(c.node_id, key)))
-    hops += rare[: max(0, fallbacks - len(hops))]
+    # Every known node is a candidate: each id is read as a number once,
+    # and what it shares with the key and how near it is are kept to sort.
+    target = to_int(key)
+    here = circular_gap(to_int(own), target)
+    rare: list[tuple[int, int, Contact]] = []
+    for c in state.contacts():
+        if c.node_id in exclude or (entry is not None and c.node_id == entry.node_id):
+            continue
+        at = to_int(c.node_id)
+        shared = digits.shared(at, target)
+        gap = circular_gap(at, target)
+        if shared >= p and gap < here:
+            rare.append((-shared, gap, c))
+    rare.sort(key=lambda r: (r[0], r[1]))
+    hops += [c for _, _, c in rare[: max(0, fallbacks - len(hops))]]
     if not hops:
         return Route(True, _closest(state, me, key, count, exclude), 3)
     return Route(False, hops, case)

@@ -15,6 +15,7 @@ from collections.abc import Set as AbstractSet
 import attrs
 
 from dhtkit.contact import Contact
+from dhtkit.keyspace import to_int
 from dhtkit.pastry.digits import Digits
 
 
@@ -34,6 +35,7 @@ class RoutingTable:
         self.digits = digits
         self._rows: list[dict[int, Slot]] = [{} for _ in range(digits.count)]
         self._where: dict[bytes, tuple[int, int]] = {}
+        self._own = to_int(own_id)
 
     def __len__(self) -> int:
         return len(self._where)
@@ -47,10 +49,8 @@ class RoutingTable:
 
     def place(self, node_id: bytes) -> tuple[int, int] | None:
         """The ``(row, column)`` a node belongs in (None for our own id)."""
-        row = self.digits.prefix(self.own_id, node_id)
-        if row >= self.digits.count:
-            return None
-        return row, self.digits.digit(node_id, row)
+        # Asked of every sender heard: our id is read as a number once.
+        return self.digits.place(self._own, int.from_bytes(node_id, "big"))
 
     def get(self, row: int, column: int) -> Contact | None:
         """The entry ``R[row][column]``, if any."""
@@ -78,7 +78,8 @@ class RoutingTable:
         """Take ``contact`` into its slot if the slot is empty or its
         occupant is slower (or unmeasured) while ``rtt`` is known; True when
         the contact entered the table."""
-        where = self.place(contact.node_id)
+        # An entry's place is known: most senders heard are entries already.
+        where = self._where.get(contact.node_id) or self.place(contact.node_id)
         if where is None:
             return False
         row, column = where
