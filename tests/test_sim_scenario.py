@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dhtkit.sim.overlays import simulate
+from dhtkit.sim.overlays import OverlayNetwork, simulate
 from dhtkit.sim.scenario import (
     JOIN_BATCH,
     JOIN_ROUNDS,
@@ -80,3 +80,20 @@ def test_a_large_network_grows_in_a_bounded_number_of_batches() -> None:
     assert join_batch(10_000) == 100 and join_batch(10_001) == 101
     for nodes in (1_000, 10_000, 100_000):
         assert -(-nodes // join_batch(nodes)) <= JOIN_ROUNDS
+
+
+@pytest.mark.parametrize("seed", [3, 6])
+def test_on_a_lossy_network_a_failed_join_is_tried_again_later_and_succeeds(seed: int) -> None:
+    # These seeds once failed every attempt at once: the route toward the
+    # newcomer's id met nodes of its own batch that had not joined yet.
+    net = OverlayNetwork("pastry", seed=seed, loss=0.1)
+    net.grow(60, batch=25)
+    assert net.join_failures == 0 and len(net.live()) == 60
+
+
+def test_nodes_that_cannot_join_stay_out_and_are_counted() -> None:
+    # Every datagram lost: the first node is alone, and every other one fails
+    # all its attempts; the run goes on with the network that grew.
+    result = simulate("kademlia", 6, 3, seed=8, loss=1.0)
+    assert result["join_failures"] == 5
+    assert result["success_rate"] == 1.0  # the one node holds every value itself

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence, Set
 from typing import Any, cast
 
 import attrs
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
@@ -40,6 +40,10 @@ from dhtkit.storage import MemoryStore
 OVERLAYS = overlays.OVERLAYS
 #: Seconds of virtual time between two checks of whether a network settled.
 SETTLE_CHECK = 1.0
+#: How many times a node of a growing network tries to join, and the
+#: seconds of virtual time between two tries.
+JOIN_ATTEMPTS = 5
+JOIN_RETRY_AFTER = 5.0
 
 
 @attrs.define
@@ -105,6 +109,8 @@ class OverlayNetwork:
         self.nodes: list[SimNode] = []
         #: Seconds of virtual time the last :meth:`settle` took.
         self.settled_after = 0.0
+        #: Nodes that :meth:`grow` took down after every attempt to join failed.
+        self.join_failures = 0
 
     # -- running the clock ------------------------------------------------------
 
@@ -170,12 +176,24 @@ class OverlayNetwork:
             up = [n for n in self.nodes if n.up]
             newcomers = [self.add_node() for _ in range(min(batch, count))]
             count -= len(newcomers)
-            joins = [self._join(n, up, attempts=5) for n in newcomers]
+            joins = [
+                self._join(n, up, attempts=JOIN_ATTEMPTS).addErrback(self._failed_join, n)
+                for n in newcomers
+            ]
             self.wait(defer.gatherResults(joins, consumeErrors=True))
             done += len(newcomers)
             if joined is not None:
                 joined(done)
         self.settle()
+
+    def _failed_join(self, failure: Failure, node: SimNode) -> Failure | None:
+        # On a lossy network a node may fail every attempt: it stays out (a
+        # node that cannot join is no member), and the report counts it.
+        if not isinstance(failure.value, JoinFailed):
+            return failure
+        self.take_down(node)
+        self.join_failures += 1
+        return None
 
     def settle(self) -> float:
         """Let the network settle after it grew: the overlay's settle time,
@@ -200,14 +218,18 @@ class OverlayNetwork:
 
     def _join(self, node: SimNode, joined: list[SimNode], attempts: int) -> defer.Deferred[int]:
         # With datagram loss a join can fail (a ping and its retry both
-        # lost): try again through another node, as an operator would.
+        # lost): try again through another node a little later, as an
+        # operator would. At once would meet the same route again: nodes of
+        # the same batch that are still joining (or whose joins failed) may
+        # be the nodes nearest our id, and answer that they have not joined.
         d = node.overlay.join([(self.rng.choice(joined).host, PORT)])
         if attempts > 1:
 
             def again(failure: Failure) -> defer.Deferred[int] | Failure:
                 if not isinstance(failure.value, JoinFailed):
                     return failure
-                return self._join(node, joined, attempts - 1)
+                later = task.deferLater(self.clock, JOIN_RETRY_AFTER, lambda: None)
+                return later.addCallback(lambda _: self._join(node, joined, attempts - 1))
 
             d.addErrback(again)
         return d

@@ -375,6 +375,7 @@ def report(built: Built) -> dict[str, Any]:
         "datagrams": net.network.counters.get("sent", 0),
         "left": built.left,
         "joined": built.joined,
+        "join_failures": net.join_failures,
         "timeline": _timeline(built.records, scenario.duration),
         "build_s": built.build_s,
         "run_s": built.run_s,
