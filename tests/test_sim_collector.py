@@ -6,6 +6,7 @@ import gc
 import weakref
 
 from dhtkit.sim.collector import YOUNG, park, parked
+from dhtkit.sim.scenario import Scenario, build
 
 
 class _Node:
@@ -55,3 +56,19 @@ def test_park_collects_garbage_before_parking() -> None:
         park()
         # Parked survivors would keep the cycle out of every later pass.
         assert watch() is None
+
+
+def test_outside_a_parked_block_park_parks_nothing() -> None:
+    park()
+    assert gc.get_freeze_count() == 0
+    build(Scenario("chord", 8, 2, seed=2))  # parks after every join batch within a run
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_nested_block_leaves_the_outer_one_parked() -> None:
+    with parked():
+        with parked():
+            pass
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == YOUNG
+    assert gc.get_freeze_count() == 0

@@ -13,6 +13,9 @@ before the collector would look at them.
 
 Cycles among parked objects that become garbage later are not collected
 until the run ends; the build leaves few (measured: the same peak memory).
+:func:`park` parks only within :func:`parked`, which gives everything back
+on leaving: a caller of :func:`dhtkit.sim.scenario.build` outside it (a
+test, a notebook) is left with no objects the collector cannot reach.
 """
 
 from __future__ import annotations
@@ -25,10 +28,16 @@ from contextlib import contextmanager
 YOUNG = 20_000
 
 
+#: How many :func:`parked` blocks are open (they may nest).
+_open = 0
+
+
 def park() -> None:
-    """Collect what is garbage now, and park every survivor out of the collector's passes."""
-    gc.collect()
-    gc.freeze()
+    """Collect what is garbage now, and park every survivor out of the
+    collector's passes; outside a :func:`parked` block, nothing."""
+    if _open:
+        gc.collect()
+        gc.freeze()
 
 
 @contextmanager
@@ -37,11 +46,15 @@ def parked() -> Iterator[None]:
     generation at :data:`YOUNG`; on leaving it the collector's thresholds are
     restored and every parked object goes back to the collector (so a caller
     that runs several simulations in one process gets its memory back)."""
+    global _open
     thresholds = gc.get_threshold()
     gc.set_threshold(YOUNG, thresholds[1], thresholds[2])
-    park()
+    _open += 1
     try:
+        park()
         yield
     finally:
+        _open -= 1
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        if not _open:
+            gc.unfreeze()
