@@ -216,11 +216,33 @@ class Bootstrapped:
 
 class RoutingOverlayBase:
     """What every routing overlay does the same way: it answers
-    :meth:`IOverlay.find_responsible` with its own :meth:`lookup`, and
-    keeps the :class:`LookupStats` of its lookups."""
+    :meth:`IOverlay.find_responsible` with its own :meth:`lookup`, keeps
+    the :class:`LookupStats` of its lookups, and calls its peers with its
+    timeout and retries."""
+
+    #: The node's RPC layer (each overlay's ``__init__`` sets it).
+    rpc: IRPC
+    #: Seconds to wait for each try of a call, and the resends before it
+    #: times out (None: the RPC layer's own).
+    timeout: float | None = None
+    retries: int | None = None
+    #: The methods whose answers may fill a datagram (contacts, records): a
+    #: first query of them to a peer is padded so that its answer need not
+    #: wait for an address probe (see :mod:`dhtkit.routability`).
+    large_answers: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
         self.lookup_stats = LookupStats()
+
+    def _call(self, contact: Contact, method: str, args: Any) -> defer.Deferred[Any]:
+        return self.rpc.call_contact(
+            contact,
+            method,
+            args,
+            timeout=self.timeout,
+            retries=self.retries,
+            large_answer=method in self.large_answers,
+        )
 
     @property
     def hop_histogram(self) -> Histogram:

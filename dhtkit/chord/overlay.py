@@ -91,6 +91,7 @@ class ChordOverlay(RoutingOverlayBase):
     """
 
     _log = Logger()
+    large_answers = messages.LARGE_ANSWERS
 
     def __init__(
         self,
@@ -299,17 +300,6 @@ class ChordOverlay(RoutingOverlayBase):
         return out
 
     # -- calls ---------------------------------------------------------------------------
-
-    def _call(self, contact: Contact, method: str, args: Any) -> defer.Deferred[Any]:
-        # None: the RPC layer's own timeout and retries.
-        return self.rpc.call_contact(
-            contact,
-            method,
-            args,
-            timeout=self.timeout,
-            retries=self.retries,
-            large_answer=method in messages.LARGE_ANSWERS,
-        )
 
     def _verify(self, contact: Contact) -> defer.Deferred[Contact]:
         return self.rpc.ping(contact.address, contact.public_key)

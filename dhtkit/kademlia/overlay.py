@@ -99,6 +99,7 @@ class KademliaOverlay(RoutingOverlayBase):
     """
 
     _log = Logger()
+    large_answers = frozenset({"find_node", "find_value"})
 
     def __init__(
         self,
@@ -417,9 +418,7 @@ class KademliaOverlay(RoutingOverlayBase):
         def parse(reply: Any) -> Answer:
             return (self._contacts_in(reply), None)
 
-        return self.rpc.call_contact(contact, "find_node", target, large_answer=True).addCallback(
-            parse
-        )
+        return self._call(contact, "find_node", target).addCallback(parse)
 
     def _find_value(self, contact: Contact, key: bytes) -> defer.Deferred[Answer]:
         def parse(reply: Any) -> Answer:
@@ -429,9 +428,7 @@ class KademliaOverlay(RoutingOverlayBase):
                 return (self._contacts_in(reply[1]), None)
             raise wire.MalformedMessage("a find_value reply is [value|nodes, ...]")
 
-        return self.rpc.call_contact(contact, "find_value", key, large_answer=True).addCallback(
-            parse
-        )
+        return self._call(contact, "find_value", key).addCallback(parse)
 
     def _contacts_in(self, reply: Any) -> list[Contact]:
         # Candidates only: each enters the table when it answers us itself.

@@ -91,6 +91,7 @@ class PastryOverlay(RoutingOverlayBase):
     """
 
     _log = Logger()
+    large_answers = messages.LARGE_ANSWERS
 
     def __init__(
         self,
@@ -309,14 +310,7 @@ class PastryOverlay(RoutingOverlayBase):
         """Call ``contact``; an answer offers it with its round-trip time,
         a timeout makes us forget it and repair."""
         started = self.clock.seconds()
-        d = self.rpc.call_contact(
-            contact,
-            method,
-            args,
-            timeout=self.timeout,
-            retries=self.retries,
-            large_answer=method in messages.LARGE_ANSWERS,
-        )
+        d = super()._call(contact, method, args)
 
         def answered(result: Any) -> Any:
             if self._welcome(contact.node_id):
