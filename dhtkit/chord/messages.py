@@ -40,9 +40,8 @@ FIND = "chord_find"
 STATE = "chord_state"
 NOTIFY = "chord_notify"
 LEAVE = "chord_leave"
-#: The methods whose answer may fill a datagram (lists of contacts): a first
-#: query of them is padded so that a stranger's answer need not wait for an
-#: address probe (see :mod:`dhtkit.routability`).
+#: The methods whose answers may fill a datagram (see
+#: :attr:`dhtkit.overlay.RoutingOverlayBase.large_answers`).
 LARGE_ANSWERS = frozenset({FIND, STATE})
 
 #: The longest contact list in any message.

@@ -14,20 +14,14 @@ who holds copies of a key (PAST's replicas: the nodes next closest to it).
 
 from __future__ import annotations
 
-from bisect import insort
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
-from functools import partial
 
 from dhtkit.contact import Contact
 from dhtkit.keyspace import RING_SIZE, in_interval, numerically_closest_first, to_int
 
 #: The largest ``l`` accepted: the whole leaf set (2l contacts) must fit one answer.
 MAX_LEAF = 12
-
-
-def _measured(measure: Callable[[bytes], int], contact: Contact) -> int:
-    return measure(contact.node_id)
 
 
 class LeafSet:
@@ -116,7 +110,8 @@ class LeafSet:
                     side[at] = contact  # a new address
                     continue
             if len(side) < self.size or reach < measure(side[-1].node_id):
-                insort(side, contact, key=partial(_measured, measure))
+                side.append(contact)
+                side.sort(key=lambda c: measure(c.node_id))
                 del side[self.size :]
                 added = added or any(c.node_id == node_id for c in side)
                 changed = True

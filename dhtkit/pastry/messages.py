@@ -38,9 +38,8 @@ LEAFSET = "pastry_leafset"
 ROW = "pastry_row"
 ANNOUNCE = "pastry_announce"
 LEAVE = "pastry_leave"
-#: The methods whose answer may fill a datagram (contacts by the row): a
-#: first query of them is padded so that a stranger's answer need not wait
-#: for an address probe (see :mod:`dhtkit.routability`).
+#: The methods whose answers may fill a datagram (see
+#: :attr:`dhtkit.overlay.RoutingOverlayBase.large_answers`).
 LARGE_ANSWERS = frozenset({ROUTE, LEAFSET, ROW})
 
 #: The most nodes responsible for a key one answer names (the largest k).
