@@ -224,6 +224,21 @@ def test_the_state_counts_and_tells_its_nodes_as_it_lists_them(
     )
 
 
+@given(
+    st.lists(st.integers(0, RING_SIZE - 1), max_size=30),
+    st.integers(0, RING_SIZE - 1),
+)
+def test_a_sender_is_worth_probing_when_known_or_wanted(offered: list[int], sender: int) -> None:
+    own = node(1 << 159).node_id
+    state = PastryState(own, Digits(), leaf_size=2, neighbourhood_size=3)
+    for value in offered:
+        state.offer(node(value))
+    node_id = node(sender).node_id
+    expected = node_id != own and (state.knows(node_id) or state.wanted(node_id))
+    assert state.worth_probing(node_id) == expected
+    assert not state.worth_probing(own)
+
+
 def test_key_for_ids_are_spread_over_the_digits() -> None:
     firsts = {Digits().digit(key_for(str(i)), 0) for i in range(200)}
     assert firsts == set(range(16))

@@ -337,8 +337,7 @@ class PastryOverlay(RoutingOverlayBase):
         # nothing, so probing it only doubled the datagrams of a stranger's
         # lookups and reads.
         node_id = contact.node_id
-        state = self.state
-        return self._welcome(node_id) and (state.knows(node_id) or state.wanted(node_id))
+        return self._welcome(node_id) and self.state.worth_probing(node_id)
 
     def _heard_from(self, contact: Contact) -> None:
         # The RPC layer verified the sender's id and proved its address.

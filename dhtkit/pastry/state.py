@@ -80,6 +80,16 @@ class PastryState:
         """Whether a node we do not know would enter the leaf set or an empty table slot."""
         if node_id == self.own_id or self.knows(node_id):
             return False
+        return self._would_enter(node_id)
+
+    def worth_probing(self, node_id: bytes) -> bool:
+        """Whether a sender's address is worth proving: it is in our state
+        (and may have moved), or :meth:`wanted` (one look at our state)."""
+        if node_id == self.own_id:
+            return False
+        return self.knows(node_id) or self._would_enter(node_id)
+
+    def _would_enter(self, node_id: bytes) -> bool:
         if self.leafset.accepts(node_id):
             return True
         place = self.table.place(node_id)
