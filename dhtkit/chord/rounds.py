@@ -55,6 +55,7 @@ from dhtkit.chord.fingers import FingerTable
 from dhtkit.chord.lookup import LookupFailed
 from dhtkit.chord.messages import (
     NOTIFY,
+    State,
     predecessors_args,
 )
 from dhtkit.chord.placement import UNANSWERED, Placement
@@ -179,39 +180,61 @@ class Rounds:
                 state.counters["successors_failed"] += 1
                 state.forget(successor.node_id)
                 continue
-            reported, its_predecessor = answer.successors, answer.predecessor
-            # Nodes between us and our successor: those it names as its
-            # predecessors, and fingers we know there. The nearest to us
-            # becomes our successor once it answered itself, and so on:
-            # several nodes that joined into one gap are passed in one
-            # round, not one a round, and a node that knows of one inside
-            # a gap no neighbour told it about (two rings interleaved by
-            # joins on stale pointers) closes that gap too.
-            tried: set[bytes] = set()
-            for _ in range(state.successors.size):
-                between = _nearest_between(state, successor, answer.predecessors, tried)
-                if between is None:
-                    break
-                tried.add(between.node_id)
-                closer = await self._placement.state_of(between)
-                if state.successors.first is not first:
-                    return
-                if closer is None:
-                    state.lose_finger(between.node_id)
-                    continue
-                successor, reported, answer = between, closer.successors, closer
-                its_predecessor = closer.predecessor
-            state.replace_successors(successor, reported)
-            state.fingers.offer(successor)  # it answered
-            if its_predecessor is not None and its_predecessor.node_id == state.own_id:
-                return  # it knows us already: a notify would change nothing
-            try:
-                await self._call(successor, NOTIFY, predecessors_args(state.predecessors))
-            except RPCStopped:
-                raise
-            except RPCError:
-                pass  # the next round finds out
+            await self._adopt(successor, successor, answer)
             return
+
+    def stabilize_with(self, successor: Contact, answer: State) -> defer.Deferred[None]:
+        """A stabilize round on the state our ``successor`` sent us unasked
+        (``chord_changed``, :mod:`dhtkit.chord.push`): as if it had just
+        answered our ``chord_state``."""
+        return defer.Deferred.fromCoroutine(
+            _unless_stopped(self._stabilize_with(successor, answer))
+        )
+
+    async def _stabilize_with(self, successor: Contact, answer: State) -> None:
+        state = self.state
+        first = state.successors.first
+        if not state.joined or first is None or first.node_id != successor.node_id:
+            return
+        await self._adopt(first, first, answer)
+
+    async def _adopt(self, first: Contact, successor: Contact, answer: State) -> None:
+        """Take ``successor``, which answered with its state, as our
+        successor, or a node between us and it; ``first`` is the successor
+        we had when we asked (if it changed meanwhile, that change wins)."""
+        state = self.state
+        reported, its_predecessor = answer.successors, answer.predecessor
+        # Nodes between us and our successor: those it names as its
+        # predecessors, and fingers we know there. The nearest to us
+        # becomes our successor once it answered itself, and so on:
+        # several nodes that joined into one gap are passed in one
+        # round, not one a round, and a node that knows of one inside
+        # a gap no neighbour told it about (two rings interleaved by
+        # joins on stale pointers) closes that gap too.
+        tried: set[bytes] = set()
+        for _ in range(state.successors.size):
+            between = _nearest_between(state, successor, answer.predecessors, tried)
+            if between is None:
+                break
+            tried.add(between.node_id)
+            closer = await self._placement.state_of(between)
+            if state.successors.first is not first:
+                return
+            if closer is None:
+                state.lose_finger(between.node_id)
+                continue
+            successor, reported, answer = between, closer.successors, closer
+            its_predecessor = closer.predecessor
+        state.replace_successors(successor, reported)
+        state.fingers.offer(successor)  # it answered
+        if its_predecessor is not None and its_predecessor.node_id == state.own_id:
+            return  # it knows us already: a notify would change nothing
+        try:
+            await self._call(successor, NOTIFY, predecessors_args(state.predecessors))
+        except RPCStopped:
+            raise
+        except RPCError:
+            pass  # the next round finds out
 
     async def _fix_fingers(self, index: int | None = None) -> Contact | None:
         # The finger now set for entry ``index``, if a node answered for it.
