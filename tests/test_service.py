@@ -91,7 +91,10 @@ async def agreed(services: list[OverlayService], key: bytes) -> None:
         found = await defer.gatherResults(
             [s.overlay.find_responsible(key, s.overlay.k) for s in services]
         )
-        if len({frozenset(c.node_id for c in f) for f in found}) == 1:
+        views = {frozenset(c.node_id for c in f) for f in found}
+        # One view, of a whole replica set: a ring still linking its last
+        # nodes up can have every node name the same node or two.
+        if len(views) == 1 and len(views.pop()) >= min(services[0].overlay.k, len(services)):
             return
         await task.deferLater(reactor, 0.1, lambda: None)
     raise AssertionError("the services never agreed on who holds the key")
@@ -125,7 +128,10 @@ async def test_twenty_services_on_loopback_put_and_get(
     services = await start_many(cls, tmp_path, 20, rpc_options={"timeout": 2.0})
     try:
         key = key_for("twenty")
-        await settled(services[3], key)
+        # Every node names the same holders: a Chord ring whose last nodes
+        # joined a moment ago may not have linked them up yet, and a reader
+        # then asks other nodes than the writer stored on.
+        await agreed(services, key)
         assert await services[3].node.put(key, b"on real sockets") >= 2
         for svc in services[::4]:
             assert await svc.node.get(key) == b"on real sockets"
