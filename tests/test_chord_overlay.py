@@ -174,6 +174,37 @@ def test_a_node_that_just_joined_has_its_fingers_at_once() -> None:
         assert found is not None and found.node_id == expected
 
 
+def test_a_newcomer_fills_its_fingers_from_its_successors_mostly_without_lookups() -> None:
+    net = ring_of(60, seed=13, fix_fingers_every=1000.0)  # no periodic round
+    newcomer = net.add()
+    net.wait(net.join(newcomer, net.joined[5]))
+    net.run(3)
+    overlay = newcomer.overlay
+    others = {p.node_id for p in net.joined} - {newcomer.node_id}
+    distinct = {
+        min(others, key=lambda node_id: ring_distance(start, node_id))
+        for start in (
+            FingerTable.start(newcomer.node_id, i) for i in overlay.state.finger_indexes()
+        )
+    }
+    assert {c.node_id for c in overlay.state.fingers} >= distinct
+    # Its successor's fingers answered for the entries: one lookup found its
+    # place, and fewer than one in three entries needed a lookup of its own.
+    assert overlay.counters["fingers_asked"] >= len(distinct) - 1
+    assert overlay.stats()["lookups"] - 1 < len(distinct) / 3
+
+
+@pytest.mark.parametrize("args", [[], 0, "x"])
+def test_chord_fingers_takes_no_arguments(args: Any) -> None:
+    net = ring_of(2, seed=10)
+    a, b = net.joined
+    with pytest.raises(RemoteError) as caught:
+        net.wait(a.rpc.call_contact(b.contact, "chord_fingers", args))
+    assert caught.value.code == "malformed"
+    fingers = net.wait(a.rpc.call_contact(b.contact, "chord_fingers", None))
+    assert [wire.decode_contact(f).node_id for f in fingers] == [a.node_id]
+
+
 def test_a_leaving_node_links_its_neighbours_at_once() -> None:
     net = ring_of(10, seed=7)
     for peer in net.joined:

@@ -57,6 +57,7 @@ def test_the_largest_messages_fit_in_one_datagram() -> None:
         messages.state_answer(State(v6[:MAX_CONTACTS], v6)),  # cut to 4 + 16
         messages.predecessors_args(v6),
         messages.find_args(b"\xff" * 20, MAX_CONTACTS),
+        messages.fingers_answer(v6),  # cut to MAX_CONTACTS
     ]
     for payload in payloads:
         body = wire.encode_body(wire.QUERY, 2**32 - 1, "chord_leave", payload, identity, 2**63)

@@ -1,4 +1,4 @@
-"""Chord's five RPCs on the wire: their arguments, their answers, their checks.
+"""Chord's six RPCs on the wire: their arguments, their answers, their checks.
 
 ==============  ==========================  ===========================================
 method          arguments                   answer
@@ -13,6 +13,7 @@ chord_leave     ``[predecessors,            ``null``
                 successors]``
 chord_changed   ``[predecessors,            ``null``
                 successors]``
+chord_fingers   ``null``                    the distinct nodes of our finger table
 ==============  ==========================  ===========================================
 
 Predecessor lists run backwards from the nearest, successor lists forwards.
@@ -20,7 +21,10 @@ A node's stabilize query and notify carry its own predecessors to its
 successor, which so learns the nodes behind its predecessor at no extra
 cost (who holds a key behind us depends on them). A node whose successor
 list changed sends its state to its predecessor (``chord_changed``), and
-to a predecessor a nearer one replaced (:mod:`dhtkit.chord.push`).
+to a predecessor a nearer one replaced (:mod:`dhtkit.chord.push`). A
+node that just joined asks its successor for its fingers
+(``chord_fingers``): they are its own, or near them, as the Chord paper
+notes, so each of its finger entries starts from one of them.
 
 Contacts travel as :func:`dhtkit.wire.encode_contact` byte strings. A list
 holds at most :data:`MAX_CONTACTS` (:data:`MAX_SUCCESSORS` and
@@ -46,9 +50,11 @@ NOTIFY = "chord_notify"
 LEAVE = "chord_leave"
 #: A node whose lists changed tells the predecessors that copy them.
 CHANGED = "chord_changed"
+#: A node that just joined asks its successor for its fingers.
+FINGERS = "chord_fingers"
 #: The methods whose answers may fill a datagram (see
 #: :attr:`dhtkit.overlay.RoutingOverlayBase.large_answers`).
-LARGE_ANSWERS = frozenset({FIND, STATE})
+LARGE_ANSWERS = frozenset({FIND, STATE, FINGERS})
 
 #: The longest contact list in any message.
 MAX_CONTACTS = 20
@@ -147,6 +153,18 @@ def parse_state(value: Any, sender: Contact) -> State:
     return State(
         _contacts(value[0], sender, MAX_PREDECESSORS), _contacts(value[1], sender, MAX_SUCCESSORS)
     )
+
+
+def fingers_answer(fingers: list[Contact]) -> list[bytes]:
+    """The wire form of a ``chord_fingers`` answer: at most
+    :data:`MAX_CONTACTS` of ``fingers``, the farthest first (they tell the
+    most: the nearest entries are the successor's)."""
+    return wire.encode_contacts(fingers[::-1][:MAX_CONTACTS])
+
+
+def parse_fingers(value: Any, sender: Contact) -> list[Contact]:
+    """A ``chord_fingers`` answer from the wire, as ``sender`` gave it."""
+    return _contacts(value, sender)
 
 
 def predecessors_args(predecessors: list[Contact]) -> list[bytes]:

@@ -1,4 +1,4 @@
-"""Answering Chord's five RPCs (formats in :mod:`~dhtkit.chord.messages`).
+"""Answering Chord's six RPCs (formats in :mod:`~dhtkit.chord.messages`).
 
 Every handler checks its arguments in full and answers anything else with
 ``RemoteError("malformed", ...)``. The sender is the RPC layer's verified
@@ -15,7 +15,16 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from dhtkit.chord import messages
-from dhtkit.chord.messages import CHANGED, FIND, LEAVE, NOTIFY, STATE, MalformedPayload, State
+from dhtkit.chord.messages import (
+    CHANGED,
+    FIND,
+    FINGERS,
+    LEAVE,
+    NOTIFY,
+    STATE,
+    MalformedPayload,
+    State,
+)
 from dhtkit.chord.state import RingState
 from dhtkit.contact import Contact
 from dhtkit.rpcerrors import RemoteError, RPCError
@@ -59,7 +68,7 @@ class ChordResponder:
         self._stabilize_with = stabilize_with
 
     def register(self, rpc: IRPC) -> None:
-        """Register the five handlers on ``rpc``."""
+        """Register the six handlers on ``rpc``."""
         # Running any of them twice for a retried query does no harm (a
         # notify or a leave only sets what is already set), so no reply is
         # kept for retries: a node asked every round by its neighbours would
@@ -70,12 +79,13 @@ class ChordResponder:
             (NOTIFY, self.answer_notify),
             (LEAVE, self.answer_leave),
             (CHANGED, self.answer_changed),
+            (FINGERS, self.answer_fingers),
         ):
             rpc.register(method, handler, idempotent=True)
 
     def unregister(self, rpc: IRPC) -> None:
-        """Take the five handlers off ``rpc``."""
-        for method in (FIND, STATE, NOTIFY, LEAVE, CHANGED):
+        """Take the six handlers off ``rpc``."""
+        for method in (FIND, STATE, NOTIFY, LEAVE, CHANGED, FINGERS):
             rpc.unregister(method)
 
     def answer_find(self, sender: Contact, args: Any) -> list[Any]:
@@ -116,6 +126,14 @@ class ChordResponder:
         state.learn_predecessors(sender, behind)
         state.fingers.offer(sender)  # it has a successor: it is on the ring
         return True
+
+    def answer_fingers(self, sender: Contact, args: Any) -> list[bytes]:
+        """``chord_fingers``: the distinct nodes of our finger table."""
+        if args is not None:
+            raise malformed(MalformedPayload("chord_fingers takes no arguments"))
+        if not self.state.joined:
+            raise RemoteError("not_joined", "this node is not on the ring yet")
+        return messages.fingers_answer(self.state.fingers.contacts())
 
     def answer_changed(self, sender: Contact, args: Any) -> None:
         """``chord_changed``: the sender's lists changed, and here they are.

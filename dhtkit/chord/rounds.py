@@ -54,8 +54,11 @@ from twisted.internet.interfaces import IReactorTime
 from dhtkit.chord.fingers import FingerTable
 from dhtkit.chord.lookup import LookupFailed
 from dhtkit.chord.messages import (
+    FINGERS,
     NOTIFY,
+    MalformedPayload,
     State,
+    parse_fingers,
     predecessors_args,
 )
 from dhtkit.chord.placement import UNANSWERED, Placement
@@ -116,23 +119,45 @@ class Rounds:
 
     def fill_fingers(self) -> defer.Deferred[None]:
         """A fix_fingers round for every finger above our successor, one
-        after another: a node that just joined has its fingers in about
-        log2 N lookups (the paper's O(log² N) messages per join) instead of
-        one every period. An entry the finger just found covers too is
-        not looked up."""
+        after another: a node that just joined has its fingers at once
+        instead of one every period. An entry the finger just found covers
+        too is skipped (the paper's ``init_finger_table``).
+
+        Each entry starts from our successor's fingers (``chord_fingers``),
+        as the paper suggests: our successor is next to us, so its finger
+        for an entry is ours, or near it. The one at or after the entry's
+        start is asked for its predecessors, as fix_fingers asks a finger
+        it holds (one exchange), and a lookup (about ½·log2 N) is the
+        fallback. Looking every entry up cost about log2 N lookups a join,
+        most of the cost of growing a ring."""
 
         async def fill() -> None:
-            # As the paper's init_finger_table: an entry whose start lies
-            # at or before the finger just found is that finger, no lookup.
+            state = self.state
+            hints = await self._successor_fingers()
             reach = 0
-            for index in self.state.finger_indexes():
+            for index in state.finger_indexes():
                 if 1 << (index - 1) <= reach:
                     continue
-                finger = await self._fix_fingers(index)
+                start = FingerTable.start(state.own_id, index)
+                finger = await self._fix_fingers(index, _first_from(start, hints))
                 if finger is not None:
-                    reach = ring_distance(self.state.own_id, finger.node_id)
+                    reach = ring_distance(state.own_id, finger.node_id)
 
         return defer.Deferred.fromCoroutine(_unless_stopped(fill()))
+
+    async def _successor_fingers(self) -> list[Contact]:
+        """Our successor list (the nodes nearest after us, where the
+        successor's fingers are sparse) and our successor's fingers."""
+        listed = self.state.successors.contacts()
+        if not listed:
+            return []
+        try:
+            answer = await self._call(listed[0], FINGERS, None)
+            return [*listed, *parse_fingers(answer, listed[0])]
+        except RPCStopped:
+            raise
+        except (RPCError, MalformedPayload):
+            return listed
 
     def check_predecessor(self) -> defer.Deferred[None]:
         """One check_predecessor round."""
@@ -236,8 +261,11 @@ class Rounds:
         except RPCError:
             pass  # the next round finds out
 
-    async def _fix_fingers(self, index: int | None = None) -> Contact | None:
-        # The finger now set for entry ``index``, if a node answered for it.
+    async def _fix_fingers(
+        self, index: int | None = None, hint: Contact | None = None
+    ) -> Contact | None:
+        # The finger now set for entry ``index``, if a node answered for it;
+        # ``hint``, a node that may be it, is asked before any lookup.
         state = self.state
         if not state.joined:
             return None
@@ -250,10 +278,10 @@ class Rounds:
                 await self._placement.check_successor()  # once a cycle
         state.counters["fix_fingers_rounds"] += 1
         start = FingerTable.start(state.own_id, index)
-        if self._lookups_due():
+        if hint is None and self._lookups_due():
             finger = await self._look_up_finger(start)
         else:
-            finger = await self._ask_finger(index, start)
+            finger = await self._ask_finger(index, start, hint)
             if finger is None:
                 finger = await self._look_up_finger(start)
         if finger is None:
@@ -285,13 +313,16 @@ class Rounds:
             return None
         return found.contacts[0] if found.contacts else None
 
-    async def _ask_finger(self, index: int, start: bytes) -> Contact | None:
-        """``successor(start)`` as the finger we hold for entry ``index`` tells
-        it, by its predecessors; None if it cannot tell (we hold none, it
-        did not answer, or all the predecessors it names lie at or after
-        ``start``): then a lookup finds out."""
+    async def _ask_finger(
+        self, index: int, start: bytes, held: Contact | None = None
+    ) -> Contact | None:
+        """``successor(start)`` as the finger we hold for entry ``index``
+        (or ``held``) tells it, by its predecessors; None if it cannot tell
+        (we hold none, it did not answer, or all the predecessors it names
+        lie at or after ``start``): then a lookup finds out."""
         state = self.state
-        held = state.fingers.finger(index)
+        if held is None:
+            held = state.fingers.finger(index)
         if held is None:
             return None
         answer = await self._placement.state_of(held)
@@ -347,6 +378,12 @@ def successor_by_predecessors(
             return found  # before ``start``: the node after it is the successor
         found, reach = contact, back
     return None
+
+
+def _first_from(start: bytes, contacts: list[Contact]) -> Contact | None:
+    """The first of ``contacts`` at or after ``start`` going round the
+    ring; None if there are none."""
+    return min(contacts, key=lambda c: ring_distance(start, c.node_id), default=None)
 
 
 def _nearest_between(
