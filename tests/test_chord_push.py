@@ -7,9 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from twisted.internet import defer
+from twisted.internet.testing import Clock
 
 from dhtkit.chord import messages
 from dhtkit.chord.messages import State
+from dhtkit.chord.rounds import Rounds
 from dhtkit.chord.settled import settled
 from dhtkit.chord.state import RingState
 from dhtkit.contact import Contact
@@ -98,3 +101,44 @@ def test_a_settled_ring_sends_no_news() -> None:
     sent = sum(p.overlay.counters["changes_sent"] for p in net.joined)
     net.run(20)
     assert sum(p.overlay.counters["changes_sent"] for p in net.joined) == sent
+
+
+class SilentPlacement:
+    """Answers ``state_of`` only when the test says (None: no answer)."""
+
+    def __init__(self) -> None:
+        self.asked: list[Contact] = []
+        self.pending: list[defer.Deferred[State | None]] = []
+
+    def state_of(self, contact: Contact) -> defer.Deferred[State | None]:
+        self.asked.append(contact)
+        self.pending.append(defer.Deferred())
+        return self.pending[-1]
+
+
+def test_news_from_a_successor_is_walked_one_round_at_a_time() -> None:
+    state = real_state(5, [8, 9], predecessor=4)
+    placement = SilentPlacement()
+    rounds = Rounds(
+        state,
+        lambda contact, method, args: defer.succeed(None),
+        lambda key, count: defer.fail(AssertionError("no lookup")),
+        placement,  # type: ignore[arg-type]
+        lambda contact: defer.succeed(contact),
+        Clock(),
+        fresh_for=1.0,
+    )
+    news = State([REAL[7], REAL[6]], [REAL[9]])  # two nodes between us and it
+    for _ in range(10):
+        rounds.stabilize_with(REAL[8], news)
+    assert placement.asked == [REAL[6]]  # the nearest first, one round only
+    placement.pending[0].callback(None)  # silent: the next one is asked
+    assert placement.asked == [REAL[6], REAL[7]]
+    placement.pending[1].callback(None)  # that round ends; the newest news waited
+    assert placement.asked == [REAL[6], REAL[7], REAL[6]]
+    placement.pending[2].callback(None)
+    placement.pending[3].callback(None)
+    assert len(placement.asked) == 4  # not twenty
+    assert state.successors.first == REAL[8]
+    rounds.stabilize_with(REAL[8], news)  # nothing runs now: a new round starts
+    assert len(placement.asked) == 5

@@ -22,9 +22,11 @@ waiting to be asked:
 
 Each change is told once, and the changes of one moment together (one
 message of each kind per reactor turn). A settled ring changes nothing and
-sends nothing; only a node's successor is listened to
-(:meth:`dhtkit.chord.rounds.Rounds.stabilize_with`). The rounds still run:
-a message lost is found out by the next one.
+sends nothing. Only a node's successor is listened to, and one round on
+its news runs at a time (:meth:`dhtkit.chord.rounds.Rounds.stabilize_with`),
+so a successor that sends news without end gets no more queries out of
+us than a stabilize round asks. The rounds still run: a message lost is
+found out by the next one.
 """
 
 from __future__ import annotations

@@ -108,6 +108,10 @@ class Rounds:
         self._verify = verify
         # Cycles of fix_fingers begun (a node's first fingers are looked up).
         self._cycles = 0
+        # Whether a round on a successor's news runs, and the newest news
+        # that came meanwhile (run next: one at a time, whatever it sends).
+        self._told_running = False
+        self._told_next: tuple[Contact, State] | None = None
 
     def stabilize(self) -> defer.Deferred[None]:
         """One stabilize round."""
@@ -211,17 +215,33 @@ class Rounds:
     def stabilize_with(self, successor: Contact, answer: State) -> defer.Deferred[None]:
         """A stabilize round on the state our ``successor`` sent us unasked
         (``chord_changed``, :mod:`dhtkit.chord.push`): as if it had just
-        answered our ``chord_state``."""
+        answered our ``chord_state``.
+
+        One such round runs at a time; news that comes meanwhile waits, the
+        newest only, so a successor that sends news as fast as it can gets
+        no more queries out of us (to the nodes it names) than one round
+        at a time asks."""
+        if self._told_running:
+            self._told_next = (successor, answer)
+            return defer.succeed(None)
         return defer.Deferred.fromCoroutine(
             _unless_stopped(self._stabilize_with(successor, answer))
         )
 
     async def _stabilize_with(self, successor: Contact, answer: State) -> None:
         state = self.state
-        first = state.successors.first
-        if not state.joined or first is None or first.node_id != successor.node_id:
-            return
-        await self._adopt(first, first, answer)
+        self._told_running = True
+        told: tuple[Contact, State] | None = (successor, answer)
+        try:
+            while told is not None:
+                successor, answer = told
+                first = state.successors.first
+                if state.joined and first is not None and first.node_id == successor.node_id:
+                    await self._adopt(first, first, answer)
+                told, self._told_next = self._told_next, None
+        finally:
+            self._told_running = False
+            self._told_next = None
 
     async def _adopt(self, first: Contact, successor: Contact, answer: State) -> None:
         """Take ``successor``, which answered with its state, as our
