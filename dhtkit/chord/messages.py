@@ -1,4 +1,4 @@
-"""Chord's six RPCs on the wire: their arguments, their answers, their checks.
+"""Chord's five RPCs on the wire: their arguments, their answers, their checks.
 
 ==============  ==========================  ===========================================
 method          arguments                   answer
@@ -11,20 +11,16 @@ chord_state     the sender's predecessors   ``[predecessors, successors]``
 chord_notify    the sender's predecessors   whether the sender is now our predecessor
 chord_leave     ``[predecessors,            ``null``
                 successors]``
-chord_changed   ``[predecessors,            ``null``
-                successors]``
 chord_fingers   ``null``                    the distinct nodes of our finger table
 ==============  ==========================  ===========================================
 
 Predecessor lists run backwards from the nearest, successor lists forwards.
 A node's stabilize query and notify carry its own predecessors to its
 successor, which so learns the nodes behind its predecessor at no extra
-cost (who holds a key behind us depends on them). A node whose successor
-list changed sends its state to its predecessor (``chord_changed``), and
-to a predecessor a nearer one replaced (:mod:`dhtkit.chord.push`). A
-node that just joined asks its successor for its fingers
-(``chord_fingers``): they are its own, or near them, as the Chord paper
-notes, so each of its finger entries starts from one of them.
+cost (who holds a key behind us depends on them). A node that just
+joined asks its successor for its fingers (``chord_fingers``): they are
+its own, or near them, as the Chord paper notes, so each of its finger
+entries starts from one of them.
 
 Contacts travel as :func:`dhtkit.wire.encode_contact` byte strings. A list
 holds at most :data:`MAX_CONTACTS` (:data:`MAX_SUCCESSORS` and
@@ -48,8 +44,6 @@ FIND = "chord_find"
 STATE = "chord_state"
 NOTIFY = "chord_notify"
 LEAVE = "chord_leave"
-#: A node whose lists changed tells the predecessors that copy them.
-CHANGED = "chord_changed"
 #: A node that just joined asks its successor for its fingers.
 FINGERS = "chord_fingers"
 #: The methods whose answers may fill a datagram (see
@@ -137,8 +131,7 @@ def parse_find_answer(value: Any, sender: Contact) -> FindAnswer:
 
 
 def state_answer(state: State) -> list[Any]:
-    """The wire form of a ``chord_state`` answer (and of the arguments of
-    ``chord_leave`` and ``chord_changed``)."""
+    """The wire form of a ``chord_state`` answer (and of ``chord_leave`` arguments)."""
     return [
         wire.encode_contacts(state.predecessors[:MAX_PREDECESSORS]),
         wire.encode_contacts(state.successors[:MAX_SUCCESSORS]),
@@ -146,8 +139,7 @@ def state_answer(state: State) -> list[Any]:
 
 
 def parse_state(value: Any, sender: Contact) -> State:
-    """A ``chord_state`` answer, or ``chord_leave`` or ``chord_changed``
-    arguments, as ``sender`` gave them."""
+    """A ``chord_state`` answer, or ``chord_leave`` arguments, as ``sender`` gave them."""
     if type(value) is not list or len(value) != 2:
         raise MalformedPayload("a node's state is [predecessors, successors]")
     return State(

@@ -39,7 +39,6 @@ from dhtkit.chord.lookup import SuccessorSearch
 from dhtkit.chord.messages import FIND, LEAVE, STATE, State
 from dhtkit.chord.placement import Placement
 from dhtkit.chord.protocol import ChordResponder
-from dhtkit.chord.push import Push
 from dhtkit.chord.rounds import Rounds
 from dhtkit.chord.state import RingState
 from dhtkit.contact import Address, Contact
@@ -65,7 +64,7 @@ COUNTERS = (
     "fix_fingers_rounds", "fingers_asked", "fingers_confirmed",
     "successor_checks", "successor_checks_corrected",
     "check_predecessor_rounds", "predecessor_changes", "predecessors_failed",
-    "merge_attempts", "merges", "merge_notifies", "changes_sent", "changes_received",
+    "merge_attempts", "merges", "merge_notifies",
 )  # fmt: skip
 #: The keys of :meth:`ChordOverlay.stats` that are levels, not event counts.
 GAUGES = frozenset({"fingers", "successors", "has_predecessor"})
@@ -144,9 +143,8 @@ class ChordOverlay(RoutingOverlayBase):
             "check_predecessor", check_predecessor_every, self.rounds.check_predecessor
         )
         self.maintenance.add("merge", merge_every, self.rounds.merge)
-        self.push = Push(self.state, self._call, self.clock, self.counters)
         self.responder = ChordResponder(
-            self.state, self._own_contact, self._verify, self._stabilize_now, self._stabilize_with
+            self.state, self._own_contact, self._verify, self._stabilize_now
         )
 
     # -- life cycle ------------------------------------------------------------------
@@ -156,12 +154,10 @@ class ChordOverlay(RoutingOverlayBase):
         self.responder.register(self.rpc)
         self.rpc.add_listener(self._heard_from, self._wants)
         self.maintenance.start()
-        self.push.start()
 
     def stop(self) -> None:
         """Stop the maintenance rounds and take the RPCs off."""
         self.maintenance.stop()
-        self.push.stop()
         self.responder.unregister(self.rpc)
         try:
             self.rpc.remove_listener(self._heard_from)
@@ -314,11 +310,6 @@ class ChordOverlay(RoutingOverlayBase):
 
     def _stabilize_now(self) -> None:
         self.maintenance.run_now("stabilize")
-
-    def _stabilize_with(self, successor: Contact, told: State) -> None:
-        self.rounds.stabilize_with(successor, told).addErrback(
-            lambda f: self._log.failure("stabilizing on a successor's news failed", f)
-        )
 
     def _lost_finger(self, contact: Contact) -> None:
         # Fingers only: the successor list is stabilize's to change, and one

@@ -1,4 +1,4 @@
-"""Answering Chord's six RPCs (formats in :mod:`~dhtkit.chord.messages`).
+"""Answering Chord's five RPCs (formats in :mod:`~dhtkit.chord.messages`).
 
 Every handler checks its arguments in full and answers anything else with
 ``RemoteError("malformed", ...)``. The sender is the RPC layer's verified
@@ -15,16 +15,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from dhtkit.chord import messages
-from dhtkit.chord.messages import (
-    CHANGED,
-    FIND,
-    FINGERS,
-    LEAVE,
-    NOTIFY,
-    STATE,
-    MalformedPayload,
-    State,
-)
+from dhtkit.chord.messages import FIND, FINGERS, LEAVE, NOTIFY, STATE, MalformedPayload, State
 from dhtkit.chord.state import RingState
 from dhtkit.contact import Contact
 from dhtkit.rpcerrors import RemoteError, RPCError
@@ -49,8 +40,6 @@ class ChordResponder:
     :param me: our own contact (None until the RPC layer listens).
     :param verify: pings a contact; fires with it once it answered.
     :param stabilize_now: runs a stabilize round at once.
-    :param stabilize_with: runs a stabilize round on the state our
-        successor sent (``chord_changed``); without it, that is ignored.
     """
 
     def __init__(
@@ -59,16 +48,14 @@ class ChordResponder:
         me: Callable[[], Contact | None],
         verify: Callable[[Contact], defer.Deferred[Contact]],
         stabilize_now: Callable[[], None],
-        stabilize_with: Callable[[Contact, State], object] | None = None,
     ) -> None:
         self.state = state
         self._me = me
         self._verify = verify
         self._stabilize_now = stabilize_now
-        self._stabilize_with = stabilize_with
 
     def register(self, rpc: IRPC) -> None:
-        """Register the six handlers on ``rpc``."""
+        """Register the five handlers on ``rpc``."""
         # Running any of them twice for a retried query does no harm (a
         # notify or a leave only sets what is already set), so no reply is
         # kept for retries: a node asked every round by its neighbours would
@@ -78,14 +65,13 @@ class ChordResponder:
             (STATE, self.answer_state),
             (NOTIFY, self.answer_notify),
             (LEAVE, self.answer_leave),
-            (CHANGED, self.answer_changed),
             (FINGERS, self.answer_fingers),
         ):
             rpc.register(method, handler, idempotent=True)
 
     def unregister(self, rpc: IRPC) -> None:
-        """Take the six handlers off ``rpc``."""
-        for method in (FIND, STATE, NOTIFY, LEAVE, CHANGED, FINGERS):
+        """Take the five handlers off ``rpc``."""
+        for method in (FIND, STATE, NOTIFY, LEAVE, FINGERS):
             rpc.unregister(method)
 
     def answer_find(self, sender: Contact, args: Any) -> list[Any]:
@@ -134,27 +120,6 @@ class ChordResponder:
         if not self.state.joined:
             raise RemoteError("not_joined", "this node is not on the ring yet")
         return messages.fingers_answer(self.state.fingers.contacts())
-
-    def answer_changed(self, sender: Contact, args: Any) -> None:
-        """``chord_changed``: the sender's lists changed, and here they are.
-
-        Only our successor's count: we take them as the answer to a
-        stabilize query (:mod:`dhtkit.chord.push`).
-        """
-        try:
-            told = messages.parse_state(args, sender)
-        except MalformedPayload as e:
-            raise malformed(e) from None
-        state = self.state
-        state.counters["changes_received"] += 1
-        first = state.successors.first
-        if (
-            state.joined
-            and first is not None
-            and first.node_id == sender.node_id
-            and self._stabilize_with is not None
-        ):
-            self._stabilize_with(sender, told)
 
     def answer_leave(self, sender: Contact, args: Any) -> None:
         """``chord_leave``: the sender leaves; its neighbours close the gap."""

@@ -57,7 +57,6 @@ from dhtkit.chord.messages import (
     FINGERS,
     NOTIFY,
     MalformedPayload,
-    State,
     parse_fingers,
     predecessors_args,
 )
@@ -108,10 +107,6 @@ class Rounds:
         self._verify = verify
         # Cycles of fix_fingers begun (a node's first fingers are looked up).
         self._cycles = 0
-        # Whether a round on a successor's news runs, and the newest news
-        # that came meanwhile (run next: one at a time, whatever it sends).
-        self._told_running = False
-        self._told_next: tuple[Contact, State] | None = None
 
     def stabilize(self) -> defer.Deferred[None]:
         """One stabilize round."""
@@ -209,77 +204,39 @@ class Rounds:
                 state.counters["successors_failed"] += 1
                 state.forget(successor.node_id)
                 continue
-            await self._adopt(successor, successor, answer)
+            reported, its_predecessor = answer.successors, answer.predecessor
+            # Nodes between us and our successor: those it names as its
+            # predecessors, and fingers we know there. The nearest to us
+            # becomes our successor once it answered itself, and so on:
+            # several nodes that joined into one gap are passed in one
+            # round, not one a round, and a node that knows of one inside
+            # a gap no neighbour told it about (two rings interleaved by
+            # joins on stale pointers) closes that gap too.
+            tried: set[bytes] = set()
+            for _ in range(state.successors.size):
+                between = _nearest_between(state, successor, answer.predecessors, tried)
+                if between is None:
+                    break
+                tried.add(between.node_id)
+                closer = await self._placement.state_of(between)
+                if state.successors.first is not first:
+                    return
+                if closer is None:
+                    state.lose_finger(between.node_id)
+                    continue
+                successor, reported, answer = between, closer.successors, closer
+                its_predecessor = closer.predecessor
+            state.replace_successors(successor, reported)
+            state.fingers.offer(successor)  # it answered
+            if its_predecessor is not None and its_predecessor.node_id == state.own_id:
+                return  # it knows us already: a notify would change nothing
+            try:
+                await self._call(successor, NOTIFY, predecessors_args(state.predecessors))
+            except RPCStopped:
+                raise
+            except RPCError:
+                pass  # the next round finds out
             return
-
-    def stabilize_with(self, successor: Contact, answer: State) -> defer.Deferred[None]:
-        """A stabilize round on the state our ``successor`` sent us unasked
-        (``chord_changed``, :mod:`dhtkit.chord.push`): as if it had just
-        answered our ``chord_state``.
-
-        One such round runs at a time; news that comes meanwhile waits, the
-        newest only, so a successor that sends news as fast as it can gets
-        no more queries out of us (to the nodes it names) than one round
-        at a time asks."""
-        if self._told_running:
-            self._told_next = (successor, answer)
-            return defer.succeed(None)
-        return defer.Deferred.fromCoroutine(
-            _unless_stopped(self._stabilize_with(successor, answer))
-        )
-
-    async def _stabilize_with(self, successor: Contact, answer: State) -> None:
-        state = self.state
-        self._told_running = True
-        told: tuple[Contact, State] | None = (successor, answer)
-        try:
-            while told is not None:
-                successor, answer = told
-                first = state.successors.first
-                if state.joined and first is not None and first.node_id == successor.node_id:
-                    await self._adopt(first, first, answer)
-                told, self._told_next = self._told_next, None
-        finally:
-            self._told_running = False
-            self._told_next = None
-
-    async def _adopt(self, first: Contact, successor: Contact, answer: State) -> None:
-        """Take ``successor``, which answered with its state, as our
-        successor, or a node between us and it; ``first`` is the successor
-        we had when we asked (if it changed meanwhile, that change wins)."""
-        state = self.state
-        reported, its_predecessor = answer.successors, answer.predecessor
-        # Nodes between us and our successor: those it names as its
-        # predecessors, and fingers we know there. The nearest to us
-        # becomes our successor once it answered itself, and so on:
-        # several nodes that joined into one gap are passed in one
-        # round, not one a round, and a node that knows of one inside
-        # a gap no neighbour told it about (two rings interleaved by
-        # joins on stale pointers) closes that gap too.
-        tried: set[bytes] = set()
-        for _ in range(state.successors.size):
-            between = _nearest_between(state, successor, answer.predecessors, tried)
-            if between is None:
-                break
-            tried.add(between.node_id)
-            closer = await self._placement.state_of(between)
-            if state.successors.first is not first:
-                return
-            if closer is None:
-                state.lose_finger(between.node_id)
-                continue
-            successor, reported, answer = between, closer.successors, closer
-            its_predecessor = closer.predecessor
-        state.replace_successors(successor, reported)
-        state.fingers.offer(successor)  # it answered
-        if its_predecessor is not None and its_predecessor.node_id == state.own_id:
-            return  # it knows us already: a notify would change nothing
-        try:
-            await self._call(successor, NOTIFY, predecessors_args(state.predecessors))
-        except RPCStopped:
-            raise
-        except RPCError:
-            pass  # the next round finds out
 
     async def _fix_fingers(
         self, index: int | None = None, hint: Contact | None = None

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-import attrs
 from twisted.logger import Logger
 
 from dhtkit.chord.fingers import FingerTable, finger_range
@@ -24,20 +23,6 @@ from dhtkit.keyspace import ID_BITS, check_id, in_interval, ring_distance
 from dhtkit.remembered import Remembered
 
 NeighbourListener = Callable[[Contact], None]
-
-
-@attrs.define
-class News:
-    """What changed in a node's lists that its neighbours have not been
-    told yet (:mod:`dhtkit.chord.push` tells them)."""
-
-    #: The successor list changed: our predecessor's list is built from it.
-    successors: bool = False
-    #: The predecessor list changed: our successor's is built from it.
-    predecessors: bool = False
-    #: Predecessors that a nearer one replaced, by id: each now has a node
-    #: between it and us that it does not know of.
-    passed_over: dict[bytes, Contact] = attrs.field(factory=dict)
 
 
 class RingState:
@@ -82,25 +67,12 @@ class RingState:
         self.joined = False
         #: When the predecessor last sent us a verified message (clock time).
         self.predecessor_heard = float("-inf")
-        #: Changes not yet told to the neighbours, and who is called when
-        #: one is added (:class:`~dhtkit.chord.push.Push`; nobody: kept).
-        self.news = News()
-        self.on_news: Callable[[], None] | None = None
 
     # -- neighbours -----------------------------------------------------------------
 
     def add_listener(self, listener: NeighbourListener) -> None:
         """Call ``listener(contact)`` for a new predecessor or a new successor-list entry."""
         self._listeners.append(listener)
-
-    def _tell(self) -> None:
-        if self.on_news is not None:
-            self.on_news()
-
-    def _predecessors_changed(self, before: list[bytes]) -> None:
-        if self._predecessors and [c.node_id for c in self._predecessors] != before:
-            self.news.predecessors = True
-            self._tell()
 
     def _announce(self, contact: Contact) -> None:
         for listener in self._listeners:
@@ -122,19 +94,15 @@ class RingState:
     def set_predecessor(self, contact: Contact | None) -> None:
         """Make ``contact`` our predecessor (None: we do not know it)."""
         old = self.predecessor
-        before = [c.node_id for c in self._predecessors]
         if contact is None:
             self._predecessors = []
         elif old is not None and old.node_id == contact.node_id:
             self._predecessors[0] = contact
         elif old is not None and in_interval(contact.node_id, old.node_id, self.own_id):
-            # A node joined behind us: the old predecessors are behind it,
-            # and the old one does not know of it yet.
+            # A node joined behind us: the old predecessors are behind it.
             self._predecessors = [contact, *self._predecessors][: self.predecessor_list_size]
-            self.news.passed_over[old.node_id] = old
         else:
             self._predecessors = [contact]
-        self._predecessors_changed(before)
         if contact is None or old is None or old.node_id != contact.node_id:
             self.predecessor_heard = float("-inf")
         if contact is None or (old is not None and old.node_id == contact.node_id):
@@ -156,9 +124,7 @@ class RingState:
             return
         span = ring_distance(self.own_id, sender.node_id)
         ordered = within(reported, lambda node_id: ring_distance(node_id, sender.node_id), span)
-        before = [c.node_id for c in self._predecessors]
         self._predecessors = [pred, *ordered][: self.predecessor_list_size]
-        self._predecessors_changed(before)
 
     def consider_predecessor(self, contact: Contact) -> bool:
         """The paper's notify rule: ``contact`` becomes our predecessor if we
@@ -179,15 +145,11 @@ class RingState:
     def replace_successors(self, successor: Contact, reported: list[Contact]) -> None:
         """Take ``successor`` (which just answered) and the list it reported."""
         old_first = self.successors.first
-        before = self.successors.ids()
         for contact in self.successors.replace(successor, reported):
             self._announce(contact)
         if old_first is None or old_first.node_id != successor.node_id:
             self.counters["successor_changes"] += 1
         self.counters["successor_refreshes"] += 1
-        if self.successors.ids() != before:
-            self.news.successors = True
-            self._tell()
 
     def heard_from(self, contact: Contact, now: float) -> None:
         """A verified message came from ``contact``: if it is our predecessor,
@@ -204,9 +166,7 @@ class RingState:
         """Drop a node that failed (or ``left``) from the successor list and
         fingers. One that failed is remembered if it was a finger (see
         :meth:`lose_finger`); one that left is not."""
-        if self.successors.remove(node_id):
-            self.news.successors = True
-            self._tell()
+        self.successors.remove(node_id)
         if left:
             self.fingers.remove(node_id)
             self.lost.discard(node_id)

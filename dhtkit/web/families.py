@@ -290,12 +290,6 @@ OVERLAY.counter(
     " Pastry, joins completed through it.",
 )
 OVERLAY.counter("merge_notifies", "Notify messages sent to merge two rings.")
-OVERLAY.counter(
-    "changes_sent",
-    "Messages telling a neighbour at once that this node's lists changed"
-    " (chord_changed, or a notify with new predecessors).",
-)
-OVERLAY.counter("changes_received", "chord_changed messages from a neighbour whose lists changed.")
 OVERLAY.gauge("leaf_set", "Nodes in the leaf set now.")
 OVERLAY.gauge("table_entries", "Entries in the routing table now.")
 OVERLAY.gauge("neighbourhood", "Nodes in the neighbourhood set now.")
