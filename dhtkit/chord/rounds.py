@@ -126,9 +126,9 @@ class Rounds:
         as the paper suggests: our successor is next to us, so its finger
         for an entry is ours, or near it. The one at or after the entry's
         start is asked for its predecessors, as fix_fingers asks a finger
-        it holds (one exchange), and a lookup (about ½·log2 N) is the
-        fallback. Looking every entry up cost about log2 N lookups a join,
-        most of the cost of growing a ring."""
+        it holds (one exchange), and a lookup (about ½·log2 N exchanges)
+        is the fallback: while a ring grows fast its fingers are stale, and
+        about half the entries still need one."""
 
         async def fill() -> None:
             state = self.state
