@@ -205,6 +205,22 @@ def test_chord_fingers_takes_no_arguments(args: Any) -> None:
     assert [wire.decode_contact(f).node_id for f in fingers] == [a.node_id]
 
 
+def test_a_malformed_fingers_answer_is_counted_and_the_fingers_still_filled() -> None:
+    net = ring_of(20, seed=14, fix_fingers_every=1000.0)
+    for peer in net.joined:  # every node answers chord_fingers with garbage
+        peer.rpc.register("chord_fingers", lambda sender, args: ["not a contact"])
+    newcomer = net.add()
+    net.wait(net.join(newcomer, net.joined[2]))
+    net.run(3)
+    assert newcomer.overlay.counters["bad_answers"] == 1
+    others = {p.node_id for p in net.joined} - {newcomer.node_id}
+    for index in newcomer.overlay.state.finger_indexes():
+        start = FingerTable.start(newcomer.node_id, index)
+        expected = min(others, key=lambda node_id: ring_distance(start, node_id))
+        found = newcomer.overlay.state.fingers.finger(index)
+        assert found is not None and found.node_id == expected
+
+
 def test_a_leaving_node_links_its_neighbours_at_once() -> None:
     net = ring_of(10, seed=7)
     for peer in net.joined:

@@ -80,8 +80,7 @@ class ChordResponder:
             key, count = messages.parse_find_args(args)
         except MalformedPayload as e:
             raise malformed(e) from None
-        if not self.state.joined:
-            raise RemoteError("not_joined", "this node is not on the ring yet")
+        self._require_joined()
         me = self._me()
         assert me is not None  # a query reached us, so we listen
         return messages.find_answer(self.state.answer_find(me, key, count))
@@ -117,9 +116,14 @@ class ChordResponder:
         """``chord_fingers``: the distinct nodes of our finger table."""
         if args is not None:
             raise malformed(MalformedPayload("chord_fingers takes no arguments"))
+        self._require_joined()
+        return messages.fingers_answer(self.state.fingers.contacts())
+
+    def _require_joined(self) -> None:
+        # A node still finding its place would answer for every key, and
+        # with fingers it does not have yet.
         if not self.state.joined:
             raise RemoteError("not_joined", "this node is not on the ring yet")
-        return messages.fingers_answer(self.state.fingers.contacts())
 
     def answer_leave(self, sender: Contact, args: Any) -> None:
         """``chord_leave``: the sender leaves; its neighbours close the gap."""

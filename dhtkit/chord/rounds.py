@@ -155,7 +155,10 @@ class Rounds:
             return [*listed, *parse_fingers(answer, listed[0])]
         except RPCStopped:
             raise
-        except (RPCError, MalformedPayload):
+        except RPCError:
+            return listed
+        except MalformedPayload:
+            self.state.counters["bad_answers"] += 1
             return listed
 
     def check_predecessor(self) -> defer.Deferred[None]:
