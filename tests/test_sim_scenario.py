@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from dhtkit.sim.churn import HOUR
 from dhtkit.sim.overlays import OverlayNetwork, simulate
 from dhtkit.sim.scenario import (
+    DEFAULT_RATE,
     JOIN_BATCH,
     JOIN_ROUNDS,
+    MAX_WINDOW,
     TIMELINE_BINS,
     Scenario,
     build,
@@ -80,6 +83,17 @@ def test_a_large_network_grows_in_a_bounded_number_of_batches() -> None:
     assert join_batch(10_000) == 100 and join_batch(10_001) == 101
     for nodes in (1_000, 10_000, 100_000):
         assert -(-nodes // join_batch(nodes)) <= JOIN_ROUNDS
+
+
+def test_the_default_window_is_the_default_rate_but_never_longer_than_its_cap() -> None:
+    # The maintenance of every node runs through the window: its length must
+    # not grow with the lookups (and so with N), as the growth's does not.
+    assert Scenario("chord", 10, 200).duration == 200 / DEFAULT_RATE
+    cap = round(MAX_WINDOW * DEFAULT_RATE)
+    assert Scenario("chord", 10, cap).duration == Scenario("chord", 10, 10 * cap).duration
+    assert Scenario("chord", 10, 10 * cap).duration == MAX_WINDOW
+    assert Scenario("chord", 10, 10 * cap, churn=0.1).duration == HOUR
+    assert Scenario("chord", 10, 10 * cap, duration=500.0).duration == 500.0
 
 
 @pytest.mark.parametrize("seed", [3, 6])

@@ -26,7 +26,7 @@ from dhtkit.sim.gossip import MAX_CONCURRENT, simulate, summarize
 from dhtkit.sim.latency import LATENCY_MODELS
 from dhtkit.sim.plot import plot_overlay
 from dhtkit.sim.progress import Progress, wanted
-from dhtkit.sim.scenario import DEFAULT_RATE
+from dhtkit.sim.scenario import DEFAULT_RATE, MAX_WINDOW
 
 
 def add_sim(commands: Any) -> None:
@@ -260,7 +260,8 @@ def add_sim_overlay(sims: Any, kind: str) -> None:
         default=None,
         metavar="SECONDS",
         help="simulated seconds over which the lookups are spread "
-        "(default: an hour with --churn, else {:g} lookups a second)".format(DEFAULT_RATE),
+        "(default: an hour with --churn, else {:g} lookups a second, "
+        "over at most {:g} s)".format(DEFAULT_RATE, MAX_WINDOW),
     )
     parser.add_argument(
         "--trust-sim",

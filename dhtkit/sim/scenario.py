@@ -52,8 +52,15 @@ __all__ = [
     "simulate",
 ]
 
-#: Lookups issued per simulated second when no window is given and there is no churn.
+#: Lookups issued per simulated second when no window is given and there is no churn ...
 DEFAULT_RATE = 100.0
+#: ... or faster, so that the window lasts at most this many simulated seconds.
+#: As with :data:`JOIN_ROUNDS`: every node runs its maintenance through the
+#: window, so a window growing with the lookups made a run of N lookups over
+#: N nodes cost as N squared (at N = 10^4 and 100 s, Chord's stabilization
+#: was about half of the run's CPU). With L = N each node starts a lookup
+#: every N / 100 s on average up to N = 1,000 and every 10 s beyond.
+MAX_WINDOW = 10.0
 #: Values put together, a batch at a time.
 PUT_BATCH = 100
 #: Bins of the window in the report's ``timeline``.
@@ -73,7 +80,7 @@ OWNER_RULES = {"kademlia": "xor", "chord": "successor", "pastry": "numeric"}
 def _window(instance: Scenario) -> float:
     if instance.churn:
         return HOUR
-    return instance.lookups / DEFAULT_RATE
+    return min(MAX_WINDOW, instance.lookups / DEFAULT_RATE)
 
 
 @attrs.frozen
@@ -86,7 +93,8 @@ class Scenario:
     :param latency: a name of :data:`dhtkit.sim.latency.LATENCY_MODELS`.
     :param rtt: the median round trip, seconds.
     :param duration: simulated seconds over which the lookups are spread
-        (default: an hour under churn, else :data:`DEFAULT_RATE` per second).
+        (default: an hour under churn, else :data:`DEFAULT_RATE` per second
+        over at most :data:`MAX_WINDOW` seconds).
     :param trust_sim: skip checking MACs and signatures (``--trust-sim``);
         the report then says ``"authenticated": false``.
     """
