@@ -11,10 +11,13 @@ from dhtkit.sim.scenario import (
     JOIN_BATCH,
     JOIN_ROUNDS,
     MAX_WINDOW,
+    PUT_BATCH,
+    PUT_ROUNDS,
     TIMELINE_BINS,
     Scenario,
     build,
     join_batch,
+    put_batch,
     report,
     run,
 )
@@ -83,6 +86,13 @@ def test_a_large_network_grows_in_a_bounded_number_of_batches() -> None:
     assert join_batch(10_000) == 100 and join_batch(10_001) == 101
     for nodes in (1_000, 10_000, 100_000):
         assert -(-nodes // join_batch(nodes)) <= JOIN_ROUNDS
+
+
+def test_many_values_are_put_in_a_bounded_number_of_batches() -> None:
+    assert put_batch(10) == put_batch(PUT_BATCH * PUT_ROUNDS) == PUT_BATCH
+    assert put_batch(PUT_BATCH * PUT_ROUNDS + 1) == PUT_BATCH + 1
+    for values in (1_000, 10_000, 100_000):
+        assert -(-values // put_batch(values)) <= PUT_ROUNDS
 
 
 def test_the_default_window_is_the_default_rate_but_never_longer_than_its_cap() -> None:

@@ -47,6 +47,7 @@ __all__ = [
     "Scenario",
     "build",
     "join_batch",
+    "put_batch",
     "report",
     "run",
     "simulate",
@@ -61,8 +62,11 @@ DEFAULT_RATE = 100.0
 #: was about half of the run's CPU). With L = N each node starts a lookup
 #: every N / 100 s on average up to N = 1,000 and every 10 s beyond.
 MAX_WINDOW = 10.0
-#: Values put together, a batch at a time.
+#: Values are put a batch at a time, at least this many together ...
 PUT_BATCH = 100
+#: ... and in at most this many batches, for the reason of :data:`MAX_WINDOW`
+#: (at 10^4 values in batches of 100, Chord's puts took 20-30 s of virtual time).
+PUT_ROUNDS = 10
 #: Bins of the window in the report's ``timeline``.
 TIMELINE_BINS = 12
 #: Nodes join a batch at a time, at least this many together ...
@@ -168,6 +172,11 @@ def join_batch(nodes: int) -> int:
     return max(JOIN_BATCH, -(-nodes // JOIN_ROUNDS))
 
 
+def put_batch(values: int) -> int:
+    """How many of ``values`` are put together (see :data:`PUT_ROUNDS`)."""
+    return max(PUT_BATCH, -(-values // PUT_ROUNDS))
+
+
 def _owners(scenario: Scenario) -> Owners:
     return Owners(OWNER_RULES[scenario.kind])
 
@@ -199,9 +208,10 @@ def build(scenario: Scenario, progress: Progress | None = None) -> Built:
     if progress is not None:
         progress.stage("put", scenario.lookups)
     rng = net.rng
-    for first in range(0, scenario.lookups, PUT_BATCH):
+    batch = put_batch(scenario.lookups)
+    for first in range(0, scenario.lookups, batch):
         puts = []
-        for i in range(first, min(first + PUT_BATCH, scenario.lookups)):
+        for i in range(first, min(first + batch, scenario.lookups)):
             key, value = from_int(rng.getrandbits(160)), b"value %d" % i
             built.values.append((key, value))
             puts.append(rng.choice(built.live).node.put(key, value))
