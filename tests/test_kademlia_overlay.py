@@ -243,6 +243,23 @@ def test_a_joining_bucket_refresh_ends_once_the_bucket_is_full() -> None:
     assert outcome.stopped_early
 
 
+def test_a_joining_bucket_refresh_pings_the_nodes_the_first_answer_names() -> None:
+    # One answer names k nodes of a far bucket's range: each is proven by a
+    # ping rather than asked about the range in turn (about k find_node).
+    net = network(60, k=8)
+    newcomer = net.add_node()
+    overlay = newcomer.overlay
+    assert isinstance(overlay, KademliaOverlay)
+    net.wait(overlay.rpc.call(("10.0.0.1", PORT), "ping"))
+    far = from_int(int.from_bytes(newcomer.node_id, "big") ^ (1 << 159))
+    outcome = net.wait(overlay._fill_bucket(far))
+    assert outcome.messages <= 2
+    assert overlay.table.is_full(far)
+    bucket = [c for c in overlay.table.contacts() if overlay.table.same_bucket(c.node_id, far)]
+    assert len(bucket) == 8
+    assert all(overlay.rpc.is_proven(c) for c in bucket)
+
+
 def test_a_join_refreshes_only_empty_buckets_and_lookups_stay_exact() -> None:
     net = network(80, k=4)
     newcomers = []

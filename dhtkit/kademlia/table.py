@@ -540,6 +540,14 @@ class RoutingTable:
         """Whether the bucket that covers ``node_id`` holds k contacts."""
         return len(self._bucket(node_id)) >= self.k
 
+    def room(self, node_id: bytes) -> int:
+        """How many contacts the bucket that covers ``node_id`` lacks of k."""
+        return max(0, self.k - len(self._bucket(node_id)))
+
+    def same_bucket(self, node_id: bytes, other: bytes) -> bool:
+        """Whether one bucket covers both ids."""
+        return self._bucket(node_id) is self._bucket(other)
+
     def is_close(self, node_id: bytes, key: bytes, count: int) -> bool:
         """Whether ``node_id`` is among the ``count`` nodes closest to ``key``.
 
