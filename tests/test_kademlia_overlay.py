@@ -260,6 +260,34 @@ def test_a_joining_bucket_refresh_pings_the_nodes_the_first_answer_names() -> No
     assert all(overlay.rpc.is_proven(c) for c in bucket)
 
 
+def test_a_join_looks_its_own_id_up_once_then_asks_only_alpha_neighbours_again() -> None:
+    net = network(60, k=8)
+    newcomer = net.add_node()
+    overlay = newcomer.overlay
+    assert isinstance(overlay, KademliaOverlay)
+    fills, asked_after = [], []
+    fill, find_node = overlay._fill_bucket, overlay._find_node
+
+    def counted_fill(target: bytes):  # type: ignore[no-untyped-def]
+        fills.append(target)
+        return fill(target)
+
+    def counted_find_node(contact: Contact, target: bytes):  # type: ignore[no-untyped-def]
+        if target == newcomer.node_id and overlay.stats()["lookups"] >= 1 + len(fills):
+            asked_after.append(contact)  # after the self-lookup and the refreshes
+        return find_node(contact, target)
+
+    overlay._fill_bucket = counted_fill  # type: ignore[method-assign]
+    overlay._find_node = counted_find_node  # type: ignore[method-assign]
+    net.wait(net.join(newcomer, net.live()[:-1]))
+    # One self-lookup and the refreshes are the only lookups; the last step
+    # asks alpha of the nearest contacts, not a second whole lookup (~k).
+    assert overlay.stats()["lookups"] == 1 + len(fills)
+    assert 1 <= len(asked_after) <= overlay.alpha
+    nearest = closest_ids(net, newcomer.node_id, 4)[1:]
+    assert set(nearest) <= {c.node_id for c in overlay.contacts()}
+
+
 def test_a_join_refreshes_only_empty_buckets_and_lookups_stay_exact() -> None:
     net = network(80, k=4)
     newcomers = []

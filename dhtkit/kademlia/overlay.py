@@ -196,11 +196,37 @@ class KademliaOverlay(RoutingOverlayBase):
             reach = distance(own.contacts[self.k - 1].node_id, self.node_id)
         for target in self.table.refresh_ids_after_join(reach):
             await self._fill_bucket(target)
-        # Once more for our neighbours: a node learns of a querier only when
-        # its address has answered a probe, so neighbours joining at the same
-        # moment as we did may have been missing from the first answers.
-        await self.lookup(self.node_id, self.k)
+        await self._meet_neighbours()
         return len(self.table)
+
+    async def _meet_neighbours(self) -> None:
+        """The last step of a join: ask our alpha nearest contacts for the
+        nodes nearest to us again, and ping those among our k nearest that
+        we do not know yet.
+
+        A node learns of a querier only when its address has answered a
+        probe, so neighbours joining at the same moment as we did may have
+        been missing from the self-lookup's answers; by now the nodes
+        nearest to us have proven them. This took a whole second
+        self-lookup (about k queries, each answered with k contacts).
+        """
+        nearest = self.table.closest(self.node_id, self.alpha)
+        answers = await defer.DeferredList(
+            [self._find_node(contact, self.node_id) for contact in nearest], consumeErrors=True
+        )
+        named: dict[bytes, Contact] = {}
+        for ok, answer in answers:
+            if not ok:
+                continue
+            for contact in answer[0]:
+                node_id = contact.node_id
+                if (
+                    node_id != self.node_id
+                    and node_id not in self.table
+                    and self.table.is_close(node_id, self.node_id, self.k)
+                ):
+                    named.setdefault(node_id, contact)
+        await defer.DeferredList([self._ping(c) for c in named.values()], consumeErrors=True)
 
     # -- what the value layer asks ------------------------------------------------------
 
