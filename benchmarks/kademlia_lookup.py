@@ -826,8 +826,9 @@ def print_notes(report: dict[str, Any]) -> None:
             report["kademlia_version"]
         )
         notes.append(
-            "dhtkit's join ends by refreshing every bucket farther than its nearest "
-            "neighbour (section 2.3 of the paper), hence more datagrams per join; "
+            "dhtkit's join fills the buckets farther than its nearest neighbour that "
+            "its self-lookup left empty (section 2.3 of the paper), and every node it "
+            "meets first probes its address, hence more datagrams per join; "
             "kademlia's bootstrap is one lookup of its own id."
         )
         if report["kind"] in ("plain", "signed"):
