@@ -229,14 +229,19 @@ def test_a_joining_node_receives_the_keys_it_is_now_responsible_for() -> None:
     assert len(held) < len(keys) / 2  # only its share moved, not everything
 
 
-def test_a_joining_bucket_refresh_ends_once_the_bucket_is_full() -> None:
-    net = network(60, k=4)
+def newcomer_knowing_the_bootstrap(k: int) -> tuple[OverlayNetwork, KademliaOverlay, bytes]:
+    """A node new to a grown network of 60 that has pinged only the
+    bootstrap, and an id in the far half of the id space (its bucket has room)."""
+    net = network(60, k=k)
     newcomer = net.add_node()
     overlay = newcomer.overlay
     assert isinstance(overlay, KademliaOverlay)
-    # Only the bootstrap is known: the far half of the id space has room.
     net.wait(overlay.rpc.call(("10.0.0.1", PORT), "ping"))
-    far = from_int(int.from_bytes(newcomer.node_id, "big") ^ (1 << 159))
+    return net, overlay, from_int(int.from_bytes(newcomer.node_id, "big") ^ (1 << 159))
+
+
+def test_a_joining_bucket_refresh_ends_once_the_bucket_is_full() -> None:
+    net, overlay, far = newcomer_knowing_the_bootstrap(k=4)
     assert not overlay.table.is_full(far)
     outcome = net.wait(overlay._fill_bucket(far))
     assert overlay.table.is_full(far)
@@ -246,12 +251,7 @@ def test_a_joining_bucket_refresh_ends_once_the_bucket_is_full() -> None:
 def test_a_joining_bucket_refresh_pings_the_nodes_the_first_answer_names() -> None:
     # One answer names k nodes of a far bucket's range: each is proven by a
     # ping rather than asked about the range in turn (about k find_node).
-    net = network(60, k=8)
-    newcomer = net.add_node()
-    overlay = newcomer.overlay
-    assert isinstance(overlay, KademliaOverlay)
-    net.wait(overlay.rpc.call(("10.0.0.1", PORT), "ping"))
-    far = from_int(int.from_bytes(newcomer.node_id, "big") ^ (1 << 159))
+    net, overlay, far = newcomer_knowing_the_bootstrap(k=8)
     outcome = net.wait(overlay._fill_bucket(far))
     assert outcome.messages <= 2
     assert overlay.table.is_full(far)
