@@ -20,7 +20,7 @@ disjoint lookups for the reads that ask for them.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from twisted.internet import defer
@@ -216,17 +216,30 @@ class KademliaOverlay(RoutingOverlayBase):
         )
         named: dict[bytes, Contact] = {}
         for ok, answer in answers:
-            if not ok:
-                continue
-            for contact in answer[0]:
-                node_id = contact.node_id
-                if (
-                    node_id != self.node_id
-                    and node_id not in self.table
-                    and self.table.is_close(node_id, self.node_id, self.k)
-                ):
-                    named.setdefault(node_id, contact)
-        await defer.DeferredList([self._ping(c) for c in named.values()], consumeErrors=True)
+            if ok:
+                self._note_strangers(
+                    named, answer[0], lambda i: self.table.is_close(i, self.node_id, self.k)
+                )
+        await self._ping_all(named.values())
+
+    def _note_strangers(
+        self,
+        named: dict[bytes, Contact],
+        contacts: Iterable[Contact],
+        keep: Callable[[bytes], bool],
+    ) -> None:
+        """Add to ``named`` each of ``contacts`` that is neither us nor in
+        the table and whose id ``keep`` accepts (the first named wins)."""
+        table = self.table
+        for contact in contacts:
+            node_id = contact.node_id
+            if node_id != self.node_id and node_id not in table and keep(node_id):
+                named.setdefault(node_id, contact)
+
+    def _ping_all(self, contacts: Iterable[Contact]) -> defer.Deferred[Any]:
+        """Ping each of ``contacts`` at once; each that answers enters the
+        table, as every verified sender does. Fires when all have ended."""
+        return defer.DeferredList([self._ping(c) for c in contacts], consumeErrors=True)
 
     # -- what the value layer asks ------------------------------------------------------
 
@@ -426,14 +439,7 @@ class KademliaOverlay(RoutingOverlayBase):
 
         def ask(contact: Contact, key: bytes) -> defer.Deferred[Answer]:
             def note(answer: Answer) -> Answer:
-                for other in answer[0]:
-                    node_id = other.node_id
-                    if (
-                        node_id != self.node_id
-                        and node_id not in table
-                        and table.same_bucket(node_id, target)
-                    ):
-                        named.setdefault(node_id, other)
+                self._note_strangers(named, answer[0], lambda i: table.same_bucket(i, target))
                 enough = len(named) >= table.room(target)
                 return (answer[0], _BUCKET_FULL if enough else None)
 
@@ -445,8 +451,7 @@ class KademliaOverlay(RoutingOverlayBase):
             room = table.room(target)
             batch = [c for c in waiting[:room] if c.node_id not in table]
             del waiting[:room]
-            # Each that answers enters the table, as every verified sender does.
-            await defer.DeferredList([self._ping(c) for c in batch], consumeErrors=True)
+            await self._ping_all(batch)
         return outcome
 
     def _count(self, outcome: LookupOutcome) -> LookupOutcome:
