@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from functools import lru_cache
 
 import attrs
 
@@ -30,6 +31,8 @@ def normalize_address(address: tuple[str, int]) -> Address:
 
 
 def _to_address(value: tuple[str, int]) -> Address:
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is str and type(value[1]) is int:
+        return value  # already one: shared, not copied
     return (str(value[0]), int(value[1]))
 
 
@@ -53,3 +56,35 @@ class Contact:
 
     def __repr__(self) -> str:
         return "Contact({}, {}:{})".format(self.node_id.hex()[:12], *self.address)
+
+
+#: Peers whose key and contact :func:`shared_key` and :func:`contact_at` keep.
+SHARED_CONTACTS = 65536
+
+
+@lru_cache(maxsize=SHARED_CONTACTS)
+def shared_key(public_key: bytes) -> bytes:
+    """``public_key`` as the first equal byte string this process kept.
+
+    Every datagram and every contact in an answer brings its own copy of a
+    peer's key; the sessions and routing tables that keep it share one
+    instead (the nodes of a simulation all live in one process, and each
+    meets the same peers).
+    """
+    return public_key
+
+
+def contact_at(public_key: bytes, address: Address) -> Contact:
+    """The contact for ``public_key`` at ``address``, shared: the same
+    object for the same key and address, however many sessions, answers and
+    routing tables of this process name it (up to :data:`SHARED_CONTACTS`).
+
+    :param address: a normalised one (:func:`normalize_address`), as sockets
+        and the wire give.
+    """
+    return _contact_at(shared_key(public_key), address)
+
+
+@lru_cache(maxsize=SHARED_CONTACTS)
+def _contact_at(public_key: bytes, address: Address) -> Contact:
+    return Contact.from_key(public_key, address)

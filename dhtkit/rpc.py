@@ -27,7 +27,7 @@ from zope.interface import implementer
 
 from dhtkit import wire
 from dhtkit.answers import IN_PROGRESS, AnswerCache
-from dhtkit.contact import Address, Contact, normalize_address
+from dhtkit.contact import Address, Contact, contact_at, normalize_address
 from dhtkit.identity import Identity
 from dhtkit.ratelimit import RateLimiter
 from dhtkit.routability import AMPLIFICATION, ReturnRoutability
@@ -482,14 +482,14 @@ class RPCProtocol(DatagramProtocol):
         # serves them all.
         sender = session.contact
         if sender is None or sender.address[1] != port or sender.address[0] != host:
-            sender = session.contact = Contact(message.sender_id, session.peer_key, (host, port))
+            sender = session.contact = contact_at(session.peer_key, (host, port))
         if message.kind != wire.QUERY:
             self._handle_reply(message, sender, session)
             return
         counters["queries_received"] += 1
         # The routing state hears of a sender only at an address that proved
         # it receives there; anyone can put any source address on a query.
-        if sender.address in session.proven:
+        if session.is_proven(sender.address):
             if self._listeners:
                 self._offer(sender)
         elif not self._awaits(sender):

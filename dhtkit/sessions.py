@@ -16,11 +16,8 @@ as many tombstones of evicted ones (a key and one number each).
 
 from __future__ import annotations
 
-from array import array
-from bisect import bisect_left
-
 from dhtkit import wire
-from dhtkit.contact import Address, Contact
+from dhtkit.contact import Address, Contact, shared_key
 from dhtkit.identity import Identity
 from dhtkit.ratelimit import RateLimiter
 
@@ -68,13 +65,17 @@ class ReplayWindow:
     sender's numbers only grow (they are its clock in microseconds), so only
     reordering within the window is lost, and memory is constant whatever the
     sender sends.
+
+    The numbers are kept as one byte string, eight big-endian bytes each
+    (so bytes order as the numbers do): a peer met once or twice, as most
+    are, costs a string of 8 or 16 bytes rather than an array object.
     """
 
     __slots__ = ("floor", "recent")
 
     def __init__(self, floor: int = -1) -> None:
         self.floor = floor
-        self.recent = array("Q")
+        self.recent = b""
 
     @property
     def empty(self) -> bool:
@@ -82,25 +83,47 @@ class ReplayWindow:
         return self.floor < 0 and not self.recent
 
     @property
+    def remembered(self) -> int:
+        """How many accepted numbers the window holds."""
+        return len(self.recent) >> 3
+
+    @property
     def highest(self) -> int:
         """The newest number accepted, or ``floor``."""
-        return self.recent[-1] if self.recent else self.floor
+        recent = self.recent
+        return _from_bytes(recent[-8:], "big") if recent else self.floor
 
     def accept(self, seq: int) -> bool:
-        """Record ``seq``; False if it is a repeat or too old to tell."""
+        """Record ``seq`` (below 2**64, as the wire has it); False if it is a
+        repeat or too old to tell."""
         recent = self.recent
-        if seq > (recent[-1] if recent else self.floor):
-            recent.append(seq)
+        if seq > (_from_bytes(recent[-8:], "big") if recent else self.floor):
+            recent += seq.to_bytes(8, "big")
         else:
             if seq <= self.floor:
                 return False
-            i = bisect_left(recent, seq)
-            if i < len(recent) and recent[i] == seq:
+            item = seq.to_bytes(8, "big")
+            # Binary search for the first number not below seq.
+            lo, hi = 0, len(recent) >> 3
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if recent[mid << 3 : (mid << 3) + 8] < item:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            at = lo << 3
+            if recent[at : at + 8] == item:
                 return False
-            recent.insert(i, seq)
-        if len(recent) > REPLAY_WINDOW:
-            self.floor = recent.pop(0)
+            recent = recent[:at] + item + recent[at:]
+        if len(recent) > _WINDOW_BYTES:
+            self.floor = _from_bytes(recent[:8], "big")
+            recent = recent[8:]
+        self.recent = recent
         return True
+
+
+_WINDOW_BYTES = 8 * REPLAY_WINDOW
+_from_bytes = int.from_bytes
 
 
 class Session(ReplayWindow):
@@ -111,8 +134,8 @@ class Session(ReplayWindow):
     source address), kept so that the datagrams after it, from the same
     address, need no new :class:`Contact`. A node keeps hundreds of
     sessions (a simulation, millions): the window is the session itself
-    rather than an object of its own, and the proven addresses a tuple,
-    empty until the first proof.
+    rather than an object of its own, and ``proven`` is empty, the one
+    proven address itself (most peers have one), or a tuple of them.
     """
 
     __slots__ = ("answered", "contact", "key", "peer_key", "proven")
@@ -123,7 +146,7 @@ class Session(ReplayWindow):
         # The peer's public key, the very object the session table is keyed
         # by: a contact made for the peer shares it rather than copy it.
         self.peer_key = peer_key
-        self.proven: tuple[Address, ...] = ()
+        self.proven: Address | tuple[Address, ...] = ()
         self.contact: Contact | None = None
         # Whether we sent this peer an answer, which proved our address to
         # it (unless the answer was lost).
@@ -131,16 +154,29 @@ class Session(ReplayWindow):
 
     def is_proven(self, address: Address) -> bool:
         """Whether ``address`` proved that this peer receives there."""
-        return address in self.proven
+        proven = self.proven
+        # One address equals it; a tuple of addresses holds it (an address
+        # is never an item of an address, a port or a host).
+        return proven == address or address in proven
+
+    def proven_addresses(self) -> tuple[Address, ...]:
+        """The addresses proven, oldest first."""
+        proven = self.proven
+        if proven and type(proven[1]) is int:
+            return (proven,)  # type: ignore[return-value]
+        return proven  # type: ignore[return-value]
 
     def prove(self, address: Address) -> None:
         """Remember that this peer received what we sent to ``address``."""
-        if address in self.proven:
+        if self.is_proven(address):
             return
         contact = self.contact
         if contact is not None and contact.address == address:
             address = contact.address  # one tuple for both, not two
-        self.proven = (*self.proven[1 - MAX_PROVEN :], address)
+        if not self.proven:
+            self.proven = address
+        else:
+            self.proven = (*self.proven_addresses()[1 - MAX_PROVEN :], address)
 
 
 class SessionTable:
@@ -232,12 +268,14 @@ class SessionTable:
             if self.verify_authenticators:
                 wire.verify(message, session.key)
             sessions = self._sessions
-            sessions[peer_key] = sessions.pop(peer_key)  # now the most recently used
+            # Now the most recently used, still keyed by the shared key.
+            sessions[session.peer_key] = sessions.pop(peer_key)
         if not session.accept(message.seq):
             raise Replayed("sequence number seen before or too old")
         return session
 
     def _open(self, peer_key: bytes, key: bytes) -> Session:
+        peer_key = shared_key(peer_key)
         floor = self._tombstones.pop(peer_key, self.floor)
         session = self._sessions[peer_key] = Session(key, floor, peer_key)
         if len(self._sessions) > self.max_sessions:

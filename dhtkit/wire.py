@@ -46,7 +46,7 @@ from nacl.bindings import (
 from nacl.exceptions import BadSignatureError
 
 from dhtkit.bounded import BoundedDict
-from dhtkit.contact import Address, Contact
+from dhtkit.contact import Address, Contact, contact_at
 from dhtkit.identity import ID_BYTES, PUBLIC_KEY_BYTES, Identity, node_id_for
 
 VERSION = 1
@@ -639,7 +639,7 @@ def _decode_contact(value: bytes) -> Contact:
     # The same contacts come back in reply after reply; the bytes are the key.
     if len(value) not in (PUBLIC_KEY_BYTES + 6, PUBLIC_KEY_BYTES + 18):
         raise MalformedMessage("a contact is 38 or 50 bytes")
-    return Contact.from_key(value[:PUBLIC_KEY_BYTES], decode_address(value[PUBLIC_KEY_BYTES:]))
+    return contact_at(value[:PUBLIC_KEY_BYTES], decode_address(value[PUBLIC_KEY_BYTES:]))
 
 
 def decode_contact(value: Any) -> Contact:

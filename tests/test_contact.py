@@ -1,6 +1,6 @@
 import pytest
 
-from dhtkit.contact import Contact, normalize_address
+from dhtkit.contact import Contact, contact_at, normalize_address, shared_key
 from dhtkit.identity import Identity
 
 
@@ -10,6 +10,27 @@ def test_from_key_derives_the_node_id() -> None:
     assert contact.node_id == identity.node_id
     assert contact.public_key == identity.public_key
     assert contact.address == ("127.0.0.1", 4000)
+
+
+def test_a_process_keeps_one_contact_and_one_key_per_peer() -> None:
+    # Every datagram and answer brings its own copy of a peer's key: the
+    # sessions and tables of a process (a simulation's every node) share one.
+    key = Identity(b"\5" * 32).public_key
+    copy = bytes(bytearray(key))
+    assert copy is not key
+    here = contact_at(key, ("10.0.0.1", 4000))
+    assert contact_at(copy, ("10.0.0.1", 4000)) is here
+    assert here == Contact.from_key(key, ("10.0.0.1", 4000))
+    moved = contact_at(copy, ("10.0.0.2", 4000))
+    assert moved.address == ("10.0.0.2", 4000)
+    assert moved.public_key is here.public_key is shared_key(copy)
+    assert moved.node_id is here.node_id
+
+
+def test_a_contact_keeps_an_address_tuple_as_given() -> None:
+    address = ("10.0.0.1", 4000)
+    assert Contact.from_key(Identity(b"\6" * 32).public_key, address).address is address
+    assert Contact.from_key(Identity(b"\6" * 32).public_key, ["10.0.0.1", 4000]).address == address
 
 
 def test_contacts_are_values() -> None:

@@ -94,6 +94,14 @@ def test_a_first_ping_is_signed_and_returns_the_verified_contact() -> None:
     assert contact.node_id == pair.b.identity.node_id
 
 
+def test_a_peer_heard_from_and_named_in_answers_is_one_contact() -> None:
+    pair = Pair()
+    d = pair.a.ping(B_ADDR)
+    pair.a_to_b()
+    pair.b_to_a()
+    assert result_of(d) is wire.decode_contact(wire.encode_contact(pair.b_contact))
+
+
 def test_calls_to_a_known_key_are_maced() -> None:
     pair = Pair()
     pair.b.register("echo", lambda sender, args: args)
