@@ -48,6 +48,15 @@ class Contact:
     node_id: bytes
     public_key: bytes
     address: Address = attrs.field(converter=_to_address)
+    #: ``node_id`` as a big-endian integer, for XOR and ring distances:
+    #: derived once per contact (contacts are shared, see :func:`contact_at`)
+    #: rather than at every comparison.
+    number: int = attrs.field(
+        init=False,
+        eq=False,
+        repr=False,
+        default=attrs.Factory(lambda self: int.from_bytes(self.node_id, "big"), takes_self=True),
+    )
 
     @classmethod
     def from_key(cls, public_key: bytes, address: Address) -> Contact:

@@ -299,11 +299,16 @@ def test_a_contact_named_in_an_answer_is_no_finger_until_it_answered() -> None:
     hostile.register("chord_find", lambda sender, args: ["done", [wire.encode_contact(fake)]])
     for _ in range(160):  # every finger index in turn
         net.wait(victim.overlay.rounds.fix_fingers())
-    assert fake.node_id not in victim.overlay.state.fingers
+        assert fake.node_id not in victim.overlay.state.fingers
     listening(net, "10.77.8.2", fake_identity)  # now it exists, and answers pings
+    rounds_a_finger = 0
     for _ in range(160):
         net.wait(victim.overlay.rounds.fix_fingers())
-    assert fake.node_id in victim.overlay.state.fingers
+        rounds_a_finger += fake.node_id in victim.overlay.state.fingers
+    # It answers pings but no Chord query (a bare RPC node), so a later
+    # round that asks it about its entry may drop it again: whether it is
+    # a finger after the very last round depends on the rounds' timing.
+    assert rounds_a_finger > 0
 
 
 def test_malformed_queries_from_the_network_get_a_malformed_error() -> None:

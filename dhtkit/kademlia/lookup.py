@@ -245,7 +245,7 @@ class IterativeLookup:
                 continue
             if self.claim is not None and not self.claim(node_id):
                 continue
-            d = int.from_bytes(node_id, "big") ^ self._target
+            d = contact.number ^ self._target
             candidate = _Candidate(
                 contact,
                 d,
@@ -275,7 +275,7 @@ class IterativeLookup:
         return shortlist
 
     def _distance_of(self, contact: Contact) -> int:
-        return int.from_bytes(contact.node_id, "big") ^ self._target
+        return contact.number ^ self._target
 
     def _reaches_reserve(self, shortlist: list[_Candidate]) -> bool:
         """Whether the seeds in reserve could be in ``shortlist`` (so it is

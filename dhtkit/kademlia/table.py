@@ -428,7 +428,7 @@ class RoutingTable:
             bucket = buckets[heapq.heappop(order)[1]]
             # Ids differ, so do distances: the sort never compares contacts.
             members = [
-                (int.from_bytes(node_id, "big") ^ value, contact)
+                (contact.number ^ value, contact)
                 for node_id, contact in bucket.contacts.items()
                 if node_id not in exclude
                 and not (

@@ -140,17 +140,16 @@ class OverlayNetwork:
         if host is None:
             host = host_address(len(self.nodes))
         reactor = self.network.reactor_for(host)
-        # One generator per node for its RPC layer and its overlay: each is
-        # 2.5 kB of state, and a node's two draw in turn on one clock.
-        rng = random.Random(self.rng.random())
         rpc = RPCProtocol(
             identity if identity is not None else Identity(self.rng.randbytes(32)),
             reactor,
             timeout=self.timeout,
-            rng=rng,
+            rng=random.Random(self.rng.random()),
         )
         reactor.listenUDP(PORT, rpc)
-        overlay = self.kind.factory(rpc, clock=reactor, rng=rng, **self.overlay_options)
+        overlay = self.kind.factory(
+            rpc, clock=reactor, rng=random.Random(self.rng.random()), **self.overlay_options
+        )
         node = DHTNode(rpc, overlay, MemoryStore(), clock=reactor, **self.node_options)
         overlay.start()
         node.start()
