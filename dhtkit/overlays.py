@@ -209,7 +209,7 @@ KADEMLIA = OverlayEntry(
     owner=_closest_by_xor,
     theory=_kademlia_theory,
     settle=60.0,
-    bytes_per_node=350_000,
+    bytes_per_node=200_000,  # 1.7 GiB at 10,000 nodes
     gauges=kademlia_overlay.GAUGES,
 )
 
@@ -231,7 +231,7 @@ CHORD = OverlayEntry(
     owner=_successor,
     theory=_chord_theory,
     settle=60.0,
-    bytes_per_node=220_000,
+    bytes_per_node=120_000,  # 1.0 GiB at 10,000 nodes
     gauges=chord_overlay.GAUGES,
     quick={"stabilize_every": 0.1, "fix_fingers_every": 0.1},
     settled=chord_settled,
@@ -263,7 +263,7 @@ PASTRY = OverlayEntry(
     owner=_numerically_closest,
     theory=_pastry_theory,
     settle=60.0,
-    bytes_per_node=190_000,  # 1.82 GB at 10,000 nodes
+    bytes_per_node=110_000,  # 0.9 GiB at 10,000 nodes
     gauges=pastry_overlay.GAUGES,
     quick={"leaf_every": 0.2},
     settled=pastry_settled,
