@@ -16,6 +16,10 @@ as many tombstones of evicted ones (a key and one number each).
 
 from __future__ import annotations
 
+import sys
+from array import array
+from bisect import bisect_left
+
 from dhtkit import wire
 from dhtkit.contact import Address, Contact, shared_key
 from dhtkit.identity import Identity
@@ -66,16 +70,18 @@ class ReplayWindow:
     reordering within the window is lost, and memory is constant whatever the
     sender sends.
 
-    The numbers are kept as one byte string, eight big-endian bytes each
-    (so bytes order as the numbers do): a peer met once or twice, as most
-    are, costs a string of 8 or 16 bytes rather than an array object.
+    Most peers send a few datagrams: up to :data:`SMALL_WINDOW` numbers are
+    one byte string, eight big-endian bytes each (so bytes order as the
+    numbers do), 8 or 16 bytes for a peer met once or twice rather than an
+    array object. Beyond that, the numbers move to an array, whose appends
+    do not copy the window, for the busy peers.
     """
 
     __slots__ = ("floor", "recent")
 
     def __init__(self, floor: int = -1) -> None:
         self.floor = floor
-        self.recent = b""
+        self.recent: bytes | array[int] = b""
 
     @property
     def empty(self) -> bool:
@@ -85,18 +91,23 @@ class ReplayWindow:
     @property
     def remembered(self) -> int:
         """How many accepted numbers the window holds."""
-        return len(self.recent) >> 3
+        recent = self.recent
+        return len(recent) >> 3 if type(recent) is bytes else len(recent)
 
     @property
     def highest(self) -> int:
         """The newest number accepted, or ``floor``."""
         recent = self.recent
-        return _from_bytes(recent[-8:], "big") if recent else self.floor
+        if not recent:
+            return self.floor
+        return _from_bytes(recent[-8:], "big") if type(recent) is bytes else recent[-1]
 
     def accept(self, seq: int) -> bool:
         """Record ``seq`` (below 2**64, as the wire has it); False if it is a
         repeat or too old to tell."""
         recent = self.recent
+        if not isinstance(recent, bytes):
+            return self._accept_many(recent, seq)
         if seq > (_from_bytes(recent[-8:], "big") if recent else self.floor):
             recent += seq.to_bytes(8, "big")
         else:
@@ -115,14 +126,35 @@ class ReplayWindow:
             if recent[at : at + 8] == item:
                 return False
             recent = recent[:at] + item + recent[at:]
-        if len(recent) > _WINDOW_BYTES:
-            self.floor = _from_bytes(recent[:8], "big")
-            recent = recent[8:]
-        self.recent = recent
+        if len(recent) > _SMALL_BYTES:
+            numbers = array("Q")
+            numbers.frombytes(recent)
+            if sys.byteorder == "little":
+                numbers.byteswap()
+            self.recent = numbers
+        else:
+            self.recent = recent
+        return True
+
+    def _accept_many(self, recent: array[int], seq: int) -> bool:
+        # The window of a busy peer: more than SMALL_WINDOW numbers.
+        if seq > recent[-1]:
+            recent.append(seq)
+        else:
+            if seq <= self.floor:
+                return False
+            i = bisect_left(recent, seq)
+            if i < len(recent) and recent[i] == seq:
+                return False
+            recent.insert(i, seq)
+        if len(recent) > REPLAY_WINDOW:
+            self.floor = recent.pop(0)
         return True
 
 
-_WINDOW_BYTES = 8 * REPLAY_WINDOW
+#: Numbers a window keeps as a byte string before it moves them to an array.
+SMALL_WINDOW = 8
+_SMALL_BYTES = 8 * SMALL_WINDOW
 _from_bytes = int.from_bytes
 
 

@@ -14,6 +14,7 @@ from dhtkit.rpc import RPCProtocol
 from dhtkit.sessions import (
     MAX_PROVEN,
     REPLAY_WINDOW,
+    SMALL_WINDOW,
     FromSelf,
     ReplayWindow,
     Session,
@@ -63,6 +64,19 @@ def test_the_window_agrees_with_a_sorted_list_of_what_it_took(numbers: list[int]
         assert window.accept(seq) == takes
         assert (window.floor, window.remembered) == (floor, len(kept))
         assert window.highest == (kept[-1] if kept else floor)
+
+
+def test_a_few_numbers_are_one_byte_string_and_more_an_array() -> None:
+    window = ReplayWindow()
+    numbers = [10**15 + 10 * i for i in range(SMALL_WINDOW)]
+    for seq in reversed(numbers):  # out of order: kept sorted all the same
+        assert window.accept(seq)
+    assert window.recent == b"".join(n.to_bytes(8, "big") for n in numbers)
+    assert window.accept(10**15 + 5)
+    assert list(window.recent) == sorted([*numbers, 10**15 + 5])
+    assert not window.accept(10**15 + 5)
+    assert window.highest == numbers[-1]
+    assert window.remembered == SMALL_WINDOW + 1
 
 
 def test_the_window_forgets_the_oldest_and_refuses_below_it() -> None:
