@@ -816,7 +816,8 @@ def print_notes(report: dict[str, Any]) -> None:
         "dhtkit {} authenticates every datagram (a signed first exchange, then per-peer "
         "session MACs) and {}.".format(
             report["dhtkit_version"],
-            "keeps every record in SQLite, one file per node (WAL, synchronous=FULL)"
+            "keeps every record in SQLite, one file per node (WAL; a STORE is answered once a"
+            " thread of the reactor's pool has synced it to disk)"
             if report["store"] == "sqlite"
             else "here keeps records in memory (--store memory)",
         )
@@ -853,7 +854,8 @@ def print_notes(report: dict[str, Any]) -> None:
     notes.append(
         "All the nodes of a side share one process and one thread: a latency includes the "
         "work of every node the operation reaches (CPU, and for dhtkit each replica's "
-        "commit to disk), which a deployment spreads over machines."
+        "sync to disk, whose thread then waits for the interpreter's lock while the busy "
+        "reactor holds it), which a deployment spreads over machines."
     )
     print()
     print("To read it fairly:")

@@ -19,13 +19,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Protocol
 
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 
 from dhtkit.contact import Contact
 from dhtkit.keyspace import check_id
 from dhtkit.republish import Scheduler
 from dhtkit.rpcerrors import RemoteError
-from dhtkit.storage.interface import SELF, IValueStore, StoredRecord
+from dhtkit.storage.interface import SELF, IValueStore, StorageError, StoredRecord
 from dhtkit.storage.networks import source_network
 from dhtkit.transport import IRPC
 from dhtkit.values import (
@@ -111,7 +113,9 @@ class Holder:
         ttl: float,
         expected_seq: int | None,
         cached: bool,
-    ) -> bool:
+    ) -> defer.Deferred[bool]:
+        """Keep a record a peer (or this node) stores here; fires with True
+        once it is durable, so that a STORE is acknowledged only then."""
         now = self.clock.seconds()
         # Charged to the network the store came from, whatever key signed
         # the record: keys are free to make, addresses in many networks are not.
@@ -128,9 +132,14 @@ class Holder:
         )
         self.keep(entry, expected_seq)
         self.scheduler.poke()
-        return True
+        return self.store.durable().addCallbacks(lambda _: True, self._not_durable)
 
-    def answer_store(self, sender: Contact, args: Any) -> bool:
+    def _not_durable(self, failure: Failure) -> bool:
+        failure.trap(StorageError)  # type: ignore[no-untyped-call]  # logged by the store
+        self.counters["store_not_durable"] += 1
+        raise RemoteError("unavailable", "this node cannot make a record durable now")
+
+    def answer_store(self, sender: Contact, args: Any) -> defer.Deferred[bool]:
         self.counters["store_received"] += 1
         try:
             if not (isinstance(args, list) and len(args) == 4):

@@ -560,7 +560,8 @@ class DHTNode:
         Copies on other nodes expire on their own, at most ``expire_after``
         after the last republish.
         """
-        return defer.succeed(self.store.delete(key))
+        deleted = self.store.delete(key)
+        return self.store.durable().addCallback(lambda _: deleted)
 
     def stats(self) -> dict[str, int]:
         """Counters of this node's value traffic, and the store's size."""
@@ -610,6 +611,7 @@ class DHTNode:
         if record.deleted:
             if expected_seq is not None:
                 self._keep_tombstone(record)
+            await self.store.durable()  # the tombstone that ends our republishing
             self.counters["deletes"] += 1
             return stored
         now = self.clock.seconds()
@@ -624,6 +626,7 @@ class DHTNode:
             )
         )
         self.scheduler.poke()
+        await self.store.durable()  # our own copy, which we republish
         self.counters["puts"] += 1
         return stored
 

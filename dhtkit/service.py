@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from twisted.internet import defer, task
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.logger import Logger
 
 from dhtkit.bootstrap import check_bootstrap, resolve
@@ -157,7 +157,12 @@ class OverlayService(NodeService):
         store = (  # an empty store is falsy (it has a length), and still the one given
             self._given_store
             if self._given_store is not None
-            else SQLiteStore(self.data_dir / STORE_FILE, self.quota)
+            else SQLiteStore(
+                self.data_dir / STORE_FILE,
+                self.quota,
+                # The disk is waited for in a thread, where the reactor has threads.
+                reactor if IReactorThreads.providedBy(reactor) else None,
+            )
         )
         try:
             sock = self._open_socket()

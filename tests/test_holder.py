@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.internet import defer
 
 from dhtkit.contact import Contact
 from dhtkit.identity import Identity
 from dhtkit.keyspace import key_for
 from dhtkit.rpc import RemoteError
+from dhtkit.storage import MemoryStore, StorageError
 from dhtkit.values import MAX_SEQ, MAX_TTL, ImmutableValue, PlainValue, SignedValue, to_wire
 from tests.valuenet import Cluster
 
@@ -122,7 +124,7 @@ def test_no_store_a_peer_sends_makes_the_holder_fail(
     else:
         record[min(field - 4, len(record) - 1)] = junk
     try:
-        assert holder.answer_store(PEER, args) is True
+        assert net.wait(holder.answer_store(PEER, args)) is True
     except RemoteError as e:
         assert holder.counters["store_refused_" + e.code] == 1
         assert len(holder.store) == 0
@@ -165,3 +167,52 @@ def test_the_clock_skew_allowed_is_a_node_option() -> None:
     seq = int((net.clock.seconds() + 60) * 1_000_000)
     args = [to_wire(PlainValue(key_for("k"), b"v", seq)), 60, None, False]
     assert net.wait(attacker.rpc.call_contact(target.rpc.contact, "store", args)) is True
+
+
+class SlowDisk(MemoryStore):
+    """A store whose changes become durable only when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[defer.Deferred[None]] = []
+        self.broken = False
+
+    def durable(self) -> defer.Deferred[None]:
+        if self.broken:
+            return defer.fail(StorageError("the disk failed"))
+        d: defer.Deferred[None] = defer.Deferred()
+        self.waiting.append(d)
+        return d
+
+    def sync(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for d in waiting:
+            d.callback(None)
+
+
+def test_a_store_is_acknowledged_once_it_is_durable_and_a_put_waits_for_that() -> None:
+    net = Cluster(2, make_store=SlowDisk)
+    writer, replica = net.nodes
+    put = writer.put(key_for("slow disk"), b"value")
+    net.advance(0.5, step=0.05)  # many round trips, within the RPC timeout (1 s)
+    assert not put.called
+    assert replica.store.get(key_for("slow disk")) is not None  # kept, not yet acknowledged
+    assert writer.store.get(key_for("slow disk")) is not None
+    for node in net.nodes:
+        node.store.sync()
+    net.advance(0.2, step=0.05)
+    assert not put.called  # the writer's own copy, kept once the replicas answered
+    writer.store.sync()
+    assert net.wait(put) == 2
+
+
+def test_a_node_that_cannot_make_a_store_durable_refuses_it_as_unavailable() -> None:
+    net = Cluster(2, make_store=SlowDisk)
+    sender, broken = net.nodes
+    broken.store.broken = True
+    record = PlainValue(key_for("k"), b"v", int(net.clock.seconds() * 1_000_000))
+    args = [to_wire(record), 60, None, False]
+    with pytest.raises(RemoteError) as caught:
+        net.wait(sender.rpc.call_contact(broken.rpc.contact, "store", args))
+    assert caught.value.code == "unavailable"
+    assert broken.stats()["store_not_durable"] == 1

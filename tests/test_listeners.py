@@ -191,7 +191,7 @@ def test_only_a_new_version_is_pushed_not_a_copy_of_the_one_held() -> None:
     pushed = holder.counters["push_sent"]
     # The same version again (a republish, a replication): nobody hears of it.
     stored = holder.holder.accept(listener.rpc.contact, _signed(1), 60.0, None, False)
-    assert stored and holder.counters["push_sent"] == pushed == 1
+    assert net.wait(stored) is True and holder.counters["push_sent"] == pushed == 1
     holder.holder.accept(listener.rpc.contact, _signed(2), 60.0, None, False)
     net.advance(2, step=0.1)
     assert holder.counters["push_sent"] == 2

@@ -1,5 +1,6 @@
 """What only the SQLite store does: persistence, durability, schema, bad files."""
 
+import errno
 import hashlib
 import os
 import random
@@ -13,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, globalLogPublisher
 
 from dhtkit.identity import Identity
@@ -22,6 +26,7 @@ from dhtkit.storage import schema as schema_module
 from dhtkit.storage import sqlite as sqlite_module
 from dhtkit.storage.schema import APPLICATION_ID, MIGRATIONS
 from dhtkit.values import ImmutableValue, PlainValue, SignedValue, immutable_key, signed_key
+from tests.conftest import LoggedErrors
 
 ALICE = Identity(b"\1" * 32)
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,6 +127,105 @@ def test_every_change_is_committed_when_the_call_returns(
     assert raw(path, "SELECT COUNT(*) FROM records") == [(0,)]
 
 
+@pytest_twisted.ensureDeferred
+async def test_with_a_reactor_commits_skip_the_disk_and_a_thread_syncs_the_log(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink("/proc/self/fd/{}".format(fd)))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    store = SQLiteStore(path, reactor=reactor)
+    try:
+        assert store._db.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+        for entry in sample():
+            store.put(entry)  # one turn of the reactor: no sync has run yet
+        assert store.syncs == 0
+        await store.durable()
+        # The first put asked for a sync; the thread began it after one or
+        # more of the others, and a second sync covered the rest, if any.
+        syncs = store.syncs
+        assert syncs in (1, 2)
+        wal = str(path) + "-wal"
+        assert synced.count(wal) == syncs and synced.count(str(path.parent)) == 1
+        await store.durable()  # nothing new: at once
+        assert store.syncs == syncs
+    finally:
+        store.close()
+    store = SQLiteStore(path)
+    try:
+        assert len(store) == len(sample())
+    finally:
+        store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_durable_waits_for_the_sync_to_end(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = threading.Event()
+    fsync = os.fsync
+
+    def slow(fd: int) -> None:
+        assert disk.wait(30)
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow)
+    store = SQLiteStore(path, reactor=reactor)
+    try:
+        store.put(sample()[0])
+        waiting = store.durable()
+        await deferLater(reactor, 0.1)
+        assert not waiting.called
+        assert store.get(sample()[0].key) == sample()[0]  # seen before it is durable
+        disk.set()
+        await waiting
+    finally:
+        disk.set()
+        store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_sync_is_reported_and_no_later_change_is_acknowledged(
+    path: Path, monkeypatch: pytest.MonkeyPatch, logged_errors: LoggedErrors
+) -> None:
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    store = SQLiteStore(path, reactor=reactor)
+    try:
+        store.put(sample()[0])
+        with pytest.raises(StorageError, match="Input/output error"):
+            await store.durable()
+        monkeypatch.undo()
+        store.put(sample()[1])
+        with pytest.raises(StorageError, match="no change is acknowledged until a restart"):
+            await store.durable()
+        [critical] = logged_errors.take()
+        assert critical["log_level"] == LogLevel.critical
+    finally:
+        store.close()
+    store = SQLiteStore(path)  # the records were written all the same
+    try:
+        assert len(store) == 2
+    finally:
+        store.close()
+
+
+def test_without_a_reactor_every_commit_is_synced_before_it_returns(
+    path: Path, open_store: Callable[[], SQLiteStore]
+) -> None:
+    store = open_store()
+    store.put(sample()[0])
+    durable = store.durable()
+    assert durable.called and store.syncs == 0
+
+
 def test_close_checkpoints_and_a_closed_store_refuses_work(
     path: Path, open_store: Callable[[], SQLiteStore]
 ) -> None:
@@ -149,11 +253,32 @@ for n in range(10**6):
     sys.stdout.flush()
 """
 
+# The same with a reactor: a thread syncs the log, and a put is acknowledged
+# once ``durable`` has fired.
+WRITER_WITH_A_REACTOR = """
+import sys
+from twisted.internet import defer, task
+from dhtkit.keyspace import key_for
+from dhtkit.storage import SELF, Quota, SQLiteStore, StoredRecord
+from dhtkit.values import PlainValue
 
-def test_every_acknowledged_put_survives_kill_9(path: Path) -> None:
+async def main(reactor):
+    store = SQLiteStore(sys.argv[1], Quota(max_records=10**6, max_bytes=10**9), reactor)
+    for n in range(10**6):
+        store.put(StoredRecord(PlainValue(key_for(str(n)), b"value %d" % n, n), SELF, 0.0, None))
+        await store.durable()
+        sys.stdout.write("%d\\n" % n)
+        sys.stdout.flush()
+
+task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
+"""
+
+
+@pytest.mark.parametrize("writer_code", [WRITER, WRITER_WITH_A_REACTOR], ids=["alone", "reactor"])
+def test_every_acknowledged_put_survives_kill_9(path: Path, writer_code: str) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path)],
+        [sys.executable, "-c", writer_code, str(path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,

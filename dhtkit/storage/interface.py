@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import attrs
 from zope.interface import Attribute, Interface
 
 from dhtkit.values import Record
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
 
 SELF = "self"
 """The publisher name of records this node published itself."""
@@ -70,8 +74,10 @@ class Quota:
 class IValueStore(Interface):
     """Records by key, with quotas and persistent deadlines.
 
-    Every method is synchronous and, once it returns, its effect is durable
-    as far as the implementation is durable at all.
+    Every method is synchronous and, once it returns, its effect is seen by
+    every later call. It is durable, as far as the implementation is durable
+    at all, once :meth:`durable` fires: whoever acknowledges a change to
+    another node waits for that.
     """
 
     quota = Attribute("The :class:`Quota` this store enforces.")
@@ -89,6 +95,14 @@ class IValueStore(Interface):
 
         :raises dhtkit.values.ValueRefused: the record is refused; nothing
             changed.
+        """
+
+    def durable() -> Deferred[None]:
+        """Fires once every change made so far is durable (at once, for a
+        store that syncs as it writes or keeps nothing on disk).
+
+        :raises StorageError: (as the Deferred's failure) the store could
+            not make them durable; it acknowledges nothing more.
         """
 
     def delete(key: bytes) -> bool:

@@ -6,6 +6,7 @@ import heapq
 from collections.abc import Callable, Iterator
 
 import attrs
+from twisted.internet import defer
 from zope.interface import implementer
 
 from dhtkit.storage.base import StoreBase
@@ -71,6 +72,9 @@ class MemoryStore(StoreBase):
 
     def get(self, key: bytes) -> StoredRecord | None:
         return self._records.get(key)
+
+    def durable(self) -> defer.Deferred[None]:
+        return defer.succeed(None)  # nothing is ever on disk
 
     def usage(self, publisher: str | None = None) -> tuple[int, int]:
         if publisher is None:

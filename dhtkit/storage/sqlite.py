@@ -1,8 +1,15 @@
 """The embedded default value store: one SQLite file, durable on every write.
 
-The file runs in WAL mode with ``synchronous=FULL`` and every change is one
-explicit transaction, so a write that has returned survives a crash of the
-process or the machine. :mod:`dhtkit.storage.schema` marks the file as ours,
+The file runs in WAL mode and every change is one explicit transaction. On
+its own the store commits with ``synchronous=FULL``, so a write that has
+returned survives a crash of the process or the machine. Given a reactor
+with threads, it commits with ``synchronous=NORMAL`` instead (a write that
+has returned survives a crash of the process) and a thread syncs the
+write-ahead log after the commit, many commits at a time
+(:mod:`dhtkit.storage.groupsync`): the write survives a crash of the
+machine once :meth:`SQLiteStore.durable` has fired, and the reactor does
+not wait for the disk. SQLite syncs the log and the file itself at every
+checkpoint. :mod:`dhtkit.storage.schema` marks the file as ours,
 keeps its schema version and migrates older files. A file that is not ours,
 is damaged, or comes from a newer dhtkit is refused at open with a
 :class:`StorageError`, and is only ever looked at through a read-only
@@ -19,15 +26,20 @@ import sqlite3
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from dhtkit.bounded import BoundedDict
 from dhtkit.storage import schema
 from dhtkit.storage.base import StoreBase
+from dhtkit.storage.groupsync import GroupSync
 from dhtkit.storage.interface import IValueStore, Quota, StorageError, StoredRecord
 from dhtkit.storage.schema import COLUMNS
 from dhtkit.values import KeyMismatch, MalformedRecord, PlainValue, SignedValue, from_columns
@@ -142,7 +154,12 @@ class SQLiteStore(StoreBase):
 
     _log = Logger()
 
-    def __init__(self, path: str | os.PathLike[str], quota: Quota | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        quota: Quota | None = None,
+        reactor: IReactorThreads | None = None,
+    ) -> None:
         self.path = Path(path)
         self.quota = quota or Quota()
         self.corrupt_rows = 0
@@ -165,7 +182,9 @@ class SQLiteStore(StoreBase):
                             self.path, mode
                         )
                     )
-                self._db.execute("PRAGMA synchronous = FULL")
+                self._db.execute(
+                    "PRAGMA synchronous = {}".format("FULL" if reactor is None else "NORMAL")
+                )
                 old = schema.migrate(self.path, self._db)
                 count, size = self._db.execute(
                     "SELECT COUNT(*), TOTAL(size) FROM records"
@@ -182,6 +201,16 @@ class SQLiteStore(StoreBase):
             )
         self._count, self._bytes = int(count), int(size)
         self._closed = False
+        self._synced_log: tuple[int, int] | None = None  # the log file whose entry is synced
+        self._syncs = (
+            None
+            if reactor is None
+            else GroupSync(
+                partial(deferToThreadPool, reactor, reactor.getThreadPool()),
+                self._sync_log,
+                str(self.path),
+            )
+        )
         # The entries (or their absence) of the keys read lately, oldest
         # first: a node answers the same keys again and again, and a read
         # from the file costs tens of microseconds. Every change to a key
@@ -205,6 +234,45 @@ class SQLiteStore(StoreBase):
             finally:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
+        if self._syncs is not None:
+            self._syncs.changed()
+
+    def _sync_log(self) -> None:
+        """Make every commit so far durable: ``fsync`` the write-ahead log
+        (in a thread; it touches no Python object the reactor thread writes
+        but ``_synced_log``, which only this runs and at most one at a time).
+
+        A new log file's directory entry is synced too, once. Without a log
+        file there is nothing to sync: SQLite removes it only after
+        checkpointing it into the database, and syncs that.
+        """
+        log = str(self.path) + "-wal"
+        try:
+            fd = os.open(log, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.fsync(fd)
+            info = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if self._synced_log != (info.st_dev, info.st_ino):
+            directory = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+            self._synced_log = (info.st_dev, info.st_ino)
+
+    def durable(self) -> defer.Deferred[None]:
+        if self._syncs is None:
+            return defer.succeed(None)
+        return self._syncs.durable()
+
+    @property
+    def syncs(self) -> int:
+        """How many times a thread has synced the log (0 without a reactor)."""
+        return 0 if self._syncs is None else self._syncs.syncs
 
     def _entry(self, row: tuple[Any, ...]) -> StoredRecord | None:
         try:
@@ -381,6 +449,10 @@ class SQLiteStore(StoreBase):
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             self._db.close()
+            if self._syncs is not None:
+                # The checkpoint synced what it moved, unless another
+                # connection held it back; then the log is synced here.
+                self._syncs.synced_inline()
 
     def __repr__(self) -> str:
         return "<SQLiteStore {}>".format(self.path)

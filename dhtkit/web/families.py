@@ -328,6 +328,10 @@ VALUES.by_reason(
     prefix="store_refused_",
     reasons=sorted(REFUSALS),
 )
+VALUES.counter(
+    "store_not_durable",
+    "Store requests answered unavailable: the store could not make them durable (a disk error).",
+)
 VALUES.counter("get_received", "Get requests received from peers.")
 VALUES.by_reason(
     "get_refused",
