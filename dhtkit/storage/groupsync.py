@@ -3,11 +3,13 @@
 A commit that waits for the disk (an ``fsync``) holds the reactor for the
 better part of a millisecond, and a node that answers a burst of stores
 waits for one ``fsync`` after another. :class:`GroupSync` instead lets the
-changes be written at once and asks a thread to ``fsync`` them; whoever
-must not answer before they are durable (the answer to a STORE, the end of
-a put) waits on :meth:`GroupSync.durable`. At most one ``fsync`` runs at a
-time: the changes made while it runs wait for the next one, which then
-covers them all.
+changes be written at once and asks a thread to ``fsync`` them once the
+reactor has handled what it read in this turn, so that stores that came
+together share one ``fsync``. Whoever must not answer before they are
+durable (the answer to a STORE, the end of a put) waits on
+:meth:`GroupSync.durable`. At most one ``fsync`` runs at a time: the
+changes made while it runs wait for the next one, which then covers them
+all.
 
 A failed ``fsync`` is final. The kernel may have dropped the pages it
 could not write, so a later ``fsync`` that succeeds proves nothing about
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -34,6 +37,7 @@ InThread = Callable[[Callable[[], int]], "defer.Deferred[int]"]
 class GroupSync:
     """The durability of one file's changes, one ``fsync`` at a time.
 
+    :param clock: where the first change of a turn schedules the sync.
     :param in_thread: runs ``sync`` in a thread.
     :param sync: makes every change written so far durable (blocking).
     :param name: what the log calls the file.
@@ -41,13 +45,16 @@ class GroupSync:
 
     _log = Logger()
 
-    def __init__(self, in_thread: InThread, sync: Callable[[], None], name: str) -> None:
+    def __init__(
+        self, clock: IReactorTime, in_thread: InThread, sync: Callable[[], None], name: str
+    ) -> None:
+        self._clock = clock
         self._in_thread = in_thread
         self._sync = sync
         self._name = name
         self._changes = 0  # changes written (a count, so a wait knows which sync covers it)
         self._durable = 0  # of those, how many are durable
-        self._running = False
+        self._running = False  # a sync runs in the thread, or is due this turn
         self._waiting: list[tuple[int, defer.Deferred[None]]] = []
         self._broken: StorageError | None = None
         self.syncs = 0
@@ -57,7 +64,8 @@ class GroupSync:
         """A change was written: make it durable soon."""
         self._changes += 1
         if not self._running and self._broken is None:
-            self._start()
+            self._running = True
+            self._clock.callLater(0, self._start)
 
     def durable(self) -> defer.Deferred[None]:
         """Fires once every change written so far is durable.
@@ -101,7 +109,7 @@ class GroupSync:
         return covers
 
     def _finished(self, covers: int, failure: Failure | None) -> None:
-        self._running = False
+        self._running = False  # a sync runs in the thread, or is due this turn
         if failure is not None:
             self._fail(failure.value)
             return

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -148,6 +148,9 @@ class SQLiteStore(StoreBase):
     One store per file: the totals live in this object, so another process
     writing the same file would make them drift.
 
+    :param reactor: with one, commits do not wait for the disk and a thread
+        of its pool syncs them (see the module); :meth:`durable` says when.
+        Without, every commit is synced before it returns.
     :raises StorageError: the file cannot be opened, is damaged, belongs to
         another application, or was written by a newer dhtkit.
     """
@@ -206,6 +209,7 @@ class SQLiteStore(StoreBase):
             None
             if reactor is None
             else GroupSync(
+                IReactorTime(reactor),
                 partial(deferToThreadPool, reactor, reactor.getThreadPool()),
                 self._sync_log,
                 str(self.path),
