@@ -35,7 +35,7 @@ def start_node(
 ) -> tuple[DHTNode, Any]:
     rpc = RPCProtocol(identity, reactor)
     listening = reactor.listenUDP(port, rpc, interface="127.0.0.1")
-    node = DHTNode(rpc, overlay, SQLiteStore(path))
+    node = DHTNode(rpc, overlay, SQLiteStore(path, reactor=reactor))  # syncs in a thread
     node.start()
     return node, listening
 
