@@ -109,7 +109,7 @@ class GroupSync:
         return covers
 
     def _finished(self, covers: int, failure: Failure | None) -> None:
-        self._running = False  # a sync runs in the thread, or is due this turn
+        self._running = False
         if failure is not None:
             self._fail(failure.value)
             return

@@ -242,9 +242,11 @@ class SQLiteStore(StoreBase):
             self._syncs.changed()
 
     def _sync_log(self) -> None:
-        """Make every commit so far durable: ``fsync`` the write-ahead log
-        (in a thread; it touches no Python object the reactor thread writes
-        but ``_synced_log``, which only this runs and at most one at a time).
+        """Make every commit so far durable: ``fsync`` the write-ahead log.
+
+        It runs in a thread, one at a time, and touches no Python object but
+        ``_synced_log``; at close it also runs on the reactor thread, where
+        a lost update of ``_synced_log`` costs one more sync of the directory.
 
         A new log file's directory entry is synced too, once. Without a log
         file there is nothing to sync: SQLite removes it only after
