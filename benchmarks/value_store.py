@@ -121,6 +121,7 @@ def acknowledged_puts(path: Path, batch: list[StoredRecord], burst: int, quota: 
     time per write (µs); ``burst`` at a time, each burst waiting for
     ``durable``: without a reactor, and with one (group commit)."""
     from twisted.internet import defer, reactor
+    from twisted.python.failure import Failure
 
     figures: dict[str, Any] = {}
 
@@ -146,8 +147,8 @@ def acknowledged_puts(path: Path, batch: list[StoredRecord], burst: int, quota: 
     outcome: list[Any] = []
     done.addBoth(outcome.append).addBoth(lambda _: reactor.stop())  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
-    if outcome and isinstance(outcome[0], Exception):
-        raise outcome[0]
+    if outcome and isinstance(outcome[0], Failure):
+        outcome[0].raiseException()
     return figures
 
 
@@ -157,6 +158,8 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=16)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.burst < 1:
+        parser.error("--burst must be at least 1")
     batch = entries(args.records)
     quota = Quota(max_records=10**7, max_bytes=10**10, max_records_per_publisher=10**7)
     with tempfile.TemporaryDirectory() as tmp:
