@@ -5,7 +5,7 @@ Run from the repository root::
     python benchmarks/kademlia_lookup.py [--nodes 100] [--puts 200] [--gets 200]
                                          [--repeat 1] [--seed 1] [--json]
                                          [--kind plain|immutable|signed] [--store sqlite|memory]
-                                         [--kill 0.33] [--replication R]
+                                         [--kill 0.33 [--silent]] [--replication R]
                                          [--read-quorum Q]
 
 One scenario, run once with each library, N nodes in one process per
@@ -21,7 +21,10 @@ library, each node on its own UDP port on 127.0.0.1:
 4. with ``--kill F``: a fraction F of the nodes (never node 0) stops at once,
    with no goodbye, and the G gets run again from the nodes left: reads must
    not stall on dead replicas (the target is a get p50 within 2x of the
-   healthy one).
+   healthy one). A stopped node's closed port answers with an ICMP error,
+   which dhtkit's sockets hear (:mod:`dhtkit.udpport`); with ``--silent``
+   a socket that never reads holds each stopped node's port instead, so
+   that nothing says the node is gone, as when its host vanished.
 
 Besides the latencies (p50, p95) and success rates it counts, per join, put
 and get, the datagrams all the nodes received, and then the contacts in each
@@ -61,6 +64,7 @@ import json
 import logging
 import math
 import random
+import socket
 import statistics
 import subprocess
 import sys
@@ -173,6 +177,15 @@ class Network(Protocol):
     async def stop(self) -> None: ...
 
 
+def hold_port(port: int) -> socket.socket:
+    """A socket on a stopped node's port that never reads: what is sent
+    there is lost without a word, as on a host that vanished (a closed port
+    answers with an ICMP error, which dhtkit's sockets hear)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
 def percentiles(samples: Sequence[float]) -> dict[str, float | None]:
     """p50, p95 and max in milliseconds (nearest rank: each is a measured value)."""
     ordered = sorted(samples)
@@ -185,7 +198,7 @@ def percentiles(samples: Sequence[float]) -> dict[str, float | None]:
     return {"p50": rank(0.5), "p95": rank(0.95), "max": rank(1.0)}
 
 
-async def run_scenario(net: Network, plan: Plan) -> dict[str, Any]:
+async def run_scenario(net: Network, plan: Plan, silent: bool = False) -> dict[str, Any]:
     """Bootstrap, put, get, stop; what was measured, as JSON-ready data."""
     busy0, cpu0, start = machine_busy_s(), time.process_time(), time.perf_counter()
     joins: list[float] = []
@@ -222,11 +235,17 @@ async def run_scenario(net: Network, plan: Plan) -> dict[str, Any]:
     refused = net.refused()
     after_kill: dict[str, Any] = {}
     if plan.killed:
+        held = []
         for node in plan.killed:
+            port = net.ports()[node]
             await net.kill(node)
+            if silent:
+                held.append(hold_port(port))
         progress("{} nodes stopped".format(len(plan.killed)))
         again_s, again, _ = await run_gets(net, plan, plan.get_again_from)
         after_again = (net.datagrams(), net.timeouts())
+        for sock in held:
+            sock.close()
         after_kill = {
             "killed": len(plan.killed),
             "get_ms": percentiles(again_s),
@@ -235,6 +254,7 @@ async def run_scenario(net: Network, plan: Plan) -> dict[str, Any]:
             "get_outcomes": dict(again),
             "datagrams_per_get": round((after_again[0] - after_get[0]) / len(again_s), 1),
             "timeouts": after_again[1] - after_get[1],
+            "silent": silent,
         }
     wall_s = time.perf_counter() - start
     cpu_s = time.process_time() - cpu0
@@ -459,7 +479,7 @@ def run_ours(args: argparse.Namespace) -> None:
                 args.replication,
                 args.read_quorum,
             )
-            result = await run_scenario(net, plan)
+            result = await run_scenario(net, plan, args.silent)
             # Sockets closed: let what the services were still sending fail and settle.
             await task.deferLater(reactor, 0.1)
         result["log_warnings"] = dict(logged)
@@ -585,7 +605,7 @@ def run_kademlia(args: argparse.Namespace) -> None:
 
     async def main() -> dict[str, Any]:
         net = KademliaNetwork(args.seed, log)
-        result = await run_scenario(net, plan)
+        result = await run_scenario(net, plan, args.silent)
         await asyncio.sleep(0.1)  # as for dhtkit: what was in flight settles
         return result
 
@@ -606,6 +626,8 @@ def run_side(side: str, repeat: int, args: argparse.Namespace) -> dict[str, Any]
     for option in ("replication", "read_quorum"):
         if getattr(args, option) is not None:
             command += ["--" + option.replace("_", "-"), str(getattr(args, option))]
+    if args.silent:
+        command.append("--silent")
     child = subprocess.run(
         command, stdout=subprocess.PIPE, text=True, check=False, timeout=SIDE_LIMIT_S
     )
@@ -796,8 +818,9 @@ def print_targets(report: dict[str, Any]) -> None:
     if report.get("kill"):
         for side in report["sides"]:
             lines.append(
-                "{} get p50 after the kill / healthy: {} (target <= 2, dhtkit)".format(
+                "{} get p50 after the kill{} / healthy: {} (target <= 2, dhtkit)".format(
                     LABELS[side],
+                    " (ports held silent)" if report.get("silent") else "",
                     ratio(median("  get p50 (ms)", side), median("get p50 (ms)", side)),
                 )
             )
@@ -903,6 +926,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         "store": args.store,
         "kind": args.kind,
         "kill": args.kill,
+        "silent": args.silent,
         "replication": args.replication,
         "read_quorum": args.read_quorum,
         "seed": args.seed,
@@ -961,6 +985,12 @@ def main(argv: list[str] | None = None) -> int:
         help="then stop this fraction of the nodes at once and get again (e.g. 0.33)",
     )
     parser.add_argument(
+        "--silent",
+        action="store_true",
+        help="with --kill: hold the stopped nodes' ports open, unread, so that no ICMP "
+        "error says they are gone (a host that vanished, not a process that stopped)",
+    )
+    parser.add_argument(
         "--replication",
         type=int,
         help="dhtkit: nodes each value is stored on (default k)",
@@ -986,6 +1016,8 @@ def main(argv: list[str] | None = None) -> int:
         args.gets = args.puts
     if args.nodes < 2 or args.puts < 1 or args.gets < 1 or args.repeat < 1:
         parser.error("--nodes must be at least 2, and --puts, --gets and --repeat at least 1")
+    if args.silent and not args.kill:
+        parser.error("--silent goes with --kill")
     if not 0 <= args.kill < 1 or any(
         v is not None and v < 1 for v in (args.replication, args.read_quorum)
     ):

@@ -783,6 +783,7 @@ class DHTNode:
             # read once the silent nodes are hedged.
             len(remote),
             self.rpc.timeout / 2,
+            watch=self.rpc.watch_unreachable,
         ).run()
         # (who answered or None for our own copy, the record, its remaining ttl)
         found: list[tuple[Contact | None, Record, float]] = []

@@ -17,12 +17,13 @@ import attrs
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUDP
+from twisted.internet.interfaces import IListeningPort, IReactorTime
 
 from dhtkit.contact import Address
 from dhtkit.identity import Identity
 from dhtkit.ports import PortUnavailable
 from dhtkit.rpc import RPCProtocol
+from dhtkit.udpport import listen_udp
 
 #: The file in the data directory that holds the node's private key.
 IDENTITY_FILE = "identity.key"
@@ -81,9 +82,7 @@ def open_node(
     identity = load_identity(data_dir)
     rpc = RPCProtocol(identity, cast(IReactorTime, reactor), **rpc_options)
     try:
-        listening = cast(IReactorUDP, reactor).listenUDP(
-            port, rpc, interface=interface, maxPacketSize=8192
-        )
+        listening = listen_udp(reactor, port, rpc, interface=interface, max_packet_size=8192)
     except CannotListenError as e:
         raise PortUnavailable("UDP", interface, port, e.socketError) from None
     return NodeSocket(identity, rpc, listening)

@@ -34,6 +34,7 @@ from dhtkit.routability import AMPLIFICATION, ReturnRoutability
 from dhtkit.rpcerrors import RemoteError, RPCError, RPCStopped, RPCTimeout
 from dhtkit.sessions import Session, SessionTable
 from dhtkit.transport import IRPC, Handler, ITrustedNetwork, Listener, Wants
+from dhtkit.udpport import IUnreachableHints
 
 __all__ = [
     "Handler",
@@ -112,13 +113,14 @@ _COUNTERS = (
     "answers_released",
     "handler_errors",
     "listener_errors",
+    "unreachable_hints",
 )
 
 #: Handler failures logged in full per method and minute; the rest are counted.
 _FAILURES_LOGGED_PER_MINUTE = 5
 
 
-@implementer(IRPC)
+@implementer(IRPC, IUnreachableHints)
 class RPCProtocol(DatagramProtocol):
     """Authenticated RPC over one UDP socket.
 
@@ -197,6 +199,8 @@ class RPCProtocol(DatagramProtocol):
         # (peer key, address) of the unproven queriers we did not probe for
         # that reason: probed after all if no reply proved them.
         self._unprobed: dict[Address, set[bytes]] = {}
+        # address -> the hints to give if the network says it does not answer.
+        self._watching: dict[Address, list[Callable[[], None]]] = {}
         self._seq = 0
         self.counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
         self.routability = ReturnRoutability(self._probe, self._write_answer, self.counters)
@@ -734,10 +738,43 @@ class RPCProtocol(DatagramProtocol):
         pending, self._pending = self._pending, {}
         self._awaiting.clear()
         self._unprobed.clear()
+        self._watching.clear()
         for call in pending.values():
             if call.timer is not None and call.timer.active():
                 call.timer.cancel()
             call.deferred.errback(RPCStopped("stopped listening"))
+
+    # -- hints -------------------------------------------------------------------
+
+    def watch_unreachable(self, address: Address, hint: Callable[[], None]) -> Callable[[], None]:
+        """Call ``hint()`` if the network says that ``address`` does not
+        answer, until the function returned is called.
+
+        The network says so where the socket hears ICMP errors (see
+        :mod:`dhtkit.udpport`): a hint, which anyone who knows both
+        addresses can forge, so what a watcher does on it must cost no more
+        than not waiting (asking another node), never failing or evicting.
+        """
+        hints = self._watching.setdefault(address, [])
+        hints.append(hint)
+
+        def unwatch() -> None:
+            watched = self._watching.get(address)
+            if watched is not None and hint in watched:
+                watched.remove(hint)
+                if not watched:
+                    del self._watching[address]
+
+        return unwatch
+
+    def unreachable(self, address: Address) -> None:
+        """A datagram we sent to ``address`` came back unreachable: tell its watchers."""
+        self.counters["unreachable_hints"] += 1
+        for hint in self._watching.pop(address, ()):
+            try:
+                hint()
+            except Exception:
+                self._log.failure("a watcher of an unreachable address failed")
 
     def stats(self) -> dict[str, int]:
         """A copy of the counters, plus sessions and calls in flight."""

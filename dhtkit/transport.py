@@ -26,6 +26,11 @@ Listener = Callable[[Contact], None]
 """``listener(contact)``, called for the sender of every verified message."""
 
 Wants = Callable[[Contact], bool]
+
+#: ``watch(address, hint)``: call ``hint()`` if the network says nothing
+#: answers at ``address``; returns the function that stops watching
+#: (:meth:`IRPC.watch_unreachable`).
+Watch = Callable[[Address, Callable[[], None]], Callable[[], None]]
 """``wants(contact)``: whether a listener would use a sender that has not
 proven its address yet (and so is worth an address probe)."""
 
@@ -93,6 +98,11 @@ class IRPC(Interface):
         Nothing big goes to an unproven address (:mod:`dhtkit.routability`):
         a caller about to send much there pings it first.
         """
+
+    def watch_unreachable(address: Address, hint: Callable[[], None]) -> Callable[[], None]:
+        """Call ``hint()`` if the network says that ``address`` does not
+        answer (an ICMP error; only a hint, see :mod:`dhtkit.udpport`),
+        until the function returned is called."""
 
     def stats() -> dict[str, int]:
         """Counters of the transport, by name."""

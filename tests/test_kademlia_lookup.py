@@ -480,17 +480,57 @@ def test_suspects_are_asked_only_when_too_few_others_are_left() -> None:
     assert result_of(lone).contacts
 
 
-def test_spare_queries_widen_the_first_round() -> None:
+class Watches:
+    """What an RPC layer's watch_unreachable keeps: address -> hints."""
+
+    def __init__(self) -> None:
+        self.hints: dict[Any, list[Any]] = {}
+
+    def watch(self, address: Any, hint: Any) -> Any:
+        self.hints.setdefault(address, []).append(hint)
+        return lambda: self.hints.get(address, []).remove(hint)
+
+    def unreachable(self, address: Any) -> None:
+        for hint in self.hints.pop(address, []):
+            hint()
+
+
+def test_a_contact_hinted_unreachable_is_hedged_at_once() -> None:
     net = well_connected()
     target = random.Random(27).randbytes(20)
     net.delay = 0.01
-    d = run(net, target, net.contacts[:10], spare=2)
-    assert len(net.asked) == 5  # alpha + spare before any answer
+    seeds = sorted(net.contacts[:10], key=lambda c: distance(c.node_id, target))
+    dead = seeds[0]
+    net.silent.add(dead.node_id)
+    watches = Watches()
+    slow: list[Contact] = []
+    d = run(net, target, seeds, watch=watches.watch, slow=slow.append)
+    assert net.asked == seeds[:3]
+    watches.unreachable(dead.address)
+    # The next seed is asked in its place before any time passes, and the
+    # dead one is told to the table as slow, as a hedge would.
+    assert net.asked == seeds[:4]
+    assert slow == [dead]
+    net.clock.pump([0.01] * 100)
+    assert dead not in result_of(d).contacts
+    # Every watch ended with the lookup.
+    assert not any(watches.hints.values())
+
+
+def test_a_hint_for_a_contact_that_answered_changes_nothing() -> None:
+    net = well_connected()
+    target = random.Random(28).randbytes(20)
+    net.delay = 0.01
+    seeds = net.contacts[:10]
+    watches = Watches()
+    d = run(net, target, seeds, watch=watches.watch)
+    first = list(net.asked)
+    net.clock.advance(0.01)  # the first three answered: their watches ended
+    for contact in first:
+        assert not watches.hints.get(contact.address)
+        watches.unreachable(contact.address)
     net.clock.pump([0.01] * 100)
     assert result_of(d).contacts
-    net.asked.clear()
-    run(net, target, net.contacts[:10])
-    assert len(net.asked) == 3
 
 
 def test_a_lone_contact_answering_after_the_stall_is_waited_for() -> None:

@@ -71,3 +71,46 @@ def test_a_miss_needs_a_quorum_of_answers_before_it_stops_waiting() -> None:
 def test_with_no_node_it_ends_at_once() -> None:
     d = QuorumRead(task.Clock(), [], lambda c: defer.Deferred(), lambda i, a: True, 2, 1.0).run()
     assert d.called and d.result == {}
+
+
+def test_a_node_the_network_says_is_gone_is_not_waited_for() -> None:
+    peers = Peers({0: "copy", 1: None, 3: "copy"})  # 2 is dead
+    watched: dict[Any, list[Any]] = {}
+
+    def watch(address: Any, hint: Any) -> Any:
+        watched.setdefault(address, []).append(hint)
+        return lambda: watched[address].remove(hint)
+
+    d = QuorumRead(
+        peers.clock, CONTACTS, peers.ask, lambda i, a: a == "copy", 2, 1.0, watch=watch
+    ).run()
+    for hint in watched.pop(CONTACTS[2].address):  # an ICMP error came back
+        hint()
+    assert not d.called  # the others have not answered yet
+    peers.clock.advance(0.01)
+    # Every other node answered: no hedge to wait for.
+    assert d.called and d.result == {0: "copy", 1: None, 3: "copy"}
+    assert not any(watched.values())  # every watch ended
+
+
+def test_a_hinted_node_is_still_waited_for_by_a_miss() -> None:
+    peers = Peers({0: None, 1: None, 3: None})
+    hints: list[Any] = []
+    d = QuorumRead(
+        peers.clock,
+        CONTACTS,
+        peers.ask,
+        lambda i, a: a == "copy",
+        4,
+        1.0,
+        watch=lambda address, hint: hints.append((address, hint)) or (lambda: None),
+    ).run()
+    for address, hint in hints:
+        if address == CONTACTS[2].address:
+            hint()
+    peers.clock.advance(1.0)
+    # Three answers without a copy are not a quorum of four: a hint is no
+    # proof that node 2 holds nothing, so the miss waits for its timeout.
+    assert not d.called
+    peers.calls[2].errback(RPCTimeout("no answer"))
+    assert d.called and d.result == {0: None, 1: None, 3: None}

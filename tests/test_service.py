@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from dhtkit.service import (
 from dhtkit.sim.clock import HeapClock
 from dhtkit.sim.network import VirtualNetwork
 from dhtkit.storage import StorageError
+from dhtkit.udpport import poll_based
 from dhtkit.values import signed_key
 
 FAST_RPC = {"timeout": 0.5}
@@ -145,6 +147,32 @@ async def test_twenty_services_on_loopback_put_and_get(
         assert status["protocol"] == cls.overlay_name
         assert status["node_id"] == services[0].identity.node_id.hex()
         assert status["contacts"] >= 1
+    finally:
+        await stop_all(services)
+
+
+@pytest.mark.parametrize("cls", SERVICES, ids=list(OVERLAYS))
+@pytest_twisted.ensureDeferred
+async def test_a_read_hears_that_stopped_replicas_are_gone(
+    cls: type[OverlayService], tmp_path: Path
+) -> None:
+    # A stopped node's port answers with ICMP "port unreachable": the
+    # reader's socket hears it (Linux, epoll), and the read goes on without
+    # that node, whose calls the RPC layer still waits out.
+    services = await start_many(cls, tmp_path, 8, rpc_options={"timeout": 2.0})
+    try:
+        key = key_for("gone")
+        await agreed(services, key)
+        assert await services[0].node.put(key, b"still here") >= 3
+        holders = await services[0].overlay.find_responsible(key, 3)
+        by_id = {s.identity.node_id: s for s in services}
+        stopped = [by_id[c.node_id] for c in holders[:2] if by_id[c.node_id] is not services[0]]
+        for svc in stopped:
+            await svc.stopService()
+        reader = next(s for s in services if s.running and s is not services[0])
+        assert await reader.node.get(key) == b"still here"
+        if sys.platform.startswith("linux") and poll_based(reactor):
+            assert reader.rpc.stats()["unreachable_hints"] >= 1
     finally:
         await stop_all(services)
 

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 from bisect import insort
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from itertools import islice
 from typing import Any
 
@@ -62,6 +63,7 @@ from twisted.python.failure import Failure
 from dhtkit.contact import Contact
 from dhtkit.hedge import RoundTrip
 from dhtkit.rpcerrors import RPCError
+from dhtkit.transport import Watch
 from dhtkit.wire import WireError
 
 _log = Logger()
@@ -94,6 +96,7 @@ class _Candidate:
     suspect: bool = False
     timer: IDelayedCall | None = None
     sent_at: float = 0.0
+    unwatch: Callable[[], None] | None = None  # stops the hint of unreachability
 
 
 @attrs.define
@@ -114,6 +117,12 @@ class LookupOutcome:
 
 def _distance(candidate: _Candidate) -> int:
     return candidate.distance
+
+
+def _unwatch(candidate: _Candidate) -> None:
+    if candidate.unwatch is not None:
+        candidate.unwatch()
+        candidate.unwatch = None
 
 
 def _index(candidate: _Candidate) -> int:
@@ -139,8 +148,6 @@ class IterativeLookup:
     :param suspect: whether a contact failed or kept a lookup waiting
         before: such contacts are asked only when too few others are left.
     :param slow: told of each contact hedged (waited for too long).
-    :param spare: queries in flight beyond ``alpha`` (while contacts are
-        dying, so that a read quorum need not wait for a hedge).
     :param more_seeds: contacts that take the place of ``seeds`` that fail
         (farther from the target than every seed), fetched only then; seeds
         beyond the k closest wait in reserve the same way.
@@ -148,6 +155,10 @@ class IterativeLookup:
         this one has seen any (else ``stall_after``); not changed.
     :param valid: whether an answer with the value counts toward the
         quorum (the value layer checks the record; a forged one does not).
+    :param watch: ``watch(address, hint)`` calls ``hint()`` if the network
+        says nothing answers at ``address`` (an ICMP error: see
+        :meth:`dhtkit.transport.IRPC.watch_unreachable`) and returns the
+        function that stops watching; a contact so hinted is hedged at once.
     """
 
     def __init__(
@@ -171,8 +182,8 @@ class IterativeLookup:
         replicas: int = 0,
         suspect: Callable[[bytes], bool] | None = None,
         slow: Callable[[Contact], None] | None = None,
-        spare: int = 0,
         more_seeds: Callable[[], list[Contact]] | None = None,
+        watch: Watch | None = None,
     ) -> None:
         self.target = target
         self.ask = ask
@@ -190,7 +201,7 @@ class IterativeLookup:
         self.replicas = replicas
         self.suspect = suspect
         self.slow = slow
-        self.spare = spare
+        self.watch = watch
         self._holders: list[int] = []  # the distances of those with a valid answer
         # The round trip so far, to begin with what earlier lookups saw: so a
         # first round of dead contacts is hedged too.
@@ -339,12 +350,12 @@ class IterativeLookup:
             return
         in_flight = sum(1 for c in self._asking.values() if not (c.stalled or c.hedged))
         # After an answer that brought nothing closer, ask all of the k closest.
-        limit = self.alpha + self.spare if self._improved else self.k
+        limit = self.alpha if self._improved else self.k
         if self._holders:
             # A read that found copies needs only those its quorum still
             # lacks (or an answer from a closer contact): more queries in
             # flight would be answered after it ended.
-            limit = min(limit, max(1, self.quorum - len(self._holders)) + self.spare)
+            limit = min(limit, max(1, self.quorum - len(self._holders)))
         for candidate in shortlist:
             if in_flight >= limit or self._done.called:  # an answer may come at once
                 break
@@ -377,6 +388,9 @@ class IterativeLookup:
         self._messages += 1
         candidate.sent_at = self.clock.seconds()
         candidate.timer = self.clock.callLater(self._patience(), self._stalled, candidate)
+        if self.watch is not None:
+            hint = partial(self._hinted, candidate)
+            candidate.unwatch = self.watch(candidate.contact.address, hint)
         self.ask(candidate.contact).addCallbacks(
             self._answered, self._no_answer, (candidate,), errbackArgs=(candidate,)
         )
@@ -429,6 +443,18 @@ class IterativeLookup:
         self._changes += 1
         self._step()
 
+    def _hinted(self, candidate: _Candidate) -> None:
+        """The network said nothing answers where ``candidate`` is: hedge it
+        now rather than when its timer would (its answer is still taken)."""
+        candidate.unwatch = None
+        if self._done is None or self._done.called:
+            return
+        if candidate.state != _ASKING or candidate.hedged or candidate.stalled:
+            return
+        if candidate.timer is not None and candidate.timer.active():
+            candidate.timer.cancel()
+        self._stalled(candidate)
+
     def _settle(self, candidate: _Candidate, state: int) -> None:
         candidate.state = state
         self._changes += 1
@@ -437,6 +463,7 @@ class IterativeLookup:
         if candidate.timer is not None and candidate.timer.active():
             candidate.timer.cancel()
         candidate.timer = None
+        _unwatch(candidate)
 
     def _answered(self, answer: Answer, candidate: _Candidate) -> None:
         if self._done is None or self._done.called:
@@ -504,6 +531,7 @@ class IterativeLookup:
         for candidate in self._asking.values():  # only those have timers
             if candidate.timer is not None and candidate.timer.active():
                 candidate.timer.cancel()
+            _unwatch(candidate)
         answered = [c for c in self._by_distance if c.state == _ANSWERED]
         holders = {contact.node_id for contact, _ in self._values}
         if quorum:

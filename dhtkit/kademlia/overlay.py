@@ -411,9 +411,9 @@ class KademliaOverlay(RoutingOverlayBase):
             # other lookups must find the true closest, slow or not.
             suspect=self.table.is_suspect if quorum else None,
             slow=self._slow if quorum else None,
-            # While contacts are dying, reads ask a few more at once.
-            spare=self.alpha if quorum and self.table.suspects() else 0,
             more_seeds=more_seeds,
+            # A contact the network says is gone is hedged at once.
+            watch=self.rpc.watch_unreachable,
             **({} if valid is None else {"valid": valid}),
         )
         return search.run().addCallback(self._count)

@@ -346,10 +346,6 @@ class RoutingTable:
                 self._silent.pop(next(iter(self._silent)))
             self._silent[node_id] = None
 
-    def suspects(self) -> int:
-        """How many contacts are suspects now (see :meth:`is_suspect`)."""
-        return len(self._failures) + len(self._silent)
-
     def has_failed(self, node_id: bytes) -> bool:
         """Whether an RPC to ``node_id`` failed since it was last heard from."""
         return node_id in self._failures

@@ -200,6 +200,11 @@ RPC.by_reason(
 RPC.counter("probes_sent", "Routability probes sent to addresses not yet proven.")
 RPC.counter("probes_refused", "Routability probes not sent: the probe budget was spent.")
 RPC.counter("queries_padded", "Queries padded so that their large answer needs no probe.")
+RPC.counter(
+    "unreachable_hints",
+    "ICMP errors that said nothing answers at an address we sent to"
+    " (hints: nothing is failed for them).",
+)
 RPC.counter("answers_held", "Large answers held until their address proves it receives.")
 RPC.counter("answers_released", "Held answers sent once their address was proven.")
 RPC.counter("handler_errors", "Queries whose handler failed unexpectedly (a bug).")

@@ -1,0 +1,142 @@
+"""ICMP errors as hints: the port reads them, goes on reading, and loses no send."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import task
+from twisted.internet.protocol import DatagramProtocol
+from zope.interface import implementer
+
+from dhtkit.identity import Identity
+from dhtkit.rpc import RPCProtocol
+from dhtkit.udpport import HintingPort, IUnreachableHints, listen_udp, poll_based
+
+
+def reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
+
+
+needs_hints = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not poll_based(reactor()),
+    reason="ICMP hints need Linux and a poll-based reactor (epoll or poll)",
+)
+
+
+@implementer(IUnreachableHints)
+class Hinted(DatagramProtocol):
+    def __init__(self) -> None:
+        self.hints: list[tuple[str, int]] = []
+        self.received: list[bytes] = []
+
+    def unreachable(self, address: tuple[str, int]) -> None:
+        self.hints.append(address)
+
+    def datagramReceived(self, datagram: bytes, address: Any) -> None:
+        self.received.append(datagram)
+
+
+def closed_port() -> tuple[str, int]:
+    """An address on loopback where nothing listens (any more)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    address = s.getsockname()
+    s.close()
+    return address
+
+
+async def until(condition: Any, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("not within {} s".format(seconds))
+        await task.deferLater(reactor(), 0.005, lambda: None)
+
+
+@needs_hints
+@pytest_twisted.ensureDeferred
+async def test_a_datagram_to_a_closed_port_comes_back_as_a_hint() -> None:
+    protocol = Hinted()
+    port = listen_udp(reactor(), 0, protocol, "127.0.0.1")
+    try:
+        assert isinstance(port, HintingPort) and port.hinting
+        dead = closed_port()
+        port.write(b"anyone?", dead)
+        await until(lambda: protocol.hints)
+        assert protocol.hints == [dead]
+        # The port reads on: the error condition did not close it.
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender.sendto(b"still here", ("127.0.0.1", port.getHost().port))
+        sender.close()
+        await until(lambda: protocol.received)
+        assert protocol.received == [b"still here"]
+        assert port.connected
+    finally:
+        await port.stopListening()
+
+
+@needs_hints
+@pytest_twisted.ensureDeferred
+async def test_a_send_after_an_error_is_not_lost() -> None:
+    # The kernel fails the next send with the pending error: the port reads
+    # the error and sends again.
+    protocol = Hinted()
+    port = listen_udp(reactor(), 0, protocol, "127.0.0.1")
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(2.0)
+    try:
+        dead = closed_port()
+        port.write(b"anyone?", dead)
+        time.sleep(0.05)  # the ICMP error is queued; the reactor has not run
+        port.write(b"for you", receiver.getsockname())
+        assert receiver.recvfrom(100)[0] == b"for you"
+        await until(lambda: protocol.hints)  # told from the reactor, after the send
+        assert protocol.hints == [dead]
+    finally:
+        receiver.close()
+        await port.stopListening()
+
+
+@needs_hints
+@pytest_twisted.ensureDeferred
+async def test_an_rpc_call_to_a_closed_port_hints_its_watchers_and_waits_on() -> None:
+    clock = reactor()
+    rpc = RPCProtocol(Identity.generate(), clock, timeout=30.0, retries=0)
+    port = listen_udp(clock, 0, rpc, "127.0.0.1")
+    try:
+        dead = closed_port()
+        hinted: list[str] = []
+        rpc.watch_unreachable(dead, lambda: hinted.append("first"))
+        stop = rpc.watch_unreachable(dead, lambda: hinted.append("stopped"))
+        stop()
+        call = rpc.call(dead, "ping")
+        await until(lambda: hinted)
+        assert hinted == ["first"]
+        assert rpc.stats()["unreachable_hints"] >= 1
+        # Only a hint: the call still waits for an answer.
+        assert not call.called
+        call.addErrback(lambda f: None)
+        call.cancel()
+    finally:
+        await port.stopListening()
+
+
+def test_other_reactors_and_protocols_get_a_plain_port() -> None:
+    class Recorder:  # a reactor that is not poll-based
+        def listenUDP(self, *args: Any, **kw: Any) -> str:
+            return "listening"
+
+    assert listen_udp(Recorder(), 4000, Hinted(), "127.0.0.1") == "listening"
+    plain = listen_udp(reactor(), 0, DatagramProtocol(), "127.0.0.1")
+    try:
+        assert not isinstance(plain, HintingPort)
+    finally:
+        plain.stopListening()
