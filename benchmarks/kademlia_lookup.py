@@ -236,11 +236,11 @@ async def run_scenario(net: Network, plan: Plan, silent: bool = False) -> dict[s
     after_kill: dict[str, Any] = {}
     if plan.killed:
         held = []
+        ports = net.ports()  # a stopped node has none
         for node in plan.killed:
-            port = net.ports()[node]
             await net.kill(node)
             if silent:
-                held.append(hold_port(port))
+                held.append(hold_port(ports[node]))
         progress("{} nodes stopped".format(len(plan.killed)))
         again_s, again, _ = await run_gets(net, plan, plan.get_again_from)
         after_again = (net.datagrams(), net.timeouts())
