@@ -43,13 +43,21 @@ class Hinted(DatagramProtocol):
         self.received.append(datagram)
 
 
-def closed_port() -> tuple[str, int]:
+def closed_port(host: str = "127.0.0.1") -> tuple[str, int]:
     """An address on loopback where nothing listens (any more)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    address = s.getsockname()
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((host, 0))
+    address = s.getsockname()[:2]
     s.close()
     return address
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        closed_port("::1")
+    except OSError:
+        return False
+    return True
 
 
 async def until(condition: Any, seconds: float = 5.0) -> None:
@@ -61,19 +69,24 @@ async def until(condition: Any, seconds: float = 5.0) -> None:
 
 
 @needs_hints
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 @pytest_twisted.ensureDeferred
-async def test_a_datagram_to_a_closed_port_comes_back_as_a_hint() -> None:
+async def test_a_datagram_to_a_closed_port_comes_back_as_a_hint(host: str) -> None:
+    if host == "::1" and not has_ipv6_loopback():
+        pytest.skip("no IPv6 loopback here")
     protocol = Hinted()
-    port = listen_udp(reactor(), 0, protocol, "127.0.0.1")
+    port = listen_udp(reactor(), 0, protocol, host)
     try:
         assert isinstance(port, HintingPort) and port.hinting
-        dead = closed_port()
+        dead = closed_port(host)
         port.write(b"anyone?", dead)
         await until(lambda: protocol.hints)
         assert protocol.hints == [dead]
         # The port reads on: the error condition did not close it.
-        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sender.sendto(b"still here", ("127.0.0.1", port.getHost().port))
+        sender = socket.socket(
+            socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM
+        )
+        sender.sendto(b"still here", (host, port.getHost().port))
         sender.close()
         await until(lambda: protocol.received)
         assert protocol.received == [b"still here"]
