@@ -10,11 +10,27 @@ never more than the caller's own limit. The cost of hedging too early is one mor
 hedging too late, a read as slow as a timeout. Kademlia's lookup
 (:mod:`dhtkit.kademlia.lookup`) and the value layer's quorum reads
 (:mod:`dhtkit.quorumread`) share the rule.
+
+Where the network says at once that nothing answers at a peer's address
+(:mod:`dhtkit.udpport`), there is nothing to wait for: those two hedge such
+a peer then and there, and the routes of Chord and Pastry, which ask one
+node at a time, go on past it with :func:`hinted`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import attrs
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+from dhtkit.contact import Address
+from dhtkit.rpcerrors import Unreachable
+from dhtkit.transport import Watch
+
+_T = TypeVar("_T")
 
 #: The least margin past the smoothed round trip (seconds): RFC 6298's G,
 #: here the reactor's clock granularity (epoll waits in whole milliseconds).
@@ -47,3 +63,38 @@ class RoundTrip:
         # never varies, an answer due at exactly the smoothed time is not
         # given up on at that very moment.
         return min(limit, self.smoothed + max(HEDGE_FLOOR, 4 * self.deviation))
+
+
+def hinted(
+    watch: Watch,
+    address: Address,
+    call: defer.Deferred[_T],
+    late: Callable[[Any], None],
+) -> defer.Deferred[_T]:
+    """``call``'s outcome; or, as soon as ``watch`` hears that nothing
+    answers at ``address``, an :class:`~dhtkit.rpcerrors.Unreachable`
+    failure, after which ``late`` gets the call's own outcome (a result or
+    a :class:`~twisted.python.failure.Failure`) when it comes.
+
+    A hint may be forged, so a caller moves on past the peer for now but
+    learns only from ``late`` whether it failed.
+    """
+    out: defer.Deferred[_T] = defer.Deferred()
+
+    def unreachable() -> None:
+        if not out.called:
+            out.errback(Unreachable("{}:{} unreachable".format(*address)))
+
+    unwatch = watch(address, unreachable)
+
+    def done(result: Any) -> None:
+        unwatch()
+        if out.called:
+            late(result)
+        elif isinstance(result, Failure):
+            out.errback(result)
+        else:
+            out.callback(result)
+
+    call.addBoth(done)
+    return out

@@ -20,6 +20,15 @@ class RPCStopped(RPCError):
     """The protocol stopped listening while the call was waiting."""
 
 
+class Unreachable(RPCError):
+    """The network said nothing answers at the peer's address (an ICMP error).
+
+    Only a hint, which anyone who knows both addresses can forge: the call
+    itself goes on (see :func:`dhtkit.hedge.hinted`), and the peer is not
+    to be counted as failed for it.
+    """
+
+
 class RemoteError(RPCError):
     """The peer answered with an error.
 

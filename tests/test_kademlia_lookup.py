@@ -517,6 +517,28 @@ def test_a_contact_hinted_unreachable_is_hedged_at_once() -> None:
     assert not any(watches.hints.values())
 
 
+def test_a_short_lookup_does_not_wait_for_a_contact_hinted_unreachable() -> None:
+    # Fewer than k nodes: a lookup waits for every contact it passed over
+    # (a lost datagram is resent) unless the network said it is gone.
+    net = well_connected(count=6)
+    target = random.Random(29).randbytes(20)
+    net.delay = 0.01
+    seeds = sorted(net.contacts, key=lambda c: distance(c.node_id, target))
+    dead = seeds[0]
+    net.silent.add(dead.node_id)
+    watches = Watches()
+    d = run(net, target, seeds, watch=watches.watch, stall_after=10.0)
+    watches.unreachable(dead.address)
+    net.clock.pump([0.01] * 20)
+    assert d.called  # well before the 10 s stall
+    assert dead not in result_of(d).contacts
+    # Without the hint it waits for the RPC layer.
+    net.asked.clear()
+    waiting = run(net, target, seeds, stall_after=10.0)
+    net.clock.pump([0.01] * 20)
+    assert not waiting.called
+
+
 def test_a_hint_for_a_contact_that_answered_changes_nothing() -> None:
     net = well_connected()
     target = random.Random(28).randbytes(20)

@@ -7,7 +7,10 @@ fallbacks after it; the lookup jumps to the first. Only nodes strictly
 nearer to ``key`` than the one that named them are taken, so every answer
 makes progress. A candidate that does not answer (or answers nonsense) is
 dropped and the next one named is asked, then those named earlier: a dead
-finger costs a timeout, it never stalls the lookup. A node that answers
+finger costs a timeout, it never stalls the lookup; where the network says
+at once that nothing answers at its address (``watch``, an ICMP error),
+the lookup goes on without waiting, and learns from the call's own outcome
+later whether the finger failed (a hint may be forged). A node that answers
 nonsense is counted in ``bad_answers`` and passed by like a dead one, down
 to the last resort below.
 
@@ -20,15 +23,20 @@ takes 0 hops. ``messages`` counts every node asked,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from dhtkit import overlay
 from dhtkit.chord.messages import FindAnswer, MalformedPayload
 from dhtkit.contact import Contact
+from dhtkit.hedge import hinted
 from dhtkit.keyspace import in_interval, ring_distance
 from dhtkit.overlay import Lookup
-from dhtkit.rpcerrors import RemoteError, RPCTimeout
+from dhtkit.rpcerrors import RemoteError, RPCTimeout, Unreachable
+from dhtkit.transport import Watch
 
 #: Nodes asked at most by one lookup; far above what a healthy ring needs
 #: (½·log2 N plus a few timeouts), it bounds what a hostile node can cause.
@@ -55,6 +63,10 @@ class SuccessorSearch:
     :param failed: called with each node that timed out or refused.
     :param own_successors: the asking node's successor list, in ring order
         from it (for the last resort when no node before the key answers).
+    :param watch: hears that nothing answers at an address (see
+        :meth:`dhtkit.transport.IRPC.watch_unreachable`): that node is
+        passed by at once (counted in ``unreachable``), and ``answered`` or
+        ``failed`` hear of it when its call ends.
 
     The last resort. When the node just before the key has failed, every
     live node before the key points at it, and none other is left to ask.
@@ -76,6 +88,7 @@ class SuccessorSearch:
         answered: Callable[[Contact], None] = lambda contact: None,
         failed: Callable[[Contact], None] = lambda contact: None,
         own_successors: Iterable[Contact] = (),
+        watch: Watch | None = None,
     ) -> None:
         self.key = key
         self.count = count
@@ -85,13 +98,15 @@ class SuccessorSearch:
         self._answered = answered
         self._failed = failed
         self._own_successors = list(own_successors)
+        self._watch = watch
         # Whom to ask, in order: the latest answer's nodes, then earlier ones'.
         self._pool: list[Contact] = []
         self._asked: set[bytes] = {own_id}
         self._dead: set[bytes] = set()
+        self._hinted: set[bytes] = set()  # passed by on a hint of unreachability
         # The node nearest before the key that answered.
         self._nearest: Contact | None = None
-        self.hops = self.messages = self.timeouts = self.bad_answers = 0
+        self.hops = self.messages = self.timeouts = self.bad_answers = self.unreachable = 0
         self._add(candidates, None)
 
     def _add(self, contacts: Iterable[Contact], bound: int | None) -> None:
@@ -131,7 +146,13 @@ class SuccessorSearch:
                 return await self._last_resort()
             self.messages += 1
             try:
-                answer = await self._ask(contact)
+                answer = await self._call(contact)
+            except Unreachable:
+                # Not dead for sure (a hint): on without it, for now; only
+                # the last resort passes it by as it passes the dead.
+                self.unreachable += 1
+                self._hinted.add(contact.node_id)
+                continue
             except RPCTimeout:
                 self.timeouts += 1
                 self._dead.add(contact.node_id)
@@ -158,8 +179,22 @@ class SuccessorSearch:
                 self._nearest = contact
             self._add(answer.contacts, distance)
 
+    def _call(self, contact: Contact) -> defer.Deferred[FindAnswer]:
+        call = self._ask(contact)
+        if self._watch is None:
+            return call
+        return hinted(self._watch, contact.address, call, partial(self._late, contact))
+
+    def _late(self, contact: Contact, outcome: Any) -> None:
+        """The outcome of a call passed by on a hint: what the finger table learns."""
+        if not isinstance(outcome, Failure):
+            self._answered(contact)
+        elif isinstance(outcome.value, (RPCTimeout, RemoteError, MalformedPayload)):
+            self._failed(contact)
+
     async def _last_resort(self) -> Lookup:
-        if self._dead:
+        gone = self._dead | self._hinted
+        if gone:
             nearest = self._nearest
             if nearest is None:  # we are the nearest node before the key that answers
                 origin, listed = self.own_id, self._own_successors
@@ -178,7 +213,7 @@ class SuccessorSearch:
             after = [
                 c
                 for c in listed
-                if c.node_id not in self._dead and ring_distance(origin, c.node_id) >= reach
+                if c.node_id not in gone and ring_distance(origin, c.node_id) >= reach
             ]
             if after:
                 return self._result(after)

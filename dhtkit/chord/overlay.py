@@ -277,6 +277,7 @@ class ChordOverlay(RoutingOverlayBase):
             answered=self._answered,
             failed=self._lost_finger,
             own_successors=own_successors or (),
+            watch=self.rpc.watch_unreachable,
         )  # fmt: skip
 
     def contacts(self) -> list[Contact]:

@@ -26,6 +26,11 @@ datagram that the RPC layer resends later, and a lookup that ended short
 would leave a join (whose first lookup has one contact, its bootstrap
 node) with a table of one, and a put from there with a "majority" of two.
 
+Where the network says that nothing answers at a contact's address (an
+ICMP error, ``watch``), the lookup treats it as stalled at once: no lost
+datagram, a stopped node. A forged error does no more than a dropped
+datagram would: the contact's answer, should it come, is still taken.
+
 Hops are counted as the paper's analysis counts them: a contact from our own
 table is asked at hop 1, a contact learnt from an answer at hop d is asked at
 hop d + 1, and the lookup's ``hops`` is the hop at which the closest contact
@@ -97,6 +102,7 @@ class _Candidate:
     timer: IDelayedCall | None = None
     sent_at: float = 0.0
     unwatch: Callable[[], None] | None = None  # stops the hint of unreachability
+    hinted: bool = False  # the network said nothing answers at its address
 
 
 @attrs.define
@@ -310,8 +316,9 @@ class IterativeLookup:
             if state == _FAILED:
                 continue
             # A read asks past a hedged contact at once; other lookups wait
-            # for it, until it stalls, so as to find the true closest.
-            if state == _ASKING and (c.stalled or (c.hedged and read)):
+            # for it, until it stalls, so as to find the true closest, unless
+            # the network said nothing answers there: as good as a stall.
+            if state == _ASKING and (c.stalled or c.hinted or (c.hedged and read)):
                 continue
             if c.suspect and state == _WAITING:
                 suspects.append(c)
@@ -366,8 +373,9 @@ class IterativeLookup:
     def _short(self, shortlist: list[_Candidate]) -> bool:
         """Whether fewer than k contacts are left while one passed over is
         still being asked (the module says why its answer is waited for,
-        until the RPC layer gives up on it)."""
-        return len(shortlist) < self.k and bool(self._asking)
+        until the RPC layer gives up on it), unless the network said that
+        nothing answers there: no lost datagram then, a stopped node."""
+        return len(shortlist) < self.k and any(not c.hinted for c in self._asking.values())
 
     def _unsure(self, shortlist: list[_Candidate]) -> bool:
         """Whether a read that has found no copy yet still waits for a
@@ -378,7 +386,8 @@ class IterativeLookup:
             return False
         farthest = shortlist[-1].distance
         return any(
-            c.hedged and not c.stalled and c.distance < farthest for c in self._asking.values()
+            c.hedged and not c.stalled and not c.hinted and c.distance < farthest
+            for c in self._asking.values()
         )
 
     def _query(self, candidate: _Candidate) -> None:
@@ -453,13 +462,14 @@ class IterativeLookup:
             return
         if candidate.timer is not None and candidate.timer.active():
             candidate.timer.cancel()
+        candidate.hinted = True
         self._stalled(candidate)
 
     def _settle(self, candidate: _Candidate, state: int) -> None:
         candidate.state = state
         self._changes += 1
         self._asking.pop(candidate.contact.node_id, None)
-        candidate.stalled = candidate.hedged = False
+        candidate.stalled = candidate.hedged = candidate.hinted = False
         if candidate.timer is not None and candidate.timer.active():
             candidate.timer.cancel()
         candidate.timer = None

@@ -8,7 +8,10 @@ initiator takes only next hops that make progress over the node that
 named them (:func:`~dhtkit.pastry.routing.makes_progress`) and never asks
 a node twice: no answer can make the route loop. A hop that does not
 answer is routed around: the next alternative named with it is asked,
-then those named earlier.
+then those named earlier; where the network says at once that nothing
+answers at its address (``watch``, an ICMP error), without waiting for its
+timeout, and the call's own outcome tells ``answered`` or ``failed`` later
+(a hint may be forged).
 
 **Hops**, in :class:`~dhtkit.overlay.Lookup`: the nodes that answered, one
 after another. A key within the initiator's own leaf-set range takes 0
@@ -19,17 +22,22 @@ nodes asked, ``timeouts`` those that did not answer.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from dhtkit import overlay
 from dhtkit.contact import Contact
+from dhtkit.hedge import hinted
 from dhtkit.keyspace import circular_distance, numerically_closest_first
 from dhtkit.overlay import Lookup
 from dhtkit.pastry.digits import Digits
 from dhtkit.pastry.messages import MalformedPayload, RouteAnswer
 from dhtkit.pastry.routing import Route, makes_progress
-from dhtkit.rpcerrors import RemoteError, RPCTimeout
+from dhtkit.rpcerrors import RemoteError, RPCTimeout, Unreachable
+from dhtkit.transport import Watch
 
 #: Nodes asked at most by one route; far above what a healthy network
 #: needs (log16 N plus a few timeouts), it bounds what a hostile node can cause.
@@ -73,6 +81,7 @@ class RouteSearch:
         failed: Callable[[Contact], None] = lambda contact: None,
         me: Contact | None = None,
         reroute: Callable[[set[bytes]], Route] | None = None,
+        watch: Watch | None = None,
     ) -> None:
         self.key = key
         self.count = count
@@ -84,11 +93,13 @@ class RouteSearch:
         self._failed = failed
         self._me = me
         self._reroute = reroute
+        self._watch = watch
         self._pool: list[Contact] = []
         self._asked: set[bytes] = {own_id}
         self.dead: set[bytes] = set()
         self.path: list[Contact] = []
         self.hops = self.messages = self.timeouts = self.bad_answers = self.no_progress = 0
+        self.unreachable = 0
 
     def run(self) -> defer.Deferred[Lookup]:
         """Fire with the :class:`~dhtkit.overlay.Lookup`, or fail with :class:`LookupFailed`."""
@@ -126,7 +137,11 @@ class RouteSearch:
                 break
             self.messages += 1
             try:
-                answer = await self._ask(contact, self.hops)
+                answer = await self._call(contact)
+            except Unreachable:
+                # Not dead for sure (a hint): routed around, for now.
+                self.unreachable += 1
+                continue
             except RPCTimeout:
                 self.timeouts += 1
                 self.dead.add(contact.node_id)
@@ -158,6 +173,20 @@ class RouteSearch:
                 self.key.hex(), self.messages, self.timeouts
             )
         )
+
+    def _call(self, contact: Contact) -> defer.Deferred[RouteAnswer]:
+        call = self._ask(contact, self.hops)
+        if self._watch is None:
+            return call
+        return hinted(self._watch, contact.address, call, partial(self._late, contact))
+
+    def _late(self, contact: Contact, outcome: Any) -> None:
+        """The outcome of a call routed around on a hint: what the state learns."""
+        if not isinstance(outcome, Failure):
+            if not outcome.done or self._consistent(contact, outcome.contacts):
+                self._answered(contact, outcome)
+        elif isinstance(outcome.value, RPCTimeout):
+            self._failed(contact)
 
     def _consistent(self, asked: Contact, contacts: list[Contact]) -> bool:
         # Closest first, and the first no farther than the node that answered.

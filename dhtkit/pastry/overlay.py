@@ -268,6 +268,7 @@ class PastryOverlay(RoutingOverlayBase):
         search = RouteSearch(
             key, count, self.node_id, self.state.digits, first, ask, me=me,
             reroute=lambda avoid: route(self.state, me, key, count, exclude=avoid),
+            watch=self.rpc.watch_unreachable,
         )  # fmt: skip
         return search.run().addBoth(self._count_lookup, search)
 
