@@ -23,31 +23,12 @@ from dhtkit.pastry.lookup import RouteSearch
 from dhtkit.pastry.messages import RouteAnswer
 from dhtkit.pastry.routing import Route
 from dhtkit.rpcerrors import RPCTimeout, Unreachable
+from tests.hints import Watches
 
 
 def node(leading_hex: str, port: int = 4000) -> Contact:
     value = int(leading_hex.ljust(40, "0"), 16) % RING_SIZE
     return Contact(from_int(value), b"\x00" * 32, ("10.0.0.{}".format(port % 250 + 1), port))
-
-
-class Watches:
-    """What an RPC layer's watch_unreachable keeps: address -> hints."""
-
-    def __init__(self) -> None:
-        self.hints: dict[Any, list[Any]] = {}
-
-    def watch(self, address: Any, hint: Any) -> Any:
-        self.hints.setdefault(address, []).append(hint)
-
-        def unwatch() -> None:  # as the RPC layer's: once told, nothing to stop
-            if hint in self.hints.get(address, []):
-                self.hints[address].remove(hint)
-
-        return unwatch
-
-    def unreachable(self, address: Any) -> None:
-        for hint in self.hints.pop(address, []):
-            hint()
 
 
 def outcome(d: defer.Deferred[Any]) -> Any:

@@ -26,6 +26,7 @@ from dhtkit.kademlia.lookup import (
 from dhtkit.keyspace import bucket_index, distance
 from dhtkit.rpc import RPCTimeout
 from dhtkit.wire import MalformedMessage
+from tests.hints import Watches
 
 K = 8
 
@@ -478,21 +479,6 @@ def test_suspects_are_asked_only_when_too_few_others_are_left() -> None:
     net.clock.advance(1.0)
     assert closest[2] in net.asked
     assert result_of(lone).contacts
-
-
-class Watches:
-    """What an RPC layer's watch_unreachable keeps: address -> hints."""
-
-    def __init__(self) -> None:
-        self.hints: dict[Any, list[Any]] = {}
-
-    def watch(self, address: Any, hint: Any) -> Any:
-        self.hints.setdefault(address, []).append(hint)
-        return lambda: self.hints.get(address, []).remove(hint)
-
-    def unreachable(self, address: Any) -> None:
-        for hint in self.hints.pop(address, []):
-            hint()
 
 
 def test_a_contact_hinted_unreachable_is_hedged_at_once() -> None:
