@@ -21,9 +21,11 @@ of the connection, and calls :meth:`HintingPort.readConnectionLost`, which
 reads the queue and goes back to reading. Any other reactor (select, kqueue,
 asyncio) would call ``doRead`` for ever instead, so :func:`listen_udp` turns
 the option on only for the poll-based ones and opens a plain port otherwise.
-And while an error is pending, the kernel fails the socket's next send with
-it (``ECONNREFUSED``), which Twisted drops in silence: :meth:`HintingPort.write`
-reads the queue and sends again.
+And while an error is pending, the kernel fails the socket's next send or
+receive with it. Twisted drops a send failed with ``ECONNREFUSED`` in
+silence and raises any other error, and a receive failed with anything but
+``ECONNREFUSED`` closes the port: :meth:`HintingPort.write` reads the queue
+and sends again, and :meth:`HintingPort.doRead` reads on.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import sys
 from typing import Any, cast
 
 from twisted.internet import udp
+from twisted.internet.error import MessageLengthError
 from twisted.internet.interfaces import IHalfCloseableDescriptor, IListeningPort, IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
@@ -49,6 +52,25 @@ _EXTENDED_ERR = struct.Struct("=IB")
 _FROM_ICMP = frozenset({2, 3})  # SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6
 #: The errors that say nothing answers at an address.
 UNREACHABLE = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+#: What an ICMP error (or a local one, as a message too long for the path)
+#: becomes as the socket's pending error, which its next call fails with.
+PENDING_ERRORS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.EHOSTDOWN,
+        errno.ENETDOWN,
+        errno.ENONET,
+        errno.ENOPROTOOPT,
+        errno.EOPNOTSUPP,
+        errno.EPROTO,
+        errno.EMSGSIZE,
+        errno.EACCES,
+    }
+)
+#: Receives that a pending error may fail in a row before a read gives up.
+_ERRORS_PER_DOREAD = 64
 #: Queued errors read at a time; the rest are read when the reactor comes back.
 _ERRORS_PER_READ = 64
 
@@ -144,12 +166,33 @@ class HintingPort(udp.Port):
         """Not called for a port that only reads; as a lost connection if it is."""
         self.connectionLost(reason)  # type: ignore[no-untyped-call]
 
+    def doRead(self) -> None:  # noqa: N802 (Twisted's name)
+        """Read datagrams as Twisted does, but go on past a receive that a
+        pending error failed (Twisted would close the port for it)."""
+        for _ in range(_ERRORS_PER_DOREAD):
+            try:
+                super().doRead()  # type: ignore[no-untyped-call]
+                return
+            except OSError as e:
+                if not self.hinting or e.errno not in PENDING_ERRORS:
+                    raise
+                # That receive took the socket's pending error; the queued
+                # ones are read now, and the datagrams after them next.
+                self.read_errors()
+
     def write(self, datagram: bytes, addr: Any = None) -> Any:
-        # Twisted returns None from an unconnected port's write only when the
-        # send failed with ECONNREFUSED: an error queued for another address
-        # took this datagram's place. Read the queue (which clears it) and
-        # send it again, once.
-        sent = super().write(datagram, addr)
+        # Twisted returns None from an unconnected port's write when the send
+        # failed with ECONNREFUSED, and raises other errors: an error queued
+        # for another address may have taken this datagram's place. Read the
+        # queue (which clears it) and send it again, once; what fails then
+        # is this datagram's own failure.
+        try:
+            sent = super().write(datagram, addr)
+        except (OSError, MessageLengthError) as e:
+            pending = errno.EMSGSIZE if isinstance(e, MessageLengthError) else e.errno
+            if not self.hinting or pending not in PENDING_ERRORS:
+                raise
+            sent = None
         if sent is None and self.hinting and self.connected:
             # The protocol hears of them from the reactor, not while it sends.
             self.read_errors(cast(IReactorTime, self.reactor).callLater)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 import sys
 import time
@@ -153,3 +155,66 @@ def test_other_reactors_and_protocols_get_a_plain_port() -> None:
         assert not isinstance(plain, HintingPort)
     finally:
         plain.stopListening()
+
+
+class FailingOnce:
+    """A socket whose next ``method`` call fails with ``error``, as the
+    socket's pending error (an ICMP error) makes the kernel do."""
+
+    def __init__(self, real: socket.socket, method: str, error: int) -> None:
+        self.real, self.method, self.error = real, method, error
+        self.failures = 1
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.real, name)
+        if name != self.method:
+            return attribute
+
+        def failing(*args: Any) -> Any:
+            if self.failures:
+                self.failures -= 1
+                raise OSError(self.error, os.strerror(self.error))
+            return attribute(*args)
+
+        return failing
+
+
+@needs_hints
+@pytest.mark.parametrize("error", [errno.EHOSTUNREACH, errno.EMSGSIZE, errno.ENETUNREACH])
+@pytest_twisted.ensureDeferred
+async def test_a_receive_failed_by_a_pending_error_does_not_close_the_port(error: int) -> None:
+    # Twisted closes a port whose receive fails with anything but
+    # ECONNREFUSED: a host unreachable in a partition did.
+    protocol = Hinted()
+    port = listen_udp(reactor(), 0, protocol, "127.0.0.1")
+    real = port.socket
+    port.socket = FailingOnce(real, "recvfrom", error)
+    try:
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender.sendto(b"after the error", ("127.0.0.1", port.getHost().port))
+        sender.close()
+        await until(lambda: protocol.received)
+        assert protocol.received == [b"after the error"] and port.connected
+    finally:
+        port.socket = real
+        await port.stopListening()
+
+
+@needs_hints
+@pytest.mark.parametrize("error", [errno.EHOSTUNREACH, errno.EMSGSIZE])
+@pytest_twisted.ensureDeferred
+async def test_a_send_failed_by_a_pending_error_is_sent_again(error: int) -> None:
+    protocol = Hinted()
+    port = listen_udp(reactor(), 0, protocol, "127.0.0.1")
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(2.0)
+    real = port.socket
+    port.socket = FailingOnce(real, "sendto", error)
+    try:
+        port.write(b"for you", receiver.getsockname())
+        assert receiver.recvfrom(100)[0] == b"for you"
+    finally:
+        port.socket = real
+        receiver.close()
+        await port.stopListening()
