@@ -47,10 +47,19 @@ class AnswerCache:
 
     def claim(self, key: AnswerKey, now: float) -> None:
         """Note that the handler runs for ``key``; its reply comes by :meth:`fill`."""
-        self._entries[key] = (now + self.ttl, None)
-        self._entries.move_to_end(key)
-        if len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        entries = self._entries
+        entries[key] = (now + self.ttl, None)
+        entries.move_to_end(key)
+        if len(entries) > self.max_entries:
+            entries.popitem(last=False)
+        # Kept in the order claimed, so with the same ttl in expiry order:
+        # the replies no retry can ask for any more go now, not when the
+        # cache is full (a node that stores rarely kept them for hours).
+        while entries:
+            oldest = next(iter(entries.values()))
+            if oldest[0] > now:
+                break
+            entries.popitem(last=False)
 
     def fill(self, key: AnswerKey, reply: bytes) -> None:
         """Keep ``reply`` for the retries of a claimed query (if still kept)."""

@@ -30,6 +30,16 @@ def test_a_reply_expires_after_its_ttl() -> None:
     assert cache.seen((b"k", 1), now=5.0) is None
 
 
+def test_expired_replies_are_dropped_when_the_next_claim_comes() -> None:
+    cache = AnswerCache(ttl=5.0, max_entries=10)
+    for txid in range(3):
+        cache.claim((b"k", txid), now=float(txid))
+        cache.fill((b"k", txid), b"reply")
+    cache.claim((b"k", 3), now=6.5)  # the first two expired (at 5 and 6)
+    assert len(cache) == 2
+    assert cache.seen((b"k", 2), now=6.5) == b"reply"
+
+
 def test_the_oldest_claims_go_first_beyond_the_bound() -> None:
     cache = AnswerCache(ttl=5.0, max_entries=3)
     for txid in range(5):
