@@ -17,6 +17,7 @@ publisher could renew it for ever.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.internet import defer
@@ -40,6 +41,9 @@ from dhtkit.values import (
     from_wire,
     to_wire,
 )
+
+#: The largest replica set a STORE_NEAR may say it looks for.
+MAX_NEAR = 256
 
 
 class Watcher(Protocol):
@@ -81,16 +85,26 @@ class Holder:
         self.max_clock_skew = max_clock_skew
         #: Told of every new version of the keys they watch.
         self.watchers: list[Watcher] = []
+        #: ``nearest(key, sender, count)``: the contacts nearest ``key`` we
+        #: name to ``sender`` (Kademlia's FIND_NODE answer), and whether we
+        #: may be among the ``count`` nodes closest to it. With it, set
+        #: before :meth:`start`, STORE_NEAR is answered.
+        self.nearest: Callable[[bytes, Contact, int], tuple[list[bytes], bool]] | None = None
 
     def start(self) -> None:
-        """Answer ``store`` and ``get`` queries."""
+        """Answer ``store`` and ``get`` queries, and ``store_near`` ones
+        where the overlay names the nodes nearest a key (:attr:`nearest`)."""
         self.rpc.register("store", self.answer_store)
         self.rpc.register("get", self.answer_get, idempotent=True)
+        if self.nearest is not None:
+            self.rpc.register("store_near", self.answer_store_near, idempotent=True)
 
     def stop(self) -> None:
         """Stop answering them (the store stays open: its owner closes it)."""
         self.rpc.unregister("store")
         self.rpc.unregister("get")
+        if self.nearest is not None:
+            self.rpc.unregister("store_near")
 
     def keep(self, entry: StoredRecord, expected_seq: int | None = None) -> StoredRecord:
         """Put ``entry`` in the store; a new version goes to the watchers of its key.
@@ -140,6 +154,7 @@ class Holder:
         raise RemoteError("unavailable", "this node cannot make a record durable now")
 
     def answer_store(self, sender: Contact, args: Any) -> defer.Deferred[bool]:
+        """Answer a STORE: ``[record, ttl, expected seq, cached]``."""
         self.counters["store_received"] += 1
         try:
             if not (isinstance(args, list) and len(args) == 4):
@@ -149,25 +164,67 @@ class Holder:
             expected_seq = check_expected_seq(wire_expected_seq)
             if type(cached) is not bool:
                 raise ValueError("cached must be a boolean")
-            record = from_wire(wire_record)
-            # Every field is checked before the key is computed from them;
-            # a record is stored under its own key, so nothing more to match.
-            record.check(self.max_value_size)
-            if isinstance(record, PlainValue) and record.seq > self.latest_write_time():
-                # A write time ahead would pin the value against every later write.
-                raise WriteTimeAhead(
-                    "the write time is {:.1f} s ahead of this node's clock; at most {} s"
-                    " is accepted".format(
-                        record.seq / 1_000_000 - self.clock.seconds(), self.max_clock_skew
-                    )
-                )
+            record = self._record(wire_record)
             return self.accept(sender, record, ttl, expected_seq, cached)
-        except ValueRefused as e:
-            self.counters["store_refused_" + e.reason] += 1
-            raise RemoteError(e.reason, str(e)) from None
-        except ValueError as e:
-            self.counters["store_refused_malformed"] += 1
-            raise RemoteError("malformed", str(e)) from None
+        except ValueError as e:  # a ValueRefused too
+            raise self._refused(e) from None
+
+    def answer_store_near(self, sender: Contact, args: Any) -> defer.Deferred[list[Any]]:
+        """Answer a STORE_NEAR: ``[record, ttl, count]``, a put's STORE that
+        is also a FIND_NODE for the record's key.
+
+        It is answered ``[stored, contacts]``: the contacts this node names
+        for the key (:attr:`nearest`), and whether it stored the record. It
+        does not when it knows ``count`` nodes closer to the key than
+        itself: it is not one of the ``count`` replicas the put looks for.
+        It carries no compare-and-swap, so running it again for a retry
+        stores the same record again: it is idempotent, and no reply is
+        kept for retries.
+        """
+        self.counters["store_received"] += 1
+        try:
+            if not (isinstance(args, list) and len(args) == 3):
+                raise ValueError("store_near takes [record, ttl, count]")
+            wire_record, wire_ttl, count = args
+            ttl = check_ttl(wire_ttl)
+            if not (type(count) is int and 1 <= count <= MAX_NEAR):
+                raise ValueError("count is a number of nodes, 1-{}".format(MAX_NEAR))
+            record = self._record(wire_record)
+            assert self.nearest is not None  # registered only then
+            contacts, close = self.nearest(record.key, sender, count)
+            if not close:
+                self.counters["store_declined_not_close"] += 1
+                return defer.succeed([False, contacts])
+            stored = self.accept(sender, record, ttl, None, False)
+            return stored.addCallback(lambda _: [True, contacts])
+        except ValueError as e:  # a ValueRefused too
+            raise self._refused(e) from None
+
+    def _record(self, wire_record: Any) -> Record:
+        """The record of a STORE, every field checked.
+
+        :raises ValueRefused: the record is refused.
+        :raises ValueError: it is malformed.
+        """
+        record = from_wire(wire_record)
+        # Every field is checked before the key is computed from them;
+        # a record is stored under its own key, so nothing more to match.
+        record.check(self.max_value_size)
+        if isinstance(record, PlainValue) and record.seq > self.latest_write_time():
+            # A write time ahead would pin the value against every later write.
+            raise WriteTimeAhead(
+                "the write time is {:.1f} s ahead of this node's clock; at most {} s"
+                " is accepted".format(
+                    record.seq / 1_000_000 - self.clock.seconds(), self.max_clock_skew
+                )
+            )
+        return record
+
+    def _refused(self, error: ValueError) -> RemoteError:
+        """What a refused STORE answers, counted by its reason."""
+        reason = error.reason if isinstance(error, ValueRefused) else "malformed"
+        self.counters["store_refused_" + reason] += 1
+        return RemoteError(reason, str(error))
 
     def latest_write_time(self) -> int:
         """The latest plain-value write time (in microseconds) accepted now."""

@@ -34,7 +34,7 @@ from twisted.python.failure import Failure
 from dhtkit.bounded import BoundedDict
 from dhtkit.contact import Contact
 from dhtkit.handover import PER_PEER_RATE, RATE, HandOverQueue
-from dhtkit.holder import Holder
+from dhtkit.holder import MAX_NEAR, Holder
 from dhtkit.identity import Identity
 from dhtkit.keyspace import check_id, distance
 from dhtkit.listen import Callback, ListenHub, Listening
@@ -70,7 +70,7 @@ from dhtkit.values import (
     signed_key,
     to_wire,
 )
-from dhtkit.wire import MessageTooLarge
+from dhtkit.wire import MalformedMessage, MessageTooLarge
 
 READ_QUORUM = 3
 """Copies of a mutable value a get reads before it answers, by default."""
@@ -213,6 +213,8 @@ class DHTNode:
         self.store = store
         self.clock = clock if clock is not None else rpc.clock
         self.replication = replication if replication is not None else int(overlay.k)
+        if not 1 <= self.replication <= MAX_NEAR:
+            raise ValueError("replication is 1-{} nodes".format(MAX_NEAR))
         self.quorum = quorum
         self.max_value_size = max_value_size
         self.expire_after = expire_after
@@ -268,6 +270,7 @@ class DHTNode:
         self._routing = overlay if IRoutingOverlay.providedBy(overlay) else None
         if self._finder is not None:
             self._finder.serve_values(self.holder.answer)
+            self.holder.nearest = self._finder.nearest_for
         if self._routing is not None:
             self._routing.add_neighbour_listener(self._hand_over)
         self._running = False
@@ -599,8 +602,9 @@ class DHTNode:
         if record.deleted and expected_seq is None:
             # Kept before any traffic: a compare-and-swap waits for the nodes' word.
             self._keep_tombstone(record)
-        contacts, replica_set = await self._replica_set(record.key, found)
-        stored, refusals = await self._store_on(contacts, record, self.expire_after, expected_seq)
+        contacts, replica_set, stored, refusals = await self._place(
+            record, self.expire_after, expected_seq, found
+        )
         required = self.quorum if self.quorum is not None else replica_set // 2 + 1
         if stored < required or not contacts:
             if refusals:
@@ -641,6 +645,87 @@ class DHTNode:
             )
         )
         self.scheduler.poke()
+
+    async def _place(
+        self,
+        record: Record,
+        ttl: float,
+        expected_seq: int | None = None,
+        found: Lookup | None = None,
+        *,
+        others_only: bool = False,
+    ) -> tuple[list[Contact], int, int, list[ValueRefused]]:
+        """Store ``record`` on its replica set: (the nodes found, the size of
+        a full replica set, acknowledgments, refusals).
+
+        Over Kademlia, with no lookup of the key made just before
+        (``found``) and no compare-and-swap, the lookup's last step asks the
+        closest nodes with STORE_NEAR
+        (:meth:`~dhtkit.overlay.IValueFinder.lookup_storing`), a STORE
+        that names the nodes nearest the key as FIND_NODE would: one round
+        trip and one query per replica fewer. A node that knows
+        ``replication`` nodes closer to the key than itself declines to
+        store; should it be among the closest found in the end all the
+        same (those it knows did not answer), it is sent a plain STORE
+        after the lookup, as is our own copy. A node that stored but is
+        not among the closest found in the end (a later answer named
+        closer ones) keeps its copy until it expires, and is not counted.
+        With ``others_only``, our own copy is left as it is (a replication
+        or a republish sends ours on).
+        """
+        finder = self._finder
+        if finder is None or found is not None or expected_seq is not None:
+            contacts, replica_set = await self._replica_set(record.key, found)
+            if others_only:
+                contacts = [c for c in contacts if not self._is_self(c)]
+            stored, refusals = await self._store_on(contacts, record, ttl, expected_seq)
+            return contacts, replica_set, stored, refusals
+        args = [to_wire(record), min(ttl, MAX_TTL), self.replication]
+
+        def answered(reply: Any) -> tuple[list[bytes], bool]:
+            if not (
+                type(reply) is list
+                and len(reply) == 2
+                and type(reply[0]) is bool
+                and type(reply[1]) is list
+            ):
+                raise MalformedMessage("store_near is answered [stored, contacts]")
+            return reply[1], reply[0]
+
+        def refused(failure: Failure) -> tuple[list[bytes], ValueRefused | bool]:
+            error = failure.value
+            if isinstance(error, RemoteError) and error.code == "unknown_method":
+                return [], False  # a node without STORE_NEAR: stored on after
+            refusal = self._refusal(failure)
+            if refusal is None:
+                return failure  # type: ignore[return-value]  # as an unanswered query
+            return [], refusal
+
+        def store(contact: Contact) -> defer.Deferred[tuple[list[bytes], Any]]:
+            call = self.rpc.call_contact(contact, "store_near", args, large_answer=True)
+            return call.addCallback(answered).addErrback(refused)
+
+        lookup = await finder.lookup_storing(record.key, self.replication, store)
+        contacts = list(lookup.lookup.contacts)
+        known = max(len(contacts) + lookup.lookup.timeouts, self._network_seen())
+        if others_only:
+            contacts = [c for c in contacts if not self._is_self(c)]
+        # True: stored; False: declined (it knows nodes closer); or a refusal.
+        outcomes = {contact.node_id: outcome for contact, outcome in lookup.answers}
+        stored, refusals = await self._store_on(
+            [c for c in contacts if outcomes.get(c.node_id, False) is False],
+            record,
+            ttl,
+            expected_seq,
+        )
+        for contact in contacts:
+            outcome = outcomes.get(contact.node_id)
+            if outcome is True:
+                stored += 1
+            elif isinstance(outcome, ValueRefused):
+                refusals.append(outcome)
+        self.counters["stored_by_lookup"] += sum(o is True for o in outcomes.values())
+        return contacts, min(self.replication, known), stored, refusals
 
     async def _replica_set(
         self, key: bytes, found: Lookup | None = None
@@ -691,8 +776,7 @@ class DHTNode:
         cached: bool = False,
     ) -> tuple[int, list[ValueRefused]]:
         """Store ``record`` on ``contacts``: (acknowledgments, refusals)."""
-        # Peers refuse a ttl beyond MAX_TTL, whatever our own expire_after.
-        args = [to_wire(record), min(ttl, MAX_TTL), expected_seq, cached]
+        args = self._store_args(record, ttl, expected_seq, cached)
         calls: list[defer.Deferred[Any]] = []
         for contact in contacts:
             if self._is_self(contact):
@@ -711,17 +795,33 @@ class DHTNode:
                 stored += 1
                 continue
             assert isinstance(result, Failure)
-            error = result.value
-            if isinstance(error, ValueRefused):
-                refusals.append(error)
-            elif isinstance(error, RemoteError) and error.code in REFUSALS:
-                refusals.append(refusal_for(error.code, error.message))
-            elif isinstance(error, MessageTooLarge):
-                # max_value_size set above what one datagram can carry
-                refusals.append(ValueTooLarge("the record does not fit in a datagram"))
-            elif not isinstance(error, RPCError):
+            refusal = self._refusal(result)
+            if refusal is not None:
+                refusals.append(refusal)
+            elif not isinstance(result.value, RPCError):
                 self._log.failure("storing {key} failed", result, key=record.key.hex())
         return stored, refusals
+
+    @staticmethod
+    def _store_args(
+        record: Record, ttl: float, expected_seq: int | None, cached: bool
+    ) -> list[Any]:
+        # Peers refuse a ttl beyond MAX_TTL, whatever our own expire_after.
+        return [to_wire(record), min(ttl, MAX_TTL), expected_seq, cached]
+
+    @staticmethod
+    def _refusal(failure: Failure) -> ValueRefused | None:
+        """The refusal a failed STORE stands for, if it is one (else it went
+        unanswered, or failed here)."""
+        error = failure.value
+        if isinstance(error, ValueRefused):
+            return error
+        if isinstance(error, RemoteError) and error.code in REFUSALS:
+            return refusal_for(error.code, error.message)
+        if isinstance(error, MessageTooLarge):
+            # max_value_size set above what one datagram can carry
+            return ValueTooLarge("the record does not fit in a datagram")
+        return None
 
     # -- reading -------------------------------------------------------------------
 
@@ -1023,9 +1123,7 @@ class DHTNode:
     # -- the schedule's actions ----------------------------------------------------
 
     async def _send_on(self, entry: StoredRecord, ttl: float) -> None:
-        contacts = await self.overlay.find_responsible(entry.key, self.replication)
-        others = [c for c in contacts if not self._is_self(c)]
-        await self._store_on(others, entry.record, ttl)
+        await self._place(entry.record, ttl, others_only=True)
 
     def _replicate(self, entry: StoredRecord) -> defer.Deferred[None]:
         # A replica passes on only the lifetime it has left, so copies of

@@ -153,6 +153,28 @@ class IValueFinder(Interface):
         ``lookup.contacts`` are those nodes); else go on until the
         ``count`` closest nodes answered."""
 
+    def lookup_storing(
+        key: bytes,
+        count: int,
+        store: Callable[[Contact], defer.Deferred[tuple[list[bytes], Any]]],
+    ) -> defer.Deferred[ValueLookup]:
+        """Look ``key`` up as :meth:`IRoutingOverlay.lookup` does, but ask
+        the ``count`` closest nodes of the lookup's last step (once a round
+        brought nothing closer), those asked before included, with
+        ``store(contact)`` instead of FIND_NODE: a put's STORE, whose
+        answer names the nodes nearest the key (:meth:`nearest_for`). It
+        fires with ``(named, outcome)``, the wire-encoded contacts the node
+        named and what the caller makes of its answer, or fails as an
+        unanswered query does; the result's ``answers`` are the
+        ``(contact, outcome)`` pairs of the nodes so asked that answered,
+        among them some that may not be among the closest found in the end."""
+
+    def nearest_for(key: bytes, sender: Contact, count: int) -> tuple[list[bytes], bool]:
+        """The contacts nearest ``key`` this node names to ``sender``, as
+        FIND_NODE answers them (wire-encoded), and whether this node may be
+        one of the ``count`` nodes closest to ``key`` (it knows fewer than
+        ``count`` closer)."""
+
 
 class JoinFailed(Exception):
     """No bootstrap address and no saved contact answered."""

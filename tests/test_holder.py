@@ -216,3 +216,14 @@ def test_a_node_that_cannot_make_a_store_durable_refuses_it_as_unavailable() -> 
         net.wait(sender.rpc.call_contact(broken.rpc.contact, "store", args))
     assert caught.value.code == "unavailable"
     assert broken.stats()["store_not_durable"] == 1
+
+
+def test_a_node_that_cannot_name_the_nodes_nearest_a_key_does_not_answer_store_near() -> None:
+    # Over an overlay without FIND_NODE a put stores with STORE alone.
+    net = Cluster(2)
+    asker, target = net.nodes
+    args = [PLAIN, 60, 3]
+    with pytest.raises(RemoteError) as caught:
+        net.wait(asker.rpc.call_contact(target.rpc.contact, "store_near", args))
+    assert caught.value.code == "unknown_method"
+    assert len(target.store) == 0

@@ -735,3 +735,79 @@ def test_more_seeds_are_fetched_only_when_the_seeds_fail() -> None:
     outcome = result_of(run(lonely, target, ranked[:K], more_seeds=more_seeds))
     assert fetched == [1]
     assert outcome.contacts == ranked[K : 2 * K]
+
+
+def storing(net: FakeNetwork, target: bytes, asked: list[Contact]) -> Any:
+    """A ``last_ask`` that answers as FIND_NODE does, with "stored" for the value."""
+    find = net.ask(target)
+
+    def store(contact: Contact) -> defer.Deferred[Answer]:
+        asked.append(contact)
+        return find(contact).addCallback(lambda answer: (answer[0], "stored"))
+
+    return store
+
+
+def test_a_put_asks_the_closest_of_its_last_step_with_its_store() -> None:
+    net = well_connected()
+    rng = random.Random(11)
+    for _ in range(10):
+        target = rng.randbytes(20)
+        net.asked.clear()
+        stored: list[Contact] = []
+        outcome = result_of(
+            run(net, target, rng.sample(net.contacts, 3), last_ask=storing(net, target, stored))
+        )
+        closest = true_closest(net, target)
+        assert outcome.contacts == closest
+        # Every one of the k closest was asked with the store, once, and
+        # its outcome kept; one asked with FIND_NODE before it was among
+        # them is asked a second time, no other contact is.
+        assert set(closest) <= set(stored)
+        assert len(stored) == len(set(stored))
+        assert {c.node_id: v for c, v in outcome.values if c in closest} == {
+            c.node_id: "stored" for c in closest
+        }
+        twice = [c for c in set(net.asked) if net.asked.count(c) > 1]
+        assert all(net.asked.count(c) == 2 and c in stored for c in twice)
+        assert outcome.messages == len(net.asked)
+
+
+def test_a_put_stores_only_on_as_many_of_the_closest_as_it_asks() -> None:
+    net = well_connected()
+    target = random.Random(12).randbytes(20)
+    stored: list[Contact] = []
+    outcome = result_of(
+        run(net, target, net.contacts[:3], last_ask=storing(net, target, stored), last_count=3)
+    )
+    assert outcome.contacts == true_closest(net, target)
+    assert set(true_closest(net, target)[:3]) <= set(stored)
+    # The last step's others were asked with FIND_NODE; a store went
+    # beyond the three only to a contact among the three closest seen then.
+    assert len(stored) < K
+
+
+def test_a_slow_store_does_not_widen_a_put_nor_teach_it_round_trips() -> None:
+    net = well_connected()
+    target = random.Random(13).randbytes(20)
+    find = net.ask(target)
+    stored: list[Contact] = []
+
+    def slow_store(contact: Contact) -> defer.Deferred[Answer]:
+        stored.append(contact)
+        d: defer.Deferred[Answer] = defer.Deferred()
+        # A disk that takes 100 ms to make the record durable, answers at once.
+        find(contact).addCallback(
+            lambda answer: net.clock.callLater(0.1, d.callback, (answer[0], "stored"))
+        )
+        return d
+
+    rtt = RoundTrip()
+    rtt.observe(0.001)
+    d = run(net, target, net.contacts[:3], last_ask=slow_store, rtt=rtt)
+    while not d.called:
+        net.clock.advance(0.01)
+    outcome = result_of(d)
+    assert outcome.contacts == true_closest(net, target)
+    assert len(stored) == len(set(stored)) <= K
+    assert outcome.round_trip is not None and outcome.round_trip.smoothed < 0.01

@@ -21,7 +21,7 @@ from dhtkit.overlay import IRoutingOverlay, IValueFinder, JoinFailed
 from dhtkit.rpc import RemoteError, RPCProtocol
 from dhtkit.sim.gossip import PORT
 from dhtkit.sim.overlays import OverlayNetwork
-from dhtkit.values import immutable_key, signed_key, to_wire
+from dhtkit.values import PlainValue, immutable_key, signed_key, to_wire
 
 
 def network(count: int, seed: int = 1, **options: object) -> OverlayNetwork:
@@ -510,3 +510,92 @@ def test_a_signed_read_over_disjoint_paths_gets_past_an_eclipsed_path() -> None:
     found = net.wait(reader.node.get_signed(owner.public_key))
     assert found is not None and found.value == b"the value"
     assert reader.overlay.stats()["disjoint_lookups"] == 1
+
+
+def test_a_put_stores_with_its_lookups_last_step_asking_each_replica_once() -> None:
+    net = network(40, k=8)
+    writer = net.nodes[3]
+    key = key_for("one query per replica")
+    before = {n.node_id: n.node.stats().get("store_received", 0) for n in net.nodes}
+    assert net.wait(writer.node.put(key, b"v")) == 8
+    replicas = [i for i in closest_ids(net, key, 8) if i != writer.node_id]
+    by_id = {n.node_id: n for n in net.nodes}
+    for node_id in replicas:
+        node = by_id[node_id]
+        assert node.node.store.get(key) is not None
+        assert node.node.stats()["store_received"] == before[node_id] + 1
+    assert writer.node.stats()["stored_by_lookup"] == len(replicas)
+    assert net.wait(net.nodes[30].node.get(key)) == b"v"
+
+
+def _store_near_args(net: OverlayNetwork, key: bytes, count: int) -> list[object]:
+    record = PlainValue(key, b"v", int(net.clock.seconds() * 1_000_000))
+    return [to_wire(record), 60, count]
+
+
+def test_a_node_that_knows_closer_nodes_declines_a_store_near() -> None:
+    net = network(40, k=8)
+    key = key_for("declined")
+    far = next(n for n in net.nodes if n.node_id not in closest_ids(net, key, 20))
+    asker = net.nodes[0] if net.nodes[0] is not far else net.nodes[1]
+    stored, named = net.wait(
+        asker.rpc.call_contact(far.rpc.contact, "store_near", _store_near_args(net, key, 3))
+    )
+    assert stored is False
+    assert far.node.store.get(key) is None
+    assert far.node.stats()["store_declined_not_close"] == 1
+    # It names the contacts it knows closer to the key than itself.
+    contacts = wire.decode_contacts(named)
+    assert contacts
+    assert all(distance(c.node_id, key) < distance(far.node_id, key) for c in contacts)
+    near = next(n for n in net.nodes if n.node_id == closest_ids(net, key, 1)[0])
+    stored, named = net.wait(
+        asker.rpc.call_contact(near.rpc.contact, "store_near", _store_near_args(net, key, 3))
+    )
+    assert stored is True and named == []  # none closer than the closest
+    assert near.node.store.get(key) is not None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        "junk",
+        ["record", 60],
+        ["record", 60, 0],
+        ["record", 60, 257],
+        ["record", 60, True],
+        ["record", 60, 3.0],
+        ["record", 60, "3"],
+        ["record", 60, 10**9],
+        ["record", 60, -1],
+        ["record", -1, 3],
+        ["record", 60, 3, None],
+        [[9, b"?"], 60, 3],
+    ],
+)
+def test_a_malformed_store_near_is_refused_and_counted(args: object) -> None:
+    net = network(3)
+    asker, target = net.nodes[0], net.nodes[1]
+    if isinstance(args, list) and args[0] == "record":
+        args = [_store_near_args(net, key_for("k"), 3)[0], *args[1:]]
+    with pytest.raises(RemoteError) as caught:
+        net.wait(asker.rpc.call_contact(target.rpc.contact, "store_near", args))
+    assert caught.value.code == "malformed"
+    assert target.node.stats()["store_refused_malformed"] == 1
+    assert len(target.node.store) == 0
+
+
+def test_a_put_goes_past_a_junk_store_near_answer_and_a_node_without_the_method() -> None:
+    net = network(40, k=8)
+    writer = net.nodes[3]
+    key = key_for("junk and old")
+    by_id = {n.node_id: n for n in net.nodes}
+    replicas = [i for i in closest_ids(net, key, 8) if i != writer.node_id]
+    liar, old = by_id[replicas[0]], by_id[replicas[1]]
+    liar.rpc.register("store_near", lambda sender, args: ["stored", 5], idempotent=True)
+    old.rpc.unregister("store_near")
+    assert net.wait(writer.node.put(key, b"v")) >= 6
+    # The node that does not know STORE_NEAR was sent a plain STORE after.
+    assert old.node.store.get(key) is not None
+    assert writer.overlay.stats()["lookup_bad_answers"] >= 1
+    assert net.wait(net.nodes[30].node.get(key)) == b"v"

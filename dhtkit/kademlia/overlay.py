@@ -273,6 +273,48 @@ class KademliaOverlay(RoutingOverlayBase):
 
         return self._run(key, self._find_value, enough, quorum, valid, count).addCallback(done)
 
+    def lookup_storing(
+        self,
+        key: bytes,
+        count: int,
+        store: Callable[[Contact], defer.Deferred[tuple[list[bytes], Any]]],
+    ) -> defer.Deferred[ValueLookup]:
+        try:
+            check_id(key)
+        except ValueError as e:
+            return defer.fail(e)
+
+        def ask(contact: Contact, target: bytes) -> defer.Deferred[Answer]:
+            def parse(result: tuple[list[bytes], Any]) -> Answer:
+                named, outcome = result
+                return (self._contacts_in(named) if named else [], outcome)
+
+            return store(contact).addCallback(parse)
+
+        def done(outcome: LookupOutcome) -> ValueLookup:
+            return ValueLookup(
+                self._as_lookup(outcome, key, count),
+                outcome.values,
+                outcome.without,
+                outcome.stopped_early,
+            )
+
+        return self._run(key, self._find_node, last_ask=ask, last_count=count).addCallback(done)
+
+    def nearest_for(self, key: bytes, sender: Contact, count: int) -> tuple[list[bytes], bool]:
+        # Only the contacts closer to the key than we are: a put asks each
+        # of the nodes it takes for the closest, and a node it has not
+        # heard of is one of the closest only if it is closer than one of
+        # them, who then names it if it knows it (half the datagram, on
+        # average, and half the reply the answer cache keeps for a retry).
+        own = distance(self.node_id, key)
+        closer = [
+            c
+            for c in self.table.closest(key, self.k, exclude={sender.node_id}, answerable=True)
+            if distance(c.node_id, key) < own
+        ]
+        return wire.encode_contacts(closer), self.table.is_close(self.node_id, key, count)
+
     def find_value_disjoint(
         self,
         key: bytes,
@@ -370,6 +412,8 @@ class KademliaOverlay(RoutingOverlayBase):
         quorum: int = 0,
         valid: Callable[[Contact, Any], bool] | None = None,
         replicas: int = 0,
+        last_ask: Callable[[Contact, bytes], defer.Deferred[Answer]] | None = None,
+        last_count: int | None = None,
     ) -> defer.Deferred[LookupOutcome]:
         self.table.touch(target)
         seeds = self.table.closest(target, self.k)
@@ -377,7 +421,19 @@ class KademliaOverlay(RoutingOverlayBase):
         def more_seeds() -> list[Contact]:
             return self.table.closest(target, SEEDS_PER_K * self.k)
 
-        return self._search(target, seeds, ask, enough, None, quorum, valid, replicas, more_seeds)
+        return self._search(
+            target,
+            seeds,
+            ask,
+            enough,
+            None,
+            quorum,
+            valid,
+            replicas,
+            more_seeds,
+            last_ask,
+            last_count,
+        )
 
     def _search(
         self,
@@ -390,6 +446,8 @@ class KademliaOverlay(RoutingOverlayBase):
         valid: Callable[[Contact, Any], bool] | None = None,
         replicas: int = 0,
         more_seeds: Callable[[], list[Contact]] | None = None,
+        last_ask: Callable[[Contact, bytes], defer.Deferred[Answer]] | None = None,
+        last_count: int | None = None,
     ) -> defer.Deferred[LookupOutcome]:
         search = IterativeLookup(
             target,
@@ -414,6 +472,8 @@ class KademliaOverlay(RoutingOverlayBase):
             more_seeds=more_seeds,
             # A contact the network says is gone is hedged at once.
             watch=self.rpc.watch_unreachable,
+            last_ask=None if last_ask is None else lambda contact: last_ask(contact, target),
+            last_count=last_count,
             **({} if valid is None else {"valid": valid}),
         )
         return search.run().addCallback(self._count)

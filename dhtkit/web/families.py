@@ -318,6 +318,10 @@ VALUES.counter("gets", "Values this node looked up.")
 VALUES.counter("gets_answered_locally", "Gets answered from the node's own store, with no traffic.")
 VALUES.counter("lookups_reused", "Writes stored on the nodes the read before them had just found.")
 VALUES.counter(
+    "stored_by_lookup",
+    "Replicas a put stored on in its lookup's last step (store_near), not by a later store.",
+)
+VALUES.counter(
     "gets_by_quorum",
     "Gets that ended before every node asked had answered (a read quorum, or a hedge).",
 )
@@ -332,6 +336,10 @@ VALUES.by_reason(
     "over_quota, not_publisher).",
     prefix="store_refused_",
     reasons=sorted(REFUSALS),
+)
+VALUES.counter(
+    "store_declined_not_close",
+    "store_near requests declined: this node knows enough nodes closer to the key.",
 )
 VALUES.counter(
     "store_not_durable",
