@@ -263,15 +263,9 @@ class KademliaOverlay(RoutingOverlayBase):
         except ValueError as e:
             return defer.fail(e)
 
-        def done(outcome: LookupOutcome) -> ValueLookup:
-            return ValueLookup(
-                self._as_lookup(outcome, key, count),
-                outcome.values,
-                outcome.without,
-                outcome.stopped_early,
-            )
-
-        return self._run(key, self._find_value, enough, quorum, valid, count).addCallback(done)
+        return self._run(key, self._find_value, enough, quorum, valid, count).addCallback(
+            self._as_value_lookup, key, count
+        )
 
     def lookup_storing(
         self,
@@ -291,22 +285,16 @@ class KademliaOverlay(RoutingOverlayBase):
 
             return store(contact).addCallback(parse)
 
-        def done(outcome: LookupOutcome) -> ValueLookup:
-            return ValueLookup(
-                self._as_lookup(outcome, key, count),
-                outcome.values,
-                outcome.without,
-                outcome.stopped_early,
-            )
-
-        return self._run(key, self._find_node, last_ask=ask, last_count=count).addCallback(done)
+        return self._run(key, self._find_node, last_ask=ask, last_count=count).addCallback(
+            self._as_value_lookup, key, count
+        )
 
     def nearest_for(self, key: bytes, sender: Contact, count: int) -> tuple[list[bytes], bool]:
         # Only the contacts closer to the key than we are: a put asks each
         # of the nodes it takes for the closest, and a node it has not
         # heard of is one of the closest only if it is closer than one of
         # them, who then names it if it knows it (half the datagram, on
-        # average, and half the reply the answer cache keeps for a retry).
+        # average).
         own = distance(self.node_id, key)
         closer = [
             c
@@ -522,6 +510,14 @@ class KademliaOverlay(RoutingOverlayBase):
             # What the next lookup hedges by until it has seen answers of its own.
             self.round_trip = outcome.round_trip
         return outcome
+
+    def _as_value_lookup(self, outcome: LookupOutcome, key: bytes, count: int) -> ValueLookup:
+        return ValueLookup(
+            self._as_lookup(outcome, key, count),
+            outcome.values,
+            outcome.without,
+            outcome.stopped_early,
+        )
 
     def _as_lookup(self, outcome: LookupOutcome, key: bytes, count: int) -> Lookup:
         contacts = list(outcome.contacts)
