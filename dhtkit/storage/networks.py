@@ -21,6 +21,7 @@ Records this node published itself are charged to no one (:data:`SELF`).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from dhtkit.storage.interface import SELF
@@ -35,6 +36,9 @@ IPV4_PREFIX = 24
 IPV6_PREFIX = 64
 
 
+# Every store asks, and peers recur: the latest answers are remembered
+# (a bounded number, so a flood of new addresses costs parsing, not memory).
+@functools.lru_cache(maxsize=1 << 12)
 def source_network(host: str, port: int) -> str:
     """The publisher name that a ``store`` from ``(host, port)`` is charged to."""
     try:
