@@ -877,8 +877,8 @@ def print_notes(report: dict[str, Any]) -> None:
     notes.append(
         "All the nodes of a side share one process and one thread: a latency includes the "
         "work of every node the operation reaches (CPU, and for dhtkit each replica's "
-        "sync to disk, whose thread then waits for the interpreter's lock while the busy "
-        "reactor holds it), which a deployment spreads over machines."
+        "SQLite write and sync to disk, all on one disk), which a deployment spreads over "
+        "machines."
     )
     print()
     print("To read it fairly:")
