@@ -680,6 +680,7 @@ class DHTNode:
                 contacts = [c for c in contacts if not self._is_self(c)]
             stored, refusals = await self._store_on(contacts, record, ttl, expected_seq)
             return contacts, replica_set, stored, refusals
+        # Peers refuse a ttl beyond MAX_TTL, whatever our own expire_after.
         args = [to_wire(record), min(ttl, MAX_TTL), self.replication]
 
         def answered(reply: Any) -> tuple[list[bytes], bool]:
@@ -722,9 +723,9 @@ class DHTNode:
             outcome = outcomes.get(contact.node_id)
             if outcome is True:
                 stored += 1
+                self.counters["stored_by_lookup"] += 1
             elif isinstance(outcome, ValueRefused):
                 refusals.append(outcome)
-        self.counters["stored_by_lookup"] += sum(o is True for o in outcomes.values())
         return contacts, min(self.replication, known), stored, refusals
 
     async def _replica_set(
@@ -776,7 +777,7 @@ class DHTNode:
         cached: bool = False,
     ) -> tuple[int, list[ValueRefused]]:
         """Store ``record`` on ``contacts``: (acknowledgments, refusals)."""
-        args = self._store_args(record, ttl, expected_seq, cached)
+        args = [to_wire(record), min(ttl, MAX_TTL), expected_seq, cached]
         calls: list[defer.Deferred[Any]] = []
         for contact in contacts:
             if self._is_self(contact):
@@ -801,13 +802,6 @@ class DHTNode:
             elif not isinstance(result.value, RPCError):
                 self._log.failure("storing {key} failed", result, key=record.key.hex())
         return stored, refusals
-
-    @staticmethod
-    def _store_args(
-        record: Record, ttl: float, expected_seq: int | None, cached: bool
-    ) -> list[Any]:
-        # Peers refuse a ttl beyond MAX_TTL, whatever our own expire_after.
-        return [to_wire(record), min(ttl, MAX_TTL), expected_seq, cached]
 
     @staticmethod
     def _refusal(failure: Failure) -> ValueRefused | None:
