@@ -708,7 +708,7 @@ class DHTNode:
 
         lookup = await finder.lookup_storing(record.key, self.replication, store)
         contacts = list(lookup.lookup.contacts)
-        known = max(len(contacts) + lookup.lookup.timeouts, self._network_seen())
+        replica_set = self._full_set(lookup.lookup)
         if others_only:
             contacts = [c for c in contacts if not self._is_self(c)]
         # True: stored; False: declined (it knows nodes closer); or a refusal.
@@ -726,7 +726,7 @@ class DHTNode:
                 self.counters["stored_by_lookup"] += 1
             elif isinstance(outcome, ValueRefused):
                 refusals.append(outcome)
-        return contacts, min(self.replication, known), stored, refusals
+        return contacts, replica_set, stored, refusals
 
     async def _replica_set(
         self, key: bytes, found: Lookup | None = None
@@ -751,9 +751,13 @@ class DHTNode:
             found = await routing.lookup(key, self.replication)
         else:
             self.counters["lookups_reused"] += 1
-        contacts = list(found.contacts)
-        known = max(len(contacts) + found.timeouts, self._network_seen())
-        return contacts, min(self.replication, known)
+        return list(found.contacts), self._full_set(found)
+
+    def _full_set(self, found: Lookup) -> int:
+        """The size of a full replica set, by the lookup ``found`` of its key
+        (see :meth:`_replica_set`)."""
+        known = max(len(found.contacts) + found.timeouts, self._network_seen())
+        return min(self.replication, known)
 
     def _network_seen(self) -> int:
         """The most nodes (our contacts and ourselves) seen lately."""
