@@ -144,8 +144,7 @@ class Holder:
             replicate_at=None if cached else now + self.replicate_every,
             cached=cached,
         )
-        self.keep(entry, expected_seq)
-        self.scheduler.poke()
+        self.scheduler.poke(self.keep(entry, expected_seq))
         return self.store.durable().addCallbacks(lambda _: True, self._not_durable)
 
     def _not_durable(self, failure: Failure) -> bool:

@@ -619,7 +619,7 @@ class DHTNode:
             self.counters["deletes"] += 1
             return stored
         now = self.clock.seconds()
-        self.holder.keep(
+        kept = self.holder.keep(
             StoredRecord(
                 record,
                 SELF,
@@ -629,7 +629,7 @@ class DHTNode:
                 origin=True,
             )
         )
-        self.scheduler.poke()
+        self.scheduler.poke(kept)
         await self.store.durable()  # our own copy, which we republish
         self.counters["puts"] += 1
         return stored
@@ -639,12 +639,12 @@ class DHTNode:
         republishing in the same write (so durably), and our replication
         sends it on until it expires, should the network miss it now."""
         now = self.clock.seconds()
-        self.holder.keep(
+        kept = self.holder.keep(
             StoredRecord(
                 record, SELF, now, now + self.expire_after, now + self.scheduler.replicate_every
             )
         )
-        self.scheduler.poke()
+        self.scheduler.poke(kept)
 
     async def _place(
         self,

@@ -80,10 +80,25 @@ class Scheduler:
             self._timer.cancel()
         self._timer = None
 
-    def poke(self) -> None:
-        """Look at the store's earliest deadline again (after a write)."""
+    def poke(self, written: StoredRecord | None = None) -> None:
+        """Look at the store's earliest deadline again (after a write).
+
+        Given the entry just ``written``, a timer already set for no later
+        than its deadlines stays as it is, and the store is not asked: the
+        timer may then come early, if the write replaced the entry it was
+        set for, and a wake-up with nothing due only sets it again.
+        """
         if not self.running:
             return
+        timer = self._timer
+        if written is not None and timer is not None and timer.active():
+            due = [
+                t
+                for t in (written.expire_at, written.replicate_at, written.republish_at)
+                if t is not None
+            ]
+            if not due or timer.getTime() <= min(due):
+                return
         when = self.store.next_deadline()
         if self._timer is not None and self._timer.active():
             if when is not None and self._timer.getTime() <= when:

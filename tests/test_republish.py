@@ -207,3 +207,63 @@ def test_a_restarted_scheduler_catches_up_on_what_fell_due() -> None:
     assert log.of("republish") == [(key_for("mine"), 1.5 * DAY)]
     later.advance(HOUR)
     assert [t for _, t in log.of("replicate")] == [1.5 * DAY, 1.5 * DAY + HOUR]
+
+
+class CountingStore(MemoryStore):
+    """A MemoryStore that counts how often the scheduler asks for its earliest deadline."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    def next_deadline(self) -> float | None:
+        self.asked += 1
+        return super().next_deadline()
+
+
+def test_a_write_due_after_the_timer_does_not_ask_the_store() -> None:
+    clock, store, log = Clock(), CountingStore(), Log()
+    s = scheduler(store, clock, log)
+    s.poke(store.put(replica("a", now=0)))
+    asked = store.asked
+    for n in range(1, 50):
+        s.poke(store.put(replica(str(n), now=n)))
+    assert store.asked == asked  # every one of them due after the first
+    assert [c.getTime() for c in clock.getDelayedCalls()] == [HOUR]
+
+
+def test_a_write_due_before_the_timer_moves_it() -> None:
+    clock, store, log = Clock(), CountingStore(), Log()
+    s = scheduler(store, clock, log)
+    s.poke(store.put(replica("late", now=0, ttl=DAY)))
+    early = StoredRecord(
+        PlainValue(key_for("early"), b"x", 1), "host:10.77.0.1", 0, 10 * 60, replicate_at=None
+    )
+    s.poke(store.put(early))
+    assert [c.getTime() for c in clock.getDelayedCalls()] == [10 * 60]
+    clock.advance(10 * 60)
+    assert store.get(key_for("early")) is None
+    assert s.counters["expired"] == 1
+
+
+def test_a_timer_set_for_a_replaced_entry_comes_early_and_does_no_harm() -> None:
+    clock, store, log = Clock(), CountingStore(), Log()
+    s = scheduler(store, clock, log)
+    s.poke(store.put(replica("a", now=0)))
+    # A newer version of the same key, an hour later: the timer set for the
+    # first copy's replication stays, and finds nothing due.
+    clock.advance(30 * 60)
+    newer = StoredRecord(
+        PlainValue(key_for("a"), b"newer", 2),
+        "host:10.77.0.1",
+        clock.seconds(),
+        clock.seconds() + DAY,
+        replicate_at=clock.seconds() + HOUR,
+    )
+    s.poke(store.put(newer))
+    assert [c.getTime() for c in clock.getDelayedCalls()] == [HOUR]
+    clock.advance(30 * 60)
+    assert log.of("replicate") == []
+    assert [c.getTime() for c in clock.getDelayedCalls()] == [HOUR + 30 * 60]
+    clock.advance(30 * 60)
+    assert log.of("replicate") == [(key_for("a"), HOUR + 30 * 60)]
