@@ -341,10 +341,16 @@ def test_closest_agrees_with_sorting_the_whole_table(data: st.DataObject) -> Non
     target = data.draw(ids_near(own))
     count = data.draw(st.integers(0, 30))
     exclude = {c.node_id for c in everyone if data.draw(st.booleans(), label="exclude")}
+    bound = data.draw(st.one_of(st.none(), st.builds(distance, ids_near(own), st.just(target))))
     expected = sorted(
-        (c for c in everyone if c.node_id not in exclude), key=lambda c: distance(c.node_id, target)
+        (
+            c
+            for c in everyone
+            if c.node_id not in exclude and (bound is None or distance(c.node_id, target) < bound)
+        ),
+        key=lambda c: distance(c.node_id, target),
     )[:count]
-    assert table.closest(target, count, exclude) == expected
+    assert table.closest(target, count, exclude, closer_than=bound) == expected
 
 
 @settings(max_examples=60)
@@ -666,11 +672,13 @@ def test_answerable_closest_agrees_with_filtering_and_limiting_a_full_sort(
     target = data.draw(ids_near(own))
     count = data.draw(st.integers(0, 30))
     exclude = {c.node_id for c in everyone if data.draw(st.booleans(), label="exclude")}
+    # Only those closer than a bound (what a STORE_NEAR answers), or all.
+    bound = data.draw(st.one_of(st.none(), st.builds(distance, ids_near(own), st.just(target))))
     now = clock.seconds()
     expected: list[Contact] = []
     taken: dict[str, int] = {}
     for c in sorted(everyone, key=lambda c: distance(c.node_id, target)):
-        if len(expected) == count:
+        if len(expected) == count or (bound is not None and distance(c.node_id, target) >= bound):
             break
         heard = table._last_seen[c.node_id]
         if c.node_id in exclude or table.has_failed(c.node_id) or now - heard >= 100.0:
@@ -679,7 +687,7 @@ def test_answerable_closest_agrees_with_filtering_and_limiting_a_full_sort(
         if taken.get(network, 0) < 3:
             taken[network] = taken.get(network, 0) + 1
             expected.append(c)
-    assert table.closest(target, count, exclude, answerable=True) == expected
+    assert table.closest(target, count, exclude, answerable=True, closer_than=bound) == expected
 
 
 def test_the_table_wants_a_stranger_only_where_it_has_room() -> None:

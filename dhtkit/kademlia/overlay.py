@@ -295,12 +295,13 @@ class KademliaOverlay(RoutingOverlayBase):
         # heard of is one of the closest only if it is closer than one of
         # them, who then names it if it knows it (half the datagram, on
         # average).
-        own = distance(self.node_id, key)
-        closer = [
-            c
-            for c in self.table.closest(key, self.k, exclude={sender.node_id}, answerable=True)
-            if distance(c.node_id, key) < own
-        ]
+        closer = self.table.closest(
+            key,
+            self.k,
+            exclude={sender.node_id},
+            answerable=True,
+            closer_than=distance(self.node_id, key),
+        )
         return wire.encode_contacts(closer), self.table.is_close(self.node_id, key, count)
 
     def find_value_disjoint(

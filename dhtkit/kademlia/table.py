@@ -390,6 +390,7 @@ class RoutingTable:
         exclude: Container[bytes] = (),
         *,
         answerable: bool = False,
+        closer_than: int | None = None,
     ) -> list[Contact]:
         """Up to ``count`` contacts closest to ``target`` by XOR distance, closest first.
 
@@ -400,7 +401,9 @@ class RoutingTable:
         With ``answerable`` (what we hand to other nodes) contacts with a
         failed RPC not followed by an answer, or not heard from for
         ``stale_after`` seconds, are left out, and the result keeps at most
-        the network limit of contacts per network.
+        the network limit of contacts per network. With ``closer_than``, only
+        contacts at a distance below it: the walk stops at the first bucket
+        that holds none.
         """
         value = to_int(check_id(target))
         if count <= 0:
@@ -420,8 +423,12 @@ class RoutingTable:
         stale_after = self.stale_after
         found: list[Contact] = []
         picked = Selection(self.network_limit, count) if answerable else None
+        bound = RING_SIZE if closer_than is None else closer_than
         while order:
-            bucket = buckets[heapq.heappop(order)[1]]
+            nearest, index = heapq.heappop(order)
+            if nearest >= bound:
+                break  # this bucket and those after it are all farther
+            bucket = buckets[index]
             # Ids differ, so do distances: the sort never compares contacts.
             members = [
                 (contact.number ^ value, contact)
@@ -436,6 +443,8 @@ class RoutingTable:
                 )
             ]
             members.sort()
+            if closer_than is not None:
+                members = [m for m in members if m[0] < bound]
             if picked is None:
                 found.extend([contact for _, contact in members])
                 if len(found) >= count:
