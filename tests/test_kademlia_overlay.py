@@ -82,6 +82,22 @@ def test_find_node_refuses_a_malformed_target() -> None:
             net.wait(a.rpc.call_contact(contact, "find_value", bad))
 
 
+@pytest.mark.parametrize("key", [b"short", bytes(21), "a" * 20])
+def test_every_lookup_fails_its_deferred_on_a_bad_key(key: object) -> None:
+    net = network(3)
+    overlay = net.nodes[0].overlay
+    calls = [
+        overlay.lookup(key, 3),  # type: ignore[arg-type]
+        overlay.find_value(key, 3, lambda c, v: True),  # type: ignore[arg-type]
+        overlay.find_value_disjoint(key, 3, lambda c, v: True, paths=2),  # type: ignore[arg-type]
+        overlay.lookup_storing(key, 3, lambda c: None),  # type: ignore[arg-type]
+    ]
+    failures: list[object] = []
+    for call in calls:
+        call.addErrback(lambda f: failures.append(f.trap(ValueError)))
+    assert len(failures) == len(calls)
+
+
 def test_find_value_answers_with_the_record_or_with_contacts() -> None:
     net = network(10)
     writer, other = net.nodes[0], net.nodes[1]

@@ -244,10 +244,6 @@ class KademliaOverlay(RoutingOverlayBase):
     # -- what the value layer asks ------------------------------------------------------
 
     def lookup(self, key: bytes, count: int) -> defer.Deferred[Lookup]:
-        try:
-            check_id(key)
-        except ValueError as e:
-            return defer.fail(e)
         return self._run(key, self._find_node).addCallback(self._as_lookup, key, count)
 
     def find_value(
@@ -258,10 +254,6 @@ class KademliaOverlay(RoutingOverlayBase):
         quorum: int = 0,
         valid: Callable[[Contact, Any], bool] | None = None,
     ) -> defer.Deferred[ValueLookup]:
-        try:
-            check_id(key)
-        except ValueError as e:
-            return defer.fail(e)
 
         return self._run(key, self._find_value, enough, quorum, valid, count).addCallback(
             self._as_value_lookup, key, count
@@ -273,10 +265,6 @@ class KademliaOverlay(RoutingOverlayBase):
         count: int,
         store: Callable[[Contact], defer.Deferred[tuple[list[bytes], Any]]],
     ) -> defer.Deferred[ValueLookup]:
-        try:
-            check_id(key)
-        except ValueError as e:
-            return defer.fail(e)
 
         def ask(contact: Contact, target: bytes) -> defer.Deferred[Answer]:
             def parse(result: tuple[list[bytes], Any]) -> Answer:
@@ -404,6 +392,10 @@ class KademliaOverlay(RoutingOverlayBase):
         last_ask: Callable[[Contact, bytes], defer.Deferred[Answer]] | None = None,
         last_count: int | None = None,
     ) -> defer.Deferred[LookupOutcome]:
+        try:
+            check_id(target)  # a caller's key: a bad one fails the Deferred
+        except ValueError as e:
+            return defer.fail(e)
         self.table.touch(target)
         seeds = self.table.closest(target, self.k)
 
