@@ -392,10 +392,11 @@ class DhtkitNetwork:
 
     async def put(self, node: int, name: str, value: bytes) -> bool:
         from dhtkit.keyspace import key_for
+        from dhtkit.values import immutable_key
 
         dht = self.services[node].node
         if self.immutable:  # stored under the value's hash
-            self.keys[name] = key_for(value)
+            self.keys[name] = immutable_key(value)
             put = dht.put_immutable(value)
         elif self.kind == "signed":  # the putting node's key, the name as the salt
             from dhtkit.values import signed_key
