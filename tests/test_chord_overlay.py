@@ -205,6 +205,26 @@ def test_chord_fingers_takes_no_arguments(args: Any) -> None:
     assert [wire.decode_contact(f).node_id for f in fingers] == [a.node_id]
 
 
+def test_filling_the_fingers_never_asks_the_node_itself() -> None:
+    # Our successor's fingers name us when we are its finger: asking
+    # ourselves for our own predecessors would wait out an RPC timeout.
+    net = ring_of(2, seed=10)
+    a, b = net.joined
+    asked: list[tuple[str, object]] = []
+    call = a.rpc.call_contact
+
+    def recording(contact: Contact, method: str, *args: Any, **kw: Any) -> Any:
+        asked.append((method, contact.node_id))
+        return call(contact, method, *args, **kw)
+
+    a.rpc.call_contact = recording  # type: ignore[method-assign]
+    timeouts = a.rpc.stats()["timeouts"]
+    net.wait(a.overlay.rounds.fill_fingers())
+    assert ("chord_fingers", b.node_id) in asked
+    assert all(node_id != a.node_id for _, node_id in asked)
+    assert a.rpc.stats()["timeouts"] == timeouts
+
+
 def test_a_malformed_fingers_answer_is_counted_and_the_fingers_still_filled() -> None:
     net = ring_of(20, seed=14, fix_fingers_every=1000.0)
     for peer in net.joined:  # every node answers chord_fingers with garbage

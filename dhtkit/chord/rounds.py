@@ -152,7 +152,10 @@ class Rounds:
             return []
         try:
             answer = await self._call(listed[0], FINGERS, None)
-            return [*listed, *parse_fingers(answer, listed[0])]
+            own = self.state.own_id
+            # Its fingers name us when we are one of them: a hint to ask
+            # ourselves would only wait out a timeout.
+            return [*listed, *(c for c in parse_fingers(answer, listed[0]) if c.node_id != own)]
         except RPCStopped:
             raise
         except RPCError:
