@@ -5,9 +5,12 @@
 Grows ``--nodes`` nodes of the overlay on the virtual network (the same
 code as ``dhtkit sim``), then has ``--joins`` newcomers join one after
 another through a random node, and prints, per join: the lookup queries the
-newcomer sent (its ``lookup_messages``), every datagram the join caused on
-the network (the newcomer's and the answers, address probes and table pings
-of the nodes it met, the last two also counted apart), and the CPU seconds;
+newcomer sent (its ``lookup_messages``: Kademlia's joins are lookups, while
+Chord's and Pastry's route and ask without that counter, so 0 there), the
+datagrams the newcomer itself sent (queries and answers, any overlay),
+every datagram the join caused on the network (the newcomer's and the
+answers, address probes and table pings of the nodes it met, the last two
+also counted apart), and the CPU seconds;
 and the CPU the growth took, and the CPU other processes used while the
 joins were measured.
 """
@@ -31,7 +34,7 @@ def measure(overlay: str, nodes: int, joins: int, seed: int) -> dict[str, float]
     started = time.process_time()
     net.grow(nodes)
     grow_cpu = time.process_time() - started
-    queries, datagrams, cpu = [], [], []
+    queries, newcomer_sent, datagrams, cpu = [], [], [], []
     probes_before, pings_before = _probes_and_pings(net)
     busy, began_all = machine_busy_s(), time.process_time()
     for _ in range(joins):
@@ -41,6 +44,7 @@ def measure(overlay: str, nodes: int, joins: int, seed: int) -> dict[str, float]
         cpu.append(time.process_time() - began)
         datagrams.append(net.network.counters["sent"] - sent)
         queries.append(newcomer.overlay.stats()["lookup_messages"])
+        newcomer_sent.append(newcomer.rpc.stats()["sent"])
     probes, pings = _probes_and_pings(net)
     busy_after, own = machine_busy_s(), time.process_time() - began_all
     return {
@@ -49,6 +53,7 @@ def measure(overlay: str, nodes: int, joins: int, seed: int) -> dict[str, float]
         "queries_per_join": statistics.mean(queries),
         "queries_min": min(queries),
         "queries_max": max(queries),
+        "newcomer_sent_per_join": statistics.mean(newcomer_sent),
         "datagrams_per_join": statistics.mean(datagrams),
         # Address probes and routing-table pings (each a query and its reply).
         "probes_per_join": (probes - probes_before) / joins,
@@ -87,8 +92,9 @@ def main(argv: list[str]) -> int:
         )
     )
     print(
-        "  per join: {queries_per_join:.1f} queries ({queries_min}-{queries_max}), "
-        "{datagrams_per_join:.0f} datagrams, {cpu_ms_per_join:.0f} ms of CPU".format(**row)
+        "  per join: {queries_per_join:.1f} lookup queries ({queries_min}-{queries_max}), "
+        "{newcomer_sent_per_join:.0f} datagrams sent by the newcomer, "
+        "{datagrams_per_join:.0f} datagrams in all, {cpu_ms_per_join:.0f} ms of CPU".format(**row)
     )
     print(
         "  of which address probes {probes_per_join:.1f} and table pings "
