@@ -54,6 +54,30 @@ def test_force_replaces_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert new != old and new.hex() in out
 
 
+@pytest.mark.parametrize("kind", ["fifo", "symlink"])
+def test_force_never_replaces_what_is_not_a_regular_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    # As root, `keygen --force /dev/null` once replaced the device with a key.
+    path = tmp_path / "special"
+    target = tmp_path / "target"
+    target.write_bytes(b"kept")
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(target)
+    status, out, err = run(capsys, "keygen", "--force", str(path))
+    assert status == 1 and out == ""
+    assert err == "dhtkit: error: {} is not a regular file; give the path of a key file\n".format(
+        path
+    )
+    if kind == "fifo":
+        assert stat.S_ISFIFO(os.lstat(path).st_mode)
+    else:
+        assert path.is_symlink() and target.read_bytes() == b"kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["special", "target"]
+
+
 @pytest.mark.parametrize("where", ["missing/node.key", "."])
 def test_a_missing_directory_or_a_directory_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str

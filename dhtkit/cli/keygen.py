@@ -29,6 +29,10 @@ def run_keygen(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if path.is_dir():
         raise CommandFailed("{} is a directory; give the path of the key file".format(path))
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        # --force replaces a key file, never a device, a pipe or a link (as
+        # root, keygen --force /dev/null would put a key where /dev/null was).
+        raise CommandFailed("{} is not a regular file; give the path of a key file".format(path))
     if path.exists() and not args.force:
         raise CommandFailed("{} exists; give --force to replace it".format(path))
     if not path.parent.is_dir():
