@@ -109,3 +109,57 @@ def test_trust_sim_skips_authenticators_and_the_report_says_so(
     assert json.loads(out)["authenticated"] is True
     status, out, _ = run(capsys, "sim", "chord", "--nodes", "20", "--lookups", "4", "--trust-sim")
     assert "MACs and signatures unchecked" in out
+
+
+def test_removing_nearly_every_node_leaves_one_to_read_from(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # round(3 * 0.9) is 3: every node would go, and no lookup could start.
+    argv = ("sim", "chord", "--nodes", "3", "--lookups", "4", "--remove", "0.9", "--json")
+    status, out, _ = run(capsys, *argv)
+    assert status == 0
+    result = json.loads(out)
+    assert result["lookups"] == 4 and result["abandoned"] == 0
+
+
+@pytest.mark.parametrize("sim", [["chord", "--lookups", "3"], ["gossip"]])
+def test_a_plot_is_a_png_under_the_name_given(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, sim: list[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    for name in ("no-extension", "figure.txt"):
+        target = tmp_path / name
+        status, out, _ = run(capsys, "sim", *sim, "--nodes", "20", "--plot", str(target))
+        assert status == 0 and "plot written to {}".format(target) in out
+        assert target.read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figure.txt", "no-extension"]
+
+
+def test_a_plot_onto_a_directory_is_refused_before_the_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pytest.importorskip("matplotlib")
+    status, out, err = run(capsys, "sim", "pastry", "--nodes", "10", "--plot", str(tmp_path))
+    assert status == 2 and out == "" and "is a directory" in err
+
+
+@pytest.mark.parametrize("model", ["si", "sir"])
+def test_a_gossip_run_stopped_by_the_round_limit_says_what_it_left(
+    capsys: pytest.CaptureFixture[str], model: str
+) -> None:
+    argv = ("sim", "gossip", "--nodes", "300", "--max-rounds", "3", "--model", model)
+    status, out, _ = run(capsys, *argv)
+    assert status == 0
+    assert "stopped at the round limit after 3.0 rounds" in out and "not reached" in out
+    assert "every node reached" not in out and "died out" not in out
+
+
+def test_the_summary_counts_the_nodes_that_never_joined(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ("sim", "chord", "--nodes", "30", "--lookups", "5", "--loss", "0.5")
+    status, out, _ = run(capsys, *argv)
+    assert status == 0
+    failures = int(out.splitlines()[1].split()[0])
+    assert failures > 0
+    assert "{} of the 30 nodes never joined".format(failures) in out

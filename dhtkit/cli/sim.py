@@ -93,6 +93,8 @@ def _check_plot(path: str | None) -> None:
         require_matplotlib()
     except PlotUnavailable as e:
         raise UsageError("--plot: {}".format(e)) from None
+    if Path(path).is_dir():
+        raise UsageError("--plot: {} is a directory; give the PNG file to write".format(path))
     if not Path(path).resolve().parent.is_dir():
         raise UsageError("--plot: no directory to write {} in".format(path))
 
@@ -180,16 +182,23 @@ def _title(config: GossipConfig, nodes: int, runs: int) -> str:
 
 def _print_gossip_summary(config: GossipConfig, result: dict[str, Any], plot: str | None) -> None:
     print(_title(config, result["nodes"], result["runs"]))
-    status = "" if result["complete"] else " (stopped at the round limit)"
+    # A run the round limit stopped did not finish: say what it left.
+    stopped = "  stopped at the round limit after {:.1f} rounds, {:.1%} of the nodes not reached{}"
     if config.model == "si":
-        print("  every node reached after {:.1f} rounds{}".format(result["rounds"], status))
+        if result["complete"]:
+            print("  every node reached after {:.1f} rounds".format(result["rounds"]))
+        else:
+            print(stopped.format(result["rounds"], result["residue"], ""))
         print(
             "  theory: log2 N + ln N = {:.1f} (push), log3 N = {:.1f} (push-pull)".format(
                 result["theory"]["rounds_push"], result["theory"]["rounds_pushpull"]
             )
         )
     else:
-        print("  the rumour died out after {:.1f} rounds{}".format(result["rounds"], status))
+        if result["complete"]:
+            print("  the rumour died out after {:.1f} rounds".format(result["rounds"]))
+        else:
+            print(stopped.format(result["rounds"], result["residue"], ", still spreading"))
         print(
             "  residue {:.4f}; ODE root {:.4f}; e^-m {:.4f}".format(
                 result["residue"],
@@ -314,6 +323,12 @@ def _overlay_title(result: dict[str, Any]) -> str:
 def _print_overlay_summary(result: dict[str, Any], plot: str | None) -> None:
     hops = result["hops"]
     print(_overlay_title(result))
+    if result["join_failures"]:
+        print(
+            "  {} of the {} nodes never joined (every attempt failed) and are left out".format(
+                result["join_failures"], result["nodes"]
+            )
+        )
     print(
         "  reads found {:.1%} of the values; lookups named the true owner {:.1%}".format(
             result["success_rate"], result["correct_rate"]

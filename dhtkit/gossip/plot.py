@@ -64,4 +64,4 @@ def plot_susceptible(
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    figure.savefig(os.fspath(path))
+    figure.savefig(os.fspath(path), format="png")  # whatever the name ends with

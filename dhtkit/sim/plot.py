@@ -53,4 +53,4 @@ def plot_overlay(path: str | os.PathLike[str], result: Mapping[str, Any], *, tit
     latency_axes.set_ylabel("median lookup latency (ms)", color="tab:purple")
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(os.fspath(path))
+    figure.savefig(os.fspath(path), format="png")  # whatever the name ends with

@@ -229,7 +229,9 @@ def run(built: Built, progress: Progress | None = None) -> Built:
     scenario, net = built.scenario, built.net
     began = time.perf_counter()
     if scenario.remove:
-        for node in net.rng.sample(built.live, round(len(built.live) * scenario.remove)):
+        # One node at least stays up to look up from (round(2 * 0.9) is 2).
+        count = min(round(len(built.live) * scenario.remove), len(built.live) - 1)
+        for node in net.rng.sample(built.live, count):
             built.down(node)
         net.advance(net.kind.settle)
     start = net.clock.seconds()
