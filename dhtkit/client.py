@@ -440,7 +440,10 @@ class ApiClient:
     def _ok(self, reply: _Reply) -> _Reply:
         if 200 <= reply.status < 300:
             return reply
-        message = self._message(reply) or "HTTP status {}".format(reply.status)
+        message = self._message(reply)
+        if not message:
+            # Every error of a dhtkit node says why: this is another server.
+            raise self._unexpected(reply, "a dhtkit error")
         if reply.status == 410:
             raise Deleted(message, self._seq(reply))
         raise ApiError(message, reply.status)

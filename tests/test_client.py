@@ -330,6 +330,7 @@ async def serve(answer: Fixed) -> tuple[Any, str]:
     [
         (200, b"<html>hello</html>", "answered without a JSON object (HTTP status 200)"),
         (502, b"<html>bad gateway</html>", "HTTP status 502"),
+        (404, b"Not Found", "without a dhtkit error (HTTP status 404): is it a dhtkit node?"),
         (200, b'{"contacts": 3}', "answered without a JSON object"),
     ],
 )
