@@ -4,9 +4,11 @@ The node looking up ``key`` asks its closest preceding finger. A node
 asked answers either ``done``, with ``successor(key)`` and the nodes after
 it, or ``next``, with its own closest preceding finger first and a few
 fallbacks after it; the lookup jumps to the first. Only nodes strictly
-nearer to ``key`` than the one that named them are taken, so every answer
-makes progress. A candidate that does not answer (or answers nonsense) is
-dropped and the next one named is asked, then those named earlier: a dead
+nearer to ``key`` than the nearest node that has answered are taken, so
+every answer makes progress, and after a timeout near the key a node
+asked again farther back cannot lead the lookup round the ring. A
+candidate that does not answer (or answers nonsense) is dropped and the
+next one named is asked, then those named earlier: a dead
 finger costs a timeout, it never stalls the lookup; where the network says
 at once that nothing answers at its address (``watch``, an ICMP error),
 the lookup goes on without waiting, and learns from the call's own outcome
@@ -177,7 +179,11 @@ class SuccessorSearch:
             distance = ring_distance(contact.node_id, self.key)
             if self._nearest is None or distance < ring_distance(self._nearest.node_id, self.key):
                 self._nearest = contact
-            self._add(answer.contacts, distance)
+            # Only nodes nearer than the nearest that answered: after a
+            # timeout near the key, a node asked again farther back names
+            # nodes the lookup has already passed, and following them
+            # walked it back round the ring.
+            self._add(answer.contacts, ring_distance(self._nearest.node_id, self.key))
 
     def _call(self, contact: Contact) -> defer.Deferred[FindAnswer]:
         call = self._ask(contact)
