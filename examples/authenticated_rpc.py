@@ -3,9 +3,10 @@
 Every node gets a fresh Ed25519 identity and listens on a real UDP port.
 Each newcomer introduces itself to the first node with a signed ping (it does
 not know that node's key yet); the first node tells each one who else is
-there; then every node pings every other with MAC'd queries under per-pair
-session keys. Last, a forged datagram and a replayed one are sent to the
-first node, which drops and counts them.
+there; then each newcomer pings every other newcomer (it has spoken to the
+first node already) with MAC'd queries under per-pair session keys. Last,
+a forged datagram and a replayed one are sent to the first node, which
+drops and counts them.
 
     python examples/authenticated_rpc.py [--nodes 8]
 """

@@ -20,6 +20,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from dhtkit import KademliaService
+from dhtkit.bootstrap import parse_bootstrap
 
 SALT = b"notebook"
 
@@ -53,9 +54,11 @@ class Notebook(Service):
 
 def _bootstrap(text: str) -> list[tuple[str, int]]:
     addresses = []
-    for item in filter(None, text.split(",")):
-        host, _, port = item.strip().rpartition(":")
-        addresses.append((host.strip("[]"), int(port)))
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            addresses.append(parse_bootstrap(item))
+        except ValueError as e:
+            raise SystemExit("DHTKIT_BOOTSTRAP: {!r}: {}".format(item, e)) from None
     return addresses
 
 

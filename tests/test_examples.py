@@ -1,5 +1,6 @@
 """The examples the README and the docs point at run and succeed."""
 
+import os
 import subprocess
 import sys
 import time
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dhtkit.overlays import OVERLAYS
-from tests.daemons import Daemon, free_udp_port_with_tcp_after
+from tests.daemons import TWISTD, Daemon, free_udp_port_with_tcp_after
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,6 +78,28 @@ def wait_for_line(daemon: Daemon, text: str, timeout: float = 30.0) -> None:
         if daemon.process.poll() is not None or time.monotonic() > deadline:
             raise AssertionError("{!r} never logged:\n{}".format(text, daemon.output()))
         time.sleep(0.05)
+
+
+def test_the_tac_example_refuses_a_bootstrap_without_a_port_in_one_line(
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [*TWISTD, "-n", "--pidfile=", "-y", str(ROOT / "examples" / "notebook.tac")],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "DHTKIT_BOOTSTRAP": "127.0.0.1",
+            "DHTKIT_PORT": str(free_udp_port_with_tcp_after()),
+            "DHTKIT_DATA_DIR": str(tmp_path / "data"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "DHTKIT_BOOTSTRAP: '127.0.0.1': give HOST:PORT" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_the_tac_example_embeds_a_node_and_keeps_its_note_across_restarts(
