@@ -254,7 +254,6 @@ class KademliaOverlay(RoutingOverlayBase):
         quorum: int = 0,
         valid: Callable[[Contact, Any], bool] | None = None,
     ) -> defer.Deferred[ValueLookup]:
-
         return self._run(key, self._find_value, enough, quorum, valid, count).addCallback(
             self._as_value_lookup, key, count
         )
@@ -265,7 +264,6 @@ class KademliaOverlay(RoutingOverlayBase):
         count: int,
         store: Callable[[Contact], defer.Deferred[tuple[list[bytes], Any]]],
     ) -> defer.Deferred[ValueLookup]:
-
         def ask(contact: Contact, target: bytes) -> defer.Deferred[Answer]:
             def parse(result: tuple[list[bytes], Any]) -> Answer:
                 named, outcome = result
