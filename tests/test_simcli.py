@@ -163,3 +163,26 @@ def test_the_summary_counts_the_nodes_that_never_joined(
     failures = int(out.splitlines()[1].split()[0])
     assert failures > 0
     assert "{} of the 30 nodes never joined".format(failures) in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--k", "3"], "--k goes only with --model sir"),
+        (["--variant", "counter"], "--variant goes only with --model sir"),
+        (["--model", "si", "--k", "2", "--variant", "blind-coin"], "--variant and --k go only"),
+    ],
+)
+def test_sir_options_are_refused_for_si_rather_than_ignored(
+    capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    status, out, err = run(capsys, "sim", "gossip", "--nodes", "50", *argv)
+    assert status == 2 and out == "" and says in err
+
+
+def test_sir_options_still_shape_an_sir_run(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ("sim", "gossip", "--nodes", "50", "--model", "sir", "--k", "3", "--json")
+    status, out, _ = run(capsys, *argv)
+    assert status == 0
+    result = json.loads(out)
+    assert (result["model"], result["k"], result["variant"]) == ("sir", 3.0, "coin")

@@ -52,11 +52,9 @@ def add_sim_gossip(sims: Any) -> None:
     )
     parser.add_argument("--model", choices=MODELS, default="si", help="default: si")
     parser.add_argument("--mode", choices=MODES, default="pushpull", help="default: pushpull")
-    parser.add_argument(
-        "--variant", choices=VARIANTS, default="coin", help="SIR loss rule (default: coin)"
-    )
+    parser.add_argument("--variant", choices=VARIANTS, help="SIR loss rule (default: coin)")
     parser.add_argument("--nodes", type=at_least(2), default=1000, metavar="N")
-    parser.add_argument("--k", type=number(1), default=2.0, metavar="K", help="SIR: 1/k, or k")
+    parser.add_argument("--k", type=number(1), metavar="K", help="SIR: 1/k, or k (default: 2)")
     parser.add_argument("--seed", type=int, default=1, metavar="S")
     parser.add_argument("--runs", type=at_least(1), default=1, metavar="R", help="rumours")
     parser.add_argument(
@@ -138,8 +136,20 @@ def run_sim_gossip(args: argparse.Namespace) -> int:
 
 
 def _gossip_config(args: argparse.Namespace) -> GossipConfig:
+    sir = {"variant": args.variant, "k": args.k}
+    given = ["--" + name for name, value in sir.items() if value is not None]
+    if args.model == "si" and given:
+        # SI has no loss rule: taken silently, they would change nothing.
+        raise UsageError(
+            "{} {} only with --model sir".format(" and ".join(given), "go" if given[1:] else "goes")
+        )
     try:
-        config = GossipConfig(model=args.model, mode=args.mode, variant=args.variant, k=args.k)
+        config = GossipConfig(
+            model=args.model,
+            mode=args.mode,
+            variant=args.variant or "coin",
+            k=2.0 if args.k is None else args.k,
+        )
     except ValueError as e:
         raise UsageError(str(e)) from None
     _check_plot(args.plot)
