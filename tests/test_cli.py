@@ -119,7 +119,7 @@ def test_plot_without_matplotlib_is_a_clear_error(
         (["sim", "gossip", "--mode", "shout"], "--mode"),
         (["sim", "gossip", "--k", "0.5"], "--k"),
         (["sim", "gossip", "--k", "nan"], "--k"),
-        (["sim", "gossip", "--variant", "counter", "--k", "2.5"], "whole number"),
+        (["sim", "gossip", "--model", "sir", "--variant", "counter", "--k", "2.5"], "whole number"),
         (["sim", "gossip", "--concurrent", "9"], "--concurrent"),
         (["sim", "gossip", "--seed", "x"], "--seed"),
         (["sim", "gossip", "--frobnicate"], "--frobnicate"),
