@@ -177,13 +177,15 @@ class SuccessorSearch:
                 self._dead.add(contact.node_id)
                 continue
             distance = ring_distance(contact.node_id, self.key)
-            if self._nearest is None or distance < ring_distance(self._nearest.node_id, self.key):
-                self._nearest = contact
+            nearest = self._nearest
+            bound = None if nearest is None else ring_distance(nearest.node_id, self.key)
+            if bound is None or distance < bound:
+                self._nearest, bound = contact, distance
             # Only nodes nearer than the nearest that answered: after a
             # timeout near the key, a node asked again farther back names
             # nodes the lookup has already passed, and following them
             # walked it back round the ring.
-            self._add(answer.contacts, ring_distance(self._nearest.node_id, self.key))
+            self._add(answer.contacts, bound)
 
     def _call(self, contact: Contact) -> defer.Deferred[FindAnswer]:
         call = self._ask(contact)
