@@ -1,4 +1,4 @@
-"""Every benchmark that runs on the virtual network runs to its end.
+"""The benchmarks run to their end, and kademlia_lookup reads back what it puts.
 
 Nothing else runs the scripts of ``benchmarks/``, and one of them had
 stopped with a traceback for weeks while the code under it changed. Each
@@ -8,6 +8,7 @@ repository's root): it must exit 0 and print what it measures.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -34,10 +35,9 @@ RUNS = {
 }
 
 
-@pytest.mark.parametrize("script", sorted(RUNS))
-def test_the_benchmark_runs_to_its_end(script: str) -> None:
-    args, expected = RUNS[script]
-    run = subprocess.run(
+def run_benchmark(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``benchmarks/script`` as a user does, from the repository's root."""
+    return subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / script), *args],
         cwd=ROOT,
         # hostile_values builds its networks with the tests' helpers (its
@@ -48,6 +48,28 @@ def test_the_benchmark_runs_to_its_end(script: str) -> None:
         timeout=300,
         check=False,
     )
+
+
+@pytest.mark.parametrize("script", sorted(RUNS))
+def test_the_benchmark_runs_to_its_end(script: str) -> None:
+    args, expected = RUNS[script]
+    run = run_benchmark(script, *args)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     assert expected in run.stdout
+
+
+@pytest.mark.parametrize("kind", ["plain", "immutable", "signed"])
+def test_every_get_of_kademlia_lookup_returns_the_value_put(kind: str) -> None:
+    # Its figures mean something only if its gets find what its puts
+    # stored: dhtkit's side, a few nodes, before and after a kill.
+    run = run_benchmark(
+        "kademlia_lookup.py",
+        *("--side", "ours", "--nodes", "8", "--puts", "4", "--gets", "4"),
+        *("--kind", kind, "--store", "memory", "--kill", "0.25"),
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout.splitlines()[0])
+    assert report["puts_ok"] == report["puts"] == 4
+    assert report["get_outcomes"] == {"right": 4}
+    assert report["after_kill"]["get_outcomes"] == {"right": 4}
