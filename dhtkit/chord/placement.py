@@ -24,6 +24,7 @@ from twisted.internet import defer
 from dhtkit.chord.lookup import LookupFailed, SuccessorSearch
 from dhtkit.chord.messages import (
     MAX_CONTACTS,
+    NOT_JOINED,
     NOTIFY,
     STATE,
     MalformedPayload,
@@ -35,7 +36,7 @@ from dhtkit.chord.protocol import ignore_rpc_errors
 from dhtkit.chord.state import RingState
 from dhtkit.contact import Contact
 from dhtkit.keyspace import in_interval
-from dhtkit.rpcerrors import RPCError, RPCStopped, RPCTimeout
+from dhtkit.rpcerrors import RemoteError, RPCError, RPCStopped, RPCTimeout
 from dhtkit.transport import Caller
 
 Search = Callable[[bytes, int, list[Contact]], SuccessorSearch]
@@ -72,6 +73,10 @@ class Placement:
         except RPCStopped:
             raise
         except RPCTimeout:
+            return None
+        except RemoteError as e:
+            if e.code != NOT_JOINED:  # one still joining answers nothing yet
+                self.state.counters["bad_answers"] += 1
             return None
         except (RPCError, MalformedPayload):
             self.state.counters["bad_answers"] += 1

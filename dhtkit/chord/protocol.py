@@ -15,7 +15,16 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from dhtkit.chord import messages
-from dhtkit.chord.messages import FIND, FINGERS, LEAVE, NOTIFY, STATE, MalformedPayload, State
+from dhtkit.chord.messages import (
+    FIND,
+    FINGERS,
+    LEAVE,
+    NOT_JOINED,
+    NOTIFY,
+    STATE,
+    MalformedPayload,
+    State,
+)
 from dhtkit.chord.state import RingState
 from dhtkit.contact import Contact
 from dhtkit.rpcerrors import RemoteError, RPCError
@@ -89,11 +98,17 @@ class ChordResponder:
         """``chord_state``: our predecessors and successor list.
 
         A stabilize query from our predecessor carries its predecessors.
+        A node still finding its place refuses, as it refuses lookups: its
+        lists are empty or half made, and a node that took it as its
+        successor then would hold a successor list of one. A node that left
+        and came back at the same address, still listed by others, is
+        asked exactly then.
         """
         try:
             behind = messages.parse_predecessors(args, sender)
         except MalformedPayload as e:
             raise malformed(e) from None
+        self._require_joined()
         state = self.state
         state.learn_predecessors(sender, behind)
         return messages.state_answer(State(state.predecessors, state.successors.contacts()))
@@ -123,7 +138,7 @@ class ChordResponder:
         # A node still finding its place would answer for every key, and
         # with fingers it does not have yet.
         if not self.state.joined:
-            raise RemoteError("not_joined", "this node is not on the ring yet")
+            raise RemoteError(NOT_JOINED, "this node is not on the ring yet")
 
     def answer_leave(self, sender: Contact, args: Any) -> None:
         """``chord_leave``: the sender leaves; its neighbours close the gap."""
