@@ -73,6 +73,12 @@ def test_without_json_a_short_summary(capsys: pytest.CaptureFixture[str]) -> Non
     assert status == 0
     assert out.startswith("SIR pushpull coin k=2, 40 nodes")
     assert "residue" in out and "ODE root" in out and len(out.splitlines()) <= 6
+    # The ODE and e^-m model push: beside pull or push-pull they are named as push's.
+    assert "push's ODE root" in out and "do not model pushpull" in out
+    status, out, _ = run(
+        capsys, "sim", "gossip", "--nodes", "40", "--model", "sir", "--mode", "push"
+    )
+    assert "residue" in out and "push's" not in out
     status, out, _ = run(capsys, "sim", "gossip", "--nodes", "40", "--mode", "push")
     assert "every node reached after" in out and "log3 N" in out
 

@@ -209,13 +209,13 @@ def _print_gossip_summary(config: GossipConfig, result: dict[str, Any], plot: st
             print("  the rumour died out after {:.1f} rounds".format(result["rounds"]))
         else:
             print(stopped.format(result["rounds"], result["residue"], ", still spreading"))
-        print(
-            "  residue {:.4f}; ODE root {:.4f}; e^-m {:.4f}".format(
-                result["residue"],
-                result["theory"]["residue"],
-                result["theory"]["residue_from_messages"],
-            )
+        theory = "ODE root {:.4f}; e^-m {:.4f}".format(
+            result["theory"]["residue"], result["theory"]["residue_from_messages"]
         )
+        if config.mode != "push":
+            # Both model push alone (see the gossip docs): say so.
+            theory = "push's {}, which do not model {}".format(theory, config.mode)
+        print("  residue {:.4f}; {}".format(result["residue"], theory))
     print(
         "  {:.2f} update messages and {:.2f} exchanges per node; {:.1f} s".format(
             result["messages_per_node"], result["exchanges_per_node"], result["wall_s"]
