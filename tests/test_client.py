@@ -118,6 +118,25 @@ async def test_get_of_a_missing_name_exits_1_with_one_line(
 
 
 @pytest_twisted.ensureDeferred
+async def test_arguments_the_node_refuses_exit_2_like_any_bad_argument(
+    nodes: list[ApiNode], capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    api = ("--api", nodes[0].url)
+    limit = nodes[0].service.node.max_value_size
+    for call, said in [
+        (("put", "big", "x" * (limit + 1)), b"larger than"),  # 413
+        (("put", "", "v"), b"the key is empty"),  # 400
+        (("get-signed", "ab" * 32, "s" * 65), b"the salt is 65 bytes"),  # 400
+    ]:
+        assert await run(*api, *call) == 2, call
+        out, err = capsysbinary.readouterr()
+        assert out == b"" and err.startswith(b"dhtkit: error: ") and said in err
+        assert len(err.splitlines()) == 1
+    # A refusal that is not the arguments' fault stays 1: a CAS on a missing value.
+    assert await run(*api, "put-signed", "fresh", "v", "--cas", "7") == 1
+
+
+@pytest_twisted.ensureDeferred
 async def test_put_reads_binary_value_from_stdin(
     nodes: list[ApiNode],
     capsysbinary: pytest.CaptureFixture[bytes],
@@ -256,16 +275,6 @@ async def test_a_node_not_joined_is_reported(
         finally:
             await port.stopListening()
             await svc.stopService()
-
-
-@pytest_twisted.ensureDeferred
-async def test_a_value_too_large_is_refused_in_one_line(
-    nodes: list[ApiNode], capsys: pytest.CaptureFixture[str]
-) -> None:
-    too_large = "x" * (nodes[0].service.node.max_value_size + 1)
-    assert await run("--api", nodes[0].url, "put", "big", too_large) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("dhtkit: error: ") and len(err.splitlines()) == 1
 
 
 @pytest_twisted.ensureDeferred

@@ -79,8 +79,22 @@ def _report(e: BaseException | None) -> int:
         message = "the output was closed before everything was written"
     else:
         message = _describe(e)
+        if _refused_arguments(e):
+            status = EXIT_USAGE
     print("dhtkit: error: {}".format(one_line(message)), file=sys.stderr)
     return status
+
+
+#: The API's statuses for a request that the command's own arguments made
+#: wrong (a key, a salt or a public key malformed, a value too large): the
+#: node checks them, and the command exits as for any bad argument.
+_BAD_ARGUMENTS = frozenset({400, 413})
+
+
+def _refused_arguments(e: BaseException | None) -> bool:
+    from dhtkit.client import ApiError
+
+    return isinstance(e, ApiError) and e.status in _BAD_ARGUMENTS
 
 
 def _describe(e: BaseException | None) -> str:
