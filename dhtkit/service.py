@@ -315,6 +315,7 @@ class OverlayService(NodeService):
         reactor = self._reactor()
         return {
             "node_id": sock.identity.node_id.hex(),
+            "public_key": sock.identity.public_key.hex(),
             "protocol": self.overlay_name,
             "address": "{}:{}".format(*sock.address),
             "contacts": len(self.overlay.contacts()),

@@ -179,6 +179,7 @@ async def test_status_in_lines_and_in_json(
     assert await run("--api", nodes[1].url, "status") == 0
     lines = capsys.readouterr().out.splitlines()
     assert "node_id {}".format(svc.identity.node_id.hex()) in lines
+    assert "public_key {}".format(svc.identity.public_key.hex()) in lines
     assert "protocol kademlia" in lines and "contacts 2" in lines
     assert "address 127.0.0.1:{}".format(svc.address[1]) in lines
     assert any(line.startswith("uptime 00:00:") for line in lines)

@@ -165,6 +165,7 @@ async def test_status_reports_the_node_and_the_version(cluster: Cluster) -> None
     status = answer.json()
     svc = cluster.services[1]
     assert status["node_id"] == svc.identity.node_id.hex()
+    assert status["public_key"] == svc.identity.public_key.hex()
     assert status["protocol"] == "kademlia"
     assert status["address"] == "127.0.0.1:{}".format(svc.address[1])
     assert status["contacts"] == 2

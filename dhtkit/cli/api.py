@@ -227,7 +227,8 @@ def run_status(args: argparse.Namespace, reactor: Any) -> defer.Deferred[int]:
         if args.json:
             print(json.dumps(reply))
             return 0
-        print_fields(reply, ("node_id", "protocol", "address", "contacts", "values"))
+        names = ("node_id", "public_key", "protocol", "address", "contacts", "values")
+        print_fields(reply, names)
         print("uptime {}".format(_uptime(reply.get("uptime_s"))))
         print("version {}".format(reply.get("version", "?")))
         return 0

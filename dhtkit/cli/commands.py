@@ -37,7 +37,7 @@ COMMANDS: dict[str, Command] = {
         _API, "store VALUE sealed for RECIPIENT, signed with the node's key, under SALT"
     ),
     "get-encrypted": Command(_API, "print the value a key sealed for this node under SALT, opened"),
-    "status": Command(_API, "show the node's id, protocol, address, contacts and values"),
+    "status": Command(_API, "show the node's id, public key, protocol, address, contacts, values"),
     "contacts": Command(_API, "list the node's routing contacts: node id and address"),
     "publish": Command(_GOSSIP, "sign DATA as a gossip update of TOPIC and spread it"),
     "updates": Command(_GOSSIP, "list the live gossip updates of TOPIC the node holds"),
