@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,6 +87,24 @@ def test_plot_for_every_overlay(
     status, out, _ = run(capsys, *argv)
     assert status == 0 and "plot written" in out
     assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_bin_whose_lookups_all_failed_leaves_a_gap_in_the_latency_line() -> None:
+    pytest.importorskip("matplotlib")
+    from dhtkit.sim.plot import overlay_figure
+
+    def bin_(t: float, rate: float, p50: float | None) -> dict[str, Any]:
+        return {"t_s": t, "lookups": 4, "success_rate": rate, "latency_ms_p50": p50}
+
+    result = {
+        "hop_histogram": {"1": 3, "2": 5},
+        "hops": {"mean": 1.6},
+        "theory": {"hops": 2.0, "label": "theory"},
+        "timeline": [bin_(30, 1.0, 12.5), bin_(90, 0.0, None), bin_(150, 0.5, 20.0)],
+    }
+    figure = overlay_figure(result, title="t")
+    latency = figure.axes[-1].lines[0].get_ydata()
+    assert latency[0] == 12.5 and math.isnan(latency[1]) and latency[2] == 20.0
 
 
 def test_overlay_plot_into_a_missing_directory_is_refused(

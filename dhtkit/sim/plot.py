@@ -7,13 +7,14 @@ that module's, so both commands fail the same way without it.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from dhtkit.gossip.plot import PlotUnavailable, require_matplotlib
 
-__all__ = ["PlotUnavailable", "plot_overlay", "require_matplotlib"]
+__all__ = ["PlotUnavailable", "overlay_figure", "plot_overlay", "require_matplotlib"]
 
 
 def plot_overlay(path: str | os.PathLike[str], result: Mapping[str, Any], *, title: str) -> None:
@@ -24,6 +25,16 @@ def plot_overlay(path: str | os.PathLike[str], result: Mapping[str, Any], *, tit
     in each bin of the lookup window (the churn's effect over time).
 
     :raises PlotUnavailable: matplotlib is not installed.
+    """
+    figure = overlay_figure(result, title=title)
+    figure.savefig(os.fspath(path), format="png")  # whatever the name ends with
+
+
+def overlay_figure(result: Mapping[str, Any], *, title: str) -> Any:
+    """The matplotlib ``Figure`` that :func:`plot_overlay` writes.
+
+    A bin whose lookups all failed has no latency: its point is left out
+    (a gap in the line), not drawn at 0 ms, which would read as fast.
     """
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -47,10 +58,9 @@ def plot_overlay(path: str | os.PathLike[str], result: Mapping[str, Any], *, tit
     time_axes.set_xlabel("simulated minutes")
     time_axes.set_ylabel("reads that found the value", color="tab:green")
     latency_axes = time_axes.twinx()
-    latency_axes.plot(
-        minutes, [b["latency_ms_p50"] or 0.0 for b in bins], "s--", color="tab:purple"
-    )
+    latencies = [math.nan if b["latency_ms_p50"] is None else b["latency_ms_p50"] for b in bins]
+    latency_axes.plot(minutes, latencies, "s--", color="tab:purple")
     latency_axes.set_ylabel("median lookup latency (ms)", color="tab:purple")
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(os.fspath(path), format="png")  # whatever the name ends with
+    return figure
