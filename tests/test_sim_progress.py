@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from dhtkit.sim.progress import Progress, wanted
+from dhtkit.sim.progress import Progress, simulated, wanted
 
 
 class _Clock:
@@ -74,3 +74,13 @@ def test_drawn_on_a_terminal_or_when_asked() -> None:
     assert wanted(Terminal(), forced=False)
     assert not wanted(io.StringIO(), forced=False)
     assert wanted(io.StringIO(), forced=True)
+
+
+def test_a_note_follows_the_bar_until_the_next_stage() -> None:
+    out, clock = io.StringIO(), _Clock()
+    bar = Progress(out, every=1.0, clock=clock)
+    bar.stage("looked up", 10)
+    bar.note(simulated(3 * 3600 + 20 * 60, 30 * 86400))
+    assert bar.line().endswith(", simulated 3h20m of 30d00h")
+    bar.stage("rounds", 5)
+    assert "simulated" not in bar.line()

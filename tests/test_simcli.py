@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,23 @@ def test_progress_goes_to_stderr_and_json_to_stdout(capsys: pytest.CaptureFixtur
     for stage in ("joined 30/30", "put 6/6", "looked up 6/6"):
         assert stage in err
     assert "\r" in err and "/s" in err
+
+
+def test_a_long_lookup_window_shows_its_simulated_time_and_changes_no_figure(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Two hours of simulated time between four lookups: the bar says how far
+    # the window has gone, and drawing it changes nothing in the simulation.
+    argv = ("sim", "kademlia", "--nodes", "10", "--lookups", "4", "--duration", "7200")
+    status, out, err = run(capsys, *argv, "--json", "--progress")
+    assert status == 0 and "looked up 4/4" in err
+    assert re.search(r"simulated \dh\d\dm of 2h00m", err)
+    quiet = run(capsys, *argv, "--json")[1]
+    shown, hidden = json.loads(out), json.loads(quiet)
+    for result in (shown, hidden):
+        for name in ("build_s", "run_s", "wall_s"):
+            result.pop(name, None)
+    assert shown == hidden
 
 
 def test_no_progress_when_stderr_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:

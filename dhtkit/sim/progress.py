@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import IO
 
-__all__ = ["Progress", "wanted"]
+__all__ = ["Progress", "simulated", "wanted"]
 
 _WIDTH = 24
 
@@ -28,9 +28,16 @@ def wanted(stream: IO[str], forced: bool) -> bool:
 
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
+    if seconds >= 86400:
+        return "{}d{:02d}h".format(seconds // 86400, seconds % 86400 // 3600)
     if seconds >= 3600:
         return "{}h{:02d}m".format(seconds // 3600, seconds % 3600 // 60)
     return "{}m{:02d}s".format(seconds // 60, seconds % 60)
+
+
+def simulated(elapsed: float, total: float) -> str:
+    """A note for :meth:`Progress.note`: ``simulated 3h20m of 30d00h``."""
+    return "simulated {} of {}".format(_duration(elapsed), _duration(total))
 
 
 class Progress:
@@ -56,10 +63,12 @@ class Progress:
         self.done = 0
         self._started = 0.0
         self._drawn = float("-inf")
+        self._note = ""
 
     def stage(self, name: str, total: int) -> None:
         """Begin counting ``total`` things called ``name``."""
         self.name, self.total, self.done = name, total, 0
+        self._note = ""
         self._started = self.clock()
         self._draw(force=True)
 
@@ -71,6 +80,13 @@ class Progress:
         if finished and self.stream is not None:
             self.stream.write("\n")
             self.stream.flush()
+
+    def note(self, text: str) -> None:
+        """Show ``text`` after the bar, until the stage ends: how far a stage
+        has gone between its counts (the simulated time of a long lookup
+        window, whose lookups may be hours apart)."""
+        self._note = text
+        self._draw(force=False)
 
     def finish(self) -> None:
         """End the stage where it stands (a spread that ended before its round limit)."""
@@ -93,9 +109,10 @@ class Progress:
             tail = "ETA {}".format(_duration((self.total - self.done) / rate))
         else:
             tail = "ETA ?"
-        return "{} {:,}/{:,} [{}{}] {:,.1f}/s {}".format(
+        bar = "{} {:,}/{:,} [{}{}] {:,.1f}/s {}".format(
             self.name, self.done, self.total, "#" * filled, "." * (_WIDTH - filled), rate, tail
         )
+        return "{}, {}".format(bar, self._note) if self._note else bar
 
     def _draw(self, force: bool) -> None:
         if self.stream is None:

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.interfaces import IDelayedCall
 
 from dhtkit.keyspace import from_int
@@ -39,7 +39,7 @@ from dhtkit.sim.collector import park, parked
 from dhtkit.sim.latency import latency_model
 from dhtkit.sim.oracle import Owners
 from dhtkit.sim.overlays import OverlayNetwork, SimNode
-from dhtkit.sim.progress import Progress
+from dhtkit.sim.progress import Progress, simulated
 
 __all__ = [
     "Built",
@@ -265,8 +265,17 @@ def run(built: Built, progress: Progress | None = None) -> Built:
         schedule_leave(node)
     finished: defer.Deferred[None] = defer.Deferred()
     remaining = [len(built.values)]
+    ticker = None
     if progress is not None:
         progress.stage("looked up", len(built.values))
+        # The lookups of a long window may be hours of simulated time apart:
+        # the bar also says how far the window has gone.
+        bar = progress
+        ticker = task.LoopingCall(
+            lambda: bar.note(simulated(net.clock.seconds() - start, scenario.duration))
+        )
+        ticker.clock = net.clock
+        ticker.start(scenario.duration / 100, now=False)
 
     def ended(record: LookupRecord) -> None:
         record.ended = True
@@ -286,6 +295,8 @@ def run(built: Built, progress: Progress | None = None) -> Built:
     for timer in timers:
         if timer.active():
             timer.cancel()
+    if ticker is not None:
+        ticker.stop()
     built.run_s = time.perf_counter() - began
     return built
 
