@@ -216,6 +216,18 @@ def test_blind_needs_a_larger_k_than_feedback(coin: dict[int, list[GossipRun]]) 
 # -- the driver --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", ["push", "pull", "pushpull"])
+def test_rumours_spread_together_each_count_their_own_messages(mode: str) -> None:
+    network = GossipNetwork(200, GossipConfig(model="sir", mode=mode, k=2), seed=5)
+    before = sum(node.counters["updates_sent"] for node in network.nodes)
+    runs = network.spread(concurrent=4)
+    sent = sum(node.counters["updates_sent"] for node in network.nodes) - before
+    per_run = [run.messages_per_node for run in runs]
+    # Each rumour's own count (not the batch's mean), and together every update sent.
+    assert len(set(per_run)) > 1
+    assert sum(per_run) * 200 == pytest.approx(sent)
+
+
 def test_a_run_records_every_round_and_the_summary_averages_them() -> None:
     runs = simulate(GossipConfig(model="si", mode="pushpull"), 50, seed=3, runs=3, concurrent=2)
     assert len(runs) == 3

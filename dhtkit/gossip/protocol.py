@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -73,6 +73,10 @@ class GossipProtocol:
 
     Publishing, deleting and subscribing go to :attr:`state`
     (:class:`GossipState`).
+
+    :ivar on_sent: when set, called with the updates of every request and
+        reply this node sends (the simulator counts each rumour's messages
+        apart when several spread together); None by default.
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class GossipProtocol:
             {} if config.call_timeout is None else {"timeout": config.call_timeout}
         )
         self._timer: IDelayedCall | None = None
+        self.on_sent: Callable[[list[Update]], None] | None = None
 
     # -- running ----------------------------------------------------------------
 
@@ -198,9 +203,17 @@ class GossipProtocol:
         request = ExchangeRequest([u.encoded for u in pushed], digest, None, config.pull)
         self._exchange(peer, request, pushed)
 
-    def _exchange(self, peer: Contact, request: ExchangeRequest, pushed: list[Update]) -> None:
+    def _exchange(
+        self,
+        peer: Contact,
+        request: ExchangeRequest,
+        pushed: list[Update],
+        carried: list[Update] | None = None,
+    ) -> None:
+        # ``carried``: the updates of the request, when they are not ``pushed``
+        # (those a peer asked for are sent without a rumour's bookkeeping).
         self.counters["exchanges"] += 1
-        self.counters["updates_sent"] += len(request.updates)
+        self._sent(pushed if carried is None else carried)
         d = self.rpc.call_contact(peer, METHOD, request.to_payload(), **self._call_options)
         d.addCallbacks(
             self._replied,
@@ -236,9 +249,14 @@ class GossipProtocol:
             batch = messages.fit(updates, budget)
             if not batch:
                 return
-            self._exchange(peer, ExchangeRequest(updates=[u.encoded for u in batch]), [])
+            self._exchange(peer, ExchangeRequest(updates=[u.encoded for u in batch]), [], batch)
             sent = {u.update_id for u in batch}
             updates = [u for u in updates if u is not None and u.update_id not in sent]
+
+    def _sent(self, updates: list[Update]) -> None:
+        self.counters["updates_sent"] += len(updates)
+        if self.on_sent is not None and updates:
+            self.on_sent(updates)
 
     def _failed(self, failure: Failure, peer: Contact) -> Failure | None:
         if not isinstance(failure.value, (RPCError, wire.WireError)):
@@ -274,7 +292,7 @@ class GossipProtocol:
             if rumors is not None and not rumors.feedback:
                 for update in sent:
                     rumors.contacted(update.update_id, False, self.rng)
-        self.counters["updates_sent"] += len(sent)
+        self._sent(sent)
         return ExchangeReply(known, [u.encoded for u in sent], wanted).to_payload()
 
     def _offer_for(self, request: ExchangeRequest) -> list[Update | None]:

@@ -35,6 +35,7 @@ import math
 import random
 import statistics
 import time
+from collections import Counter
 from typing import Any, cast
 
 import attrs
@@ -44,6 +45,7 @@ from dhtkit.contact import Contact
 from dhtkit.gossip.config import GossipConfig
 from dhtkit.gossip.protocol import GossipProtocol
 from dhtkit.gossip.sampler import ContactList
+from dhtkit.gossip.update import Update
 from dhtkit.identity import Identity
 from dhtkit.rpc import RPCProtocol
 from dhtkit.sim.clock import HeapClock
@@ -182,8 +184,16 @@ class GossipNetwork:
             raise ValueError(
                 "between 1 and {} rumours can spread together".format(min(MAX_CONCURRENT, count))
             )
+        # Rumours spread together: each one's messages are counted apart.
+        sent_by_id: Counter[bytes] = Counter()
+
+        def sent(updates: list[Update]) -> None:
+            for update in updates:
+                sent_by_id[update.update_id] += 1
+
         for node in nodes:
             node.state.reset()
+            node.on_sent = sent if concurrent > 1 else None
         sent_before = self._total("updates_sent")
         exchanges_before = self._total("exchanges")
         ttl = min((max_rounds + 10) * self.period, self.config.max_ttl)
@@ -223,7 +233,9 @@ class GossipNetwork:
                     finished[r] = rounds
         if progress is not None:
             progress.finish()
-        messages = (self._total("updates_sent") - sent_before) / (count * concurrent)
+        # One rumour alone: every update sent was one of its.
+        total = self._total("updates_sent") - sent_before
+        messages = [(sent_by_id[i] if concurrent > 1 else total) / count for i in ids]
         exchanges = (self._total("exchanges") - exchanges_before) / count
         wall_s = (time.perf_counter() - start) / concurrent
         return [
@@ -238,7 +250,7 @@ class GossipNetwork:
                 susceptible=tuple(susceptible[r]),
                 spreading=tuple(spreading[r]),
                 residue=susceptible[r][-1],
-                messages_per_node=messages,
+                messages_per_node=messages[r],
                 exchanges_per_node=exchanges,
                 complete=done is not None,
                 wall_s=wall_s,
