@@ -181,7 +181,11 @@ class Membership:
         delay = self._backoff * self.rng.uniform(*JITTER)
         self._backoff = min(self._backoff * 2, self.rejoin_after * BACKOFF_CAP)
         if isinstance(failure.value, JoinFailed):
-            self._log.warn("no bootstrap node answered; trying again in {delay:.0f} s", delay=delay)
+            self._log.warn(
+                "could not join: {why}; trying again in {delay:.0f} s",
+                why=str(failure.value),
+                delay=delay,
+            )
         else:
             self._log.failure("joining failed", failure)
         self.state = BACKING_OFF

@@ -316,6 +316,25 @@ def test_nodes_that_left_and_restart_together_leave_no_successor_list_short() ->
     assert net.wrong_links() == []
 
 
+def test_a_node_restarted_beside_a_dead_one_joins_through_the_last_live_one() -> None:
+    # Three nodes: one is cut off, another is killed and restarts through the
+    # third, which still lists the dead one and the restarted one (in its old
+    # place) as its successors. The lookup of the restarted node's own id
+    # finds only itself; the node it asked is its successor then (it failed
+    # to join before: the multi-host suite's Chord case once waited out the
+    # retry).
+    net = ChordNet(seed=4, stabilize_every=2.0, check_predecessor_every=4.0)
+    net.grow(3)
+    net.run(10)
+    a, b, c = net.joined[:3]
+    net.take_down([b])
+    net.run(3.0)
+    again = restarted(net, stopped(net, c))
+    assert net.wait(again.overlay.join([a.contact.address])) > 0
+    net.run(10)
+    assert net.wrong_links() == []
+
+
 def test_a_node_still_joining_is_not_adopted_as_successor_nor_counted_as_bad() -> None:
     net = ring_of(4, seed=5)
     asker, old = net.ring()[0], net.ring()[2]

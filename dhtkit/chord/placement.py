@@ -92,7 +92,14 @@ class Placement:
         for contact in through:
             found = await self._look_up_own_id(contact)
             # The first that answers becomes our successor: a dead node
-            # still listed somewhere is passed over.
+            # still listed somewhere is passed over. Last, the node asked
+            # itself: a node restarted at its old address is still listed
+            # by the others, in its own place, and in a ring whose other
+            # nodes died, the lookup of its own id finds only itself. Any
+            # node on the ring will do as a first successor; stabilization
+            # then finds the nodes between it and us.
+            if all(c.node_id != contact.node_id for c in found):
+                found = [*found, contact]
             for candidate in found:
                 if candidate.node_id != own_id and await self.adopt(candidate):
                     return True
