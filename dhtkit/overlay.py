@@ -176,6 +176,11 @@ class IValueFinder(Interface):
         ``count`` closer)."""
 
 
+#: The error code of a node still joining: it answers no routing query yet
+#: (a query of a half-made state would route wrongly). Every overlay sends it.
+NOT_JOINED = "not_joined"
+
+
 class JoinFailed(Exception):
     """No bootstrap address and no saved contact answered."""
 

@@ -46,9 +46,6 @@ NOTIFY = "chord_notify"
 LEAVE = "chord_leave"
 #: A node that just joined asks its successor for its fingers.
 FINGERS = "chord_fingers"
-#: The error code of a node still finding its place on the ring: it answers
-#: neither ``chord_find`` nor ``chord_state`` yet.
-NOT_JOINED = "not_joined"
 #: The methods whose answers may fill a datagram (see
 #: :attr:`dhtkit.overlay.RoutingOverlayBase.large_answers`).
 LARGE_ANSWERS = frozenset({FIND, STATE, FINGERS})

@@ -24,7 +24,6 @@ from twisted.internet import defer
 from dhtkit.chord.lookup import LookupFailed, SuccessorSearch
 from dhtkit.chord.messages import (
     MAX_CONTACTS,
-    NOT_JOINED,
     NOTIFY,
     STATE,
     MalformedPayload,
@@ -36,6 +35,7 @@ from dhtkit.chord.protocol import ignore_rpc_errors
 from dhtkit.chord.state import RingState
 from dhtkit.contact import Contact
 from dhtkit.keyspace import in_interval
+from dhtkit.overlay import NOT_JOINED
 from dhtkit.rpcerrors import RemoteError, RPCError, RPCStopped, RPCTimeout
 from dhtkit.transport import Caller
 

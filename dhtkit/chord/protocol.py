@@ -19,7 +19,6 @@ from dhtkit.chord.messages import (
     FIND,
     FINGERS,
     LEAVE,
-    NOT_JOINED,
     NOTIFY,
     STATE,
     MalformedPayload,
@@ -27,6 +26,7 @@ from dhtkit.chord.messages import (
 )
 from dhtkit.chord.state import RingState
 from dhtkit.contact import Contact
+from dhtkit.overlay import NOT_JOINED
 from dhtkit.rpcerrors import RemoteError, RPCError
 from dhtkit.transport import IRPC
 

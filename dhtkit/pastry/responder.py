@@ -23,6 +23,7 @@ from twisted.logger import Logger
 
 from dhtkit import wire
 from dhtkit.contact import Contact
+from dhtkit.overlay import NOT_JOINED
 from dhtkit.pastry import messages
 from dhtkit.pastry.messages import ANNOUNCE, LEAFSET, LEAVE, ROUTE, ROW, MalformedPayload
 from dhtkit.pastry.routing import route
@@ -120,7 +121,7 @@ class PastryResponder:
         except MalformedPayload as e:
             raise malformed(e) from None
         if not self._joined():
-            raise RemoteError("not_joined", "this node has not joined yet")
+            raise RemoteError(NOT_JOINED, "this node has not joined yet")
         # The sender never asks itself, and merges itself into the closest.
         found = route(self.state, self._me(), key, count, exclude=(sender.node_id,))
         return messages.route_answer(found, self.state.table.row(row) if row >= 0 else [])
