@@ -182,7 +182,8 @@ NOT_JOINED = "not_joined"
 
 
 class JoinFailed(Exception):
-    """No bootstrap address and no saved contact answered."""
+    """Joining failed: no bootstrap address or saved contact answered, or
+    none that answered led to our place; the message says which."""
 
 
 class LookupFailed(Exception):
