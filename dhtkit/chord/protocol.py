@@ -98,17 +98,11 @@ class ChordResponder:
         """``chord_state``: our predecessors and successor list.
 
         A stabilize query from our predecessor carries its predecessors.
-        A node still finding its place refuses, as it refuses lookups: its
-        lists are empty or half made, and a node that took it as its
-        successor then would hold a successor list of one. A node that left
-        and came back at the same address, still listed by others, is
-        asked exactly then.
         """
         try:
             behind = messages.parse_predecessors(args, sender)
         except MalformedPayload as e:
             raise malformed(e) from None
-        self._require_joined()
         state = self.state
         state.learn_predecessors(sender, behind)
         return messages.state_answer(State(state.predecessors, state.successors.contacts()))
