@@ -104,6 +104,34 @@ def test_a_reported_list_cannot_reorder_the_ring_or_name_us() -> None:
         successors.replace(contact(own), [])
 
 
+def at(*values: int) -> list[bytes]:
+    return [from_int(v) for v in values]
+
+
+def test_a_short_list_that_does_not_come_round_to_us_keeps_the_nodes_we_knew_past_it() -> None:
+    own = from_int(100)
+    successors = SuccessorList(own, 8)
+    successors.replace(contact(from_int(200)), [contact(n) for n in at(300, 400, 500, 50)])
+    # 300 restarted: it answers with an empty list while it looks for its
+    # place. Taken alone, our list would say the ring is 300 and us.
+    successors.replace(contact(from_int(300)), [])
+    assert successors.ids() == at(300, 400, 500, 50)
+    # A node that knows part of the ring: what it names comes first, ours
+    # past its end follow, and so do nodes known from elsewhere.
+    successors.replace(contact(from_int(200)), [contact(from_int(250))], [contact(from_int(70))])
+    assert successors.ids() == at(200, 250, 300, 400, 500, 50, 70)
+
+
+def test_a_list_that_comes_round_to_us_drops_the_nodes_it_does_not_name() -> None:
+    own = from_int(100)
+    successors = SuccessorList(own, 6)
+    successors.replace(contact(from_int(200)), [contact(n) for n in at(300, 400, 500)])
+    # 400 and 500 are gone: the ring is 200, 300 and us, as 200 knows.
+    successors.replace(contact(from_int(200)), [contact(n) for n in at(300, 100)])
+    assert successors.ids() == at(200, 300)
+    assert not successors.full
+
+
 def test_a_list_wraps_round_zero() -> None:
     own = from_int(RING_SIZE - 100)
     successors = SuccessorList(own, 4)

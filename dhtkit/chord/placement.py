@@ -17,7 +17,7 @@ each node that finds, on the other ring, a successor nearer than its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from twisted.internet import defer
 
@@ -91,6 +91,8 @@ class Placement:
         own_id = self.state.own_id
         for contact in through:
             found = await self._look_up_own_id(contact)
+            if not found:
+                continue  # dead, or not on a ring: a node still joining refuses lookups
             # The first that answers becomes our successor: a dead node
             # still listed somewhere is passed over. Last, the node asked
             # itself: a node restarted at its old address is still listed
@@ -101,8 +103,16 @@ class Placement:
             if all(c.node_id != contact.node_id for c in found):
                 found = [*found, contact]
             for candidate in found:
-                if candidate.node_id != own_id and await self.adopt(candidate):
+                if candidate.node_id != own_id and await self.adopt(candidate, [*found, *through]):
                     return True
+        # No lookup answered: the nodes we reached may all be joining, as
+        # when every node of a network restarts at once. The first of them
+        # that answers becomes our successor (each takes one, and
+        # stabilization makes a ring of them); nodes we know on a ring are
+        # always taken first, as a joining node answers with an empty list.
+        for contact in through:
+            if contact.node_id != own_id and await self.adopt(contact, through):
+                return True
         return False
 
     async def _look_up_own_id(self, through: Contact) -> list[Contact]:
@@ -112,13 +122,14 @@ class Placement:
             return []
         return found.contacts
 
-    async def adopt(self, candidate: Contact) -> bool:
+    async def adopt(self, candidate: Contact, found: Sequence[Contact] = ()) -> bool:
         """Make ``candidate`` our successor once it answered ``chord_state``,
-        and notify it; whether it answered."""
+        and notify it; whether it answered. ``found``, the lookup that named
+        it, fills in after a list it answered that falls short."""
         answer = await self.state_of(candidate)
         if answer is None:
             return False
-        self.state.replace_successors(candidate, answer.successors)
+        self.state.replace_successors(candidate, answer.successors, found)
         self.state.fingers.offer(candidate)
         behind = predecessors_args(self.state.predecessors)
         self._call(candidate, NOTIFY, behind).addErrback(ignore_rpc_errors)
@@ -153,7 +164,7 @@ class Placement:
         if first is not None and nearer.node_id in state.successors:
             return SAME
         if first is None or in_interval(nearer.node_id, state.own_id, first.node_id):
-            if await self.adopt(nearer):
+            if await self.adopt(nearer, found):
                 state.counters["merges"] += 1
                 return MERGED
             return BAD  # named a node that does not answer as itself
@@ -178,6 +189,6 @@ class Placement:
             nearer is not None
             and state.successors.first is first
             and in_interval(nearer.node_id, state.own_id, first.node_id)
-            and await self.adopt(nearer)
+            and await self.adopt(nearer, found)
         ):
             state.counters["successor_checks_corrected"] += 1

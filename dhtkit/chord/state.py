@@ -11,7 +11,7 @@ predecessor's own lists (the successor list's as in the paper).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from twisted.logger import Logger
 
@@ -142,10 +142,13 @@ class RingState:
             return True
         return False
 
-    def replace_successors(self, successor: Contact, reported: list[Contact]) -> None:
-        """Take ``successor`` (which just answered) and the list it reported."""
+    def replace_successors(
+        self, successor: Contact, reported: list[Contact], known: Sequence[Contact] = ()
+    ) -> None:
+        """Take ``successor`` (which just answered) and the list it reported
+        (see :meth:`SuccessorList.replace` for ``known``)."""
         old_first = self.successors.first
-        for contact in self.successors.replace(successor, reported):
+        for contact in self.successors.replace(successor, reported, known):
             self._announce(contact)
         if old_first is None or old_first.node_id != successor.node_id:
             self.counters["successor_changes"] += 1

@@ -59,19 +59,37 @@ class SuccessorList:
         """The node ids of the list, nearest first."""
         return [c.node_id for c in self._contacts]
 
-    def replace(self, successor: Contact, reported: Iterable[Contact]) -> list[Contact]:
+    def replace(
+        self, successor: Contact, reported: Sequence[Contact], known: Iterable[Contact] = ()
+    ) -> list[Contact]:
         """Make ``successor`` first, followed by what it ``reported`` as its list.
 
         Of the reported contacts only those clockwise after the successor
         and before us are kept, in ring order, each once: a stale or hostile
-        list can neither put a node out of order nor list us. Returns the
-        contacts that were not in the list before.
+        list can neither put a node out of order nor list us.
+
+        A reported list too short to fill ours that does not come round to
+        us is a partial view: its node is still joining (a node restarted
+        at its old address answers with an empty list), or knows only part
+        of the ring. The nodes we listed before, and those ``known`` from
+        elsewhere (a lookup's answer), that lie past its end then follow
+        it. Cut short, the list would claim the ring ends there (see
+        :attr:`full`): keys near us would get too few replicas.
+
+        Returns the contacts that were not in the list before.
         """
         if successor.node_id == self.own_id:
             raise ValueError("a node is not its own successor")
         span = ring_distance(successor.node_id, self.own_id)
         after = within(reported, lambda node_id: ring_distance(successor.node_id, node_id), span)
         ordered = [successor, *after]
+        if len(ordered) < self.size and all(c.node_id != self.own_id for c in reported):
+            last = ordered[-1].node_id
+            ordered += within(
+                [*self._contacts, *known],
+                lambda node_id: ring_distance(last, node_id),
+                ring_distance(last, self.own_id),
+            )
         ordered = ordered[: self.size]
         before = set(self.ids())
         self._set(ordered)
