@@ -28,6 +28,7 @@ from zope.interface import implementer
 from dhtkit import wire
 from dhtkit.answers import IN_PROGRESS, AnswerCache
 from dhtkit.contact import Address, Contact, contact_at, normalize_address
+from dhtkit.hedge import RoundTrip
 from dhtkit.identity import Identity
 from dhtkit.ratelimit import RateLimiter
 from dhtkit.routability import AMPLIFICATION, ReturnRoutability
@@ -48,14 +49,29 @@ __all__ = [
 ]
 
 
+#: The least wait before a query is resent early (seconds): a peer whose
+#: answer waits a moment for its disk (a STORE) is not sent the query twice.
+EARLY_RESEND_FLOOR = 0.1
+
+
+def _cancel_timer(pending: _Pending) -> None:
+    timer = pending.timer
+    if timer is not None and timer.active():
+        timer.cancel()
+    pending.timer = None
+
+
 class _Pending:
     __slots__ = (
         "address",
         "args",
+        "deadline",
         "deferred",
         "large_answer",
         "method",
         "peer_key",
+        "resent",
+        "sent_at",
         "timeout",
         "timer",
         "tries_left",
@@ -75,6 +91,13 @@ class _Pending:
         self.deferred = deferred
         self.large_answer = large_answer
         self.timer: IDelayedCall | None = None
+        # When the timeout falls while an early resend is due first,
+        # whether the query went out more than once, and when it first did
+        # (a round trip is measured only from an answer to a query sent
+        # once: Karn's rule).
+        self.deadline: float | None = None
+        self.resent = False
+        self.sent_at = 0.0
         self.address = address
         self.peer_key = peer_key
         self.method = method
@@ -84,6 +107,7 @@ class _Pending:
 
 
 _COUNTERS = (
+    "early_resends",
     "received",
     "sent",
     "queries_sent",
@@ -202,6 +226,9 @@ class RPCProtocol(DatagramProtocol):
         # address -> the hints to give if the network says it does not answer.
         self._watching: dict[Address, list[Callable[[], None]]] = {}
         self._seq = 0
+        # Our answers' round trips, all peers together: when a query that
+        # may be resent is resent early (see _send_query).
+        self.round_trip = RoundTrip()
         self.counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
         self.routability = ReturnRoutability(self._probe, self._write_answer, self.counters)
         # The socket's own sendto, for answers (see _write_answer); None
@@ -353,8 +380,8 @@ class RPCProtocol(DatagramProtocol):
 
         def cancel(_: defer.Deferred[Any]) -> None:
             pending = self._pop_pending(txid)
-            if pending is not None and pending.timer is not None and pending.timer.active():
-                pending.timer.cancel()
+            if pending is not None:
+                _cancel_timer(pending)
 
         d: defer.Deferred[tuple[Contact, Any]] = defer.Deferred(cancel)
         pending = _Pending(
@@ -422,6 +449,22 @@ class RPCProtocol(DatagramProtocol):
         return self._call(address, "ping", None, peer_key, None, None)
 
     def _send_query(self, txid: int, pending: _Pending) -> None:
+        self._write_query(txid, pending)
+        now = pending.sent_at = self.clock.seconds()
+        wait = pending.timeout
+        if pending.tries_left > 0 and not pending.resent and self.round_trip.smoothed is not None:
+            # Resent early if no answer comes in the time answers take
+            # (RFC 6298's retransmission timer over our round trips, all
+            # peers together): most likely a datagram was lost, and waiting
+            # out the timeout would cost a lookup or a read that long. The
+            # timeout and the retries left stay as they were.
+            early = max(EARLY_RESEND_FLOOR, self.round_trip.patience(wait))
+            if early < wait:
+                pending.deadline = now + wait
+                wait = early
+        pending.timer = self.clock.callLater(wait, self._timed_out, txid)
+
+    def _write_query(self, txid: int, pending: _Pending) -> None:
         seq = self._next_seq()
         if pending.peer_key is None:
             body = wire.encode_body(
@@ -446,11 +489,18 @@ class RPCProtocol(DatagramProtocol):
                 self.counters["queries_padded"] += 1
         self._write(data, pending.address)
         self.counters["queries_sent"] += 1
-        pending.timer = self.clock.callLater(pending.timeout, self._timed_out, txid)
 
     def _timed_out(self, txid: int) -> None:
         pending = self._pending.get(txid)
         if pending is None:
+            return
+        pending.resent = True
+        deadline, pending.deadline = pending.deadline, None
+        if deadline is not None:  # the early resend
+            self.counters["early_resends"] += 1
+            self._write_query(txid, pending)
+            wait = max(0.0, deadline - self.clock.seconds())
+            pending.timer = self.clock.callLater(wait, self._timed_out, txid)
             return
         if pending.tries_left > 0:
             pending.tries_left -= 1
@@ -534,8 +584,9 @@ class RPCProtocol(DatagramProtocol):
         session.prove(pending.address)
         self.routability.proven(sender.public_key, pending.address)
         self._pop_pending(message.txid)
-        if pending.timer is not None and pending.timer.active():
-            pending.timer.cancel()
+        _cancel_timer(pending)
+        if not pending.resent:
+            self.round_trip.observe(self.clock.seconds() - pending.sent_at)
         if session.is_proven(sender.address):
             self._offer(sender)
         if message.kind == wire.RESPONSE:
@@ -740,8 +791,7 @@ class RPCProtocol(DatagramProtocol):
         self._unprobed.clear()
         self._watching.clear()
         for call in pending.values():
-            if call.timer is not None and call.timer.active():
-                call.timer.cancel()
+            _cancel_timer(call)
             call.deferred.errback(RPCStopped("stopped listening"))
 
     # -- hints -------------------------------------------------------------------

@@ -15,6 +15,7 @@ from dhtkit import wire
 from dhtkit.contact import Contact
 from dhtkit.identity import Identity
 from dhtkit.rpc import (
+    EARLY_RESEND_FLOOR,
     RemoteError,
     RPCProtocol,
     RPCStopped,
@@ -224,6 +225,90 @@ def test_timeouts_retry_then_fail_with_rpc_timeout() -> None:
     assert result_of(d).check(RPCTimeout)
     stats = pair.a.stats()
     assert (stats["retries"], stats["timeouts"], stats["pending_calls"]) == (2, 1, 0)
+
+
+def measured(pair: Pair, rtt: float) -> None:
+    """One ping from a to b answered after ``rtt`` seconds: a has a round trip."""
+    d = pair.a.call_contact(pair.b_contact, "ping")
+    pair.a_to_b()
+    pair.clock.advance(rtt)
+    pair.exchange()
+    assert d.called
+    pair.take(pair.a)
+
+
+def test_a_query_lost_once_is_resent_after_the_round_trip_timer_not_the_timeout() -> None:
+    pair = Pair(timeout=2.0, retries=1)
+    measured(pair, 0.04)
+    d = pair.a.call_contact(pair.b_contact, "ping")
+    assert len(pair.take(pair.a)) == 1  # lost
+    pair.clock.advance(0.119)
+    assert pair.a.transport.written == []
+    pair.clock.advance(0.002)  # RFC 6298 after one round trip R of 40 ms: 3 R
+    resent = pair.take(pair.a)
+    assert len(resent) == 1
+    for data, _ in resent:
+        pair.b.datagramReceived(data, A_ADDR)
+    pair.b_to_a()
+    assert d.called and not isinstance(result_of(d), Exception)
+    stats = pair.a.stats()
+    assert (stats["early_resends"], stats["retries"], stats["timeouts"]) == (1, 0, 0)
+
+
+def test_an_early_resend_moves_neither_the_retries_nor_the_timeout() -> None:
+    pair = Pair(timeout=2.0, retries=1)
+    measured(pair, 0.2)
+    d = pair.a.call_contact(pair.b_contact, "ping")
+    sent = [len(pair.take(pair.a))]
+    for step in (0.5, 0.5, 1.0, 1.99, 0.01):
+        pair.clock.advance(step)
+        sent.append(len(pair.take(pair.a)))
+    # Sent, resent early at 0.6 s, retried at the timeout (2 s), failed at 4 s.
+    assert sent == [1, 0, 1, 1, 0, 0]
+    assert result_of(d).check(RPCTimeout)
+    stats = pair.a.stats()
+    assert (stats["early_resends"], stats["retries"], stats["timeouts"]) == (1, 1, 1)
+
+
+def test_no_early_resend_without_a_round_trip_or_a_retry_allowed() -> None:
+    pair = Pair(timeout=2.0, retries=1)
+    pair.a.call_contact(pair.b_contact, "ping")
+    pair.take(pair.a)
+    pair.clock.advance(1.9)
+    assert pair.a.transport.written == []  # nothing measured yet: the timeout
+    pair.clock.advance(2.2)
+    measured(pair, 0.01)
+    pair.a.call_contact(pair.b_contact, "ping", retries=0)
+    pair.take(pair.a)
+    pair.clock.advance(1.9)
+    assert pair.a.transport.written == []  # one datagram, as the caller asked
+    assert pair.a.stats()["early_resends"] == 0
+
+
+def test_the_early_resend_waits_at_least_its_floor_on_a_fast_path() -> None:
+    pair = Pair(timeout=2.0, retries=1)
+    measured(pair, 0.0001)
+    pair.a.call_contact(pair.b_contact, "ping")
+    pair.take(pair.a)
+    pair.clock.advance(EARLY_RESEND_FLOOR - 0.001)
+    assert pair.a.transport.written == []
+    pair.clock.advance(0.002)
+    assert len(pair.take(pair.a)) == 1
+
+
+def test_an_answer_to_a_resent_query_is_not_taken_as_a_round_trip() -> None:
+    pair = Pair(timeout=2.0, retries=1)
+    measured(pair, 0.04)
+    before = pair.a.round_trip.smoothed
+    d = pair.a.call_contact(pair.b_contact, "ping")
+    pair.take(pair.a)
+    pair.clock.advance(0.15)
+    pair.a_to_b()  # the early resend
+    pair.clock.advance(0.5)
+    pair.b_to_a()
+    assert d.called
+    # Karn's rule: which of the two the answer was to is not known.
+    assert pair.a.round_trip.smoothed == before
 
 
 def test_a_retried_query_runs_its_handler_once_and_gets_the_same_reply() -> None:

@@ -187,6 +187,10 @@ RPC.counter("replies_received", "Replies received to this node's pending calls."
 RPC.counter("errors_sent", "Error replies sent (a handler refused or failed a query).")
 RPC.counter("errors_received", "Error replies received to this node's calls.")
 RPC.counter("retries", "Queries sent again after no reply came in time.")
+RPC.counter(
+    "early_resends",
+    "Queries sent again before their timeout: no reply within the round-trip timer.",
+)
 RPC.counter("duplicate_queries", "Queries received again and answered from the answer cache.")
 RPC.counter("timeouts", "Calls that got no reply after every retry.")
 RPC.counter("send_errors", "Datagrams the operating system refused to send.")
