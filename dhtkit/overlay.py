@@ -26,6 +26,7 @@ from zope.interface import Attribute, Interface, implementer
 from dhtkit.contact import Address, Contact
 from dhtkit.histogram import Histogram
 from dhtkit.keyspace import check_id, distance
+from dhtkit.rpcerrors import RemoteError
 
 if TYPE_CHECKING:
     from dhtkit.transport import IRPC
@@ -179,6 +180,13 @@ class IValueFinder(Interface):
 #: The error code of a node still joining: it answers no routing query yet
 #: (a query of a half-made state would route wrongly). Every overlay sends it.
 NOT_JOINED = "not_joined"
+
+
+def not_joined(error: Exception) -> bool:
+    """Whether ``error`` is a node's refusal because it is still joining: no
+    way through it for now, but no bad answer either (a restarting node
+    sends it)."""
+    return isinstance(error, RemoteError) and error.code == NOT_JOINED
 
 
 class JoinFailed(Exception):

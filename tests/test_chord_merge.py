@@ -215,6 +215,21 @@ def test_a_lost_node_that_does_not_answer_is_asked_again_later() -> None:
     assert state.counters["merge_attempts"] >= 2
 
 
+def test_a_lost_node_still_joining_is_no_bad_answer_and_is_asked_again_later() -> None:
+    # A node restarting refuses lookups until it has joined: it said
+    # nothing wrong, and it may well be on the other ring in a moment.
+    net, ours, theirs = two_rings()
+    chord_state(theirs).joined = False
+    state = chord_state(ours)
+    bad = state.counters["bad_answers"]
+    outcome = net.wait(ours.overlay.placement.merge_through(theirs.contact))  # type: ignore[attr-defined]
+    assert outcome == UNANSWERED
+    assert state.counters["bad_answers"] == bad
+    net.run(MERGE_TIME)
+    assert theirs.node_id in state.lost
+    assert state.counters["bad_answers"] == bad
+
+
 def test_failed_fingers_are_remembered_and_nodes_that_left_are_not() -> None:
     own = from_int(0)
     state = RingState(own, 4)

@@ -343,3 +343,15 @@ def test_dhtkit_sim_pastry_reports_the_fields_of_the_other_overlays() -> None:
     assert result["correct_rate"] == 1.0
     assert result["theory"]["label"] == "log16 N"
     assert set(result["hops"]) == {"mean", "p50", "p95", "max"}
+
+
+def test_a_node_still_joining_is_no_bad_answer_to_a_merge_and_is_asked_again() -> None:
+    # A node restarting refuses routing queries until it has joined: it
+    # said nothing wrong, so the merge round keeps it to ask again.
+    net = network(12)
+    ours, theirs = net.live()[0], net.live()[5]
+    pastry(theirs).joined = False
+    bad = pastry(ours).stats()["bad_answers"]
+    asked = net.wait(pastry(ours)._merge_through(theirs.contact))
+    assert asked is False
+    assert pastry(ours).stats()["bad_answers"] == bad

@@ -36,7 +36,7 @@ from dhtkit.chord.messages import FindAnswer, MalformedPayload
 from dhtkit.contact import Contact
 from dhtkit.hedge import hinted
 from dhtkit.keyspace import in_interval, ring_distance
-from dhtkit.overlay import Lookup
+from dhtkit.overlay import Lookup, not_joined
 from dhtkit.rpcerrors import RemoteError, RPCTimeout, Unreachable
 from dhtkit.transport import Watch
 
@@ -160,11 +160,13 @@ class SuccessorSearch:
                 self._dead.add(contact.node_id)
                 self._failed(contact)
                 continue
-            except (RemoteError, MalformedPayload):
+            except (RemoteError, MalformedPayload) as e:
                 # Not on the ring (yet), or not a Chord node: no way through
                 # it, and no replica either; the last resort passes it by as
-                # it passes a dead node.
-                self.bad_answers += 1
+                # it passes a dead node. A node still joining (one restarting)
+                # said so: no bad answer.
+                if not not_joined(e):
+                    self.bad_answers += 1
                 self._dead.add(contact.node_id)
                 self._failed(contact)
                 continue

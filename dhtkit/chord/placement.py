@@ -35,7 +35,7 @@ from dhtkit.chord.protocol import ignore_rpc_errors
 from dhtkit.chord.state import RingState
 from dhtkit.contact import Contact
 from dhtkit.keyspace import in_interval
-from dhtkit.overlay import NOT_JOINED
+from dhtkit.overlay import not_joined
 from dhtkit.rpcerrors import RemoteError, RPCError, RPCStopped, RPCTimeout
 from dhtkit.transport import Caller
 
@@ -75,7 +75,7 @@ class Placement:
         except RPCTimeout:
             return None
         except RemoteError as e:
-            if e.code != NOT_JOINED:  # one still joining answers nothing yet
+            if not not_joined(e):  # one still joining answers nothing yet
                 self.state.counters["bad_answers"] += 1
             return None
         except (RPCError, MalformedPayload):

@@ -32,7 +32,7 @@ from dhtkit import overlay
 from dhtkit.contact import Contact
 from dhtkit.hedge import hinted
 from dhtkit.keyspace import circular_distance, numerically_closest_first
-from dhtkit.overlay import Lookup
+from dhtkit.overlay import Lookup, not_joined
 from dhtkit.pastry.digits import Digits
 from dhtkit.pastry.messages import MalformedPayload, RouteAnswer
 from dhtkit.pastry.routing import Route, makes_progress
@@ -147,8 +147,9 @@ class RouteSearch:
                 self.dead.add(contact.node_id)
                 self._failed(contact)
                 continue
-            except (RemoteError, MalformedPayload):
-                self.bad_answers += 1
+            except (RemoteError, MalformedPayload) as e:
+                if not not_joined(e):  # one still joining (restarting) said so
+                    self.bad_answers += 1
                 continue
             if answer.done and not self._consistent(contact, answer.contacts):
                 self.bad_answers += 1
