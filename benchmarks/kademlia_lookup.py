@@ -586,8 +586,13 @@ class KademliaNetwork:
         return [port for _, port in self.addresses]
 
     async def kill(self, node: int) -> None:
+        import asyncio
+
         self.servers[node].stop()
         self.stopped.add(node)
+        # The transport closes its socket on the loop's next turn: the port
+        # is free (for --silent to hold) only after it.
+        await asyncio.sleep(0)
 
     async def stop(self) -> None:
         for n, server in enumerate(self.servers):
