@@ -353,6 +353,34 @@ def test_every_node_restarting_at_once_makes_a_ring_again() -> None:
     assert_lookups_right(net, tries=10)
 
 
+def test_a_whole_network_restart_waits_for_a_dead_saved_contact_once() -> None:
+    # Every node restarts at once but one, which stays down, first in every
+    # node's saved contacts. The join's ping of the saved contacts passes
+    # it by; neither the lookups nor the fallback that takes the first
+    # contact answering chord_state (no lookup answers: every node is
+    # still joining) wait for it again.
+    net = ChordNet(seed=2, k=3)
+    net.grow(6)
+    net.run(10)
+    saved = {p.host: p.overlay.contacts() for p in net.joined}
+    peers = list(net.joined)
+    dead = stopped(net, peers[0])
+    again = [restarted(net, stopped(net, peer), k=3) for peer in peers[1:]]
+    # The dead node first in every list: each join asks it before the others.
+    first = [dead.rpc.identity.node_id]
+    for contacts in saved.values():
+        contacts.sort(key=lambda c: c.node_id not in first)
+    joins = [peer.overlay.join([], saved[peer.host]) for peer in again]
+    assert all(net.wait(d) > 0 for d in joins)
+    for peer in again:
+        # One call to the dead node (its lookup, sent and retried) at most.
+        assert peer.rpc.counters["timeouts"] <= 1, peer.host
+    net.run(20)
+    assert dead.host not in {p.host for p in net.joined}
+    assert net.wrong_links() == []
+    assert_lookups_right(net, tries=10)
+
+
 def listening(net: ChordNet, host: str, identity: Identity) -> RPCProtocol:
     reactor = net.network.reactor_for(host)
     rpc = RPCProtocol(identity, reactor, timeout=1.0, rng=random.Random(host))
