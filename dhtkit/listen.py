@@ -42,7 +42,7 @@ from dhtkit.holder import Holder
 from dhtkit.keyspace import check_id
 from dhtkit.listeners import NOT_LISTENING
 from dhtkit.overlay import IOverlay, LookupFailed
-from dhtkit.rpcerrors import RemoteError, RPCError
+from dhtkit.rpcerrors import RemoteError, RPCError, malformed
 from dhtkit.transport import IRPC
 from dhtkit.values import (
     PlainValue,
@@ -207,7 +207,7 @@ class ListenHub:
             key = check_id(args[0])
         except ValueError as e:
             self.counters["notify_refused_malformed"] += 1
-            raise RemoteError("malformed", str(e)) from None
+            raise malformed(e) from None
         listenings = [
             listening
             for listening in self._listenings.get(key, ())
@@ -221,7 +221,7 @@ class ListenHub:
             check_record(record, key, self.max_value_size)
         except ValueRefused as e:
             self.counters["notify_refused_malformed"] += 1
-            raise RemoteError("malformed", str(e)) from None
+            raise malformed(e) from None
         if not self._plausible(record):
             self.counters["notify_refused_clock_skew"] += 1
             raise RemoteError(WriteTimeAhead.reason, "the write time is ahead of this node's clock")

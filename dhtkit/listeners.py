@@ -39,7 +39,7 @@ from twisted.python.failure import Failure
 
 from dhtkit.contact import Contact
 from dhtkit.keyspace import check_id
-from dhtkit.rpcerrors import RemoteError, RPCError
+from dhtkit.rpcerrors import RemoteError, RPCError, malformed
 from dhtkit.storage.networks import source_network
 from dhtkit.transport import IRPC
 from dhtkit.values import Record, to_wire
@@ -189,7 +189,7 @@ class ListenerTable:
             return check_id(args[0])
         except ValueError as e:
             self.counters["listen_refused_malformed"] += 1
-            raise RemoteError("malformed", str(e)) from None
+            raise malformed(e) from None
 
     def _check_room(self, key: bytes, source: str) -> None:
         if len(self._registrations) >= self.max_listeners:

@@ -43,3 +43,21 @@ class RemoteError(RPCError):
 
     def __str__(self) -> str:
         return "{}: {}".format(self.code, self.message) if self.message else self.code
+
+
+#: The error code a handler answers arguments that are not in its method's format with.
+MALFORMED = "malformed"
+
+
+class MalformedPayload(ValueError):
+    """Arguments or an answer not in the format of their method.
+
+    The messages modules of the overlays and of gossip raise it when they
+    read what came off the wire; a handler answers it with
+    :func:`malformed`, a caller counts it as a bad answer.
+    """
+
+
+def malformed(e: Exception) -> RemoteError:
+    """The error a handler answers bad arguments with."""
+    return RemoteError(MALFORMED, str(e))

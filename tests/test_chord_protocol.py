@@ -14,7 +14,6 @@ from dhtkit.chord.messages import (
     MAX_PREDECESSORS,
     MAX_SUCCESSORS,
     FindAnswer,
-    MalformedPayload,
     State,
 )
 from dhtkit.chord.protocol import ChordResponder
@@ -23,6 +22,7 @@ from dhtkit.contact import Contact
 from dhtkit.identity import Identity
 from dhtkit.keyspace import from_int, to_int
 from dhtkit.rpc import RemoteError
+from dhtkit.rpcerrors import MalformedPayload
 
 
 def contact(value: int, port: int = 4000) -> Contact:

@@ -17,12 +17,12 @@ from dhtkit.gossip.messages import (
     PAYLOAD_BUDGET,
     ExchangeReply,
     ExchangeRequest,
-    MalformedPayload,
     parse_reply,
     parse_request,
 )
 from dhtkit.gossip.update import MAX_UPDATE_BYTES, make_update
 from dhtkit.identity import Identity
+from dhtkit.rpcerrors import MalformedPayload
 
 ID = b"i" * 20
 

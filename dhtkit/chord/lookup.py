@@ -32,12 +32,12 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from dhtkit import overlay
-from dhtkit.chord.messages import FindAnswer, MalformedPayload
+from dhtkit.chord.messages import FindAnswer
 from dhtkit.contact import Contact
 from dhtkit.hedge import hinted
 from dhtkit.keyspace import in_interval, ring_distance
 from dhtkit.overlay import Lookup, not_joined
-from dhtkit.rpcerrors import RemoteError, RPCTimeout, Unreachable
+from dhtkit.rpcerrors import MalformedPayload, RemoteError, RPCTimeout, Unreachable
 from dhtkit.transport import Watch
 
 #: Nodes asked at most by one lookup; far above what a healthy ring needs

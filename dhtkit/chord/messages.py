@@ -39,6 +39,7 @@ import attrs
 from dhtkit import wire
 from dhtkit.contact import Contact
 from dhtkit.keyspace import ID_BYTES
+from dhtkit.rpcerrors import MalformedPayload
 
 FIND = "chord_find"
 STATE = "chord_state"
@@ -60,10 +61,6 @@ MAX_PREDECESSORS = 4
 NEXT_CANDIDATES = 4
 
 DONE, NEXT = "done", "next"
-
-
-class MalformedPayload(ValueError):
-    """Arguments or an answer that do not follow this module's formats."""
 
 
 @attrs.frozen

@@ -26,7 +26,6 @@ from dhtkit.chord.messages import (
     MAX_CONTACTS,
     NOTIFY,
     STATE,
-    MalformedPayload,
     State,
     parse_state,
     predecessors_args,
@@ -36,7 +35,7 @@ from dhtkit.chord.state import RingState
 from dhtkit.contact import Contact
 from dhtkit.keyspace import in_interval
 from dhtkit.overlay import not_joined
-from dhtkit.rpcerrors import RemoteError, RPCError, RPCStopped, RPCTimeout
+from dhtkit.rpcerrors import MalformedPayload, RemoteError, RPCError, RPCStopped, RPCTimeout
 from dhtkit.transport import Caller
 
 Search = Callable[[bytes, int, list[Contact]], SuccessorSearch]

@@ -21,19 +21,13 @@ from dhtkit.chord.messages import (
     LEAVE,
     NOTIFY,
     STATE,
-    MalformedPayload,
     State,
 )
 from dhtkit.chord.state import RingState
 from dhtkit.contact import Contact
 from dhtkit.overlay import NOT_JOINED
-from dhtkit.rpcerrors import RemoteError, RPCError
+from dhtkit.rpcerrors import MalformedPayload, RemoteError, RPCError, malformed
 from dhtkit.transport import IRPC
-
-
-def malformed(e: Exception) -> RemoteError:
-    """The error a handler answers bad arguments with."""
-    return RemoteError("malformed", str(e))
 
 
 def ignore_rpc_errors(failure: Failure) -> None:

@@ -56,7 +56,6 @@ from dhtkit.chord.lookup import LookupFailed
 from dhtkit.chord.messages import (
     FINGERS,
     NOTIFY,
-    MalformedPayload,
     parse_fingers,
     predecessors_args,
 )
@@ -65,7 +64,7 @@ from dhtkit.chord.state import RingState
 from dhtkit.contact import Contact
 from dhtkit.keyspace import ring_distance
 from dhtkit.overlay import Lookup
-from dhtkit.rpcerrors import RPCError, RPCStopped, RPCTimeout
+from dhtkit.rpcerrors import MalformedPayload, RPCError, RPCStopped, RPCTimeout
 from dhtkit.transport import Caller
 
 Find = Callable[[bytes, int], "defer.Deferred[Lookup]"]

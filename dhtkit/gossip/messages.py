@@ -31,6 +31,7 @@ import attrs
 from dhtkit import wire
 from dhtkit.gossip.store import Key, Window
 from dhtkit.gossip.update import ID_BYTES, MAX_SEQ, Update
+from dhtkit.rpcerrors import MalformedPayload
 
 #: The RPC method every exchange uses.
 METHOD = "gossip"
@@ -52,10 +53,6 @@ WINDOW_BYTES = 3 + 2 * (1 + 9 + 2 + ID_BYTES)
 _FLAG_BYTES = 3
 _LIST_BYTES = 4
 _MAP_BYTES = 1
-
-
-class MalformedPayload(ValueError):
-    """A gossip request or reply of the wrong shape."""
 
 
 def bytes_size(length: int) -> int:

@@ -39,13 +39,12 @@ from dhtkit.gossip.messages import (
     PAYLOAD_BUDGET,
     ExchangeReply,
     ExchangeRequest,
-    MalformedPayload,
 )
 from dhtkit.gossip.rumor import Rumors
 from dhtkit.gossip.sampler import IPeerSampler
 from dhtkit.gossip.state import GossipState, Outcome
 from dhtkit.gossip.update import Update
-from dhtkit.rpcerrors import RemoteError, RPCError
+from dhtkit.rpcerrors import MalformedPayload, RemoteError, RPCError
 from dhtkit.transport import IRPC
 
 #: Follow-up calls at most, per exchange, to send the updates a peer lacks.

@@ -45,7 +45,7 @@ from dhtkit.overlay import (
     ValueSource,
     ping_bootstrap,
 )
-from dhtkit.rpcerrors import RemoteError
+from dhtkit.rpcerrors import MALFORMED, RemoteError, malformed
 from dhtkit.transport import IRPC
 
 #: How often a bucket no lookup went through is refreshed (the paper's hour).
@@ -558,11 +558,11 @@ class KademliaOverlay(RoutingOverlayBase):
 
     def _target(self, args: Any) -> bytes:
         if type(args) is not bytes:
-            raise RemoteError("malformed", "the target is an id")
+            raise RemoteError(MALFORMED, "the target is an id")
         try:
             return check_id(args)
         except ValueError as e:
-            raise RemoteError("malformed", str(e)) from None
+            raise malformed(e) from None
 
     def _closest_to(self, target: bytes, sender: Contact) -> list[bytes]:
         # Only contacts heard from lately, without a pending failure, a few

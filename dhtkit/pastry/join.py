@@ -22,10 +22,10 @@ from twisted.internet import defer
 from dhtkit.contact import Contact
 from dhtkit.pastry import messages
 from dhtkit.pastry.lookup import RouteSearch
-from dhtkit.pastry.messages import ANNOUNCE, LEAFSET, ROUTE, MalformedPayload, RouteAnswer
+from dhtkit.pastry.messages import ANNOUNCE, LEAFSET, ROUTE, RouteAnswer
 from dhtkit.pastry.routing import Route
 from dhtkit.pastry.state import PastryState
-from dhtkit.rpcerrors import RPCError
+from dhtkit.rpcerrors import MalformedPayload, RPCError
 from dhtkit.transport import Caller
 
 

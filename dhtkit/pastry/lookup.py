@@ -34,9 +34,9 @@ from dhtkit.hedge import hinted
 from dhtkit.keyspace import circular_distance, numerically_closest_first
 from dhtkit.overlay import Lookup, not_joined
 from dhtkit.pastry.digits import Digits
-from dhtkit.pastry.messages import MalformedPayload, RouteAnswer
+from dhtkit.pastry.messages import RouteAnswer
 from dhtkit.pastry.routing import Route, makes_progress
-from dhtkit.rpcerrors import RemoteError, RPCTimeout, Unreachable
+from dhtkit.rpcerrors import MalformedPayload, RemoteError, RPCTimeout, Unreachable
 from dhtkit.transport import Watch
 
 #: Nodes asked at most by one route; far above what a healthy network

@@ -32,6 +32,7 @@ from dhtkit.contact import Contact
 from dhtkit.keyspace import check_id
 from dhtkit.pastry.leafset import MAX_LEAF
 from dhtkit.pastry.routing import FALLBACKS, Route
+from dhtkit.rpcerrors import MalformedPayload
 
 ROUTE = "pastry_route"
 LEAFSET = "pastry_leafset"
@@ -48,10 +49,6 @@ MAX_COUNT = 8
 MAX_ROW = 16
 #: The rows of the smallest digit size (b = 1).
 MAX_ROWS = 160
-
-
-class MalformedPayload(ValueError):
-    """Arguments or an answer not as this module builds them."""
 
 
 @attrs.frozen

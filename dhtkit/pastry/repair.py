@@ -25,9 +25,9 @@ from twisted.internet.interfaces import IReactorTime
 
 from dhtkit.contact import Contact
 from dhtkit.pastry import messages
-from dhtkit.pastry.messages import LEAFSET, ROW, MalformedPayload
+from dhtkit.pastry.messages import LEAFSET, ROW
 from dhtkit.pastry.state import PastryState
-from dhtkit.rpcerrors import RPCError, RPCTimeout
+from dhtkit.rpcerrors import MalformedPayload, RPCError, RPCTimeout
 from dhtkit.transport import Caller
 
 #: Candidates being pinged at once, at most.

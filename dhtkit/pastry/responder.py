@@ -25,20 +25,15 @@ from dhtkit import wire
 from dhtkit.contact import Contact
 from dhtkit.overlay import NOT_JOINED
 from dhtkit.pastry import messages
-from dhtkit.pastry.messages import ANNOUNCE, LEAFSET, LEAVE, ROUTE, ROW, MalformedPayload
+from dhtkit.pastry.messages import ANNOUNCE, LEAFSET, LEAVE, ROUTE, ROW
 from dhtkit.pastry.routing import route
 from dhtkit.pastry.state import PastryState
-from dhtkit.rpcerrors import RemoteError
+from dhtkit.rpcerrors import MalformedPayload, RemoteError, malformed
 from dhtkit.transport import IRPC
 
 #: Seconds a node that said goodbye is not taken back, and how many are remembered.
 DEPARTED_FOR = 60.0
 MAX_DEPARTED = 64
-
-
-def malformed(e: Exception) -> RemoteError:
-    """The error a handler answers bad arguments with."""
-    return RemoteError("malformed", str(e))
 
 
 class Departed:
