@@ -67,6 +67,7 @@ class _Pending:
         "args",
         "deadline",
         "deferred",
+        "early_retry",
         "large_answer",
         "method",
         "peer_key",
@@ -87,9 +88,13 @@ class _Pending:
         tries_left: int,
         timeout: float,
         large_answer: bool = False,
+        early_retry: bool = False,
     ) -> None:
         self.deferred = deferred
         self.large_answer = large_answer
+        # Whether an early resend is the next retry sent early rather than
+        # one datagram more (see _send_query).
+        self.early_retry = early_retry
         self.timer: IDelayedCall | None = None
         # When the timeout falls while an early resend is due first,
         # whether the query went out more than once, and when it first did
@@ -366,6 +371,7 @@ class RPCProtocol(DatagramProtocol):
         timeout: float | None,
         retries: int | None,
         large_answer: bool = False,
+        early_retry: bool = False,
     ) -> defer.Deferred[tuple[Contact, Any]]:
         # Fires with (the contact that answered, its result).
         if self.transport is None:
@@ -393,6 +399,7 @@ class RPCProtocol(DatagramProtocol):
             self.retries if retries is None else retries,
             self.timeout if timeout is None else timeout,
             large_answer,
+            early_retry,
         )
         self._pending[txid] = pending
         pair = (key, address)
@@ -445,8 +452,10 @@ class RPCProtocol(DatagramProtocol):
 
     def _probe(self, peer_key: bytes, address: Address) -> defer.Deferred[Any]:
         # The return-routability probe: a small ping, resent like any call
-        # (a lost probe would cost the asker its answer).
-        return self._call(address, "ping", None, peer_key, None, None)
+        # (a lost probe would cost the asker its answer). Its early resend
+        # is its retry: the address has not proven that it receives, and
+        # gets two probes per query at most (dhtkit.routability).
+        return self._call(address, "ping", None, peer_key, None, None, early_retry=True)
 
     def _send_query(self, txid: int, pending: _Pending) -> None:
         self._write_query(txid, pending)
@@ -457,10 +466,12 @@ class RPCProtocol(DatagramProtocol):
             # (RFC 6298's retransmission timer over our round trips, all
             # peers together): most likely a datagram was lost, and waiting
             # out the timeout would cost a lookup or a read that long. The
-            # timeout and the retries left stay as they were.
+            # timeout and the retries left stay as they were; or, for an
+            # early_retry call, the resend is the next retry, and the call
+            # waits until that retry's timeout would have ended.
             early = max(EARLY_RESEND_FLOOR, self.round_trip.patience(wait))
             if early < wait:
-                pending.deadline = now + wait
+                pending.deadline = now + (2 * wait if pending.early_retry else wait)
                 wait = early
         pending.timer = self.clock.callLater(wait, self._timed_out, txid)
 
@@ -498,6 +509,8 @@ class RPCProtocol(DatagramProtocol):
         deadline, pending.deadline = pending.deadline, None
         if deadline is not None:  # the early resend
             self.counters["early_resends"] += 1
+            if pending.early_retry:
+                pending.tries_left -= 1
             self._write_query(txid, pending)
             wait = max(0.0, deadline - self.clock.seconds())
             pending.timer = self.clock.callLater(wait, self._timed_out, txid)

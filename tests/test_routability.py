@@ -50,6 +50,33 @@ def test_a_forged_source_gets_one_small_probe_not_the_answer() -> None:
     assert result_of(forged).check(RPCTimeout)  # nothing came back to the attacker
 
 
+def test_a_forged_source_gets_two_probes_at_most_with_a_round_trip_measured() -> None:
+    # Once B has measured round trips, its calls are resent early. A probe
+    # goes to an address that has not proven it receives: its early resend
+    # is its retry, and the victim gets two probes, never a third.
+    pair = Pair(timeout=2.0, retries=1)
+    pair.b.register("big", big_answer, idempotent=True)
+    pair.a.ping(B_ADDR)
+    pair.exchange()
+    measured = pair.b.ping(A_ADDR)
+    pair.b_to_a()
+    pair.clock.advance(0.04)
+    pair.exchange()
+    assert measured.called and pair.b.round_trip.smoothed is not None
+    pair.take(pair.b)
+    forged = pair.a.call_contact(pair.b_contact, "big")
+    ((query, _),) = pair.take(pair.a)
+    pair.b.datagramReceived(query, VICTIM)
+    at = [0.0 for _ in sent_to(pair.b, VICTIM)]
+    for step in range(1, 51):  # past the timeout and the retry's
+        pair.clock.advance(0.1)
+        at += [step / 10 for _ in sent_to(pair.b, VICTIM)]
+    assert at == [0.0, 0.2]  # the second early: 3 R after one round trip R of 40 ms
+    assert pair.b.stats()["early_resends"] == 1
+    assert pair.b.stats()["dropped_unproven"] == 1
+    assert result_of(forged).check(RPCTimeout)
+
+
 def test_the_real_asker_proves_its_address_and_gets_its_answer() -> None:
     pair = Pair()
     pair.b.register("big", big_answer, idempotent=True)
