@@ -235,8 +235,8 @@ class RPCProtocol(DatagramProtocol):
         # may be resent is resent early (see _send_query).
         self.round_trip = RoundTrip()
         self.counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
-        self.routability = ReturnRoutability(self._probe, self._write_answer, self.counters)
-        # The socket's own sendto, for answers (see _write_answer); None
+        self.routability = ReturnRoutability(self._probe, self._write_direct, self.counters)
+        # The socket's own sendto (see _write_direct); None
         # until listening on a real UDP port.
         self._sendto: Callable[[bytes, Address], object] | None = None
         self._failure_log = RateLimiter(_FAILURES_LOGGED_PER_MINUTE / 60, 5, max_sources=64)
@@ -498,7 +498,7 @@ class RPCProtocol(DatagramProtocol):
             if session is None or not session.answered:
                 data = wire.pad(data, -(-self.max_datagram // AMPLIFICATION))
                 self.counters["queries_padded"] += 1
-        self._write(data, pending.address)
+        self._write_direct(data, pending.address)
         self.counters["queries_sent"] += 1
 
     def _timed_out(self, txid: int) -> None:
@@ -761,13 +761,15 @@ class RPCProtocol(DatagramProtocol):
         self._seq = us if us > self._seq else self._seq + 1
         return self._seq
 
-    def _write_answer(self, data: bytes, address: Address) -> None:
-        # An answer goes where a datagram came from (or where a call of ours
-        # was just answered from): an IP address of the socket's own family,
-        # which the transport's three checks of the address per write would
-        # only confirm, at a quarter of the cost of answering a ping. So it
-        # goes straight to the socket; on any error the transport's write
-        # sends it again and tells what went wrong.
+    def _write_direct(self, data: bytes, address: Address) -> None:
+        # A datagram goes where one came from (an answer, or a query to an
+        # address a datagram or a contact gave) or where call() normalized
+        # the address to: an IP literal, which the transport's three checks
+        # of the address per write would only confirm, at a quarter of the
+        # cost of answering a ping. So it goes straight to the socket; on
+        # any error (another family's address, an ICMP error queued for the
+        # socket) the transport's write sends it again and tells what went
+        # wrong.
         sendto = self._sendto
         if sendto is not None:
             try:

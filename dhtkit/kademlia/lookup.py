@@ -276,24 +276,30 @@ class IterativeLookup:
         """Add new contacts; whether one is closer than any seen before."""
         closer = False
         candidates = self._candidates
+        by_distance = self._by_distance
+        exclude, claim, suspect, target = self.exclude, self.claim, self.suspect, self._target
         for contact in contacts:
             node_id = contact.node_id
-            if node_id == self.exclude or node_id in candidates:
+            if node_id == exclude or node_id in candidates:
                 continue
-            if self.claim is not None and not self.claim(node_id):
+            if claim is not None and not claim(node_id):
                 continue
-            d = contact.number ^ self._target
+            d = contact.number ^ target
             candidate = _Candidate(
                 contact,
                 d,
                 hop,
                 len(candidates),
-                suspect=self.suspect is not None and self.suspect(node_id),
+                suspect=suspect is not None and suspect(node_id),
             )
             candidates[node_id] = candidate
             self._changes += 1
-            # Ids differ, so do distances: the order is exact.
-            insort(self._by_distance, candidate, key=_distance)
+            # Ids differ, so do distances: the order is exact. Seeds come
+            # closest first, and go at the end.
+            if not by_distance or by_distance[-1].distance < d:
+                by_distance.append(candidate)
+            else:
+                insort(by_distance, candidate, key=_distance)
             if self._closest_seen is None or d < self._closest_seen:
                 self._closest_seen = d
                 closer = True

@@ -587,9 +587,7 @@ class KademliaOverlay(RoutingOverlayBase):
             return
         # A contact back after failing (a partition healed, say) may have
         # missed our writes, or made its own: offered our keys like a newcomer.
-        new = contact.node_id not in self.table or self.table.has_failed(contact.node_id)
-        self.table.add_contact(contact)
-        if new and contact.node_id in self.table:
+        if self.table.add_contact(contact):
             self._offer_neighbour(contact)
 
     def _offer_neighbour(self, contact: Contact) -> None:

@@ -152,42 +152,48 @@ class RoutingTable:
             check_id(node_id)  # raises, unless a subclass of bytes
         return self._buckets[bisect_right(self._los, int.from_bytes(node_id, "big")) - 1]
 
-    def add_contact(self, contact: Contact) -> None:
-        """Offer a verified sender to the table (never blocks; see the module doc)."""
+    def add_contact(self, contact: Contact) -> bool:
+        """Offer a verified sender to the table (never blocks; see the module doc).
+
+        Returns whether the contact is new to the table, or back in it
+        after it had failed: a contact whose keys it may have missed.
+        """
         node_id = check_id(contact.node_id)
         if node_id == self.node_id:
-            return
+            return False
         bucket = self._bucket(node_id)
-        if node_id in bucket.contacts:
-            known = bucket.contacts[node_id]
+        known = bucket.contacts.get(node_id)
+        if known is not None:
             if known.address != contact.address and not self.network_limit.allows(
                 contact, bucket.contacts.values()
             ):
                 contact = known  # alive, but it may not move into a full network
+            back = node_id in self._failures
             self._heard(bucket, contact)
-            return
+            return back
         if self.puzzle_bits and not solves_puzzle(contact.public_key, self.puzzle_bits):
             self._counters["refused_puzzle"] += 1
-            return
+            return False
         while len(bucket) >= self.k and self._should_split(bucket, node_id):
             self._split(bucket)
             bucket = self._bucket(node_id)
         if not self.network_limit.allows(contact, bucket.contacts.values()):
             self._counters["refused_network"] += 1
-            return
+            return False
         if len(bucket) < self.k:
             self._heard(bucket, contact)
             self._counters["added"] += 1
-            return
+            return True
         others = (c for c in bucket.replacements.values() if c.node_id != node_id)
         if not self.network_limit.allows(contact, others):
             self._counters["refused_network"] += 1
-            return
+            return False
         self._last_seen[node_id] = self._clock.seconds()
         for gone in bucket.add_replacement(contact, self.replacements):
             self._last_seen.pop(gone, None)
         if bucket.pinging is None and not self._heard_lately(bucket.head().node_id):
             self._ping_head(bucket)
+        return False
 
     def _heard_lately(self, node_id: bytes) -> bool:
         """Whether ``node_id`` was heard from within ``ping_after`` seconds."""
