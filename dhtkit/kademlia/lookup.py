@@ -365,15 +365,10 @@ class IterativeLookup:
     def _pick(self, candidates: Iterable[_Candidate]) -> list[_Candidate]:
         """Those of ``candidates`` that ``select`` picks, in their order; it
         reads only as many as it needs."""
-        offered: list[_Candidate] = []
-
-        def contacts() -> Iterator[Contact]:
-            for candidate in candidates:
-                offered.append(candidate)
-                yield candidate.contact
-
-        chosen = {c.node_id for c in self.select(contacts(), self.k)}
-        return [c for c in offered if c.contact.node_id in chosen][: self.k]
+        # select keeps the order given, and gives back contacts it was given.
+        by_id = self._candidates
+        chosen = self.select((candidate.contact for candidate in candidates), self.k)
+        return [by_id[contact.node_id] for contact in chosen[: self.k]]
 
     # -- the rounds ------------------------------------------------------------------
 
@@ -537,9 +532,11 @@ class IterativeLookup:
     def _answered(self, answer: Answer, candidate: _Candidate) -> None:
         if self._done is None or self._done.called:
             return
-        if not (candidate.hedged or candidate.last):
-            self._observe(candidate)
+        learn = not (candidate.hedged or candidate.last)
+        # Settled first: its own timer is then cancelled, not moved.
         self._settle(candidate, _ANSWERED)
+        if learn:
+            self._observe(candidate)
         contacts, value = answer
         if value is not None:
             self._values.append((candidate.contact, value))
