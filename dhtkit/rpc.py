@@ -768,14 +768,17 @@ class RPCProtocol(DatagramProtocol):
         # of the address per write would only confirm, at a quarter of the
         # cost of answering a ping. So it goes straight to the socket; on
         # any error (another family's address, an ICMP error queued for the
-        # socket) the transport's write sends it again and tells what went
+        # socket, which a hinting port then reads at once, as its own write
+        # would) the transport's write sends it again and tells what went
         # wrong.
         sendto = self._sendto
         if sendto is not None:
             try:
                 sendto(data, address)
-            except OSError:
-                pass
+            except OSError as e:
+                write_failed = getattr(self.transport, "write_failed", None)
+                if write_failed is not None:
+                    write_failed(e)
             else:
                 self.counters["sent"] += 1
                 return

@@ -199,6 +199,14 @@ class HintingPort(udp.Port):
             sent = super().write(datagram, addr)
         return sent
 
+    def write_failed(self, error: OSError) -> None:
+        """A datagram written straight to the socket (not through
+        :meth:`write`) failed with ``error``: if that was a queued error
+        taking its place, read the queue as :meth:`write` would (the
+        protocol hears of the addresses from the reactor)."""
+        if self.hinting and self.connected and error.errno in PENDING_ERRORS:
+            self.read_errors(cast(IReactorTime, self.reactor).callLater)
+
     def read_errors(self, later: Any = None) -> int:
         """Read up to a bound of queued errors; tell the protocol of each
         unreachable address (with ``later(0, ...)`` if given, else at once).

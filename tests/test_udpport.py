@@ -122,6 +122,35 @@ async def test_a_send_after_an_error_is_not_lost() -> None:
 
 @needs_hints
 @pytest_twisted.ensureDeferred
+async def test_a_query_written_straight_to_the_socket_reads_the_error_it_met() -> None:
+    # The RPC layer writes queries to the socket itself, not through the
+    # port's write: a send that the pending error failed still has the
+    # port read the queue at once (as its write would), and goes out.
+    clock = reactor()
+    rpc = RPCProtocol(Identity.generate(), clock, timeout=30.0, retries=0)
+    port = listen_udp(clock, 0, rpc, "127.0.0.1")
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(2.0)
+    calls = []
+    try:
+        dead = closed_port()
+        calls.append(rpc.call(dead, "ping"))
+        time.sleep(0.05)  # the ICMP error is queued; the reactor has not run
+        calls.append(rpc.call(receiver.getsockname(), "ping"))
+        assert port.hints == 1  # read while sending, before the reactor ran
+        assert receiver.recvfrom(2048)[0]  # and the query went out
+        await until(lambda: rpc.stats()["unreachable_hints"])
+    finally:
+        receiver.close()
+        for call in calls:
+            call.addErrback(lambda f: None)
+            call.cancel()
+        await port.stopListening()
+
+
+@needs_hints
+@pytest_twisted.ensureDeferred
 async def test_an_rpc_call_to_a_closed_port_hints_its_watchers_and_waits_on() -> None:
     clock = reactor()
     rpc = RPCProtocol(Identity.generate(), clock, timeout=30.0, retries=0)
