@@ -62,6 +62,12 @@ def has_ipv6_loopback() -> bool:
     return True
 
 
+def rpc_on_loopback() -> tuple[RPCProtocol, Any]:
+    """An RPC layer on a hinting port of 127.0.0.1 (its calls never retry)."""
+    rpc = RPCProtocol(Identity.generate(), reactor(), timeout=30.0, retries=0)
+    return rpc, listen_udp(reactor(), 0, rpc, "127.0.0.1")
+
+
 async def until(condition: Any, seconds: float = 5.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -126,9 +132,7 @@ async def test_a_query_written_straight_to_the_socket_reads_the_error_it_met() -
     # The RPC layer writes queries to the socket itself, not through the
     # port's write: a send that the pending error failed still has the
     # port read the queue at once (as its write would), and goes out.
-    clock = reactor()
-    rpc = RPCProtocol(Identity.generate(), clock, timeout=30.0, retries=0)
-    port = listen_udp(clock, 0, rpc, "127.0.0.1")
+    rpc, port = rpc_on_loopback()
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
     receiver.settimeout(2.0)
@@ -152,9 +156,7 @@ async def test_a_query_written_straight_to_the_socket_reads_the_error_it_met() -
 @needs_hints
 @pytest_twisted.ensureDeferred
 async def test_an_rpc_call_to_a_closed_port_hints_its_watchers_and_waits_on() -> None:
-    clock = reactor()
-    rpc = RPCProtocol(Identity.generate(), clock, timeout=30.0, retries=0)
-    port = listen_udp(clock, 0, rpc, "127.0.0.1")
+    rpc, port = rpc_on_loopback()
     try:
         dead = closed_port()
         hinted: list[str] = []
