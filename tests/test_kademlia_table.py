@@ -647,6 +647,19 @@ def test_a_failed_contact_is_known_as_such_until_it_is_heard_from() -> None:
     assert not table.has_failed(from_int(5))
 
 
+def test_add_contact_says_whether_the_contact_is_new_or_back_after_failing() -> None:
+    table, _, _ = make_table(k=3, max_failures=3)
+    assert table.add_contact(node(5))  # new
+    assert not table.add_contact(node(5))  # heard from again
+    table.record_failure(from_int(5))
+    assert table.add_contact(node(5))  # back after failing: it may have missed writes
+    assert not table.add_contact(node(5))
+    assert not table.add_contact(node(0))  # ourselves
+    full, _, _ = far_full_table()
+    assert not full.add_contact(node(TOP + 3))  # a replacement waits outside
+    assert from_int(TOP + 3) not in full
+
+
 def network_of_host(host: str) -> str:
     """The /24 of a public IPv4 host, computed apart from the module under test."""
     return host.rsplit(".", 1)[0]
