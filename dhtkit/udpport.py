@@ -193,9 +193,7 @@ class HintingPort(udp.Port):
             if not self.hinting or pending not in PENDING_ERRORS:
                 raise
             sent = None
-        if sent is None and self.hinting and self.connected:
-            # The protocol hears of them from the reactor, not while it sends.
-            self.read_errors(cast(IReactorTime, self.reactor).callLater)
+        if sent is None and self._read_errors_after_send():
             sent = super().write(datagram, addr)
         return sent
 
@@ -204,8 +202,17 @@ class HintingPort(udp.Port):
         :meth:`write`) failed with ``error``: if that was a queued error
         taking its place, read the queue as :meth:`write` would (the
         protocol hears of the addresses from the reactor)."""
-        if self.hinting and self.connected and error.errno in PENDING_ERRORS:
-            self.read_errors(cast(IReactorTime, self.reactor).callLater)
+        if error.errno in PENDING_ERRORS:
+            self._read_errors_after_send()
+
+    def _read_errors_after_send(self) -> bool:
+        """Read the queued errors after a send that one of them may have
+        failed, if this port hints; whether it did. The protocol hears of
+        the addresses from the reactor, not while it sends."""
+        if not (self.hinting and self.connected):
+            return False
+        self.read_errors(cast(IReactorTime, self.reactor).callLater)
+        return True
 
     def read_errors(self, later: Any = None) -> int:
         """Read up to a bound of queued errors; tell the protocol of each
