@@ -13,10 +13,22 @@ if none comes, they are dropped and counted.
 A victim of such a forgery thus receives a ping per forged query, and the
 same ping once more when it does not answer: about what the attacker sent,
 twice at most.
+
+An answer that goes at once needs no probe to prove its asker: it carries a
+challenge (:meth:`ReturnRoutability.challenge`), and the asker sends it back
+in a one-way :data:`~dhtkit.wire.PROOF` datagram, which only a receiver at
+the address could do. Three datagrams instead of a probe's four (the query,
+its answer, the probe and its reply), and nothing kept meanwhile: the
+challenge is a keyed hash of the asker's key, its address and the time, good
+for one to two :data:`CHALLENGE_PERIOD`. A forged source draws no probe
+that way, only the answer it was due.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +39,11 @@ from dhtkit.sessions import Session
 
 #: What an unproven address may receive, as a multiple of what it sent.
 AMPLIFICATION = 3
+
+#: Seconds a challenge is made for; one is good until the end of the next.
+CHALLENGE_PERIOD = 60.0
+#: A challenge's length: the hex of a 64-bit keyed hash.
+CHALLENGE_CHARS = 16
 
 Probe = Callable[[bytes, Address], "defer.Deferred[Any]"]
 Write = Callable[[bytes, Address], None]
@@ -43,6 +60,7 @@ class ReturnRoutability:
         ``answers_held``, ``answers_released`` and ``dropped_unproven`` go.
     :param max_probes: probes in flight at once, all peers together.
     :param max_held: answers held per probe.
+    :param secret: the key of the challenges (random by default).
     """
 
     def __init__(
@@ -53,12 +71,14 @@ class ReturnRoutability:
         *,
         max_probes: int = 256,
         max_held: int = 4,
+        secret: bytes | None = None,
     ) -> None:
         self._probe = probe
         self._write = write
         self.counters = counters
         self.max_probes = max_probes
         self.max_held = max_held
+        self._secret = os.urandom(32) if secret is None else secret
         # (peer key, address) -> the answers waiting for its proof
         self._probes: dict[tuple[bytes, Address], list[bytes]] = {}
 
@@ -111,6 +131,26 @@ class ReturnRoutability:
             self.counters["answers_released"] += len(held)
             for data in held:
                 self._write(data, address)
+
+    def challenge(self, peer_key: bytes, address: Address, now: float) -> str:
+        """The challenge an answer to ``peer_key`` at ``address`` carries:
+        sent back in a proof, it proves the address."""
+        return self._challenge(peer_key, address, int(now // CHALLENGE_PERIOD))
+
+    def is_answered(self, peer_key: bytes, address: Address, challenge: str, now: float) -> bool:
+        """Whether ``challenge``, come back from ``peer_key`` at ``address``,
+        is one made for them this period or the last."""
+        if len(challenge) != CHALLENGE_CHARS or not challenge.isascii():
+            return False  # (compare_digest takes ASCII text only)
+        period = int(now // CHALLENGE_PERIOD)
+        return hmac.compare_digest(
+            challenge, self._challenge(peer_key, address, period)
+        ) or hmac.compare_digest(challenge, self._challenge(peer_key, address, period - 1))
+
+    def _challenge(self, peer_key: bytes, address: Address, period: int) -> str:
+        host, port = address
+        data = b"%s %d %d " % (host.encode(), port, period) + peer_key
+        return hashlib.blake2b(data, key=self._secret, digest_size=CHALLENGE_CHARS // 2).hexdigest()
 
     def _finished(self, _: object, pair: tuple[bytes, Address]) -> None:
         # The probe's reply, when it came, already released the answers.

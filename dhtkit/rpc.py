@@ -31,7 +31,7 @@ from dhtkit.contact import Address, Contact, contact_at, normalize_address
 from dhtkit.hedge import RoundTrip
 from dhtkit.identity import Identity
 from dhtkit.ratelimit import RateLimiter
-from dhtkit.routability import AMPLIFICATION, ReturnRoutability
+from dhtkit.routability import AMPLIFICATION, CHALLENGE_CHARS, ReturnRoutability
 from dhtkit.rpcerrors import RemoteError, RPCError, RPCStopped, RPCTimeout
 from dhtkit.sessions import Session, SessionTable
 from dhtkit.transport import IRPC, Handler, ITrustedNetwork, Listener, Wants
@@ -137,6 +137,10 @@ _COUNTERS = (
     "dropped_unproven",
     "probes_sent",
     "probes_refused",
+    "challenges_sent",
+    "proofs_sent",
+    "proofs_received",
+    "dropped_bad_proof",
     "queries_padded",
     "answers_held",
     "answers_released",
@@ -289,10 +293,11 @@ class RPCProtocol(DatagramProtocol):
         """Call ``listener(contact)`` for the sender of every verified message.
 
         A sender is offered only once it has proven that it receives at its
-        address; a querier that has not is sent an address probe first. With
-        ``wants``, the probe is sent only if ``wants(contact)`` says the
-        listener would use the contact (a routing table with no room for it
-        spares both the probe and its reply).
+        address; the answer to a querier that has not carries a challenge
+        for it to send back (or, when the answer must wait, an address probe
+        goes first). With ``wants``, the challenge or the probe is sent only
+        if ``wants(contact)`` says the listener would use the contact (a
+        routing table with no room for it spares the proof).
         """
         self._listeners.append(listener)
         self._wants.append(wants)
@@ -551,20 +556,25 @@ class RPCProtocol(DatagramProtocol):
         if sender is None or sender.address[1] != port or sender.address[0] != host:
             sender = session.contact = contact_at(session.peer_key, (host, port))
         if message.kind != wire.QUERY:
-            self._handle_reply(message, sender, session)
+            if message.kind == wire.PROOF:
+                self._handle_proof(message, sender, session, now)
+            else:
+                self._handle_reply(message, sender, session)
             return
         counters["queries_received"] += 1
         # The routing state hears of a sender only at an address that proved
         # it receives there; anyone can put any source address on a query.
+        challenge = ""
         if session.is_proven(sender.address):
             if self._listeners:
                 self._offer(sender)
         elif not self._awaits(sender):
             if self._wanted(sender):
-                self.routability.check(sender.public_key, sender.address)
+                # The answer asks the querier to prove its address.
+                challenge = self.routability.challenge(sender.public_key, sender.address, now)
         elif len(self._unprobed) < len(self._awaiting):
             self._unprobed.setdefault(sender.address, set()).add(sender.public_key)
-        self._handle_query(message, sender, session.key, now, len(data))
+        self._handle_query(message, sender, session.key, now, len(data), challenge)
 
     def _awaits(self, sender: Contact) -> bool:
         # Whether a call of ours waits for a reply that would prove the sender.
@@ -602,6 +612,8 @@ class RPCProtocol(DatagramProtocol):
             self.round_trip.observe(self.clock.seconds() - pending.sent_at)
         if session.is_proven(sender.address):
             self._offer(sender)
+        if message.method:
+            self._send_proof(message, pending.address, session)
         if message.kind == wire.RESPONSE:
             self.counters["replies_received"] += 1
             pending.deferred.callback((sender, message.payload))
@@ -613,14 +625,53 @@ class RPCProtocol(DatagramProtocol):
         else:
             pending.deferred.errback(RemoteError("malformed_error", repr(payload)[:200]))
 
+    def _send_proof(self, reply: wire.Message, address: Address, session: Session) -> None:
+        # The peer's answer carries a challenge: sent back to the address we
+        # asked, it proves to the peer that we receive at ours.
+        if len(reply.method) != CHALLENGE_CHARS:
+            return
+        data = wire.encode(
+            wire.PROOF,
+            reply.txid,
+            reply.method,
+            None,
+            self.identity,
+            self._next_seq(),
+            session.key,
+            self.max_datagram,
+        )
+        self._write_direct(data, address)
+        self.counters["proofs_sent"] += 1
+
+    def _handle_proof(
+        self, message: wire.Message, sender: Contact, session: Session, now: float
+    ) -> None:
+        # A challenge of ours come back: the sender receives at its address.
+        address = sender.address
+        if session.is_proven(address):
+            return  # two answers carried challenges: proven by the first
+        if not self.routability.is_answered(sender.public_key, address, message.method, now):
+            self.counters["dropped_bad_proof"] += 1
+            return
+        self.counters["proofs_received"] += 1
+        session.prove(address)
+        self.routability.proven(sender.public_key, address)
+        self._offer(sender)
+
     def _handle_query(
-        self, message: wire.Message, sender: Contact, key: bytes, now: float, size: int
+        self,
+        message: wire.Message,
+        sender: Contact,
+        key: bytes,
+        now: float,
+        size: int,
+        challenge: str = "",
     ) -> None:
         # A retry of a query we saw (its reply was lost, or is late) gets the
         # same reply again instead of a second run of the handler. A read
         # (an idempotent method) is simply run again: cheaper than keeping
         # every reply, which a busy node would hold by the thousand.
-        query = _new_query(_Query, (message, sender, key, size))
+        query = _new_query(_Query, (message, sender, key, size, challenge))
         method = message.method
         if method not in self._idempotent:
             answer_key = (message.sender_key, message.txid)
@@ -659,16 +710,7 @@ class RPCProtocol(DatagramProtocol):
     def _reply(self, query: _Query, value: Any, now: float | None = None) -> None:
         message = query.message
         try:
-            data = wire.encode(
-                wire.RESPONSE,
-                message.txid,
-                "",
-                value,
-                self.identity,
-                self._next_seq(now),
-                query.key,
-                self.max_datagram,
-            )
+            data = self._answer(wire.RESPONSE, query, value, now)
         except wire.WireError as e:
             self._log.error(
                 "reply to {method} cannot be sent: {error}",
@@ -704,18 +746,30 @@ class RPCProtocol(DatagramProtocol):
             self._log.failure(format, failure, **fields)
 
     def _reply_error(self, query: _Query, error: RemoteError) -> None:
-        data = wire.encode(
-            wire.ERROR,
-            query.message.txid,
-            "",
-            [error.code[:64], error.message[:400]],
-            self.identity,
-            self._next_seq(),
-            query.key,
-            self.max_datagram,
-        )
+        data = self._answer(wire.ERROR, query, [error.code[:64], error.message[:400]])
         self.counters["errors_sent"] += 1
         self._send_answer(query, data)
+
+    def _answer(self, kind: int, query: _Query, value: Any, now: float | None = None) -> bytes:
+        # The datagram answering ``query``: with its challenge if it has one
+        # and the answer can go at once. Otherwise (a full datagram, or an
+        # answer held until its address is proven) a probe proves it.
+        txid = query.message.txid
+        seq = self._next_seq(now)
+        challenge = query.challenge
+        if challenge:
+            try:
+                data = wire.encode(
+                    kind, txid, challenge, value, self.identity, seq, query.key, self.max_datagram
+                )
+            except wire.MessageTooLarge:
+                pass
+            else:
+                if len(data) <= AMPLIFICATION * query.size:
+                    self.counters["challenges_sent"] += 1
+                    return data
+            self.routability.check(query.sender.public_key, query.sender.address)
+        return wire.encode(kind, txid, "", value, self.identity, seq, query.key, self.max_datagram)
 
     def _send_answer(self, query: _Query, data: bytes) -> None:
         if query.message.method not in self._idempotent:  # else nothing was claimed
@@ -734,10 +788,9 @@ class RPCProtocol(DatagramProtocol):
         except wire.WireError:
             data = kept
         else:
-            data = wire.encode(
-                reply.kind, reply.txid, "", reply.payload, self.identity, self._next_seq(),
-                query.key, self.max_datagram,
-            )  # fmt: skip
+            # With the retry's own challenge: the first answer's may be lost
+            # with it.
+            data = self._answer(reply.kind, query, reply.payload)
         self._send(query, data)
 
     def _send(self, query: _Query, data: bytes) -> None:
@@ -863,6 +916,7 @@ class _Query(NamedTuple):
     sender: Contact
     key: bytes
     size: int
+    challenge: str  # for the asker to send back (see dhtkit.routability), or ""
 
 
 # _Query(...) without the Python-level __new__ a named tuple has.

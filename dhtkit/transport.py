@@ -32,7 +32,7 @@ Wants = Callable[[Contact], bool]
 #: (:meth:`IRPC.watch_unreachable`).
 Watch = Callable[[Address, Callable[[], None]], Callable[[], None]]
 """``wants(contact)``: whether a listener would use a sender that has not
-proven its address yet (and so is worth an address probe)."""
+proven its address yet (and so is worth asking to prove it)."""
 
 Caller = Callable[[Contact, str, Any], "defer.Deferred[Any]"]
 """``call(contact, method, args)``: :meth:`IRPC.call_contact` as an overlay's
@@ -60,8 +60,8 @@ class IRPC(Interface):
 
     def add_listener(listener: Listener, wants: Wants | None = None) -> None:
         """Call ``listener(contact)`` for the sender of every verified message
-        (once it has proven its address; with ``wants``, a sender is probed
-        for that only if ``wants(contact)``)."""
+        (once it has proven its address; with ``wants``, a sender is asked
+        to prove it only if ``wants(contact)``)."""
 
     def remove_listener(listener: Listener) -> None:
         """Stop calling ``listener``."""

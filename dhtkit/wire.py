@@ -23,6 +23,13 @@ larger: an address not yet proven to receive may get answers up to a few
 times the size of what it sent (see :mod:`dhtkit.routability`), so a query
 whose answer may be large is padded to spare the peer an address probe.
 
+``kind`` is :data:`QUERY`, :data:`RESPONSE`, :data:`ERROR` or
+:data:`PROOF`. A query names its handler in ``method``; a response's or an
+error's ``method`` is empty, or a return-routability challenge the asker
+sends back in a :data:`PROOF` (the answered query's ``txid``, the challenge
+as ``method``, no payload), a one-way datagram that proves the asker
+receives at its address.
+
 Everything here is pure: no clock, no sockets. Each failure is a
 :class:`WireError` subclass whose ``reason`` names the counter it goes to.
 """
@@ -50,8 +57,8 @@ from dhtkit.contact import Address, Contact, contact_at
 from dhtkit.identity import ID_BYTES, PUBLIC_KEY_BYTES, Identity, node_id_for
 
 VERSION = 1
-QUERY, RESPONSE, ERROR = 0, 1, 2
-KINDS = (QUERY, RESPONSE, ERROR)
+QUERY, RESPONSE, ERROR, PROOF = 0, 1, 2, 3
+KINDS = (QUERY, RESPONSE, ERROR, PROOF)
 
 MAX_DATAGRAM = 1400
 MAC_BYTES = 16
@@ -401,7 +408,7 @@ def _read_usual_body(body: bytes) -> tuple[int, int, str, Any, bytes, bytes, int
     if (
         array != 0x88
         or version != VERSION
-        or kind > ERROR
+        or kind > PROOF
         or uint32 != 0x1A
         or not (0x60 <= text < 0x78)
     ):

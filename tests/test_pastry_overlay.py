@@ -310,29 +310,35 @@ def stranger_for(overlay: PastryOverlay, wanted: bool) -> Identity:
 
 
 @pytest.mark.parametrize("wanted", [False, True])
-def test_a_stranger_is_probed_only_when_it_would_enter_our_state(wanted: bool) -> None:
+def test_a_stranger_must_prove_its_address_only_when_it_would_enter_our_state(
+    wanted: bool,
+) -> None:
     net = network(150, batch=25)
     target = net.live()[0]
     overlay = pastry(target)
     stranger = net.add_node(identity=stranger_for(overlay, wanted))
-    probes = target.rpc.stats()["probes_sent"]
+    before = target.rpc.stats()
     net.wait(stranger.rpc.call_contact(target.contact, "ping"))
     net.advance(1.0)
-    # It is answered either way (a ping is no larger than its query).
-    assert target.rpc.stats()["probes_sent"] - probes == int(wanted)
+    # It is answered either way (a ping is no larger than its query), with
+    # a challenge only if wanted.
+    after = target.rpc.stats()
+    assert after["challenges_sent"] - before["challenges_sent"] == int(wanted)
+    assert after["proofs_received"] - before["proofs_received"] == int(wanted)
+    assert after["probes_sent"] == before["probes_sent"]
     assert overlay.state.knows(stranger.node_id) == wanted
 
 
-def test_a_known_node_at_a_new_address_is_probed_and_moved() -> None:
+def test_a_known_node_at_a_new_address_proves_it_and_is_moved() -> None:
     net = network(30, batch=10)
     target, moving = net.live()[0], pastry(net.live()[0]).state.leafset.above[0]
     mover = next(n for n in net.live() if n.node_id == moving.node_id)
     net.take_down(mover)
     moved = net.add_node(identity=mover.rpc.identity)
-    probes = target.rpc.stats()["probes_sent"]
+    proofs = target.rpc.stats()["proofs_received"]
     net.wait(moved.rpc.call_contact(target.contact, "ping"))
     net.advance(1.0)
-    assert target.rpc.stats()["probes_sent"] - probes == 1
+    assert target.rpc.stats()["proofs_received"] - proofs == 1
     leaves = pastry(target).state.leafset
     assert [c.address for c in leaves if c.node_id == moving.node_id] == [moved.contact.address]
 

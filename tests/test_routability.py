@@ -4,8 +4,9 @@ from typing import Any
 
 from dhtkit import wire
 from dhtkit.contact import Contact
-from dhtkit.routability import AMPLIFICATION
-from dhtkit.rpc import RPCTimeout
+from dhtkit.identity import Identity
+from dhtkit.routability import AMPLIFICATION, CHALLENGE_CHARS, CHALLENGE_PERIOD
+from dhtkit.rpc import RPCProtocol, RPCTimeout
 from tests.conftest import LoggedErrors
 from tests.test_rpc import A_ADDR, B_ADDR, Pair, answers, result_of
 
@@ -213,11 +214,13 @@ def test_a_stranger_no_listener_wants_is_not_probed() -> None:
     assert result_of(d) == pair.b_contact
     assert pair.b.stats()["probes_sent"] == 0
     assert heard == [] and asked == [Contact.from_key(pair.a.identity.public_key, A_ADDR)]
-    # A listener that wants it has it probed, and hears of it once proven.
+    # A listener that wants it has it asked to prove its address, and
+    # hears of it once proven.
     pair.b.add_listener(heard.append)
     pair.a.call_contact(pair.b_contact, "ping")
     pair.exchange()
-    assert pair.b.stats()["probes_sent"] == 1
+    assert pair.b.stats()["challenges_sent"] == 1 and pair.b.stats()["proofs_received"] == 1
+    assert pair.b.stats()["probes_sent"] == 0
     assert heard == [Contact.from_key(pair.a.identity.public_key, A_ADDR)] * 2
 
 
@@ -236,3 +239,194 @@ def test_a_failing_wants_is_counted_and_logged_and_the_query_answered(
     assert pair.b.stats()["listener_errors"] == 1
     assert pair.b.stats()["probes_sent"] == 0
     assert [e["log_format"] for e in logged_errors.take()] == ["listener {wants!r} failed"]
+
+
+# -- challenges: the proof folded into the answer ---------------------------------------------
+
+
+def wanting_pair(**kw: Any) -> tuple[Pair, list[Contact]]:
+    """A pair whose B has a listener that takes every sender."""
+    pair = Pair(**kw)
+    heard: list[Contact] = []
+    pair.b.add_listener(heard.append)
+    return pair, heard
+
+
+def a_at(address: Any, pair: Pair) -> Contact:
+    return Contact.from_key(pair.a.identity.public_key, address)
+
+
+def test_an_answer_asks_a_wanted_querier_to_prove_its_address_in_one_datagram() -> None:
+    # Three datagrams where a probe took four: the query, the answer with
+    # its challenge, and the challenge sent back.
+    pair, heard = wanting_pair()
+    d = pair.a.call_contact(pair.b_contact, "ping")
+    (query,) = pair.a_to_b()
+    (answer,) = pair.b_to_a()
+    assert result_of(d) == wire.encode_address(A_ADDR)
+    challenge = wire.decode(answer).method
+    assert len(challenge) == CHALLENGE_CHARS
+    assert heard == []  # not before its proof
+    (proof,) = pair.a_to_b()
+    message = wire.decode(proof)
+    assert (message.kind, message.method, message.payload) == (wire.PROOF, challenge, None)
+    assert message.txid == wire.decode(query).txid
+    assert heard == [a_at(A_ADDR, pair)]
+    assert pair.b_to_a() == []  # a proof gets no answer
+    assert pair.b.is_proven(a_at(A_ADDR, pair))
+    stats = pair.b.stats()
+    assert (stats["challenges_sent"], stats["proofs_received"], stats["probes_sent"]) == (1, 1, 0)
+    assert pair.a.stats()["proofs_sent"] == 1
+    # Proven: the next answer carries no challenge, and nothing comes back.
+    pair.a.call_contact(pair.b_contact, "ping")
+    pair.a_to_b()
+    (again,) = pair.b_to_a()
+    assert wire.decode(again).method == ""
+    assert pair.a_to_b() == []
+
+
+def test_a_forged_source_gets_its_small_answer_and_no_probe() -> None:
+    # The victim of a forged query gets the answer it would have got, with
+    # a challenge it ignores: nothing more, no probe twice as before.
+    pair, heard = wanting_pair()
+    pair.a.call_contact(pair.b_contact, "ping")
+    ((query, _),) = pair.take(pair.a)
+    pair.b.datagramReceived(query, VICTIM)
+    pair.clock.advance(2 * pair.b.timeout)
+    (answer,) = sent_to(pair.b, VICTIM)
+    assert len(answer) <= AMPLIFICATION * len(query)
+    assert heard == [] and pair.b.stats()["probes_sent"] == 0
+
+
+def challenged(pair: Pair) -> tuple[wire.Message, str]:
+    """A's query to B, and the challenge B's answer carried (A not told)."""
+    pair.a.call_contact(pair.b_contact, "ping")
+    ((query, _),) = pair.take(pair.a)
+    pair.b.datagramReceived(query, A_ADDR)
+    ((answer, _),) = pair.take(pair.b)
+    return wire.decode(query), wire.decode(answer).method
+
+
+def proof_from(pair: Pair, txid: int, challenge: str, sender: RPCProtocol | None = None) -> bytes:
+    """A proof datagram to B, from A unless ``sender`` says who."""
+    sender = pair.a if sender is None else sender
+    return wire.encode(
+        wire.PROOF,
+        txid,
+        challenge,
+        None,
+        sender.identity,
+        sender._next_seq(),
+        sender.sessions.key_for(pair.b.identity.public_key),
+    )
+
+
+def test_a_wrong_or_stale_or_misdirected_proof_proves_nothing() -> None:
+    pair, heard = wanting_pair()
+    query, challenge = challenged(pair)
+    other = "0" * CHALLENGE_CHARS if challenge != "0" * CHALLENGE_CHARS else "1" * CHALLENGE_CHARS
+    for text in (other, challenge[:-1], challenge + "0", "é" * CHALLENGE_CHARS, ""):
+        pair.b.datagramReceived(proof_from(pair, query.txid, text), A_ADDR)
+    # the right challenge from another address: it was made for A_ADDR
+    pair.b.datagramReceived(proof_from(pair, query.txid, challenge), VICTIM)
+    assert pair.b.stats()["dropped_bad_proof"] == 6
+    assert heard == [] and not pair.b.is_proven(a_at(A_ADDR, pair))
+    assert not pair.b.is_proven(a_at(VICTIM, pair))
+    assert pair.take(pair.b) == []  # no answer to any of them
+    # Two periods later the right one is too old.
+    pair.clock.advance(2 * CHALLENGE_PERIOD)
+    pair.b.datagramReceived(proof_from(pair, query.txid, challenge), A_ADDR)
+    assert pair.b.stats()["dropped_bad_proof"] == 7 and heard == []
+
+
+def test_a_proof_is_good_within_the_next_period_and_only_once() -> None:
+    pair, heard = wanting_pair()
+    query, challenge = challenged(pair)
+    pair.clock.advance(CHALLENGE_PERIOD)
+    proof = proof_from(pair, query.txid, challenge)
+    pair.b.datagramReceived(proof, A_ADDR)
+    assert heard == [a_at(A_ADDR, pair)]
+    pair.b.datagramReceived(proof, A_ADDR)  # the same datagram again: a replay
+    assert pair.b.stats()["dropped_replay"] == 1
+    assert heard == [a_at(A_ADDR, pair)] and pair.b.stats()["proofs_received"] == 1
+
+
+def test_another_key_cannot_use_a_challenge_made_for_a() -> None:
+    pair, heard = wanting_pair()
+    query, challenge = challenged(pair)
+    mallory = pair.make(Identity(b"\3" * 32))
+    pair.b.datagramReceived(proof_from(pair, query.txid, challenge, mallory), A_ADDR)
+    assert pair.b.stats()["dropped_bad_proof"] == 1 and heard == []
+
+
+def test_a_challenge_of_another_form_is_not_sent_back() -> None:
+    # A peer cannot make us echo text of its choosing: only a challenge's form.
+    pair = Pair()
+    pair.b.register("odd", lambda sender, args: None, idempotent=True)
+    d = pair.a.call_contact(pair.b_contact, "odd")
+    (query,) = pair.a_to_b()
+    txid = wire.decode(query).txid
+    reply = wire.encode(
+        wire.RESPONSE,
+        txid,
+        "not a challenge",
+        None,
+        pair.b.identity,
+        pair.b._next_seq(),
+        pair.b.sessions.key_for(pair.a.identity.public_key),
+    )
+    pair.take(pair.b)
+    pair.a.datagramReceived(reply, B_ADDR)
+    assert result_of(d) is None
+    assert pair.take(pair.a) == [] and pair.a.stats()["proofs_sent"] == 0
+
+
+def test_an_answer_held_for_a_probe_carries_no_challenge() -> None:
+    # Too large to go at once: the probe's reply proves the address, and
+    # the released answer asks for nothing more.
+    pair, heard = wanting_pair()
+    pair.b.register("big", big_answer, idempotent=True)
+    d = pair.a.call_contact(pair.b_contact, "big")
+    pair.a_to_b()
+    pair.b_to_a()  # the probe
+    pair.a_to_b()  # its reply
+    (released,) = pair.b_to_a()
+    assert result_of(d) == BIG
+    assert wire.decode(released).method == ""
+    assert pair.a_to_b() == []
+    stats = pair.b.stats()
+    assert (stats["probes_sent"], stats["challenges_sent"], stats["answers_released"]) == (1, 0, 1)
+    assert heard == [a_at(A_ADDR, pair)]
+
+
+def test_a_full_answer_goes_without_its_challenge_rather_than_not_at_all() -> None:
+    # Sixteen more bytes would not fit the datagram: the answer goes without
+    # them, and a probe proves the address, as before challenges.
+    pair, heard = wanting_pair()
+    probe = wire.encode(
+        wire.RESPONSE, 2**31, "", b"", pair.b.identity, 2**60, bytes(32)
+    )  # the answer's fixed part
+    room = wire.MAX_DATAGRAM - len(probe) - 3  # a 3-byte bytes head
+    pair.b.register("full", lambda sender, args: b"x" * room, idempotent=True)
+    d = pair.a.call_contact(pair.b_contact, "full", large_answer=True)
+    pair.exchange()
+    assert result_of(d) == b"x" * room
+    assert (pair.b.stats()["challenges_sent"], pair.b.stats()["probes_sent"]) == (0, 1)
+    assert heard == [a_at(A_ADDR, pair)]
+
+
+def test_a_retried_query_is_answered_with_the_challenge_again() -> None:
+    # The answer the first copy of the query had was lost, challenge and all.
+    pair, heard = wanting_pair()
+    pair.b.register("write", lambda sender, args: b"ok")  # answered once, then kept
+    d = pair.a.call_contact(pair.b_contact, "write")
+    pair.a_to_b()
+    pair.take(pair.b)  # lost
+    pair.clock.advance(pair.a.timeout)  # A sends the query again
+    pair.a_to_b()
+    (again,) = pair.b_to_a()
+    assert len(wire.decode(again).method) == CHALLENGE_CHARS
+    assert pair.b.stats()["duplicate_queries"] == 1
+    assert result_of(d) == b"ok"
+    pair.a_to_b()
+    assert heard == [a_at(A_ADDR, pair)]

@@ -156,7 +156,7 @@ def test_oversized_datagrams_are_refused_both_ways() -> None:
     "fields",
     [
         [2, 0, 1, "ping", None, ALICE.public_key, ALICE.node_id, 1],  # version
-        [1, 3, 1, "ping", None, ALICE.public_key, ALICE.node_id, 1],  # kind
+        [1, 4, 1, "ping", None, ALICE.public_key, ALICE.node_id, 1],  # kind
         [1, 0, -1, "ping", None, ALICE.public_key, ALICE.node_id, 1],  # txid
         [1, 0, 2**32, "ping", None, ALICE.public_key, ALICE.node_id, 1],  # txid
         [1, 0, 1, b"ping", None, ALICE.public_key, ALICE.node_id, 1],  # method type

@@ -198,11 +198,14 @@ RPC.by_reason(
     "dropped",
     "Datagrams received and dropped, by reason (rate_limited, malformed, oversized, "
     "bad_node_id, bad_auth, replay, stale, self, handshake_limited, unexpected_reply, "
-    "unproven).",
+    "unproven, bad_proof).",
     prefix="dropped_",
 )
 RPC.counter("probes_sent", "Routability probes sent to addresses not yet proven.")
 RPC.counter("probes_refused", "Routability probes not sent: the probe budget was spent.")
+RPC.counter("challenges_sent", "Answers asking their querier to prove its address.")
+RPC.counter("proofs_sent", "Challenges sent back to prove this node's address.")
+RPC.counter("proofs_received", "Challenges sent back by queriers that proved their address.")
 RPC.counter("queries_padded", "Queries padded so that their large answer needs no probe.")
 RPC.counter(
     "unreachable_hints",
