@@ -10,7 +10,6 @@ Anything that fails a check is dropped and counted, never raised.
 
 from __future__ import annotations
 
-import os
 import random
 import socket
 from collections.abc import Callable, Coroutine
@@ -178,7 +177,10 @@ class RPCProtocol(DatagramProtocol):
         query again without running its handler twice (at-most-once calls,
         which compare-and-swap writes need).
     :param max_answers: replies kept for that, at most.
-    :param rng: source of transaction ids (inject a seeded one in simulations).
+    :param rng: source of transaction ids; the system's generator by default,
+        since a txid answered proves an address and a Mersenne Twister's
+        next outputs follow from 624 of its last (inject a seeded one in
+        simulations).
     """
 
     _log = Logger()
@@ -217,7 +219,7 @@ class RPCProtocol(DatagramProtocol):
             max_clock_skew=max_clock_skew,
             handshake_rate=handshake_rate,
         )
-        self._rng = rng if rng is not None else random.Random(os.urandom(16))
+        self._rng = rng if rng is not None else random.SystemRandom()
         self._handlers: dict[str, Handler] = {"ping": _answer_ping}
         self._idempotent: set[str] = {"ping"}
         self._listeners: list[Listener] = []

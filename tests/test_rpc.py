@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -912,3 +913,13 @@ def test_a_handler_failing_on_a_flood_of_queries_is_logged_a_few_times_a_minute(
     pair.exchange()
     assert result_of(last).check(RemoteError)
     assert len(logged_errors.take()) == 1
+
+
+def test_transaction_ids_are_unpredictable_by_default() -> None:
+    # An answered txid proves an address (dhtkit.routability): a Mersenne
+    # Twister's next outputs follow from 624 of its last, which a peer we
+    # query often enough would see. Simulations inject a seeded generator.
+    proto = RPCProtocol(Identity(b"\5" * 32), task.Clock())
+    assert isinstance(proto._rng, random.SystemRandom)
+    seeded = random.Random(7)
+    assert RPCProtocol(Identity(b"\5" * 32), task.Clock(), rng=seeded)._rng is seeded
