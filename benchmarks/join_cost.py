@@ -9,8 +9,8 @@ newcomer sent (its ``lookup_messages``: Kademlia's joins are lookups, while
 Chord's and Pastry's route and ask without that counter, so 0 there), the
 datagrams the newcomer itself sent (queries and answers, any overlay),
 every datagram the join caused on the network (the newcomer's and the
-answers, address probes and table pings of the nodes it met, the last two
-also counted apart), and the CPU seconds;
+answers, address probes, proofs and table pings of the nodes it met, the
+last three also counted apart), and the CPU seconds;
 and the CPU the growth took, and the CPU other processes used while the
 joins were measured.
 """
@@ -35,7 +35,7 @@ def measure(overlay: str, nodes: int, joins: int, seed: int) -> dict[str, float]
     net.grow(nodes)
     grow_cpu = time.process_time() - started
     queries, newcomer_sent, datagrams, cpu = [], [], [], []
-    probes_before, pings_before = _probes_and_pings(net)
+    probes_before, proofs_before, pings_before = _proofs_and_pings(net)
     busy, began_all = machine_busy_s(), time.process_time()
     for _ in range(joins):
         newcomer = net.add_node()
@@ -45,7 +45,7 @@ def measure(overlay: str, nodes: int, joins: int, seed: int) -> dict[str, float]
         datagrams.append(net.network.counters["sent"] - sent)
         queries.append(newcomer.overlay.stats()["lookup_messages"])
         newcomer_sent.append(newcomer.rpc.stats()["sent"])
-    probes, pings = _probes_and_pings(net)
+    probes, proofs, pings = _proofs_and_pings(net)
     busy_after, own = machine_busy_s(), time.process_time() - began_all
     return {
         "overlay_nodes": nodes,
@@ -55,8 +55,10 @@ def measure(overlay: str, nodes: int, joins: int, seed: int) -> dict[str, float]
         "queries_max": max(queries),
         "newcomer_sent_per_join": statistics.mean(newcomer_sent),
         "datagrams_per_join": statistics.mean(datagrams),
-        # Address probes and routing-table pings (each a query and its reply).
+        # Address probes and routing-table pings (each a query and its
+        # reply), and challenges sent back (one datagram each).
         "probes_per_join": (probes - probes_before) / joins,
+        "proofs_per_join": (proofs - proofs_before) / joins,
         "table_pings_per_join": (pings - pings_before) / joins,
         "cpu_ms_per_join": 1000 * statistics.mean(cpu),
         # What the rest of the machine used meanwhile, in CPU seconds (-1: unknown).
@@ -64,12 +66,13 @@ def measure(overlay: str, nodes: int, joins: int, seed: int) -> dict[str, float]
     }
 
 
-def _probes_and_pings(net: OverlayNetwork) -> tuple[int, int]:
-    # Summed over every node ever added: the probes the RPC layers sent, and
-    # the pings the routing state sent of its own accord (Kademlia's heads).
-    probes = sum(n.rpc.stats()["probes_sent"] for n in net.nodes)
+def _proofs_and_pings(net: OverlayNetwork) -> tuple[int, int, int]:
+    # Summed over every node ever added: the probes and proofs the RPC
+    # layers sent, and the pings the routing state sent of its own accord
+    # (Kademlia's heads).
+    rpcs = [n.rpc.stats() for n in net.nodes]
     pings = sum(n.overlay.stats().get("pings_sent", 0) for n in net.nodes)
-    return probes, pings
+    return sum(s["probes_sent"] for s in rpcs), sum(s["proofs_sent"] for s in rpcs), pings
 
 
 def main(argv: list[str]) -> int:
@@ -98,7 +101,8 @@ def main(argv: list[str]) -> int:
     )
     print(
         "  of which address probes {probes_per_join:.1f} and table pings "
-        "{table_pings_per_join:.1f} (each a query and its reply)".format(**row)
+        "{table_pings_per_join:.1f} (each a query and its reply), and proofs "
+        "{proofs_per_join:.1f} (one datagram each)".format(**row)
     )
     if row["others_cpu_s"] >= 0:
         print("  other processes meanwhile: {:.1f} s of CPU".format(row["others_cpu_s"]))
