@@ -60,7 +60,6 @@ class ReturnRoutability:
         ``answers_held``, ``answers_released`` and ``dropped_unproven`` go.
     :param max_probes: probes in flight at once, all peers together.
     :param max_held: answers held per probe.
-    :param secret: the key of the challenges (random by default).
     """
 
     def __init__(
@@ -71,14 +70,14 @@ class ReturnRoutability:
         *,
         max_probes: int = 256,
         max_held: int = 4,
-        secret: bytes | None = None,
     ) -> None:
         self._probe = probe
         self._write = write
         self.counters = counters
         self.max_probes = max_probes
         self.max_held = max_held
-        self._secret = os.urandom(32) if secret is None else secret
+        # The key of the challenges.
+        self._secret = os.urandom(32)
         # (peer key, address) -> the answers waiting for its proof
         self._probes: dict[tuple[bytes, Address], list[bytes]] = {}
 
