@@ -606,8 +606,7 @@ class RPCProtocol(DatagramProtocol):
             self.counters["dropped_unexpected_reply"] += 1
             return
         # Only a receiver at the address we wrote to knew the transaction id.
-        session.prove(pending.address)
-        self.routability.proven(sender.public_key, pending.address)
+        self._proven(session, pending.address)
         self._pop_pending(message.txid)
         _cancel_timer(pending)
         if not pending.resent:
@@ -656,9 +655,14 @@ class RPCProtocol(DatagramProtocol):
             self.counters["dropped_bad_proof"] += 1
             return
         self.counters["proofs_received"] += 1
-        session.prove(address)
-        self.routability.proven(sender.public_key, address)
+        self._proven(session, address)
         self._offer(sender)
+
+    def _proven(self, session: Session, address: Address) -> None:
+        # The peer receives at ``address``: remembered, and what a probe
+        # held for it sent.
+        session.prove(address)
+        self.routability.proven(session.peer_key, address)
 
     def _handle_query(
         self,
